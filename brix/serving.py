@@ -1,0 +1,113 @@
+"""Running an ASGI app the way every brix server does.
+
+Binds ``$BIND_HOST`` (else 0.0.0.0, see DESIGN.md), supports port 0 (the OS
+picks; tests use it), and prints exactly one ready line once the socket
+accepts connections::
+
+    <name> listening on http://<host>:<port>
+
+Tests and localkube wait for that line (``READY_PATTERN``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import signal
+import sys
+from typing import Any, Final
+
+import uvicorn
+
+READY_PATTERN: Final = re.compile(r"listening on (?P<url>(?:http|grpc)s?://\S+)")
+
+
+def bind_host(explicit: str | None = None) -> str:
+    """The address to bind: an explicit one, else ``$BIND_HOST``, else ``0.0.0.0``."""
+    return explicit or os.environ.get("BIND_HOST") or "0.0.0.0"
+
+
+def connect_host(host: str) -> str:
+    """An address a client on this machine can connect to for a bound ``host``."""
+    return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+
+
+def print_ready(name: str, scheme: str, host: str, port: int) -> None:
+    """Print the one ready line (stdout, flushed)."""
+    h = connect_host(host)
+    if ":" in h:
+        h = f"[{h}]"
+    print(f"{name} listening on {scheme}://{h}:{port}", flush=True)
+
+
+def configure_logging(level: str = "INFO") -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that prints the ready line once it is serving."""
+
+    def __init__(self, config: uvicorn.Config, *, name: str) -> None:
+        super().__init__(config)
+        self._name = name
+
+    async def startup(self, sockets: list[Any] | None = None) -> None:
+        await super().startup(sockets)
+        if self.should_exit:
+            return
+        for server in self.servers:
+            for sock in server.sockets:
+                host, port = sock.getsockname()[:2]
+                print_ready(self._name, "http", str(self.config.host or host), int(port))
+                return
+
+
+def serve(
+    app: Any,
+    *,
+    name: str,
+    port: int,
+    host: str | None = None,
+    log_level: str = "info",
+    timeout_graceful_shutdown: int | None = 10,
+    **uvicorn_options: Any,
+) -> None:
+    """Serve ``app`` until SIGINT/SIGTERM; exit non-zero with one line if the port is busy."""
+    config = uvicorn.Config(
+        app,
+        host=bind_host(host),
+        port=port,
+        log_level=log_level,
+        access_log=False,
+        timeout_graceful_shutdown=timeout_graceful_shutdown,
+        lifespan="on",
+        **uvicorn_options,
+    )
+    server = _Server(config, name=name)
+    try:
+        asyncio.run(server.serve())
+    except SystemExit:
+        # uvicorn exits from startup when it cannot bind, after logging why.
+        if server.started:
+            raise
+    except KeyboardInterrupt:  # pragma: no cover - second Ctrl-C
+        return
+    if not server.started:
+        print(
+            f"{name}: could not listen on {config.host}:{port} "
+            "(is the port in use? pick another with --port)",
+            file=sys.stderr,
+        )
+        sys.exit(1)
+
+
+def install_signal_exit(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+    """Set ``stop`` on SIGTERM/SIGINT (for servers not run through ``serve``)."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)

@@ -1,0 +1,1 @@
+"""brix lora_operator."""

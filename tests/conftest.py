@@ -1,0 +1,40 @@
+"""Test-suite wiring shared by every folder.
+
+Markers come from the folder: tests/unit -> ``unit``, tests/integration ->
+``integration``, tests/e2e -> ``e2e``. ``vllm`` is set by the tests that need a
+real engine. Helpers that start real processes live in ``tests/helpers``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.procs import ProcessGroup
+
+_FOLDER_MARKERS = {"unit": pytest.mark.unit, "integration": pytest.mark.integration,
+                   "e2e": pytest.mark.e2e}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    root = Path(__file__).parent
+    for item in items:
+        try:
+            top = Path(item.path).relative_to(root).parts[0]
+        except ValueError:
+            continue
+        marker = _FOLDER_MARKERS.get(top)
+        if marker is not None:
+            item.add_marker(marker)
+
+
+@pytest.fixture
+def procs(tmp_path: Path) -> Iterator[ProcessGroup]:
+    """Start servers for one test; all of them are stopped (and checked gone) after it."""
+    group = ProcessGroup(log_dir=tmp_path / "logs")
+    try:
+        yield group
+    finally:
+        group.stop_all()

@@ -58,7 +58,7 @@ class Metric:
     type: MetricType
     labels: tuple[str, ...]
     help: str
-    exporter: Literal["sidecar", "gateway", "scaler"]
+    exporter: Literal["sidecar", "gateway", "scaler", "lora_operator"]
 
 
 METRICS: Final[tuple[Metric, ...]] = (
@@ -105,6 +105,11 @@ METRICS: Final[tuple[Metric, ...]] = (
            "Scaling decisions, by direction (up, down, none).", "scaler"),
     Metric("brix_scaler_errors_total", "counter", ("kind",),
            "Errors met while scaling (prometheus, kubernetes, ...).", "scaler"),
+    # LoRA operator.
+    Metric("brix_lora_adapter_phase", "gauge", ("namespace", "adapter", "base_model", "phase"),
+           "1 for the phase a LoraAdapter is in, 0 for the others.", "lora_operator"),
+    Metric("brix_lora_adapter_ready_replicas", "gauge", ("namespace", "adapter", "base_model"),
+           "Pods a LoraAdapter is loaded on and confirmed.", "lora_operator"),
 )
 
 METRIC_NAMES: Final[frozenset[str]] = frozenset(m.name for m in METRICS)

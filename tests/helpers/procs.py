@@ -138,6 +138,7 @@ class ProcessGroup:
                     with proc._cond:
                         proc._lines.append(line)
                         proc._cond.notify_all()
+            popen.stdout.close()  # at EOF; else a ResourceWarning fails the test run
             with proc._cond:
                 proc._cond.notify_all()
 

@@ -1,0 +1,83 @@
+"""``python -m gateway``: the brix gateway (see gateway/app.py for what it serves)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+from collections.abc import AsyncIterator, Sequence
+
+from fastapi import FastAPI
+
+from brix.config import build_parser, describe, load_settings
+from brix.serving import configure_logging, serve
+from gateway.app import create_app, load_api_keys
+from gateway.load import LoadTracker, SidecarPoller
+from gateway.settings import GatewaySettings
+from gateway.static import ConfigError, parse_services, parse_static_routes
+from gateway.table import RoutingTable
+
+log = logging.getLogger("gateway")
+
+PROG = "python -m gateway"
+
+
+def build(settings: GatewaySettings) -> FastAPI:
+    """The app with its table, discovery and poller wired as the settings say."""
+    static = parse_static_routes(settings.static_routes)
+    for model, endpoints in parse_services(settings.services).items():
+        static.setdefault(model, []).extend(endpoints)
+    table = RoutingTable(static=static, hold_models=settings.hold_models)
+    tracker = LoadTracker()
+    watch = settings.discovery == "kubernetes"
+    if settings.discovery == "auto":
+        from gateway.discovery import kubernetes_configured
+
+        watch = kubernetes_configured(settings.kubeconfig)
+        if not watch:
+            log.info("no Kubernetes configuration found: serving the configured routes only")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        discovery = None
+        if watch:
+            from gateway.discovery import Discovery, api_client
+
+            discovery = Discovery(table, asyncio.get_running_loop(),
+                                  api_client(settings.kubeconfig),
+                                  namespaces=settings.namespaces)
+            discovery.start()
+            app.state.discovery = discovery
+        poller = SidecarPoller(tracker, table.endpoints, interval=settings.sidecar_poll_interval,
+                               client=app.state.proxy.client)
+        poll_task = asyncio.create_task(poller.run(), name="sidecar-poller")
+        try:
+            yield
+        finally:
+            poll_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poll_task
+            if discovery is not None:
+                discovery.stop()
+
+    return create_app(settings, table=table, tracker=tracker, lifespan=lifespan)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser(GatewaySettings, prog=PROG)
+    settings = load_settings(GatewaySettings, argv, prog=PROG, parser=parser)
+    configure_logging(settings.log_level)
+    try:
+        load_api_keys(settings)
+        app = build(settings)
+    except (ConfigError, OSError) as exc:
+        parser.error(str(exc))
+    log.info("settings: %s", describe(settings))
+    serve(app, name="brix gateway", port=settings.port, host=settings.host,
+          log_level=settings.log_level)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

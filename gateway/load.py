@@ -1,0 +1,111 @@
+"""What the gateway knows of each endpoint's load.
+
+Two sources: its own in-flight count per endpoint (exact, and only this
+gateway's share), and each pod's engine queue as its sidecar exports it
+(``brix_engine_requests_waiting`` / ``_running`` on the sidecar's /metrics),
+polled in the background for ``least-queue``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterable, Sequence
+
+import httpx
+
+from gateway.picker import Candidate
+from gateway.table import Endpoint
+
+log = logging.getLogger(__name__)
+
+_WAITING = "brix_engine_requests_waiting"
+_RUNNING = "brix_engine_requests_running"
+
+
+class LoadTracker:
+    """In-flight counts per endpoint URL and the last queue seen at each sidecar."""
+
+    def __init__(self) -> None:
+        self.in_flight: dict[str, int] = {}
+        self.queues: dict[str, tuple[int, int]] = {}
+
+    def started(self, endpoint: Endpoint) -> None:
+        self.in_flight[endpoint.url] = self.in_flight.get(endpoint.url, 0) + 1
+
+    def finished(self, endpoint: Endpoint) -> None:
+        left = self.in_flight.get(endpoint.url, 0) - 1
+        if left > 0:
+            self.in_flight[endpoint.url] = left
+        else:
+            self.in_flight.pop(endpoint.url, None)
+
+    def candidates(self, endpoints: Sequence[Endpoint]) -> list[Candidate]:
+        out = []
+        for e in endpoints:
+            queue = self.queues.get(e.url)
+            out.append(Candidate(
+                key=e.url, in_flight=self.in_flight.get(e.url, 0),
+                waiting=queue[0] if queue else None, running=queue[1] if queue else None,
+            ))
+        return out
+
+
+def parse_queue(text: str) -> tuple[int, int] | None:
+    """(waiting, running) from a sidecar's Prometheus text; None if it has neither."""
+    waiting = running = 0.0
+    seen = False
+    for line in text.splitlines():
+        if not line.startswith("brix_engine_requests_"):
+            continue
+        name, _, rest = line.partition("{") if "{" in line else line.partition(" ")
+        value_text = rest.rsplit("}", 1)[-1] if "{" in line else rest
+        try:
+            value = float(value_text.split()[0])
+        except (ValueError, IndexError):
+            continue
+        if name == _WAITING:
+            waiting += value
+            seen = True
+        elif name == _RUNNING:
+            running += value
+            seen = True
+    return (int(waiting), int(running)) if seen else None
+
+
+class SidecarPoller:
+    """Polls the sidecars of the table's endpoints into ``LoadTracker.queues``."""
+
+    def __init__(
+        self,
+        tracker: LoadTracker,
+        endpoints: Callable[[], Iterable[Endpoint]],
+        *,
+        interval: float,
+        client: httpx.AsyncClient,
+    ) -> None:
+        self._tracker = tracker
+        self._endpoints = endpoints
+        self._interval = interval
+        self._client = client
+
+    async def run(self) -> None:
+        while True:
+            await self.poll_once()
+            await asyncio.sleep(self._interval)
+
+    async def poll_once(self) -> None:
+        targets = [e for e in self._endpoints() if e.sidecar_url]
+        results = await asyncio.gather(*(self._poll(e) for e in targets))
+        queues = {e.url: q for e, q in zip(targets, results, strict=True) if q is not None}
+        self._tracker.queues = queues
+
+    async def _poll(self, endpoint: Endpoint) -> tuple[int, int] | None:
+        with contextlib.suppress(httpx.HTTPError):
+            r = await self._client.get(f"{endpoint.sidecar_url}/metrics",
+                                       timeout=min(self._interval, 2.0))
+            if r.status_code == 200:
+                return parse_queue(r.text)
+            log.debug("sidecar of %s answered %s", endpoint.name, r.status_code)
+        return None

@@ -1,0 +1,41 @@
+"""The gateway's metrics (``brix_gateway_*`` of brix.contract), in their own registry."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from brix.contract import metric
+
+# Proxy latency is small next to generation time: buckets from 1 ms to 10 min.
+_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            30.0, 60.0, 120.0, 300.0, 600.0)
+
+UNKNOWN_MODEL = ""
+"""The ``model`` label of requests that name no model we know (keeps the label set bounded)."""
+
+
+class GatewayMetrics:
+    """The four series families of the contract, registered in ``registry``."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        requests = metric("brix_gateway_requests_total")
+        duration = metric("brix_gateway_request_duration_seconds")
+        ttfb = metric("brix_gateway_time_to_first_byte_seconds")
+        pending = metric("brix_gateway_requests_pending")
+        # prometheus_client adds _total itself.
+        self.requests = Counter(requests.name.removesuffix("_total"), requests.help,
+                                list(requests.labels), registry=self.registry)
+        self.duration = Histogram(duration.name, duration.help, list(duration.labels),
+                                  buckets=_BUCKETS, registry=self.registry)
+        self.ttfb = Histogram(ttfb.name, ttfb.help, list(ttfb.labels), buckets=_BUCKETS,
+                              registry=self.registry)
+        self.pending = Gauge(pending.name, pending.help, list(pending.labels),
+                             registry=self.registry)
+
+    def answered(self, model: str, code: int, seconds: float) -> None:
+        self.requests.labels(model, str(code)).inc()
+        self.duration.labels(model).observe(seconds)
+
+    def first_byte(self, model: str, seconds: float) -> None:
+        self.ttfb.labels(model).observe(seconds)

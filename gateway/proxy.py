@@ -1,0 +1,300 @@
+"""Moving one request to a pod and its answer back, bytes untouched.
+
+``ProxyCall`` is an ASGI response: the app validates a request, then hands it
+one of these, which
+
+1. resolves the name to ready endpoints, holding the request while the model
+   exists with no ready pod (scale from zero; 503 with Retry-After after the
+   hold time, 404 ``model_not_found`` for a name nothing knows);
+2. picks an endpoint (``gateway.picker``) and sends the request with
+   ``httpx``; a connect failure before any byte came back is retried on
+   another endpoint, up to ``retries`` times (then 502);
+3. passes the answer through as it arrives (``aiter_raw``: no decoding, no
+   re-encoding), with ``x-brix-pod`` and ``x-request-id`` added. A failure
+   after the first byte ends an event stream with an ``error`` event (the
+   status line is gone by then); any other body is cut off, so the client
+   sees a broken answer rather than a short one.
+
+A client that disconnects at any point cancels the call, which closes the
+upstream request (the engine stops generating). Timeouts: ``connect`` (then
+the next endpoint), first byte and between bytes (504 before the answer
+started), and ``total`` checked as bytes arrive.
+
+Errors::
+
+    ProxyCall
+    ├── hold timed out            -> 503 no_ready_endpoint (+ Retry-After)
+    ├── unknown name              -> 404 model_not_found
+    ├── every connect failed      -> 502 upstream_unavailable
+    ├── no answer in time         -> 504 upstream_timeout
+    ├── broken answer, no byte    -> 502 upstream_error
+    └── broken answer after bytes -> SSE error event, or the body cut off
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from starlette.responses import Response
+from starlette.types import Message, Receive, Scope, Send
+
+from brix.openai_errors import error_body
+from gateway.hold import wait_for_route
+from gateway.load import LoadTracker
+from gateway.metrics import UNKNOWN_MODEL, GatewayMetrics
+from gateway.picker import pick
+from gateway.settings import GatewaySettings
+from gateway.table import Endpoint, Route, RoutingTable
+
+log = logging.getLogger(__name__)
+
+# Headers that belong to one connection, not to the message (RFC 9110 7.6.1),
+# and those the server sets itself.
+_HOP = frozenset({
+    b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te",
+    b"trailer", b"transfer-encoding", b"upgrade", b"host", b"content-length",
+})
+_SERVER_SET = frozenset({b"date", b"server"})
+
+# Failures that mean the request never reached an engine that could answer it.
+_CONNECT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+class UpstreamCutOff(Exception):
+    """Raised to the server to abort a non-stream answer broken after its first byte."""
+
+
+@dataclass
+class Proxy:
+    """What every call shares: the table, loads, metrics, HTTP client, settings."""
+
+    settings: GatewaySettings
+    table: RoutingTable
+    tracker: LoadTracker
+    metrics: GatewayMetrics
+    client: httpx.AsyncClient
+    rng: random.Random
+    turns: dict[str, int] = field(default_factory=dict)
+
+    def choose(
+        self, route: Route, exclude: set[str], strategy: str, prefix: str,
+    ) -> Endpoint | None:
+        endpoints = [e for e in route.endpoints if e.url not in exclude]
+        if not endpoints:
+            return None
+        turn = self.turns.get(route.model, 0)
+        self.turns[route.model] = turn + 1
+        i = pick(strategy, self.tracker.candidates(endpoints), rng=self.rng, turn=turn,
+                 prefix=prefix, load_factor=self.settings.prefix_load_factor)
+        return endpoints[i]
+
+
+def json_error(
+    status: int, message: str, *, code: str | None = None, param: str | None = None,
+    request_id: str, extra: list[tuple[bytes, bytes]] | None = None,
+) -> tuple[Message, Message]:
+    """The two ASGI messages of an error answer in OpenAI's shape."""
+    body = json.dumps(error_body(status, message, code=code, param=param)).encode()
+    headers = [(b"content-type", b"application/json"),
+               (b"content-length", str(len(body)).encode()),
+               (b"x-request-id", request_id.encode()), *(extra or [])]
+    return ({"type": "http.response.start", "status": status, "headers": headers},
+            {"type": "http.response.body", "body": body})
+
+
+def _sse_error(message: str, code: str) -> bytes:
+    return b"data: " + json.dumps(error_body(502, message, code=code)).encode() + b"\n\n"
+
+
+class ProxyCall(Response):
+    """One validated request on its way to a pod (a Response, so FastAPI passes it on as is)."""
+
+    def __init__(
+        self,
+        proxy: Proxy,
+        *,
+        path: str,
+        body: bytes,
+        headers: list[tuple[bytes, bytes]],
+        name: str,
+        strategy: str,
+        prefix: str,
+        request_id: str,
+        started: float,
+    ) -> None:
+        # Response.__init__ is not called: this response makes its own messages.
+        self.background = None
+        self.status_code = 200
+        self.proxy = proxy
+        self.path = path
+        self.payload = body
+        self.upstream_headers = headers
+        self.name = name
+        self.strategy = strategy
+        self.prefix = prefix
+        self.request_id = request_id
+        self.started = started
+        self.model = UNKNOWN_MODEL
+        self.status = 499  # what the metrics say when the client leaves first
+        self._done = False
+        self._client_gone = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        watcher = asyncio.create_task(self._watch_disconnect(receive, task))
+        try:
+            await self._run(send)
+        except asyncio.CancelledError:
+            if not self._client_gone:
+                raise
+            task.uncancel()
+        finally:
+            self._done = True
+            watcher.cancel()
+            self.proxy.metrics.answered(self.model, self.status,
+                                        time.perf_counter() - self.started)
+
+    async def _watch_disconnect(self, receive: Receive, task: asyncio.Task[Any]) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+        if not self._done:
+            self._client_gone = True
+            task.cancel()
+
+    async def _error(self, send: Send, status: int, message: str, code: str,
+                     extra: list[tuple[bytes, bytes]] | None = None) -> None:
+        self.status = status
+        start, body = json_error(status, message, code=code, param="model" if status == 404
+                                 else None, request_id=self.request_id, extra=extra)
+        await send(start)
+        await send(body)
+
+    async def _run(self, send: Send) -> None:
+        p = self.proxy
+        table = p.table
+        route = table.route(self.name)
+        if route is None:
+            if not table.exists(self.name):
+                await self._error(send, 404, f"The model `{self.name}` does not exist.",
+                                  "model_not_found")
+                return
+            self.model = table.base_model(self.name)
+            route = await wait_for_route(table, self.name, hold_seconds=p.settings.hold_timeout,
+                                         pending=p.metrics.pending)
+            if route is None:
+                await self._error(
+                    send, 503,
+                    f"The model `{self.name}` has no ready pod after "
+                    f"{p.settings.hold_timeout:g} s; retry later.",
+                    "no_ready_endpoint",
+                    extra=[(b"retry-after", str(p.settings.retry_after).encode())],
+                )
+                return
+        self.model = route.model
+        await self._forward(send, route)
+
+    async def _forward(self, send: Send, route: Route) -> None:
+        p = self.proxy
+        s = p.settings
+        deadline = time.monotonic() + s.total_timeout
+        tried: set[str] = set()
+        last_error = ""
+        for _attempt in range(s.retries + 1):
+            current = p.table.route(self.name) or route
+            endpoint = p.choose(current, tried, self.strategy, self.prefix)
+            if endpoint is None:
+                break
+            timeout = httpx.Timeout(
+                connect=s.connect_timeout, pool=s.connect_timeout, write=s.first_byte_timeout,
+                read=max(0.001, min(s.first_byte_timeout, deadline - time.monotonic())),
+            )
+            request = p.client.build_request(
+                "POST", endpoint.url + self.path, content=self.payload,
+                headers=[*self.upstream_headers, (b"x-request-id", self.request_id.encode())],
+                timeout=timeout,
+            )
+            p.tracker.started(endpoint)
+            try:
+                response = await p.client.send(request, stream=True)
+            except _CONNECT_ERRORS as exc:
+                p.tracker.finished(endpoint)
+                tried.add(endpoint.url)
+                last_error = f"{endpoint.name}: {type(exc).__name__}: {exc}"
+                log.info("connect to %s failed (%s); trying another", endpoint.name, exc)
+                continue
+            except httpx.RemoteProtocolError as exc:
+                # Closed with no answer at all (e.g. the pod died after accepting).
+                p.tracker.finished(endpoint)
+                tried.add(endpoint.url)
+                last_error = f"{endpoint.name}: {exc}"
+                log.info("%s closed without answering (%s); trying another", endpoint.name, exc)
+                continue
+            except httpx.TimeoutException:
+                p.tracker.finished(endpoint)
+                await self._error(send, 504, f"{endpoint.name} sent no answer in time.",
+                                  "upstream_timeout")
+                return
+            except BaseException:
+                p.tracker.finished(endpoint)
+                raise
+            try:
+                await self._stream(send, endpoint, response, deadline)
+            finally:
+                p.tracker.finished(endpoint)
+                await response.aclose()
+            return
+        await self._error(send, 502, f"No pod of `{self.name}` could be reached"
+                          + (f" (last: {last_error})." if last_error else "."),
+                          "upstream_unavailable")
+
+    async def _stream(self, send: Send, endpoint: Endpoint, response: httpx.Response,
+                      deadline: float) -> None:
+        headers = [(k.lower(), v) for k, v in response.headers.raw
+                   if k.lower() not in _HOP and k.lower() not in _SERVER_SET]
+        length = response.headers.get("content-length")
+        if length is not None:
+            headers.append((b"content-length", length.encode()))
+        headers += [(b"x-brix-pod", endpoint.name.encode()),
+                    (b"x-request-id", self.request_id.encode())]
+        is_sse = response.headers.get("content-type", "").startswith("text/event-stream")
+        chunks = response.aiter_raw()
+        try:
+            chunk: bytes | None = await anext(chunks, None)
+        except httpx.TimeoutException:
+            await self._error(send, 504, f"{endpoint.name} sent no answer in time.",
+                              "upstream_timeout")
+            return
+        except httpx.HTTPError as exc:
+            await self._error(send, 502, f"The answer from {endpoint.name} broke before its "
+                              f"first byte: {exc}", "upstream_error")
+            return
+        self.status = response.status_code
+        self.proxy.metrics.first_byte(self.model, time.perf_counter() - self.started)
+        await send({"type": "http.response.start", "status": response.status_code,
+                    "headers": headers})
+        try:
+            while chunk is not None:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                if time.monotonic() > deadline:
+                    raise httpx.ReadTimeout("total timeout")
+                chunk = await anext(chunks, None)
+        except httpx.HTTPError as exc:
+            what = "timed out" if isinstance(exc, httpx.TimeoutException) else "failed"
+            log.warning("answer from %s %s after it started: %s", endpoint.name, what, exc)
+            if not is_sse:
+                raise UpstreamCutOff(f"{endpoint.name}: {exc}") from exc
+            message = f"The answer from {endpoint.name} {what} after it started: {exc}"
+            code = "upstream_timeout" if what == "timed out" else "upstream_error"
+            await send({"type": "http.response.body", "body": _sse_error(message, code),
+                        "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})

@@ -1,0 +1,125 @@
+"""The gateway's settings: one dataclass, loaded from flags and ``BRIX_*`` variables."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from brix.config import setting
+
+STRATEGIES: tuple[str, ...] = (
+    "random", "round-robin", "least-request", "least-queue", "prefix-affinity",
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class GatewaySettings:
+    """brix gateway: one OpenAI-compatible URL in front of the model pods."""
+
+    # --- serving ---------------------------------------------------------------
+    port: int = setting(8000, help="Port to listen on (0: the OS picks one).")
+    host: str | None = setting(
+        None, help="Address to bind (default: $BIND_HOST, else 0.0.0.0).", env="BRIX_GATEWAY_HOST",
+    )
+    log_level: str = setting("info", help="Log level.",
+                             choices=["debug", "info", "warning", "error"])
+
+    # --- where models are -------------------------------------------------------
+    discovery: str = setting(
+        "auto",
+        help="Where endpoints come from: 'kubernetes' watches Pods, Deployments and "
+        "LoraAdapters; 'none' uses only --static-routes/--services; 'auto' watches when a "
+        "Kubernetes configuration can be found (flag, $KUBECONFIG, ~/.kube/config, in-cluster).",
+        choices=["auto", "kubernetes", "none"],
+    )
+    kubeconfig: str | None = setting(
+        None, help="kubeconfig file (default: $KUBECONFIG, else in-cluster).",
+    )
+    namespaces: list[str] = setting(
+        [], help="Namespaces to watch (comma-separated; default: all namespaces).",
+    )
+    static_routes: list[str] = setting(
+        [], help="Fixed endpoints as MODEL=URL (repeat a model for several endpoints); "
+        "these models need no discovery.",
+    )
+    services: list[str] = setting(
+        [], help="Service mode, MODEL=SERVICE[.NAMESPACE][:PORT] (port 8000 by default): send "
+        "the model to a Kubernetes Service instead of watching its pods.",
+    )
+    hold_models: list[str] = setting(
+        [], help="Models that exist even with no ready pod and no Deployment in sight: their "
+        "requests are held (scale from zero) instead of answered 404.",
+    )
+
+    # --- routing ----------------------------------------------------------------
+    routing: str = setting(
+        "least-request", help="Default strategy (header x-brix-routing overrides it per request).",
+        choices=list(STRATEGIES),
+    )
+    prefix_chars: int = setting(
+        256, help="How many characters of the prompt prefix-affinity hashes: enough to cover "
+        "a shared system prompt, short enough to be cheap.",
+    )
+    prefix_load_factor: float = setting(
+        1.25, help="prefix-affinity's load bound: a pod takes a request while its in-flight "
+        "count stays within this factor of the mean (1.25 as in consistent hashing with "
+        "bounded loads; lower spreads more, higher sticks more).",
+    )
+    seed: int | None = setting(None, help="Seed of the random strategy (tests, benchmarks).")
+    sidecar_poll_interval: float = setting(
+        1.0, help="Seconds between polls of each pod's sidecar /metrics for least-queue "
+        "(Prometheus scrapes no faster than this either).",
+    )
+
+    # --- proxying ---------------------------------------------------------------
+    connect_timeout: float = setting(
+        2.0, help="Seconds to open a connection to a pod; a pod on the same network answers "
+        "in milliseconds, so past this it is taken as down and another is tried.",
+    )
+    first_byte_timeout: float = setting(
+        300.0, help="Seconds to wait for the first byte of an answer, and at most between two "
+        "bytes of a stream (a non-streamed completion sends nothing until it is done).",
+    )
+    total_timeout: float = setting(
+        900.0, help="Seconds an answer may take in all, checked as bytes arrive.",
+    )
+    retries: int = setting(
+        2, help="Other pods to try when a connection fails before any byte came back.",
+    )
+    max_body_bytes: int = setting(
+        8 * 1024 * 1024, help="Largest request body accepted (413 above it).",
+    )
+    max_connections: int = setting(
+        2048, help="Open connections to pods, all together (a pool per gateway process).",
+    )
+    hold_timeout: float = setting(
+        60.0, help="Seconds to hold a request for a model that exists with no ready pod "
+        "(scale from zero) before answering 503.",
+    )
+    retry_after: int = setting(
+        10, help="Retry-After seconds sent with a 503 after a hold.",
+    )
+
+    # --- access -----------------------------------------------------------------
+    api_keys_file: str | None = setting(
+        None, help="File with accepted API keys, one per line (a mounted Secret); when this "
+        "or --api-keys is set, /v1/* needs 'Authorization: Bearer KEY'.",
+    )
+    api_keys: list[str] = setting(
+        [], help="Accepted API keys (comma-separated).", env="BRIX_GATEWAY_API_KEYS", secret=True,
+    )
+
+    def __post_init__(self) -> None:
+        for name in ("connect_timeout", "first_byte_timeout", "total_timeout",
+                     "sidecar_poll_interval"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0")
+        if self.hold_timeout < 0:
+            raise ValueError("hold_timeout must be >= 0")
+        if self.retries < 0:
+            raise ValueError("retries must be >= 0")
+        if self.max_body_bytes <= 0:
+            raise ValueError("max_body_bytes must be > 0")
+        if self.prefix_load_factor < 1.0:
+            raise ValueError("prefix_load_factor must be >= 1")
+        if self.prefix_chars <= 0:
+            raise ValueError("prefix_chars must be > 0")

@@ -1,0 +1,111 @@
+"""Drives the scheduler in real time: one asyncio task for every sequence.
+
+Each iteration plans a step, sleeps for its duration, commits it and wakes the
+requests that got tokens (one ``asyncio.Event`` each, set once per step, so a
+slow reader simply receives several tokens at once). Requests never do work
+per token on their own: 500 concurrent streams cost one loop, not 500 timers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from inference.sim.metrics import SimMetrics
+from inference.sim.scheduler import Scheduler, Sequence, State
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(eq=False, slots=True)
+class Handle:
+    """A request's view of its sequence: read ``seq.generated`` after each wake-up."""
+
+    seq: Sequence
+    finish_reason: str
+    event: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def done(self) -> bool:
+        return self.seq.done
+
+    async def wait(self) -> None:
+        """Wait for the next step that gave this sequence tokens (or its end)."""
+        await self.event.wait()
+        self.event.clear()
+
+
+class Runner:
+    def __init__(
+        self, *, scheduler: Scheduler, metrics: SimMetrics,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.scheduler = scheduler
+        self.metrics = metrics
+        self._clock = clock
+        self._ids = itertools.count(1)
+        self._handles: dict[int, Handle] = {}
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def submit(
+        self, *, prompt_tokens: int, output_len: int, adapter: str | None, finish_reason: str,
+    ) -> Handle:
+        seq = Sequence(id=next(self._ids), prompt_tokens=prompt_tokens, output_len=output_len,
+                       adapter=adapter, arrival=self._clock())
+        self.scheduler.add(seq)
+        handle = Handle(seq, finish_reason)
+        self._handles[seq.id] = handle
+        self._wakeup.set()
+        return handle
+
+    def abort(self, handle: Handle) -> None:
+        """The client is gone: free the sequence's slot and KV at once."""
+        self._handles.pop(handle.seq.id, None)
+        if self.scheduler.abort(handle.seq):
+            self.metrics.observe_abort()
+            self._wakeup.set()
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="sim-scheduler")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            running_before = {s.id for s in self.scheduler.running}
+            step = self.scheduler.plan()
+            if step is None:
+                self.metrics.update_lora_info()
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            started = loop.time()
+            admitted = [s for s in self.scheduler.running if s.id not in running_before]
+            if admitted:
+                self.metrics.observe_admitted(admitted, self._clock())
+            # Sleep until the step's end, measured from its start, so the time the
+            # loop spends waking readers overlaps the step instead of adding to it.
+            await asyncio.sleep(max(0.0, started + step.seconds - loop.time()))
+            result = self.scheduler.commit(step, self._clock())
+            reasons: dict[int, str] = {}
+            for seq in result.advanced:
+                handle = self._handles.get(seq.id)
+                if handle is None:
+                    continue
+                if seq.state is State.FINISHED:
+                    reasons[seq.id] = handle.finish_reason
+                    del self._handles[seq.id]
+                handle.event.set()
+            self.metrics.observe_step(result, reasons=reasons)

@@ -1,0 +1,106 @@
+"""The sim engine's settings: one documented dataclass, loaded from flags and ``BRIX_*``.
+
+The timing defaults describe a mid-sized model on one data-centre GPU (a few
+thousand prompt tokens per second, ~15 ms per decode step for one sequence);
+tests pass much faster values (see ``tests/helpers/sim.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from brix.config import setting
+
+DEFAULT_SERVED_NAME = "sim-model"
+
+
+@dataclass(frozen=True, kw_only=True)
+class SimSettings:
+    """A vLLM-compatible simulator: vLLM's OpenAI API, metrics and LoRA routes, no model."""
+
+    model: str | None = setting(
+        None,
+        help="Model path or name. The sim loads nothing; it is shown as the base model's "
+        "`root` in /v1/models and is the default served name.",
+    )
+    served_model_name: str | None = setting(
+        None, help=f"Name the base model is served under (default: --model, else "
+        f"{DEFAULT_SERVED_NAME!r}).",
+    )
+    host: str | None = setting(
+        None, help="Address to bind (default: $BIND_HOST, else 0.0.0.0).",
+    )
+    port: int = setting(8000, help="Port to listen on (0: any free port).")
+    prefill_tokens_per_s: float = setting(
+        5000.0, help="Prompt tokens processed per second in a step (prefill speed).",
+    )
+    decode_ms_per_token: float = setting(
+        15.0, help="Milliseconds of a decode step (one token for each running sequence) "
+        "when one sequence runs.",
+    )
+    decode_ms_per_token_per_seq: float = setting(
+        0.1, help="Milliseconds a decode step grows by for each further sequence in the batch.",
+    )
+    max_num_seqs: int = setting(
+        256, help="Sequences running at most at once (vLLM's --max-num-seqs); more wait.",
+    )
+    kv_cache_tokens: int = setting(
+        65536, help="KV cache capacity in tokens. A sequence holds prompt + output tokens "
+        "while it runs; requests that do not fit wait.",
+    )
+    max_model_len: int = setting(
+        4096, help="Longest sequence (prompt + output) in tokens, as vLLM's --max-model-len.",
+    )
+    max_loras: int = setting(
+        4, help="Distinct LoRA adapters in one running batch at most (vLLM's --max-loras); "
+        "requests for a further adapter wait.",
+    )
+    max_lora_rank: int = setting(
+        64, help="Largest adapter rank accepted (vLLM's --max-lora-rank), read from the "
+        "adapter's adapter_config.json when it has one.",
+    )
+    min_output_tokens: int = setting(
+        16, help="Without ignore_eos, a request ends ('stop') after a deterministic number "
+        "of tokens between this and --max-output-tokens (or at max_tokens: 'length').",
+    )
+    max_output_tokens: int = setting(
+        256, help="Upper end of the natural output length (see --min-output-tokens).",
+    )
+    seed: int = setting(0, help="Seed of the deterministic text; same seed, same text.")
+    log_level: str = setting(
+        "info", help="Log level.", choices=["debug", "info", "warning", "error"],
+    )
+
+    def __post_init__(self) -> None:
+        positive = {
+            "--prefill-tokens-per-s": self.prefill_tokens_per_s,
+            "--max-num-seqs": self.max_num_seqs,
+            "--kv-cache-tokens": self.kv_cache_tokens,
+            "--max-model-len": self.max_model_len,
+            "--max-loras": self.max_loras,
+            "--max-lora-rank": self.max_lora_rank,
+            "--min-output-tokens": self.min_output_tokens,
+        }
+        for flag, value in positive.items():
+            if value <= 0:
+                raise ValueError(f"{flag} must be positive, got {value}")
+        for flag, value in {
+            "--decode-ms-per-token": self.decode_ms_per_token,
+            "--decode-ms-per-token-per-seq": self.decode_ms_per_token_per_seq,
+        }.items():
+            if value < 0:
+                raise ValueError(f"{flag} must not be negative, got {value}")
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"--port must be 0..65535, got {self.port}")
+        if self.max_output_tokens < self.min_output_tokens:
+            raise ValueError("--max-output-tokens must be at least --min-output-tokens")
+        if self.kv_cache_tokens < self.max_model_len:
+            raise ValueError(
+                f"--kv-cache-tokens ({self.kv_cache_tokens}) must hold one sequence of "
+                f"--max-model-len ({self.max_model_len}) tokens"
+            )
+
+    @property
+    def name(self) -> str:
+        """The served name of the base model."""
+        return self.served_model_name or self.model or DEFAULT_SERVED_NAME

@@ -251,9 +251,21 @@ def _is_ours_or_empty(out: Path) -> bool:
     return not any(out.iterdir()) or (out / MARKER).is_file()
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _remove_partials(out: Path) -> None:
+    """Remove what interrupted builds left behind (not the partial of a build still running)."""
     for leftover in out.parent.glob(f"{out.name}.partial-*"):
-        if leftover.is_dir():
+        pid = leftover.name.rsplit("-", 1)[-1]
+        if leftover.is_dir() and not (pid.isdigit() and _pid_alive(int(pid))):
             shutil.rmtree(leftover, ignore_errors=True)
 
 
@@ -268,6 +280,7 @@ def ensure(spec: TinyModelSpec, out: Path) -> bool:
     out.parent.mkdir(parents=True, exist_ok=True)
     _remove_partials(out)
     partial = out.parent / f"{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(partial, ignore_errors=True)  # left by an earlier process with our pid
     try:
         build(spec, partial)
         if out.exists():

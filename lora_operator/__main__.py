@@ -1,0 +1,126 @@
+"""``python -m lora_operator``: run the operator (Kopf underneath).
+
+Serves ``/metrics`` and ``/healthz`` on ``--port`` and Kopf's liveness
+endpoint on ``--liveness-port``; prints ``lora_operator listening on
+http://host:port`` (the metrics port) once Kopf has started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Sequence
+
+import httpx
+import kopf
+
+from brix.config import describe
+from brix.serving import bind_host, configure_logging, print_ready
+from lora_operator import metrics
+from lora_operator.handlers import FINALIZER, KopfEvents, register
+from lora_operator.kube import Kube, api_client
+from lora_operator.reconciler import Context
+from lora_operator.settings import Settings, load
+from lora_operator.sidecar import Sidecars
+from lora_operator.state import PodIndex, Wakers
+from lora_operator.tokens import Tokens
+
+logger = logging.getLogger("lora_operator")
+
+NAME = "lora_operator"
+STORAGE_PREFIX = "lora-operator.brix.dev"
+
+
+def kopf_settings(settings: Settings) -> kopf.OperatorSettings:
+    """Kopf's settings from ours: our finalizer and annotations, peering, Events."""
+    op = kopf.OperatorSettings()
+    op.persistence.finalizer = FINALIZER
+    op.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=STORAGE_PREFIX)
+    op.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=STORAGE_PREFIX, key="last-handled-configuration")
+    op.posting.reporting_component = "brix-lora-operator"
+    op.posting.reporting_instance = os.environ.get("POD_NAME") or socket.gethostname()
+    op.peering.name = settings.peering
+    op.peering.mandatory = settings.peering_mandatory
+    op.peering.standalone = settings.standalone
+    op.peering.priority = settings.priority
+    return op
+
+
+def build_context(settings: Settings) -> Context:
+    kube = Kube(api_client(settings.kubeconfig))
+    return Context(
+        settings=settings,
+        pods=PodIndex(),
+        wakers=Wakers(),
+        sidecars=Sidecars(timeout=settings.sidecar_timeout,
+                          max_concurrent=settings.max_concurrent_calls),
+        tokens=Tokens(explicit=settings.sidecar_token, secret_name=settings.sidecar_token_secret,
+                      secret_key=settings.sidecar_token_key, reader=kube.read_secret),
+        status=kube,
+        events=KopfEvents(),
+    )
+
+
+async def _wait_liveness(port: int) -> None:
+    """Until Kopf's liveness endpoint answers (it starts with the operator's tasks)."""
+    url = f"http://127.0.0.1:{port}/healthz"
+    async with httpx.AsyncClient(timeout=2.0, trust_env=False) as client:
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if (await client.get(url)).status_code < 500:
+                    return
+            await asyncio.sleep(0.1)
+
+
+async def _announce(ready: asyncio.Event, *, host: str, port: int, liveness_port: int) -> None:
+    """The ready line, once Kopf has started and its liveness endpoint answers."""
+    await ready.wait()
+    if liveness_port:
+        await _wait_liveness(liveness_port)
+    print_ready(NAME, "http", host, port)
+
+
+async def run(settings: Settings) -> None:
+    ctx = build_context(settings)
+    registry = kopf.OperatorRegistry()
+    register(registry, ctx)
+    host = bind_host()
+    runner, port = await metrics.start(
+        metrics.make_app(metrics.registry_for(ctx.reports)), host=host, port=settings.port)
+    ready = asyncio.Event()
+    announcer = asyncio.create_task(
+        _announce(ready, host=host, port=port, liveness_port=settings.liveness_port))
+    liveness = f"http://{host}:{settings.liveness_port}/healthz" if settings.liveness_port else None
+    try:
+        await kopf.operator(
+            registry=registry,
+            settings=kopf_settings(settings),
+            clusterwide=not settings.namespaces,
+            namespaces=settings.namespaces,
+            liveness_endpoint=liveness,
+            ready_flag=ready,
+        )
+    finally:
+        announcer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await announcer
+        await ctx.sidecars.aclose()
+        await runner.cleanup()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    settings = load(argv)
+    configure_logging(settings.log_level)
+    if settings.kubeconfig:
+        # Kopf's own login reads $KUBECONFIG; the flag wins over the environment.
+        os.environ["KUBECONFIG"] = settings.kubeconfig
+    logger.info("starting with %s", describe(settings))
+    asyncio.run(run(settings))
+
+
+if __name__ == "__main__":
+    main()

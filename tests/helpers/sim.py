@@ -26,6 +26,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
 from tests.helpers.procs import Proc, ProcessGroup
 
 FAST: tuple[str, ...] = (
@@ -59,3 +62,19 @@ def start_sim(
         ["-m", "inference.sim", "--served-model-name", name, "--port", "0", *extra_args],
         name=f"sim-{name}", env=full_env, timeout=timeout,
     )
+
+
+def sim_metrics(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """The sim's /metrics as {(sample name, frozenset of labels): value}."""
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def sim_value(url: str, name: str, **labels: str) -> float:
+    """The sum of the samples of ``name`` whose labels include ``labels`` (0 if none)."""
+    wanted = set(labels.items())
+    return sum(v for (n, ls), v in sim_metrics(url).items() if n == name and wanted <= ls)

@@ -1,0 +1,111 @@
+"""Container processes: each one in its own process group, stopped group-wide.
+
+A container's command runs in a new session (so it leads its own process
+group); SIGTERM and SIGKILL go to the whole group, so children a container
+starts go with it. On Linux each process also gets ``PR_SET_PDEATHSIG``
+(SIGKILL): if localkube itself is killed without a chance to clean up, its
+direct children die with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import ctypes.util
+import os
+import shutil
+import signal
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Final
+
+PR_SET_PDEATHSIG: Final = 1
+GROUP_GONE_WAIT_SECONDS: Final = 2.0
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+    libc_name = ctypes.util.find_library("c")
+    if libc_name:
+        libc = ctypes.CDLL(libc_name, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+class StartError(Exception):
+    """The command could not be started (not found, not executable)."""
+
+
+def resolve_executable(program: str, env: Mapping[str, str], cwd: Path) -> str:
+    if "/" in program:
+        path = program if os.path.isabs(program) else str(cwd / program)
+        if os.access(path, os.X_OK) and not os.path.isdir(path):
+            return path
+        raise StartError(f'exec: "{program}": no such executable file')
+    found = shutil.which(program, path=env.get("PATH", os.defpath))
+    if found is None:
+        raise StartError(f'exec: "{program}": executable file not found in $PATH')
+    return found
+
+
+async def start(argv: Sequence[str], *, env: Mapping[str, str], cwd: Path,
+                log_path: Path) -> asyncio.subprocess.Process:
+    """Start ``argv`` with its output appended to ``log_path``."""
+    if not argv:
+        raise StartError("no command to run")
+    program = resolve_executable(argv[0], env, cwd)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        try:
+            return await asyncio.create_subprocess_exec(
+                program, *argv[1:], env=dict(env), cwd=cwd, stdin=asyncio.subprocess.DEVNULL,
+                stdout=log, stderr=asyncio.subprocess.STDOUT, start_new_session=True,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            )
+        except OSError as exc:
+            raise StartError(f"exec {argv[0]}: {exc.strerror or exc}") from exc
+
+
+def signal_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+async def stop_group(proc: asyncio.subprocess.Process, grace: float) -> int:
+    """SIGTERM the group, SIGKILL it after ``grace`` seconds; return the leader's code."""
+    pgid = proc.pid
+    if proc.returncode is None:
+        signal_group(pgid, signal.SIGTERM)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(proc.wait()), grace)
+    await reap_group(proc)
+    return proc.returncode if proc.returncode is not None else -signal.SIGKILL
+
+
+async def reap_group(proc: asyncio.subprocess.Process) -> None:
+    """SIGKILL whatever is left of the group and wait until none of it is there."""
+    pgid = proc.pid
+    signal_group(pgid, signal.SIGKILL)
+    await proc.wait()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + GROUP_GONE_WAIT_SECONDS
+    while group_alive(pgid) and loop.time() < deadline:
+        signal_group(pgid, signal.SIGKILL)
+        await asyncio.sleep(0.05)
+
+
+def exit_code(returncode: int) -> tuple[int, int | None]:
+    """(Kubernetes' exitCode, the signal if one ended it) from a returncode."""
+    if returncode < 0:
+        return 128 - returncode, -returncode
+    return returncode, None

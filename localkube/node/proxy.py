@@ -1,0 +1,194 @@
+"""hostPorts and NodePorts on 127.0.0.1: a TCP proxy to ready pods.
+
+``desired_ports`` (pure) says which ports of 127.0.0.1 should be open and to
+which backends: a container port with a ``hostPort`` opens that port to its own
+pod; a ``NodePort`` or ``LoadBalancer`` Service opens each ``nodePort`` to the
+ready pods behind the Service. Connections go round-robin to the backends that
+are Ready when they arrive; with none, the connection is closed at once.
+``ProxyController`` keeps the listeners equal to ``desired_ports``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Final
+
+from localkube.node.client import JsonObj
+from localkube.node.config import HOST_IP
+from localkube.node.endpoints import resolve_ports, service_pods
+from localkube.node.informer import Informer
+from localkube.node.podstatus import is_pod_ready
+
+log = logging.getLogger(__name__)
+
+Backend = tuple[str, int]
+BIND_RETRY_SECONDS: Final = 2.0
+COPY_CHUNK: Final = 65536
+
+
+@dataclass
+class PortPlan:
+    """One port of 127.0.0.1: who claims it and where connections go now."""
+
+    owner: str
+    backends: list[Backend] = field(default_factory=list)
+
+
+def desired_ports(pods: Sequence[JsonObj], services: Sequence[JsonObj]) -> dict[int, PortPlan]:
+    """Port -> its plan. The first claimant (by kind, then name) of a port keeps it."""
+    out: dict[int, PortPlan] = {}
+    for pod in sorted(pods, key=lambda p: str((p.get("metadata") or {}).get("name", ""))):
+        meta = pod.get("metadata") or {}
+        status = pod.get("status") or {}
+        if status.get("phase") in ("Succeeded", "Failed") or meta.get("deletionTimestamp"):
+            continue
+        owner = f"pod {meta.get('namespace') or 'default'}/{meta.get('name')}"
+        for c in (pod.get("spec") or {}).get("containers") or []:
+            for port in c.get("ports") or []:
+                host_port = port.get("hostPort")
+                if not host_port or (port.get("protocol") or "TCP") != "TCP":
+                    continue
+                plan = out.setdefault(int(host_port), PortPlan(owner=owner))
+                if plan.owner == owner and status.get("podIP") and is_pod_ready(pod):
+                    plan.backends.append((str(status["podIP"]), int(port["containerPort"])))
+    for svc in sorted(services, key=lambda s: str((s.get("metadata") or {}).get("name", ""))):
+        spec = svc.get("spec") or {}
+        if spec.get("type") not in ("NodePort", "LoadBalancer"):
+            continue
+        meta = svc.get("metadata") or {}
+        owner = f"service {meta.get('namespace') or 'default'}/{meta.get('name')}"
+        ready = [p for p in service_pods(svc, pods) if is_pod_ready(p)]
+        for sp in spec.get("ports") or []:
+            node_port = sp.get("nodePort")
+            if not node_port or (sp.get("protocol") or "TCP") != "TCP":
+                continue
+            plan = out.setdefault(int(node_port), PortPlan(owner=owner))
+            if plan.owner != owner:
+                continue
+            one_port = {**svc, "spec": {**spec, "ports": [sp]}}
+            for pod in ready:
+                resolved = resolve_ports(one_port, pod)
+                if resolved:
+                    plan.backends.append((str(pod["status"]["podIP"]), resolved[0][1]))
+    return out
+
+
+class _Listener:
+    def __init__(self, port: int, plan: PortPlan) -> None:
+        self.port = port
+        self.plan = plan
+        self.server: asyncio.Server | None = None
+        self._turn = itertools.count()
+        self.connections: set[asyncio.Task[None]] = set()
+
+    def pick(self) -> Backend | None:
+        backends = self.plan.backends
+        if not backends:
+            return None
+        return backends[next(self._turn) % len(backends)]
+
+    async def open(self) -> None:
+        self.server = await asyncio.start_server(self._handle, HOST_IP, self.port,
+                                                 reuse_address=True)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self.connections.add(task)
+        try:
+            backend = self.pick()
+            if backend is None:
+                return
+            try:
+                up_reader, up_writer = await asyncio.wait_for(
+                    asyncio.open_connection(*backend), 5.0)
+            except (OSError, TimeoutError):
+                return
+            try:
+                await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+            finally:
+                up_writer.close()
+        finally:
+            writer.close()
+            if task is not None:
+                self.connections.discard(task)
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            for task in list(self.connections):
+                task.cancel()
+            with contextlib.suppress(Exception):
+                await self.server.wait_closed()
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(COPY_CHUNK):
+            writer.write(data)
+            await writer.drain()
+        if writer.can_write_eof():
+            writer.write_eof()
+    except (ConnectionError, OSError):
+        pass
+
+
+class ProxyController:
+    """Opens, retargets and closes the listeners as pods and Services change."""
+
+    def __init__(self, pods: Informer, services: Informer) -> None:
+        self._pods = pods
+        self._services = services
+        self._listeners: dict[int, _Listener] = {}
+        self._changed = asyncio.Event()
+        pods.add_handler(lambda _k, _o: self._changed.set())
+        services.add_handler(lambda _k, _o: self._changed.set())
+
+    def ports(self) -> dict[int, list[Backend]]:
+        return {port: list(lst.plan.backends) for port, lst in self._listeners.items()
+                if lst.server is not None}
+
+    async def _reconcile(self) -> bool:
+        """Bring the listeners in line; True when every wanted port is open."""
+        wanted = desired_ports(list(self._pods.items()), list(self._services.items()))
+        for port in [p for p in self._listeners if p not in wanted]:
+            await self._listeners.pop(port).close()
+        all_open = True
+        for port, plan in wanted.items():
+            listener = self._listeners.get(port)
+            if listener is None:
+                listener = self._listeners[port] = _Listener(port, plan)
+            listener.plan = plan
+            if listener.server is None:
+                try:
+                    await listener.open()
+                    log.info("127.0.0.1:%d open for %s", port, plan.owner)
+                except OSError as exc:
+                    all_open = False
+                    log.warning("127.0.0.1:%d for %s cannot be opened: %s", port,
+                                plan.owner, exc)
+        return all_open
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self._pods.synced.wait()
+        await self._services.synced.wait()
+        try:
+            while not stop.is_set():
+                self._changed.clear()
+                all_open = await self._reconcile()
+                waiter = asyncio.ensure_future(self._changed.wait())
+                stopper = asyncio.ensure_future(stop.wait())
+                await asyncio.wait({waiter, stopper}, timeout=None if all_open
+                                   else BIND_RETRY_SECONDS,
+                                   return_when=asyncio.FIRST_COMPLETED)
+                waiter.cancel()
+                stopper.cancel()
+        finally:
+            for listener in self._listeners.values():
+                await listener.close()
+            self._listeners.clear()

@@ -155,3 +155,16 @@ class ProcessGroup:
         for proc in reversed(self.procs):
             proc.stop()
         self.procs.clear()
+
+
+def tool(name: str) -> str:
+    """The path of a command-line tool: the virtual environment's first, then $PATH."""
+    import shutil
+
+    beside = Path(sys.executable).parent / name
+    if beside.exists():
+        return str(beside)
+    found = shutil.which(name)
+    if found is None:
+        raise RuntimeError(f"{name} is not installed: `make test` sets it up")
+    return found

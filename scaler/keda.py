@@ -1,0 +1,160 @@
+"""The KEDA external scaler service (``externalscaler.ExternalScaler``) over gRPC.
+
+KEDA calls it with a ``ScaledObjectRef`` whose ``scalerMetadata`` is the
+trigger's metadata (see ``scaler.signals.parse_trigger``). Answers come from
+Prometheus through the shared cache; a signal that cannot be measured is a
+gRPC error (so KEDA's ``fallback`` engages), never a silent zero:
+
+    bad metadata, a query Prometheus refuses        INVALID_ARGUMENT
+    Prometheus unreachable or failing, no series    UNAVAILABLE
+    NaN, a raw query with several samples, other    INTERNAL
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import AsyncIterator
+from typing import NoReturn
+
+import grpc
+
+from scaler._proto import externalscaler_pb2 as pb
+from scaler._proto import externalscaler_pb2_grpc as pb_grpc
+from scaler.feeds import Feeds
+from scaler.measure import Raw, fetch_raw, from_raw, measure
+from scaler.metrics import ScalerMetrics
+from scaler.prometheus import MetricsSource
+from scaler.signals import MetadataError, SignalError, Trigger, parse_trigger
+
+log = logging.getLogger(__name__)
+
+_STATUS = {
+    "invalid": grpc.StatusCode.INVALID_ARGUMENT,
+    "unavailable": grpc.StatusCode.UNAVAILABLE,
+    "internal": grpc.StatusCode.INTERNAL,
+}
+
+
+class ExternalScaler(pb_grpc.ExternalScalerServicer):
+    """IsActive, StreamIsActive, GetMetricSpec, GetMetrics (and StreamMetricSpec)."""
+
+    def __init__(self, source: MetricsSource, metrics: ScalerMetrics, *,
+                 stream_interval: float = 1.5) -> None:
+        self._source = source
+        self._metrics = metrics
+        self._feeds: Feeds[Raw] = Feeds(stream_interval)
+
+    async def close(self) -> None:
+        await self._feeds.close()
+
+    @property
+    def feeds(self) -> Feeds[Raw]:
+        return self._feeds
+
+    # --- helpers -----------------------------------------------------------
+
+    async def _trigger(self, ref: pb.ScaledObjectRef,
+                       context: grpc.aio.ServicerContext[object, object]) -> Trigger:
+        try:
+            return parse_trigger(dict(ref.scalerMetadata), ref.namespace)
+        except MetadataError as exc:
+            self._metrics.error("metadata")
+            await self._abort(context, exc, ref)
+
+    async def _abort(self, context: grpc.aio.ServicerContext[object, object],
+                     exc: SignalError, ref: pb.ScaledObjectRef) -> NoReturn:
+        if not isinstance(exc, MetadataError):
+            self._metrics.error("prometheus" if exc.code == "unavailable" else "data")
+        where = f"ScaledObject {ref.namespace or 'default'}/{ref.name or '?'}"
+        log.warning("%s: %s", where, exc)
+        await context.abort(_STATUS[exc.code], f"{where}: {exc}")
+        raise AssertionError("unreachable: abort raises")  # pragma: no cover
+
+    # --- RPCs --------------------------------------------------------------
+
+    async def IsActive(self, request: pb.ScaledObjectRef,
+                       context: grpc.aio.ServicerContext[object, object]) -> pb.IsActiveResponse:
+        trigger = await self._trigger(request, context)
+        try:
+            m = await measure(self._source, trigger)
+        except SignalError as exc:
+            await self._abort(context, exc, request)
+        return pb.IsActiveResponse(result=m.active(trigger.activation_target))
+
+    async def StreamIsActive(
+        self, request: pb.ScaledObjectRef,
+        context: grpc.aio.ServicerContext[object, object],
+    ) -> AsyncIterator[pb.IsActiveResponse]:
+        trigger = await self._trigger(request, context)
+
+        async def fetch() -> Raw:
+            return await fetch_raw(self._source, trigger)
+
+        last: bool | None = None
+        async with self._feeds.listen(trigger.source, fetch) as feed:
+            async for outcome in feed.updates():
+                if outcome.error is not None:
+                    await self._abort(context, outcome.error, request)
+                assert outcome.value is not None
+                try:
+                    active = from_raw(trigger, outcome.value).active(trigger.activation_target)
+                except SignalError as exc:
+                    await self._abort(context, exc, request)
+                if active != last:
+                    last = active
+                    yield pb.IsActiveResponse(result=active)
+
+    async def GetMetricSpec(
+        self, request: pb.ScaledObjectRef,
+        context: grpc.aio.ServicerContext[object, object],
+    ) -> pb.GetMetricSpecResponse:
+        trigger = await self._trigger(request, context)
+        return _spec(trigger)
+
+    async def StreamMetricSpec(
+        self, request: pb.ScaledObjectRef,
+        context: grpc.aio.ServicerContext[object, object],
+    ) -> AsyncIterator[pb.GetMetricSpecResponse]:
+        # The spec depends on the metadata alone, which a stream cannot change:
+        # send it at once, then hold the stream open until KEDA closes it.
+        trigger = await self._trigger(request, context)
+        yield _spec(trigger)
+        await asyncio.Event().wait()
+
+    async def GetMetrics(
+        self, request: pb.GetMetricsRequest,
+        context: grpc.aio.ServicerContext[object, object],
+    ) -> pb.GetMetricsResponse:
+        ref = request.scaledObjectRef
+        trigger = await self._trigger(ref, context)
+        name = trigger.metric_name
+        asked = _strip_index(request.metricName)
+        if asked and asked != name:
+            self._metrics.error("metadata")
+            await self._abort(context, MetadataError(
+                "metricName", f"{request.metricName!r} is not this trigger's metric; "
+                f"GetMetricSpec names it {name!r}"), ref)
+        try:
+            m = await measure(self._source, trigger)
+        except SignalError as exc:
+            await self._abort(context, exc, ref)
+        return pb.GetMetricsResponse(metricValues=[pb.MetricValue(
+            metricName=name, metricValue=round(m.value), metricValueFloat=m.value)])
+
+
+def _spec(trigger: Trigger) -> pb.GetMetricSpecResponse:
+    return pb.GetMetricSpecResponse(metricSpecs=[pb.MetricSpec(
+        metricName=trigger.metric_name,
+        targetSize=max(1, math.ceil(trigger.target)),
+        targetSizeFloat=trigger.target,
+    )])
+
+
+def _strip_index(metric_name: str) -> str:
+    """KEDA names the HPA's metric ``s<index>-<name>``; accept either form."""
+    head, sep, rest = metric_name.partition("-")
+    if sep and head[:1] == "s" and head[1:].isdigit():
+        return rest
+    return metric_name

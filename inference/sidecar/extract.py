@@ -90,11 +90,11 @@ def _extract_zip(archive: Path, dest: Path, *, max_bytes: int) -> None:
             declared = 0
             for info in infos:
                 check_member_name(info.filename)
-                mode = info.external_attr >> 16
-                if stat.S_ISLNK(mode):
+                kind = stat.S_IFMT(info.external_attr >> 16)  # 0: no Unix type recorded
+                if kind == stat.S_IFLNK:
                     raise _bad(f"member {info.filename!r} is a link; an adapter archive "
                                "holds only files and directories")
-                if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
                     raise _bad(f"member {info.filename!r} is not a file or a directory")
                 declared += info.file_size
                 if declared > max_bytes:

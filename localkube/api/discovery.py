@@ -1,0 +1,98 @@
+"""Discovery documents: /version, /api, /api/v1, /apis, /apis/{g}, /apis/{g}/{v}."""
+
+from __future__ import annotations
+
+import platform
+from typing import Any
+
+from localkube.api.resources import ALL_VERBS, Registry, ResourceType
+
+KUBE_MAJOR = "1"
+KUBE_MINOR = "37"
+
+
+def version_info() -> dict[str, Any]:
+    return {
+        "major": KUBE_MAJOR,
+        "minor": KUBE_MINOR,
+        "emulationMajor": KUBE_MAJOR,
+        "emulationMinor": KUBE_MINOR,
+        "gitVersion": f"v{KUBE_MAJOR}.{KUBE_MINOR}.0-localkube",
+        "gitCommit": "localkube",
+        "gitTreeState": "clean",
+        "buildDate": "2026-01-01T00:00:00Z",
+        "goVersion": f"python{platform.python_version()}",
+        "compiler": "localkube",
+        "platform": f"linux/{platform.machine().replace('x86_64', 'amd64')}",
+    }
+
+
+def api_versions(server_address: str) -> dict[str, Any]:
+    return {
+        "kind": "APIVersions",
+        "versions": ["v1"],
+        "serverAddressByClientCIDRs": [
+            {"clientCIDR": "0.0.0.0/0", "serverAddress": server_address},
+        ],
+    }
+
+
+def _group(name: str, versions: list[str]) -> dict[str, Any]:
+    gvs = [{"groupVersion": f"{name}/{v}", "version": v} for v in versions]
+    return {"name": name, "versions": gvs, "preferredVersion": gvs[0]}
+
+
+def api_group_list(registry: Registry) -> dict[str, Any]:
+    groups = [
+        _group(g, vs) for g, vs in sorted(registry.group_versions().items()) if g
+    ]
+    return {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}
+
+
+def api_group(registry: Registry, group: str) -> dict[str, Any] | None:
+    versions = registry.group_versions().get(group)
+    if not versions or not group:
+        return None
+    return {"kind": "APIGroup", "apiVersion": "v1", **_group(group, versions)}
+
+
+def _resource(rt: ResourceType) -> list[dict[str, Any]]:
+    main: dict[str, Any] = {
+        "name": rt.plural,
+        "singularName": rt.singular,
+        "namespaced": rt.namespaced,
+        "kind": rt.kind,
+        "verbs": list(ALL_VERBS),
+    }
+    if rt.short_names:
+        main["shortNames"] = list(rt.short_names)
+    if rt.categories:
+        main["categories"] = list(rt.categories)
+    out = [main]
+    if rt.status:
+        out.append({"name": f"{rt.plural}/status", "singularName": "", "namespaced": rt.namespaced,
+                    "kind": rt.kind, "verbs": ["get", "patch", "update"]})
+    if rt.scale is not None:
+        out.append({"name": f"{rt.plural}/scale", "singularName": "", "namespaced": rt.namespaced,
+                    "group": "autoscaling", "version": "v1", "kind": "Scale",
+                    "verbs": ["get", "patch", "update"]})
+    if rt.log:
+        out.append({"name": f"{rt.plural}/log", "singularName": "", "namespaced": rt.namespaced,
+                    "kind": rt.kind, "verbs": ["get"]})
+    if rt.binding:
+        out.append({"name": f"{rt.plural}/binding", "singularName": "",
+                    "namespaced": rt.namespaced, "kind": "Binding", "verbs": ["create"]})
+    return out
+
+
+def api_resource_list(registry: Registry, group: str, version: str) -> dict[str, Any] | None:
+    types = registry.in_group_version(group, version)
+    if not types:
+        return None
+    resources = [r for rt in sorted(types, key=lambda t: t.plural) for r in _resource(rt)]
+    return {
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": f"{group}/{version}" if group else version,
+        "resources": resources,
+    }

@@ -1,0 +1,56 @@
+"""Start localkube (``python -m localkube``) for tests, and run kubectl against it.
+
+``start_localkube(procs, state_dir)`` starts the API server (and the node
+unless ``node=False``) on a free port and returns the process and the path of
+the kubeconfig it wrote (``state_dir/kubeconfig``), usable by kubectl, the
+``kubernetes`` client and Kopf. ``procs`` (the ``procs`` fixture) stops it,
+and every process it started, after the test.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from tests.helpers.procs import Proc, ProcessGroup
+
+
+def start_localkube(
+    procs: ProcessGroup, state_dir: Path, *, node: bool = True, extra_args: Sequence[str] = (),
+    timeout: float = 60.0,
+) -> tuple[Proc, Path]:
+    """Start localkube on a free port; return (its process, its kubeconfig path)."""
+    args = ["-m", "localkube", "--port", "0", "--state-dir", str(state_dir)]
+    if not node:
+        args.append("--no-node")
+    args += list(extra_args)
+    proc = procs.start(args, name="localkube", timeout=timeout)
+    return proc, state_dir / "kubeconfig"
+
+
+def kubectl_binary() -> str:
+    found = shutil.which("kubectl") or str(Path(sys.executable).with_name("kubectl"))
+    if not Path(found).exists():
+        raise RuntimeError("kubectl is not installed: `make test` installs it into the venv")
+    return found
+
+
+def kubectl(
+    kubeconfig: Path, *args: str, input: str | None = None, check: bool = True,
+    timeout: float = 60.0,
+) -> subprocess.CompletedProcess[str]:
+    """Run kubectl against ``kubeconfig`` (its discovery cache kept next to it)."""
+    cmd = [kubectl_binary(), "--kubeconfig", str(kubeconfig),
+           "--cache-dir", str(kubeconfig.parent / "kubectl-cache"), *args]
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+    result = subprocess.run(cmd, input=input, capture_output=True, text=True, env=env,
+                            timeout=timeout, check=False)
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"kubectl {' '.join(args)} failed ({result.returncode}):\n"
+            f"{result.stdout}\n{result.stderr}")
+    return result

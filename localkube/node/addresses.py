@@ -9,6 +9,7 @@ goes on with 127.0.1.10 and so on.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterator
 from typing import Final
 
 FIRST_HOST: Final = 10
@@ -20,9 +21,10 @@ class AddressPool:
         self._owner: dict[str, str] = {}  # address -> pod uid
 
     @staticmethod
-    def _candidates() -> list[str]:
-        return [f"127.0.{third}.{fourth}" for third in range(256)
-                for fourth in range(FIRST_HOST, LAST_HOST + 1)]
+    def _candidates() -> Iterator[str]:
+        for third in range(256):
+            for fourth in range(FIRST_HOST, LAST_HOST + 1):
+                yield f"127.0.{third}.{fourth}"
 
     def acquire(self, owner: str, preferred: str | None = None) -> str:
         """An address for ``owner`` (its ``preferred`` one when that is free and valid)."""

@@ -1,0 +1,78 @@
+"""Which ports of 127.0.0.1 open to which pods; pod address allocation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from localkube.node.addresses import AddressPool
+from localkube.node.proxy import desired_ports
+
+
+def pod(name: str, ip: str, *, ready: bool = True, host_port: int | None = None,
+        labels: dict[str, str] | None = None) -> dict[str, Any]:
+    port: dict[str, Any] = {"name": "http", "containerPort": 8000}
+    if host_port:
+        port["hostPort"] = host_port
+    return {
+        "metadata": {"name": name, "namespace": "default", "labels": labels or {"app": "gw"}},
+        "spec": {"containers": [{"name": "c", "ports": [port]}]},
+        "status": {"podIP": ip, "phase": "Running",
+                   "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]},
+    }
+
+
+def service(kind: str, node_port: int | None) -> dict[str, Any]:
+    port: dict[str, Any] = {"port": 80, "targetPort": "http"}
+    if node_port:
+        port["nodePort"] = node_port
+    return {"metadata": {"name": "gw", "namespace": "default"},
+            "spec": {"type": kind, "selector": {"app": "gw"}, "ports": [port]}}
+
+
+def test_host_port_goes_to_its_own_ready_pod() -> None:
+    plans = desired_ports([pod("a", "127.0.0.10", host_port=18000)], [])
+    assert plans[18000].backends == [("127.0.0.10", 8000)]
+
+
+def test_host_port_of_an_unready_pod_is_held_without_backends() -> None:
+    plans = desired_ports([pod("a", "127.0.0.10", ready=False, host_port=18000)], [])
+    assert plans[18000].backends == []
+
+
+def test_a_second_pod_on_the_same_host_port_does_not_take_it() -> None:
+    plans = desired_ports([pod("b", "127.0.0.11", host_port=18000),
+                           pod("a", "127.0.0.10", host_port=18000)], [])
+    assert plans[18000].owner == "pod default/a"
+    assert plans[18000].backends == [("127.0.0.10", 8000)]
+
+
+def test_node_port_service_goes_to_every_ready_pod() -> None:
+    pods = [pod("a", "127.0.0.10"), pod("b", "127.0.0.11"), pod("c", "127.0.0.12", ready=False)]
+    plans = desired_ports(pods, [service("NodePort", 30080)])
+    assert sorted(plans[30080].backends) == [("127.0.0.10", 8000), ("127.0.0.11", 8000)]
+
+
+@pytest.mark.parametrize(("kind", "node_port"), [("ClusterIP", None), ("NodePort", None)])
+def test_services_without_a_node_port_open_nothing(kind: str, node_port: int | None) -> None:
+    assert desired_ports([pod("a", "127.0.0.10")], [service(kind, node_port)]) == {}
+
+
+def test_addresses_start_at_10_are_distinct_and_reused() -> None:
+    pool = AddressPool()
+    a, b, c = (pool.acquire(x) for x in ("a", "b", "c"))
+    assert (a, b, c) == ("127.0.0.10", "127.0.0.11", "127.0.0.12")
+    assert pool.acquire("a") == a                       # same owner, same address
+    pool.release("b")
+    assert pool.acquire("d") == "127.0.0.11"            # the lowest free one again
+    assert pool.acquire("e", preferred="127.0.0.40") == "127.0.0.40"
+    assert pool.acquire("f", preferred="127.0.0.40") == "127.0.0.13"   # taken
+    assert pool.acquire("g", preferred="10.0.0.1") == "127.0.0.14"     # not ours
+
+
+def test_the_pool_goes_past_254() -> None:
+    pool = AddressPool()
+    addrs = [pool.acquire(str(i)) for i in range(246)]
+    assert addrs[-1] == "127.0.1.10"
+    assert len(set(addrs)) == 246

@@ -23,6 +23,7 @@ help:
 	@echo "make test        set up and run the whole test suite"
 	@echo "make test-fast   unit tests only (seconds)"
 	@echo "make lint        ruff, mypy --strict, import-linter"
+	@echo "make demo        while make up runs: a LoRA adapter, then autoscaling under load"
 	@echo "make bench       run the benchmarks in bench/"
 	@echo "make clean       remove the virtual environment and .brix/"
 
@@ -97,7 +98,12 @@ bench: $(STAMP) $(SYSTEM_STAMP) proto tiny-model
 
 .PHONY: up
 up: $(STAMP) $(SYSTEM_STAMP) proto tiny-model
-	$(PY) -m brix.cli up
+	@$(PY) -m brix.cli up
+
+# While `make up` runs (in another terminal).
+.PHONY: demo
+demo: $(STAMP)
+	@$(PY) -m brix.cli demo
 
 .PHONY: clean
 clean:

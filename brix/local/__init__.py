@@ -1,0 +1,1 @@
+"""brix on one machine: localkube, Prometheus and the ``local`` overlay (``brix up``)."""

@@ -1,0 +1,201 @@
+"""The fallback loop: scale annotated Deployments from PromQL when KEDA is not there.
+
+Every ``loop_interval`` seconds the Lease holder (``scaler.leader``) re-reads
+the world and converges it (level-triggered, like an HPA's sync):
+
+1. list Deployments annotated ``brix.dev/autoscale: "true"``
+   (``scaler.targets``) and the HPAs; skip every Deployment an HPA targets
+   (KEDA's included), so the two never fight;
+2. measure each one's signal through the shared Prometheus cache;
+3. ``scaler.policy.decide`` (the same core as everywhere), per Deployment state
+   kept in memory (a new leader starts afresh, waiting out the windows);
+4. apply a change through the ``deployments/scale`` subresource and record an
+   Event with the inputs and the decision; export ``brix_scaler_*``.
+
+Prometheus down (or any unmeasurable signal) holds the replicas as they are,
+with a Warning Event (once per problem) and ``brix_scaler_errors_total``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from kubernetes import client
+
+from scaler.kube import DeploymentInfo, Kube, KubeError
+from scaler.leader import LeaderElector
+from scaler.measure import measure
+from scaler.metrics import ScalerMetrics
+from scaler.policy import Decision, Observation, Policy, PolicyState, decide
+from scaler.prometheus import MetricsSource
+from scaler.settings import ScalerSettings
+from scaler.signals import SignalError
+from scaler.targets import AnnotationError, ScaleTarget, read_target, wants_autoscaling
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, str]
+
+
+@dataclass
+class _Tracked:
+    """What the loop remembers about one Deployment."""
+
+    state: PolicyState = field(default_factory=PolicyState)
+    problem: str | None = None  # the last Warning recorded, so it is recorded once
+
+
+class FallbackLoop:
+    """Scales annotated Deployments while it holds the Lease."""
+
+    def __init__(self, settings: ScalerSettings, api: client.ApiClient, *,
+                 source: MetricsSource, metrics: ScalerMetrics,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._settings = settings
+        self._kube = Kube(api)
+        self._source = source
+        self._metrics = metrics
+        self._clock = clock
+        self._tracked: dict[Key, _Tracked] = {}
+        self.elector = LeaderElector(
+            self._kube, namespace=settings.lease_namespace, name=settings.lease_name,
+            identity=settings.identity, duration=settings.lease_duration, clock=clock)
+        self._last_pass: float | None = None
+
+    # --- running -----------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        elector = asyncio.create_task(self.elector.run(stop), name="leader election")
+        try:
+            while not stop.is_set():
+                if self.elector.is_leader():
+                    await self.reconcile()
+                elif self._tracked:
+                    self._tracked.clear()  # a later term starts afresh
+                self._last_pass = self._clock()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self._settings.loop_interval)
+        finally:
+            stop.set()
+            await elector
+
+    def healthy(self) -> tuple[bool, str]:
+        """Alive while passes keep coming (a stuck loop fails the liveness probe)."""
+        if self._last_pass is None:
+            return True, "starting"
+        age = self._clock() - self._last_pass
+        limit = 3 * self._settings.loop_interval + 30
+        if age > limit:
+            return False, f"no pass of the fallback loop for {age:.0f}s"
+        role = "leader" if self.elector.is_leader() else "follower"
+        return True, f"ok ({role})"
+
+    # --- one pass ----------------------------------------------------------
+
+    async def reconcile(self) -> None:
+        settings = self._settings
+        try:
+            deployments = await asyncio.to_thread(self._kube.deployments, settings.namespace)
+            wanted = [d for d in deployments if wants_autoscaling(d.annotations)]
+            hpas = (await asyncio.to_thread(self._kube.hpa_targets, settings.namespace)
+                    if wanted else {})
+        except KubeError as exc:
+            self._metrics.error("kubernetes")
+            log.warning("fallback loop: %s", exc)
+            return
+        seen: set[Key] = set()
+        for d in wanted:
+            key = (d.namespace, d.name)
+            hpa = hpas.get(key)
+            if hpa is not None:
+                if key in self._tracked:
+                    log.info("%s/%s: HPA %s targets it now; leaving it alone", *key, hpa)
+                continue
+            seen.add(key)
+            if not self.elector.is_leader():
+                return  # lost the Lease mid-pass: stop acting at once
+            await self._scale_one(d, self._tracked.setdefault(key, _Tracked()))
+        for key in set(self._tracked) - seen:
+            del self._tracked[key]
+            self._metrics.forget(namespace=key[0], deployment=key[1])
+
+    async def _scale_one(self, d: DeploymentInfo, tracked: _Tracked) -> None:
+        settings = self._settings
+        try:
+            target = read_target(namespace=d.namespace, labels=d.labels,
+                                 annotations=d.annotations,
+                                 default_max=settings.default_max_replicas)
+        except AnnotationError as exc:
+            self._metrics.error("annotation")
+            await self._warn(d, tracked, "InvalidAutoscaleAnnotation", str(exc))
+            return
+        trigger = target.trigger
+        try:
+            m = await measure(self._source, trigger)
+        except SignalError as exc:
+            self._metrics.error("prometheus" if exc.code == "unavailable" else "data")
+            await self._warn(d, tracked, "MetricsUnavailable",
+                             f"holding {d.replicas} replica(s): {exc}")
+            return
+        policy = self._policy(target)
+        now = self._clock()
+        decision, state = decide(policy, tracked.state, Observation(
+            value=m.value, kind=m.kind, current_replicas=d.replicas,
+            active=m.active(policy.activation_target)), now)
+        self._metrics.decision(namespace=d.namespace, deployment=d.name, signal=trigger.signal,
+                               value=m.value, desired=decision.desired,
+                               direction=decision.direction)
+        if decision.desired != d.replicas:
+            try:
+                await asyncio.to_thread(self._kube.scale, d.namespace, d.name, decision.desired)
+            except KubeError as exc:
+                self._metrics.error("kubernetes")
+                log.warning("fallback loop: %s", exc)
+                return  # not applied: keep the previous state
+            message = describe(target, m.value, m.queue, m.running, decision)
+            log.info("%s/%s: %s", d.namespace, d.name, message)
+            await self._event(d, "Scaled", message, warning=False)
+        tracked.state = state
+        tracked.problem = None
+
+    def _policy(self, target: ScaleTarget) -> Policy:
+        s = self._settings
+        return Policy(
+            target=target.trigger.target, min_replicas=target.min_replicas,
+            max_replicas=target.max_replicas, activation_target=target.trigger.activation_target,
+            stabilization_window=s.stabilization_window,
+            scale_to_zero_cooldown=s.scale_to_zero_cooldown,
+            scale_up_period=s.scale_period, scale_down_period=s.scale_period,
+            panic_window=s.panic_window)
+
+    async def _warn(self, d: DeploymentInfo, tracked: _Tracked, reason: str,
+                    message: str) -> None:
+        log.warning("%s/%s: %s", d.namespace, d.name, message)
+        if tracked.problem != message:
+            tracked.problem = message
+            await self._event(d, reason, message, warning=True)
+
+    async def _event(self, d: DeploymentInfo, reason: str, message: str, *,
+                     warning: bool) -> None:
+        try:
+            await asyncio.to_thread(self._kube.event, d, reason=reason, message=message,
+                                    warning=warning, instance=self._settings.identity)
+        except KubeError as exc:
+            self._metrics.error("kubernetes")
+            log.warning("fallback loop: %s", exc)
+
+
+def describe(target: ScaleTarget, value: float, queue: float, running: float,
+             decision: Decision) -> str:
+    """The Event's message: inputs and decision, one line."""
+    t = target.trigger
+    notes = f" ({'; '.join(decision.notes)})" if decision.notes else ""
+    return (f"{decision.current} -> {decision.desired} replicas: {decision.reason}{notes}. "
+            f"model {t.model}, {t.signal} = {value:g} (target {t.target:g} per replica; "
+            f"queue {queue:g}, running {running:g}; min {target.min_replicas}, "
+            f"max {target.max_replicas}; raw {decision.raw})")

@@ -1,0 +1,279 @@
+"""The fallback loop against localkube's API, with a real Prometheus and known values.
+
+localkube runs without its node: the loop needs Deployments, their scale
+subresource, HPAs, Leases and Events, not running pods, since the metric
+source is this test's own exporter. Each test has its own namespace (and
+Lease), and starts its own scaler(s) with shortened windows.
+"""
+
+from __future__ import annotations
+
+import itertools
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from kubernetes import client, config
+
+from brix.contract import (
+    AUTOSCALE_ANNOTATION,
+    AUTOSCALE_MAX_ANNOTATION,
+    AUTOSCALE_MIN_ANNOTATION,
+    AUTOSCALE_TARGET_ANNOTATION,
+    MODEL_LABEL,
+)
+from tests.helpers.procs import ProcessGroup
+from tests.helpers.prometheus import query, start_prometheus
+from tests.helpers.scaler import ScalerProc, StaticExporter, scrape_config, start_scaler
+
+_names = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def group(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessGroup]:
+    g = ProcessGroup(log_dir=tmp_path_factory.mktemp("logs"))
+    try:
+        yield g
+    finally:
+        g.stop_all()
+
+
+@pytest.fixture(scope="module")
+def kubeconfig(group: ProcessGroup, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    state = tmp_path_factory.mktemp("localkube")
+    group.start(["-m", "localkube", "--port", "0", "--state-dir", str(state), "--no-node",
+                 "--no-persist"], name="localkube")
+    return state / "kubeconfig"
+
+
+@pytest.fixture(scope="module")
+def api(kubeconfig: Path) -> Iterator[client.ApiClient]:
+    a = config.new_client_from_config(config_file=str(kubeconfig))
+    try:
+        yield a
+    finally:
+        a.close()
+
+
+@pytest.fixture(scope="module")
+def exporter() -> Iterator[StaticExporter]:
+    e = StaticExporter()
+    try:
+        yield e
+    finally:
+        e.close()
+
+
+@pytest.fixture(scope="module")
+def prom(group: ProcessGroup, exporter: StaticExporter,
+         tmp_path_factory: pytest.TempPathFactory) -> str:
+    _, url = start_prometheus(group, tmp_path_factory.mktemp("prom"),
+                              scrape_config(exporter.target))
+    return url
+
+
+@pytest.fixture
+def namespace(api: client.ApiClient) -> str:
+    name = f"scaler-{next(_names)}"
+    client.CoreV1Api(api).create_namespace({"metadata": {"name": name}})
+    return name
+
+
+FAST = ("--loop-interval", "0.5", "--lease-duration", "3", "--scale-period", "1",
+        "--cache-ttl", "0.5", "--scale-to-zero-cooldown", "3")
+
+
+def loop_scaler(procs: ProcessGroup, *, prom: str, kubeconfig: Path, namespace: str,
+                window: float = 3, identity: str = "", extra: tuple[str, ...] = ()) -> ScalerProc:
+    args = [*FAST, "--kubeconfig", str(kubeconfig), "--namespace", namespace,
+            "--lease-namespace", namespace, "--stabilization-window", str(window), *extra]
+    if identity:
+        args += ["--identity", identity]
+    return start_scaler(procs, prometheus_url=prom, mode="loop", extra_args=args,
+                        name=identity or "scaler")
+
+
+def deployment(api: client.ApiClient, namespace: str, name: str, *, model: str,
+               replicas: int = 1, target: str = "2", min_: str = "1", max_: str = "8",
+               annotate: bool = True) -> None:
+    annotations = {AUTOSCALE_ANNOTATION: "true", AUTOSCALE_TARGET_ANNOTATION: target,
+                   AUTOSCALE_MIN_ANNOTATION: min_, AUTOSCALE_MAX_ANNOTATION: max_}
+    labels = {MODEL_LABEL: model, "app": name}
+    client.AppsV1Api(api).create_namespaced_deployment(namespace, {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "labels": labels,
+                     "annotations": annotations if annotate else {}},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+                 "template": {"metadata": {"labels": labels}, "spec": {"containers": [
+                     {"name": "engine", "image": "brix/engine:test"}]}}},
+    })
+
+
+def replicas(api: client.ApiClient, namespace: str, name: str) -> int:
+    scale = client.AppsV1Api(api).read_namespaced_deployment_scale(name, namespace)
+    return int(scale.spec.replicas or 0)
+
+
+def events(api: client.ApiClient, namespace: str, name: str) -> list[Any]:
+    items = client.CoreV1Api(api).list_namespaced_event(namespace).items
+    return [e for e in items if e.involved_object.name == name]
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not within {timeout}s: {what}")
+        time.sleep(0.2)
+
+
+def scraped(prom: str, promql: str, expected: float) -> None:
+    def holds() -> bool:
+        result = query(prom, promql)
+        return len(result) == 1 and float(result[0]["value"][1]) == expected
+    wait_until(holds, f"{promql} == {expected} in Prometheus")
+
+
+def scaler_metric(scaler: ScalerProc, name: str, **labels: str) -> float | None:
+    text = httpx.get(scaler.http_url + "/metrics").text
+    for line in text.splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def test_load_up_then_down_after_the_window(
+        procs: ProcessGroup, api: client.ApiClient, kubeconfig: Path, prom: str,
+        exporter: StaticExporter, namespace: str) -> None:
+    model = f"{namespace}-m"
+    deployment(api, namespace, "engine", model=model, replicas=1, target="2")
+    exporter.pod(model, "p0", namespace=namespace, waiting=8)
+    scraped(prom, f'sum(brix_engine_requests_waiting{{model="{model}"}})', 8)
+    scaler = loop_scaler(procs, prom=prom, kubeconfig=kubeconfig, namespace=namespace,
+                         window=10)
+
+    wait_until(lambda: replicas(api, namespace, "engine") == 4, "scaled up to ceil(8/2)")
+    scaled = [e for e in events(api, namespace, "engine") if e.reason == "Scaled"]
+    assert scaled
+    assert "1 -> 4 replicas" in scaled[0].message
+    assert "queue = 8" in scaled[0].message
+    assert scaler_metric(scaler, "brix_scaler_desired_replicas", deployment="engine") == 4
+    assert (scaler_metric(scaler, "brix_scaler_decisions_total", deployment="engine",
+                          direction="up") or 0) >= 1
+
+    exporter.pod(model, "p0", namespace=namespace, waiting=0)
+    wait_until(lambda: scaler_metric(scaler, "brix_scaler_metric_value",
+                                     deployment="engine") == 0, "the loop sees no load")
+    assert replicas(api, namespace, "engine") == 4  # the window holds the replicas
+    wait_until(lambda: replicas(api, namespace, "engine") == 1, "down to min after the window")
+    downs = [e for e in events(api, namespace, "engine") if "4 -> 1" in e.message]
+    assert downs
+
+
+def test_from_zero_on_gateway_pending(
+        procs: ProcessGroup, api: client.ApiClient, kubeconfig: Path, prom: str,
+        exporter: StaticExporter, namespace: str) -> None:
+    model = f"{namespace}-cold"
+    deployment(api, namespace, "cold", model=model, replicas=0, target="5", min_="0")
+    scaler = loop_scaler(procs, prom=prom, kubeconfig=kubeconfig, namespace=namespace)
+    wait_until(lambda: scaler_metric(scaler, "brix_scaler_decisions_total", deployment="cold",
+                                     direction="none") is not None, "a first decision")
+    assert replicas(api, namespace, "cold") == 0  # nothing waits: stays at zero
+
+    exporter.pending(model, 3, namespace=namespace)
+    wait_until(lambda: replicas(api, namespace, "cold") == 1, "from zero on pending requests")
+
+
+def test_hpa_targeted_deployment_is_left_alone(
+        procs: ProcessGroup, api: client.ApiClient, kubeconfig: Path, prom: str,
+        exporter: StaticExporter, namespace: str) -> None:
+    model = f"{namespace}-m"
+    deployment(api, namespace, "keda-owned", model=model, replicas=1, target="1")
+    deployment(api, namespace, "loop-owned", model=model, replicas=1, target="1")
+    client.AutoscalingV2Api(api).create_namespaced_horizontal_pod_autoscaler(namespace, {
+        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "keda-hpa-keda-owned"},
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
+                                    "name": "keda-owned"},
+                 "minReplicas": 1, "maxReplicas": 5},
+    })
+    exporter.pod(model, "p0", namespace=namespace, waiting=3)
+    loop_scaler(procs, prom=prom, kubeconfig=kubeconfig, namespace=namespace)
+    wait_until(lambda: replicas(api, namespace, "loop-owned") == 3, "the control scaled up")
+    assert replicas(api, namespace, "keda-owned") == 1
+    assert events(api, namespace, "keda-owned") == []
+
+
+def test_two_scalers_one_acts_and_the_other_takes_over(
+        procs: ProcessGroup, api: client.ApiClient, kubeconfig: Path, prom: str,
+        exporter: StaticExporter, namespace: str) -> None:
+    model = f"{namespace}-m"
+    deployment(api, namespace, "engine", model=model, replicas=1, target="1")
+    exporter.pod(model, "p0", namespace=namespace, waiting=2)
+    scalers = {name: loop_scaler(procs, prom=prom, kubeconfig=kubeconfig, namespace=namespace,
+                                 identity=name, window=1)
+               for name in ("scaler-a", "scaler-b")}
+    leases = client.CoordinationV1Api(api)
+
+    def holder() -> str:
+        try:
+            return str(leases.read_namespaced_lease("brix-scaler", namespace).spec.holder_identity)
+        except client.ApiException:
+            return ""
+    wait_until(lambda: holder() in scalers, "one scaler holds the Lease")
+    leader = holder()
+    follower = next(n for n in scalers if n != leader)
+    wait_until(lambda: replicas(api, namespace, "engine") == 2, "the leader scaled")
+
+    def decisions(name: str) -> float:
+        return sum(scaler_metric(scalers[name], "brix_scaler_decisions_total",
+                                 deployment="engine", direction=d) or 0
+                   for d in ("up", "down", "none"))
+    assert decisions(leader) >= 1
+    assert decisions(follower) == 0
+    assert holder() == leader
+    assert {e.reporting_instance for e in events(api, namespace, "engine")} == {leader}
+
+    scalers[leader].proc.signal(signal.SIGKILL)  # dies without handing the Lease back
+    wait_until(lambda: holder() == follower, "the follower takes the expired Lease")
+    exporter.pod(model, "p0", namespace=namespace, waiting=5)
+    wait_until(lambda: replicas(api, namespace, "engine") == 5, "the new leader scales")
+    assert decisions(follower) >= 1
+
+
+def test_prometheus_down_holds_with_an_event_and_an_error(
+        procs: ProcessGroup, api: client.ApiClient, kubeconfig: Path, namespace: str) -> None:
+    deployment(api, namespace, "engine", model=f"{namespace}-m", replicas=2, target="1")
+    dead = "http://127.0.0.1:9"  # discard port: nothing answers there
+    scaler = loop_scaler(procs, prom=dead, kubeconfig=kubeconfig, namespace=namespace)
+
+    def warned() -> bool:
+        return any(e.reason == "MetricsUnavailable" for e in events(api, namespace, "engine"))
+    wait_until(warned, "a MetricsUnavailable Event")
+    warning = next(e for e in events(api, namespace, "engine") if e.reason == "MetricsUnavailable")
+    assert warning.type == "Warning"
+    assert "holding 2 replica(s)" in warning.message
+    assert "unreachable" in warning.message
+    assert replicas(api, namespace, "engine") == 2
+    assert (scaler_metric(scaler, "brix_scaler_errors_total", kind="prometheus") or 0) >= 1
+
+
+def test_bad_annotation_is_reported_and_nothing_changes(
+        procs: ProcessGroup, api: client.ApiClient, kubeconfig: Path, prom: str,
+        namespace: str) -> None:
+    deployment(api, namespace, "engine", model=f"{namespace}-m", replicas=2, target="lots")
+    scaler = loop_scaler(procs, prom=prom, kubeconfig=kubeconfig, namespace=namespace)
+
+    def reported() -> bool:
+        return any(e.reason == "InvalidAutoscaleAnnotation"
+                   for e in events(api, namespace, "engine"))
+    wait_until(reported, "an InvalidAutoscaleAnnotation Event")
+    (warning,) = [e for e in events(api, namespace, "engine")
+                  if e.reason == "InvalidAutoscaleAnnotation"]
+    assert AUTOSCALE_TARGET_ANNOTATION in warning.message
+    assert replicas(api, namespace, "engine") == 2
+    assert (scaler_metric(scaler, "brix_scaler_errors_total", kind="annotation") or 0) >= 1

@@ -25,9 +25,9 @@ from __future__ import annotations
 import hashlib
 import math
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 RANDOM: Final = "random"
 ROUND_ROBIN: Final = "round-robin"
@@ -131,7 +131,7 @@ def _prefix_affinity(candidates: Sequence[Candidate], prefix: str, load_factor: 
     return min(order, key=lambda i: candidates[i].in_flight)  # pragma: no cover
 
 
-def prompt_prefix(body: dict[str, object], chars: int) -> str:
+def prompt_prefix(body: Mapping[str, Any], chars: int) -> str:
     """The first ``chars`` characters of a request's prompt, for prefix-affinity.
 
     Chat requests: the messages' roles and text in order; completions: the

@@ -1,0 +1,121 @@
+"""Load tracking: in-flight counts and the sidecar's queue numbers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+import pytest
+from prometheus_client import Gauge
+
+from gateway.hold import wait_for_route
+from gateway.load import LoadTracker, parse_queue
+from gateway.metrics import GatewayMetrics
+from gateway.table import Endpoint, PodState, RoutingTable
+
+T = TypeVar("T")
+
+SIDECAR_TEXT = """\
+# HELP brix_engine_requests_waiting Requests queued in the engine, not yet scheduled.
+# TYPE brix_engine_requests_waiting gauge
+brix_engine_requests_waiting{model="m1"} 3.0
+# TYPE brix_engine_requests_running gauge
+brix_engine_requests_running{model="m1"} 7.0
+brix_engine_requests_running_other 100
+brix_engine_up{model="m1"} 1.0
+"""
+
+
+def test_parse_queue_reads_waiting_and_running() -> None:
+    assert parse_queue(SIDECAR_TEXT) == (3, 7)
+    assert parse_queue("brix_engine_requests_waiting 2\n") == (2, 0)
+    assert parse_queue("brix_engine_up 1\n") is None
+    assert parse_queue("brix_engine_requests_waiting{model=\"m\"} not-a-number\n") is None
+
+
+def test_in_flight_counts_go_up_and_down() -> None:
+    tracker = LoadTracker()
+    a, b = Endpoint("a", "http://a:1"), Endpoint("b", "http://b:1")
+    tracker.started(a)
+    tracker.started(a)
+    tracker.started(b)
+    tracker.finished(b)
+    tracker.queues[a.url] = (1, 2)
+    cands = tracker.candidates([a, b])
+    assert [(c.in_flight, c.waiting, c.running) for c in cands] == [(2, 1, 2), (0, None, None)]
+    tracker.finished(a)
+    tracker.finished(a)
+    assert tracker.in_flight == {}
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    # A private loop, closed after: asyncio.run would also reset the thread's
+    # current loop, orphaning the one the looptime plugin made for sync tests.
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coro)
+    finally:
+        loop.close()
+
+
+def _ready(table: RoutingTable) -> None:
+    table.upsert("pods", ("default", "p1"),
+                 PodState("default", "p1", "cold", Endpoint("p1", "http://10.0.0.1:8000")))
+
+
+def _pending(gauge: Gauge, model: str) -> float:
+    return float(gauge.labels(model)._value.get())
+
+
+def test_a_held_request_is_pending_until_a_pod_is_ready() -> None:
+    _run(_held_until_ready())
+
+
+async def _wait_pending(gauge: Gauge, model: str, value: float) -> None:
+    for _ in range(1000):
+        if _pending(gauge, model) == value:
+            return
+        await asyncio.sleep(0)  # let the waiter run
+    raise AssertionError(f"pending never became {value}")
+
+
+async def _held_until_ready() -> None:
+    table = RoutingTable(hold_models=["cold"])
+    metrics = GatewayMetrics()
+    waiter = asyncio.create_task(
+        wait_for_route(table, "cold", hold_seconds=30, pending=metrics.pending))
+    await _wait_pending(metrics.pending, "cold", 1)
+    # Other changes wake it, but it keeps waiting until "cold" has an endpoint.
+    table.upsert("pods", ("default", "x"), PodState("default", "x", "other", None))
+    await asyncio.sleep(0.01)
+    assert not waiter.done()
+    _ready(table)
+    route = await asyncio.wait_for(waiter, 5)
+    assert route is not None
+    assert route.endpoints[0].name == "p1"
+    assert _pending(metrics.pending, "cold") == 0
+
+
+def test_a_hold_ends_empty_after_its_time() -> None:
+    table = RoutingTable(hold_models=["cold"])
+    metrics = GatewayMetrics()
+    held = wait_for_route(table, "cold", hold_seconds=0.05, pending=metrics.pending)
+    assert _run(held) is None
+    assert _pending(metrics.pending, "cold") == 0
+
+
+def test_a_cancelled_hold_is_no_longer_pending() -> None:
+    _run(_cancelled_hold())
+
+
+async def _cancelled_hold() -> None:
+    table = RoutingTable(hold_models=["cold"])
+    metrics = GatewayMetrics()
+    waiter = asyncio.create_task(
+        wait_for_route(table, "cold", hold_seconds=30, pending=metrics.pending))
+    await _wait_pending(metrics.pending, "cold", 1)
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert _pending(metrics.pending, "cold") == 0

@@ -38,13 +38,20 @@ class Loop(Protocol):
     def healthy(self) -> tuple[bool, str]: ...
 
 
+def _read(flag: str, path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise OSError(f"{flag}: cannot read {path}: {exc.strerror or exc}") from None
+
+
 def server_credentials(settings: ScalerSettings) -> grpc.ServerCredentials | None:
     """TLS (and mTLS with a client CA) from PEM files, or None for plaintext."""
     if not settings.tls_cert or not settings.tls_key:
         return None
-    cert = Path(settings.tls_cert).read_bytes()
-    key = Path(settings.tls_key).read_bytes()
-    ca = Path(settings.tls_client_ca).read_bytes() if settings.tls_client_ca else None
+    cert = _read("--tls-cert", settings.tls_cert)
+    key = _read("--tls-key", settings.tls_key)
+    ca = _read("--tls-client-ca", settings.tls_client_ca) if settings.tls_client_ca else None
     return grpc.ssl_server_credentials([(key, cert)], root_certificates=ca,
                                        require_client_auth=ca is not None)
 

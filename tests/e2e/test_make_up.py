@@ -1,0 +1,62 @@
+"""`make up` as a user runs it: in the background, the ready line, a chat
+completion through the gateway, SIGTERM, and nothing of it left running."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+
+import httpx
+import psutil
+import pytest
+
+from tests.helpers.procs import REPO, ProcessGroup
+
+pytestmark = pytest.mark.vllm  # the stack includes tiny-llama on a real vLLM
+
+
+def _processes_of_the_stack() -> list[psutil.Process]:
+    """Processes that belong to a `brix up` of this checkout: by their command
+    line, or by the environment localkube gives every pod (KUBECONFIG under .brix/)."""
+    state = str(REPO / ".brix")
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            cmd = " ".join(proc.info["cmdline"] or [])
+            env = proc.environ()
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+        if "brix.cli up" in cmd or state in cmd or env.get("KUBECONFIG", "").startswith(state):
+            found.append(proc)
+    return found
+
+
+def test_make_up_serves_then_stops_cleanly(procs: ProcessGroup) -> None:
+    assert not _processes_of_the_stack(), "a brix up of this checkout is already running"
+    for port in (6443, 9090, 8000):
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
+    env = {k: v for k, v in os.environ.items() if k != "MAKEFLAGS"}
+    proc = procs.start(["make", "up"], name="make-up", env=env,
+                       ready=re.compile(r"brix is up: gateway at (?P<url>http://\S+)"),
+                       timeout=600)
+    assert proc.url == "http://127.0.0.1:8000"
+    r = httpx.post(f"{proc.url}/v1/chat/completions", timeout=120, json={
+        "model": "sim-model", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4})
+    assert r.status_code == 200, r.text
+    assert r.json()["choices"][0]["message"]["content"]
+    r = httpx.post(f"{proc.url}/v1/chat/completions", timeout=120, json={
+        "model": "tiny-llama", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4})
+    assert r.status_code == 200, r.text
+
+    proc.signal(signal.SIGTERM)
+    proc.popen.wait(120)
+    assert "brix up: stopped" in proc.output()
+    deadline = time.monotonic() + 30
+    while (left := _processes_of_the_stack()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not left, f"left running: {[p.info['cmdline'] for p in left]}"
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{proc.url}/healthz", timeout=1)

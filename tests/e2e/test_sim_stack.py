@@ -1,0 +1,112 @@
+"""The stack of the `local` overlay with the simulated model: a client's view."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import httpx
+import openai
+import pytest
+
+from brix.local.stack import Stack
+from tests.helpers.localkube import kubectl
+from tests.helpers.prometheus import query
+
+T = TypeVar("T")
+
+
+def eventually(
+    check: Callable[[], T | None], *, timeout: float, what: str, every: float = 1.0
+) -> T:
+    """Poll ``check`` until it returns a truthy value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout:.0f}s: {what}")
+        time.sleep(every)
+
+
+def replicas(stack: Stack, name: str = "sim-model") -> tuple[int, int]:
+    dep = json.loads(kubectl(stack.config.kubeconfig, "-n", "brix-models", "get", "deploy", name,
+                             "-o", "json").stdout)
+    return int(dep["spec"]["replicas"]), int(dep["status"].get("readyReplicas") or 0)
+
+
+async def _drive(url: str, seconds: float, concurrency: int) -> int:
+    deadline = time.monotonic() + seconds
+    done = 0
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        nonlocal done
+        while time.monotonic() < deadline:
+            r = await client.post(f"{url}/v1/completions", json={
+                "model": "sim-model", "prompt": "load", "max_tokens": 64})
+            assert r.status_code == 200, r.text
+            done += 1
+
+    async with httpx.AsyncClient(timeout=120) as client:
+        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+    return done
+
+
+def test_openai_client_through_the_gateway(sim_stack: Stack) -> None:
+    client = openai.OpenAI(base_url=f"{sim_stack.config.gateway_url}/v1", api_key="unused")
+    models = {m.id for m in client.models.list().data}
+    assert "sim-model" in models
+    chat = client.chat.completions.create(
+        model="sim-model", messages=[{"role": "user", "content": "hello"}], max_tokens=8)
+    assert chat.choices[0].message.content
+    assert chat.usage is not None
+    assert chat.usage.completion_tokens == 8
+    stream = client.completions.create(model="sim-model", prompt="count", max_tokens=5, stream=True)
+    text = "".join(chunk.choices[0].text for chunk in stream if chunk.choices)
+    assert text
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="no-such-model",
+                                       messages=[{"role": "user", "content": "x"}])
+
+
+def test_load_scales_up_then_down(sim_stack: Stack) -> None:
+    start = replicas(sim_stack)
+    assert start == (1, 1)
+    # 24 concurrent long requests on engines that run 8 at a time: the queue
+    # signal (target 4 per replica) asks for more pods.
+    served = asyncio.run(_drive(sim_stack.config.gateway_url, seconds=40, concurrency=24))
+    assert served > 0
+    peak = eventually(lambda: replicas(sim_stack)[0] > 1 and replicas(sim_stack), timeout=30,
+                      what="the scaler to add replicas")
+    assert peak[0] <= 6  # the Deployment's autoscale-max
+    up = query(sim_stack.config.prometheus_url,
+               'max_over_time(brix_scaler_desired_replicas{deployment="sim-model"}[5m])')
+    assert up, "Prometheus has no brix_scaler_desired_replicas for sim-model"
+    assert float(up[0]["value"][1]) > 1
+    # Load gone: back to the minimum after the (shortened, 30 s) stabilisation window.
+    eventually(lambda: replicas(sim_stack)[0] == 1, timeout=150,
+               what="sim-model to scale back down to 1")
+
+
+def test_scale_from_zero_holds_then_answers(sim_stack: Stack) -> None:
+    kc = sim_stack.config.kubeconfig
+    kubectl(kc, "-n", "brix-models", "annotate", "deploy", "sim-model",
+            "brix.dev/autoscale-min=0", "--overwrite")
+    kubectl(kc, "-n", "brix-models", "scale", "deploy", "sim-model", "--replicas=0")
+    eventually(lambda: replicas(sim_stack) == (0, 0), timeout=60, what="sim-model at zero")
+    eventually(lambda: not json.loads(kubectl(kc, "-n", "brix-models", "get", "pods", "-l",
+                                              "brix.dev/model=sim-model", "-o", "json").stdout
+                                      )["items"], timeout=60, what="sim-model's pods gone")
+    r = httpx.post(f"{sim_stack.config.gateway_url}/v1/completions", timeout=120, json={
+        "model": "sim-model", "prompt": "wake up", "max_tokens": 4})
+    assert r.status_code == 200, r.text
+    assert r.json()["choices"][0]["text"]
+    assert replicas(sim_stack)[0] >= 1
+    pending = query(sim_stack.config.prometheus_url,
+                    'max_over_time(brix_gateway_requests_pending{model="sim-model"}[5m])')
+    assert pending
+    assert float(pending[0]["value"][1]) >= 1

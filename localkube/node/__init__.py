@@ -85,3 +85,4 @@ async def run_node(config: NodeConfig, stop: asyncio.Event) -> None:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.gather(*tasks, return_exceptions=True)
             await events.close()
+            ctx.pool.close()

@@ -97,11 +97,15 @@ class EndpointsController:
                 current = await self._api.get(resource, ns, name)
         if same_content(current, desired):
             return
-        body = dict(desired)
-        cur_meta = current.get("metadata") or {}
-        body["metadata"] = {**cur_meta, "labels": desired["metadata"]["labels"],
+        # A merge patch replaces the lists whole and needs no resourceVersion, so a cache
+        # that lags our own last write cannot make it conflict.
+        body = {k: v for k, v in desired.items() if k not in ("apiVersion", "kind", "metadata")}
+        labels: dict[str, str | None] = dict(desired["metadata"]["labels"])
+        for key in (current.get("metadata") or {}).get("labels") or {}:
+            labels.setdefault(key, None)  # removed from the Service: remove here too
+        body["metadata"] = {"labels": labels,
                             "ownerReferences": desired["metadata"]["ownerReferences"]}
-        await self._api.replace(resource, ns, name, body)
+        await self._api.patch(resource, ns, name, body)
 
     async def _delete(self, resource: Resource, ns: str, name: str, *, managed: bool) -> None:
         if not managed:

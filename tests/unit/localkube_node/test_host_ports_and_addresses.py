@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import socket
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from localkube.node.addresses import AddressPool
+from localkube.node.addresses import AddressPool, listening_addresses
 from localkube.node.proxy import desired_ports
 
 
@@ -59,8 +61,8 @@ def test_services_without_a_node_port_open_nothing(kind: str, node_port: int | N
     assert desired_ports([pod("a", "127.0.0.10")], [service(kind, node_port)]) == {}
 
 
-def test_addresses_start_at_10_are_distinct_and_reused() -> None:
-    pool = AddressPool()
+def test_addresses_start_at_10_are_distinct_and_reused(tmp_path: Path) -> None:
+    pool = AddressPool(tmp_path, listening=set)
     a, b, c = (pool.acquire(x) for x in ("a", "b", "c"))
     assert (a, b, c) == ("127.0.0.10", "127.0.0.11", "127.0.0.12")
     assert pool.acquire("a") == a                       # same owner, same address
@@ -71,8 +73,34 @@ def test_addresses_start_at_10_are_distinct_and_reused() -> None:
     assert pool.acquire("g", preferred="10.0.0.1") == "127.0.0.14"     # not ours
 
 
-def test_the_pool_goes_past_254() -> None:
-    pool = AddressPool()
+def test_the_pool_goes_past_254(tmp_path: Path) -> None:
+    pool = AddressPool(tmp_path, listening=set)
     addrs = [pool.acquire(str(i)) for i in range(246)]
     assert addrs[-1] == "127.0.1.10"
     assert len(set(addrs)) == 246
+    pool.close()
+
+
+def test_two_pools_on_one_machine_never_share_an_address(tmp_path: Path) -> None:
+    """As two localkubes would: each address is claimed machine-wide."""
+    first, second = AddressPool(tmp_path, listening=set), AddressPool(tmp_path, listening=set)
+    a = first.acquire("pod-a")
+    b = second.acquire("pod-b")
+    assert (a, b) == ("127.0.0.10", "127.0.0.11")
+    assert second.acquire("pod-c", preferred=a) == "127.0.0.12"
+    first.release("pod-a")
+    assert second.acquire("pod-d") == a                 # free again once released
+    first.close()
+    second.close()
+
+
+def test_an_address_something_listens_on_is_skipped(tmp_path: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.10", 0))
+        sock.listen()
+        assert "127.0.0.10" in listening_addresses()
+        pool = AddressPool(tmp_path)  # the machine's real listening sockets
+        got = pool.acquire("pod-a")
+        assert got != "127.0.0.10"
+        assert got not in listening_addresses()
+        pool.close()

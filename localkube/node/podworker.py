@@ -282,6 +282,11 @@ class PodWorker:
     async def _write_status(self) -> None:
         if self.gone or self.ctx.stopping.is_set() or not self.ip:
             return
+        if (self.pod.get("metadata") or {}).get("deletionTimestamp"):
+            # While the grace period runs, the pod's status is left as it was: localkube's
+            # API server removes an object being deleted on any write to it (Kubernetes
+            # keeps a pod with a grace period), so a write here would cut the grace short.
+            return
         status = self.status()
         if status == self._last_status:
             return

@@ -326,3 +326,31 @@ def test_health_and_metrics_endpoints(scaler: ScalerProc, stub: Any) -> None:
     assert errors
     assert float(errors[0].split()[-1]) >= 1
     assert httpx.get(scaler.http_url + "/nope").status_code == 404
+
+
+def test_many_scaled_objects_cost_one_query_per_model_and_interval(
+        exporter: StaticExporter, procs: ProcessGroup, tmp_path: Path) -> None:
+    exporter.pod("m-many-0", "a", waiting=1)
+    exporter.pod("m-many-1", "a", waiting=2)
+    _, url = start_prometheus(procs, tmp_path / "prom", scrape_config(exporter.target))
+    scraped(url, 'count(brix_engine_up{model=~"m-many-.*"})', 2)
+    own = start_scaler(procs, prometheus_url=url, name="scaler-cache",
+                       extra_args=["--cache-ttl", "3600"])
+
+    def queries() -> float:  # Prometheus' own count of the query API calls
+        text = httpx.get(f"{url}/metrics").text
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("prometheus_http_requests_total{")
+                   and 'handler="/api/v1/query"' in line)
+
+    before = queries()
+    with own.channel() as channel:
+        stub = scaler_stub(channel)
+        calls = [stub.GetMetrics.future(get_metrics_request(
+            name=f"so-{i}", model=f"m-many-{i % 2}", target="1",
+            signal=("queue", "running", "kv_cache")[i % 3])) for i in range(200)]
+        values = {(c.result().metricValues[0].metricName, c.result().metricValues[0]
+                   .metricValueFloat) for c in calls}
+        stub.IsActive(scaled_object_ref(model="m-many-0", target="1"))
+    assert ("brix-queue-m-many-0", 1.0) in values
+    assert queries() - before == 2  # one per model, however many objects and signals

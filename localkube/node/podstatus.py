@@ -42,6 +42,7 @@ class ContainerRecord:
     exit_code: int | None = None
     signal: int | None = None
     terminated_reason: str = ""
+    terminated_message: str = ""
     last_terminated: JsonObj | None = None
     restart_count: int = 0
     ready: bool = False
@@ -55,6 +56,8 @@ class ContainerRecord:
                         "startedAt": self.started_at, "finishedAt": self.finished_at}
         if self.signal is not None:
             out["signal"] = self.signal
+        if self.terminated_message:
+            out["message"] = self.terminated_message
         if self.pid is not None:
             out["containerID"] = f"localkube://{self.pid}"
         return out

@@ -418,7 +418,7 @@ class ContainerRunner:
         rec.finished_at = now_rfc3339()
         rec.started_at = rec.started_at or rec.finished_at
         rec.ready = rec.started = False
-        rec.waiting_message = message
+        rec.terminated_message = message
         self.worker.mark()
 
     async def _supervise(self, proc: asyncio.subprocess.Process) -> int | None:

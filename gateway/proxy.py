@@ -142,7 +142,7 @@ class ProxyCall(Response):
         self.request_id = request_id
         self.started = started
         self.model = UNKNOWN_MODEL
-        self.status = 499  # what the metrics say when the client leaves first
+        self.status = 499  # what the metrics say if the client leaves first
         self._done = False
         self._client_gone = False
 
@@ -156,6 +156,7 @@ class ProxyCall(Response):
             if not self._client_gone:
                 raise
             task.uncancel()
+            self.status = 499  # nginx's "client closed request", even after a 200 started
         finally:
             self._done = True
             watcher.cancel()

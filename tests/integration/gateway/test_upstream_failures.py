@@ -1,0 +1,158 @@
+"""Pods that fail: retries before the first byte, errors after it, timeouts, disconnects."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import time
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+
+from tests.helpers.gateway import start_gateway
+from tests.helpers.procs import Proc, ProcessGroup, free_port
+from tests.helpers.sim import FAST, sim_value, slow, start_sim
+
+RUNNING = "vllm:num_requests_running"
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout}s: {what}")
+        time.sleep(0.05)
+
+
+def host_of(proc: Proc) -> str:
+    assert proc.url is not None
+    return proc.url.removeprefix("http://")
+
+
+def dead_url() -> str:
+    return f"http://127.0.0.1:{free_port()}"  # nothing listens there
+
+
+def events_of(lines: Iterator[str]) -> Iterator[dict[str, object] | str]:
+    for line in lines:
+        if line.startswith("data: "):
+            data = line.removeprefix("data: ")
+            yield data if data == "[DONE]" else json.loads(data)
+
+
+def test_connect_failures_before_the_first_byte_go_to_another_pod(procs: ProcessGroup) -> None:
+    live = start_sim(procs, name="m1", extra_args=FAST)
+    routes = ["--static-routes", f"m1={dead_url()}", "--static-routes", f"m1={live.url}",
+              "--routing", "round-robin"]
+    gw = start_gateway(procs, extra_args=routes)
+    without = start_gateway(procs, extra_args=[*routes, "--retries", "0"])
+    body = {"model": "m1", "prompt": "x", "max_tokens": 1}
+    with httpx.Client(timeout=30) as client:
+        answers = [client.post(f"{gw.url}/v1/completions", json=body) for _ in range(6)]
+        assert [r.status_code for r in answers] == [200] * 6
+        assert {r.headers["x-brix-pod"] for r in answers} == {host_of(live)}
+        # The same routes without retries: every other request fails.
+        codes = [client.post(f"{without.url}/v1/completions", json=body) for _ in range(6)]
+        assert sorted(r.status_code for r in codes) == [200] * 3 + [502] * 3
+        failed = next(r for r in codes if r.status_code == 502)
+        assert failed.json()["error"]["code"] == "upstream_unavailable"
+
+
+def test_no_reachable_pod_is_502(procs: ProcessGroup) -> None:
+    gw = start_gateway(procs, extra_args=["--static-routes", f"m1={dead_url()}",
+                                          "--static-routes", f"m1={dead_url()}"])
+    r = httpx.post(f"{gw.url}/v1/chat/completions", json={"model": "m1", "messages": []},
+                   timeout=30)
+    assert r.status_code == 502
+    assert r.json()["error"]["code"] == "upstream_unavailable"
+    assert r.json()["error"]["type"] == "bad_gateway"
+
+
+def test_a_pod_killed_mid_stream_ends_that_stream_with_an_error_event(
+    procs: ProcessGroup,
+) -> None:
+    engines = [start_sim(procs, name="m1", extra_args=slow(ms_per_token=50)) for _ in range(2)]
+    gw = start_gateway(procs, extra_args=[
+        *[a for e in engines for a in ("--static-routes", f"m1={e.url}")],
+        "--routing", "round-robin"])
+    body = {"model": "m1", "prompt": "x", "max_tokens": 400, "stream": True, "ignore_eos": True}
+    with httpx.Client(timeout=30) as client, \
+            client.stream("POST", f"{gw.url}/v1/completions", json=body) as r:
+        assert r.status_code == 200
+        victim = next(e for e in engines if host_of(e) == r.headers["x-brix-pod"])
+        survivor = next(e for e in engines if e is not victim)
+        events = events_of(r.iter_lines())
+        first = next(events)
+        assert isinstance(first, dict)
+        assert "choices" in first
+        victim.signal(signal.SIGKILL)
+        rest = list(events)
+    assert rest, "the stream ended with no event after the pod died"
+    last = rest[-1]
+    assert isinstance(last, dict)
+    assert "error" in last, last
+    assert last["error"]["code"] == "upstream_error"  # type: ignore[index]
+    assert "[DONE]" not in rest
+    # New requests go to the pod that is left (the dead one refuses connections).
+    with httpx.Client(timeout=30) as client:
+        for _ in range(4):
+            ok = client.post(f"{gw.url}/v1/completions",
+                             json={"model": "m1", "prompt": "x", "max_tokens": 1})
+            assert ok.status_code == 200, ok.text
+            assert ok.headers["x-brix-pod"] == host_of(survivor)
+
+
+def test_no_first_byte_in_time_is_504_and_the_pod_stops_working_on_it(
+    procs: ProcessGroup,
+) -> None:
+    engine = start_sim(procs, name="m1", extra_args=slow(ms_per_token=100))
+    gw = start_gateway(procs, extra_args=["--static-routes", f"m1={engine.url}",
+                                          "--first-byte-timeout", "0.5"])
+    r = httpx.post(f"{gw.url}/v1/completions", timeout=30,
+                   json={"model": "m1", "prompt": "x", "max_tokens": 300, "ignore_eos": True})
+    assert r.status_code == 504
+    assert r.json()["error"]["code"] == "upstream_timeout"
+    assert engine.url is not None
+    url = engine.url
+    wait_until(lambda: sim_value(url, RUNNING) == 0, 10, "the engine dropped the request")
+
+
+def test_a_stream_over_the_total_time_ends_with_an_error_event(procs: ProcessGroup) -> None:
+    engine = start_sim(procs, name="m1", extra_args=slow(ms_per_token=50))
+    gw = start_gateway(procs, extra_args=["--static-routes", f"m1={engine.url}",
+                                          "--total-timeout", "1"])
+    body = {"model": "m1", "prompt": "x", "max_tokens": 400, "stream": True, "ignore_eos": True}
+    with httpx.stream("POST", f"{gw.url}/v1/completions", json=body, timeout=30) as r:
+        assert r.status_code == 200
+        events = list(events_of(r.iter_lines()))
+    tokens = [e for e in events if isinstance(e, dict) and "choices" in e]
+    assert 0 < len(tokens) < 400
+    last = events[-1]
+    assert isinstance(last, dict)
+    assert last["error"]["code"] == "upstream_timeout"  # type: ignore[index]
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_a_client_that_leaves_cancels_the_upstream_request(procs: ProcessGroup,
+                                                           stream: bool) -> None:
+    engine = start_sim(procs, name="m1", extra_args=slow(ms_per_token=100))
+    assert engine.url is not None
+    url = engine.url
+    gw = start_gateway(procs, extra_args=["--static-routes", f"m1={engine.url}"])
+    # 600 tokens at 100 ms: a minute of work unless the gateway cancels it.
+    body = json.dumps({"model": "m1", "prompt": "x", "max_tokens": 600, "stream": stream,
+                       "ignore_eos": True}).encode()
+    host, port = host_of(gw).split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(b"POST /v1/completions HTTP/1.1\r\nhost: gw\r\n"
+                     b"content-type: application/json\r\n"
+                     b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        wait_until(lambda: sim_value(url, RUNNING) == 1, 15, "the engine runs the request")
+        if stream:
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+    # The client is gone; the engine stops long before the minute is over.
+    wait_until(lambda: sim_value(url, RUNNING) == 0, 15, "the engine stopped the request")
+    metrics = httpx.get(f"{gw.url}/metrics", timeout=10).text
+    assert 'brix_gateway_requests_total{code="499",model="m1"} 1.0' in metrics

@@ -57,6 +57,12 @@ def prometheus_queries(url: str) -> float:
                and 'handler="/api/v1/query"' in line)
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def requests(models: int, objects: int) -> list[Any]:
     from scaler._proto import externalscaler_pb2 as pb
 
@@ -143,8 +149,10 @@ def main() -> None:
                               extra_args=["--cache-ttl", "3600", "--log-level", "WARNING"])
         assert cached.grpc_target is not None
         asyncio.run(timed_calls(cached.grpc_target, batch[: args.models], 1))  # warm
+        cpu_before = cpu_seconds(cached.proc.popen.pid)
         hot_serial = asyncio.run(timed_calls(cached.grpc_target, batch, 1))
         hot = asyncio.run(timed_calls(cached.grpc_target, batch, args.concurrency))
+        cpu_per_call = (cpu_seconds(cached.proc.popen.pid) - cpu_before) / (2 * len(batch)) * 1000
 
         uncached = start_scaler(procs, prometheus_url=prom, name="scaler-uncached",
                                 extra_args=["--cache-ttl", "0", "--log-level", "WARNING"])
@@ -168,8 +176,9 @@ def main() -> None:
             "# Scaler benchmark: KEDA GetMetrics",
             "",
             f"- date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC",
-            f"- machine: {os.cpu_count()} CPUs (`nproc`), {cpu_model()}; shared with other "
-            "work while it ran",
+            f"- machine: {os.cpu_count()} CPUs (`nproc`), {cpu_model()}; load average "
+            f"{os.getloadavg()[0]:.1f} at the end (other work shares the machine: latencies "
+            "include waiting for a CPU)",
             f"- setup: {args.objects} ScaledObjects over {args.models} models (2 pods each), "
             "real Prometheus scraping every 1 s, scaler as a process, aio gRPC client from "
             "the proto on the same machine",
@@ -181,6 +190,9 @@ def main() -> None:
             summary(f"cached, {args.concurrency} concurrent", hot),
             summary("uncached (--cache-ttl 0), one at a time", cold_serial),
             summary(f"uncached, {args.concurrency} concurrent", cold),
+            "",
+            f"Scaler CPU time per cached GetMetrics (from /proc, independent of the load): "
+            f"**{cpu_per_call:.2f} ms**.",
             "",
             f"Polling all {args.objects} objects every second for {elapsed:.0f} s with "
             f"`--cache-ttl {args.interval:g}`: {calls} GetMetrics calls, {sent:.0f} Prometheus "

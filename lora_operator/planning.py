@@ -165,7 +165,7 @@ def _phase(
         model += " matching podSelector"
     if n_pods == 0:
         return "Pending", "NoPods", f"no pod of {model} in namespace {adapter.namespace}"
-    if n_eligible == 0 and want > 0:
+    if n_eligible == 0 and adapter.replicas != 0:
         return "Pending", "NoReadyPods", f"no Ready pod of {model} ({n_pods} pods, none Ready)"
     if ready >= want:
         return "Ready", "Loaded", f"loaded on {ready} of {want} pods"

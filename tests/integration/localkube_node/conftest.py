@@ -38,7 +38,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     group = ProcessGroup(log_dir=base / "proc-logs")
     try:
         _, kubeconfig = start_localkube(group, base / "state")
-        api = config.new_client_from_config(config_file=str(kubeconfig))
+        api = config.new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=str(kubeconfig))
         yield Cluster(kubeconfig=kubeconfig, state_dir=base / "state", api=api,
                       core=client.CoreV1Api(api), apps=client.AppsV1Api(api))
         api.close()
@@ -76,7 +77,8 @@ def wait_until(probe: Callable[[], T | None], *, what: str, timeout: float = 60.
             last = exc
         else:
             if last:
-                return last
+                found: T = last
+                return found
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}; last seen: {last!r}")
         time.sleep(interval)

@@ -163,7 +163,7 @@ def test_volumes_are_linked_at_their_mount_path(cluster: Cluster, namespace: str
                  {"name": "scratch", "emptyDir": {}}],
         container={"volumeMounts": [{"name": "conf", "mountPath": str(conf_at)},
                                     {"name": "scratch", "mountPath": str(scratch_at)}]}))
-    wait_until(lambda: (scratch_at / "out").exists(), what="the emptyDir written")
+    wait_until((scratch_at / "out").exists, what="the emptyDir written")
     assert (scratch_at / "out").read_text() == "written"
     assert "threads=4" in cluster.kubectl("-n", namespace, "logs", "mounts")
     cluster.kubectl("-n", namespace, "delete", "pod", "mounts", "--timeout=60s")

@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import warnings
-from collections.abc import Iterator
-
 import pytest
 
 
 @pytest.fixture(autouse=True, scope="session")
-def _no_implicit_event_loop() -> Iterator[None]:
+def _no_implicit_event_loop() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         asyncio.set_event_loop(None)
-    yield

@@ -56,7 +56,8 @@ async def test_resource_versions_are_global_and_monotonic(store: Store) -> None:
                               "spec": {"replicas": 1}})
     c = store.update(CM, {**a, "data": {"k": "w"}})
     rvs = [int(o["metadata"]["resourceVersion"]) for o in (a, b, c)]
-    assert rvs == sorted(rvs) and len(set(rvs)) == 3
+    assert rvs == sorted(rvs)
+    assert len(set(rvs)) == 3
     assert store.rv == rvs[-1]
     assert a["metadata"]["uid"] != b["metadata"]["uid"]
     assert c["metadata"]["uid"] == a["metadata"]["uid"]
@@ -162,7 +163,7 @@ async def test_namespace_deletion_deletes_its_objects(store: Store) -> None:
     store.create(CM, cm("a", ns="team"))
     store.create(CM, cm("b", ns="team", finalizers=["hold"]))
     store.create(CM, cm("c", ns="other"))
-    ns, gone = store.delete(NS, None, "team")
+    ns, _ = store.delete(NS, None, "team")
     assert ns["status"]["phase"] == "Terminating"
     assert sorted(o["metadata"]["name"] for o in store.select(CM, None)) == ["b", "c"]
     b = store.get(CM, "team", "b")

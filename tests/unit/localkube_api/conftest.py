@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import warnings
+
 import pytest
 
 

@@ -138,14 +138,27 @@ def _condition(kind: str, ok: bool, previous: Sequence[JsonObj], now: str,
     return out
 
 
+def init_outcome(init_records: Sequence[ContainerRecord], restart_policy: str) -> str:
+    """"done", "running" or "failed" (a failed init container that will not be retried)."""
+    for rec in init_records:
+        if rec.state == "terminated" and rec.exit_code == 0:
+            continue
+        if rec.state == "terminated" and restart_policy == "Never":
+            return "failed"
+        return "running"
+    return "done"
+
+
 def pod_conditions(records: Sequence[ContainerRecord], phase: str,
-                   previous: Sequence[JsonObj], now: str) -> list[JsonObj]:
+                   previous: Sequence[JsonObj], now: str, *, initialized: bool = True,
+                   ) -> list[JsonObj]:
     terminal = phase in ("Succeeded", "Failed")
-    all_ready = bool(records) and all(r.ready for r in records) and not terminal
+    all_ready = (bool(records) and all(r.ready for r in records) and not terminal
+                 and initialized)
     reason = "PodCompleted" if terminal else "ContainersNotReady"
     return [
         _condition("PodReadyToStartContainers", True, previous, now),
-        _condition("Initialized", True, previous, now),
+        _condition("Initialized", initialized, previous, now, "ContainersNotInitialized"),
         _condition("Ready", all_ready, previous, now, reason),
         _condition("ContainersReady", all_ready, previous, now, reason),
         _condition("PodScheduled", True, previous, now),
@@ -154,20 +167,33 @@ def pod_conditions(records: Sequence[ContainerRecord], phase: str,
 
 def pod_status(records: Sequence[ContainerRecord], *, restart_policy: str, pod_ip: str,
                host_ip: str, start_time: str, previous: JsonObj | None,
+               init_records: Sequence[ContainerRecord] = (),
                now: str | None = None) -> JsonObj:
-    """The whole ``status`` of a pod."""
+    """The whole ``status`` of a pod.
+
+    Until every init container has completed the pod is Pending (Failed when one
+    failed under ``restartPolicy: Never``) and not Initialized.
+    """
     now = now or now_rfc3339()
-    phase = pod_phase(records, restart_policy)
+    outcome = init_outcome(init_records, restart_policy)
+    if outcome == "done":
+        phase = pod_phase(records, restart_policy)
+    else:
+        phase = "Failed" if outcome == "failed" else "Pending"
     prev_conditions = (previous or {}).get("conditions") or []
-    return {
+    status: JsonObj = {
         "phase": phase,
-        "conditions": pod_conditions(records, phase, prev_conditions, now),
+        "conditions": pod_conditions(records, phase, prev_conditions, now,
+                                     initialized=outcome == "done"),
         "hostIP": host_ip, "hostIPs": [{"ip": host_ip}],
         "podIP": pod_ip, "podIPs": [{"ip": pod_ip}],
         "startTime": start_time,
         "qosClass": "BestEffort",
         "containerStatuses": [container_status(r) for r in records],
     }
+    if init_records:
+        status["initContainerStatuses"] = [container_status(r) for r in init_records]
+    return status
 
 
 def is_pod_ready(pod: JsonObj) -> bool:

@@ -8,9 +8,13 @@ console script). Each container gets the pod's own loopback address as
 ``BIND_HOST``/``POD_IP``, ``KUBECONFIG``, and its ``env``/``envFrom``; its working
 directory is ``<state_dir>/pods/<ns>/<pod>-<uid>/containers/<container>`` unless its
 ``workingDir`` exists. Probes drive the Ready condition and restarts; the
-``restartPolicy`` decides restarts, with a doubling back-off. When the pod is
+``restartPolicy`` decides restarts, with a doubling back-off. Init containers
+run first, one after the other, each to completion. When the pod is
 deleted its processes get SIGTERM, then SIGKILL after the grace period, and the
 worker removes the pod object for good.
+
+Not applied, for want of containers: the image, ``securityContext`` (processes
+run as localkube's user), resource limits, and read-only mounts.
 """
 
 from __future__ import annotations
@@ -105,12 +109,18 @@ class PodWorker:
         spec = pod.get("spec") or {}
         previous = {c.get("name"): c for c in
                     (pod.get("status") or {}).get("containerStatuses") or []}
+        initializing = bool(spec.get("initContainers"))
         self.records = [
             ContainerRecord(name=str(c.get("name", "")), image=str(c.get("image", "")),
                             restart_count=int((previous.get(c.get("name")) or {})
-                                              .get("restartCount") or 0))
+                                              .get("restartCount") or 0),
+                            waiting_reason="PodInitializing" if initializing
+                            else "ContainerCreating")
             for c in spec.get("containers") or []
         ]
+        self.init_records = [ContainerRecord(name=str(c.get("name", "")),
+                                             image=str(c.get("image", "")))
+                             for c in spec.get("initContainers") or []]
         self.ip = ""
         self.start_time = str((pod.get("status") or {}).get("startTime") or now_rfc3339())
         self._last_status: JsonObj = dict(pod.get("status") or {})
@@ -173,6 +183,10 @@ class PodWorker:
         prepared = await self._prepare_until_ready()
         if prepared is None:
             return
+        if not await self._run_init_containers(prepared):
+            self.mark()
+            await self.terminate.wait()
+            return
         runners = [ContainerRunner(self, c, rec, prepared[rec.name])
                    for c, rec in zip((self.pod.get("spec") or {}).get("containers") or [],
                                      self.records, strict=True)]
@@ -183,6 +197,23 @@ class PodWorker:
                           result)
         self.mark()
         await self.terminate.wait()
+
+    async def _run_init_containers(self, prepared: dict[str, Prepared]) -> bool:
+        """Run each init container to completion, in order; False if the pod cannot go on.
+
+        A failed init container is retried (with back-off) unless the pod's
+        restartPolicy is Never, which fails the pod.
+        """
+        pod_policy = str((self.pod.get("spec") or {}).get("restartPolicy") or "Always")
+        policy = "Never" if pod_policy == "Never" else "OnFailure"
+        for c, rec in zip((self.pod.get("spec") or {}).get("initContainers") or [],
+                          self.init_records, strict=True):
+            runner = ContainerRunner(self, c, rec, prepared[f"init:{rec.name}"],
+                                     policy=policy, init=True)
+            await runner.run()
+            if self.terminate.is_set() or rec.exit_code != 0:
+                return False
+        return True
 
     async def _bind_node(self) -> None:
         """Give the pod its node name if it has none (best effort: a single-node cluster)."""
@@ -202,7 +233,7 @@ class PodWorker:
             except (EnvError, VolumeError, processes.StartError, ApiError,
                     aiohttp.ClientError, TimeoutError, OSError) as exc:
                 message = str(exc) or type(exc).__name__
-                for rec in self.records:
+                for rec in [*self.init_records, *self.records]:
                     rec.state, rec.waiting_reason = "waiting", "CreateContainerConfigError"
                     rec.waiting_message = message
                 self.mark()
@@ -237,7 +268,10 @@ class PodWorker:
         volumes = make_volumes(self.pod, self.pod_dir, configmaps=configmaps, secrets=secrets)
         base = base_environment(config)
         out: dict[str, Prepared] = {}
-        for c in (self.pod.get("spec") or {}).get("containers") or []:
+        spec = self.pod.get("spec") or {}
+        tagged = [(f"init:{c.get('name', '')}", c) for c in spec.get("initContainers") or []]
+        tagged += [(str(c.get("name", "")), c) for c in spec.get("containers") or []]
+        for key, c in tagged:
             name = str(c.get("name", ""))
             env = build_env(c, facts, node_vars=node_vars, configmaps=configmaps,
                             secrets=secrets, node_allocatable=allocatable)
@@ -257,7 +291,7 @@ class PodWorker:
             ports = {str(p["name"]): int(p["containerPort"]) for p in c.get("ports") or []
                      if p.get("name") and p.get("containerPort")}
             full_env = {**base, **env}
-            out[name] = Prepared(env=full_env, argv=argv, cwd=cwd,
+            out[key] = Prepared(env=full_env, argv=argv, cwd=cwd,
                                  target=ProbeTarget(pod_ip=self.ip, ports=ports, env=full_env,
                                                     cwd=cwd))
         if self.mounts.not_linked:
@@ -270,7 +304,8 @@ class PodWorker:
     def status(self) -> JsonObj:
         policy = str((self.pod.get("spec") or {}).get("restartPolicy") or "Always")
         return pod_status(self.records, restart_policy=policy, pod_ip=self.ip, host_ip=HOST_IP,
-                          start_time=self.start_time, previous=self._last_status)
+                          start_time=self.start_time, previous=self._last_status,
+                          init_records=self.init_records)
 
     async def _status_writer(self) -> None:
         while True:
@@ -341,19 +376,23 @@ class ContainerRunner:
     """One container: start, supervise (probes), restart per policy, stop on deletion."""
 
     def __init__(self, worker: PodWorker, container: JsonObj, record: ContainerRecord,
-                 prepared: Prepared) -> None:
+                 prepared: Prepared, *, policy: str | None = None, init: bool = False) -> None:
         self.worker = worker
+        self._policy = policy
         self.container = container
         self.rec = record
         self.prep = prepared
         self.startup = ProbeSpec.parse(container.get("startupProbe"), "startup")
         self.readiness = ProbeSpec.parse(container.get("readinessProbe"), "readiness")
         self.liveness = ProbeSpec.parse(container.get("livenessProbe"), "liveness")
-        self.field_path = f"spec.containers{{{record.name}}}"
+        kind = "initContainers" if init else "containers"
+        self.field_path = f"spec.{kind}{{{record.name}}}"
         self.proc: asyncio.subprocess.Process | None = None
 
     @property
     def policy(self) -> str:
+        if self._policy is not None:
+            return self._policy
         return str((self.worker.pod.get("spec") or {}).get("restartPolicy") or "Always")
 
     async def run(self) -> None:

@@ -9,7 +9,9 @@ then, for each ``volumeMount``, creates a symlink at the ``mountPath`` pointing
 there **only when** the mountPath does not exist yet and its parent directory
 exists and is writable. Otherwise the mount is not visible at that path, which
 is reported in the result; brix's own manifests pass paths through env and
-args, so they do not depend on it. The symlinks are removed with the pod.
+args, so they do not depend on it. A link another live pod made is left to it
+(only a link whose volume is gone is replaced), and the links are removed with
+their pod. ``readOnly``, ``subPathExpr``, ownership and modes are not applied.
 """
 
 from __future__ import annotations
@@ -154,8 +156,8 @@ def link_mounts(container: JsonObj, volumes: Mapping[str, Path], state_dir: Path
         target = Path(str(mount.get("mountPath", "")))
         if _points_at(target, source):
             continue
-        if target.is_symlink() and _ours(target, state_dir):
-            target.unlink()
+        if target.is_symlink() and _ours(target, state_dir) and not target.exists():
+            target.unlink()  # left by a pod that is gone (its volume was removed)
         parent = target.parent
         if (not target.exists() and not target.is_symlink() and parent.is_dir()
                 and os.access(parent, os.W_OK)):

@@ -212,3 +212,42 @@ def test_a_command_that_does_not_exist_crash_loops_with_its_reason(
     assert status.last_state.terminated.reason == "StartError"
     assert "no-such-program-brix" in (status.last_state.terminated.message or
                                       status.state.waiting.message or "")
+
+
+def test_init_containers_run_first_and_in_order(cluster: Cluster, namespace: str,
+                                                tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    step = (f"import pathlib, sys; p = pathlib.Path({str(shared)!r}, 'steps'); "
+            "p.write_text((p.read_text() if p.exists() else '') + sys.argv[1] + ' ')")
+    main = (f"import pathlib, time; print('saw', pathlib.Path({str(shared)!r}, 'steps')"
+            ".read_text(), flush=True); time.sleep(600)")
+    manifest = pod_manifest("ordered", [sys.executable, "-c", main],
+                            volumes=[{"name": "shared", "emptyDir": {}}],
+                            container={"volumeMounts": [{"name": "shared",
+                                                         "mountPath": str(shared)}]})
+    manifest["spec"]["initContainers"] = [
+        {"name": f"init-{n}", "image": "unused", "command": [sys.executable, "-c", step, n],
+         "volumeMounts": [{"name": "shared", "mountPath": str(shared)}]}
+        for n in ("one", "two")]
+    cluster.core.create_namespaced_pod(namespace, manifest)
+    wait_until(lambda: (s := container_status(cluster, namespace, "ordered")) and s.ready,
+               what="the main container running after its init containers")
+    pod = cluster.core.read_namespaced_pod("ordered", namespace)
+    inits = pod.status.init_container_statuses
+    assert [s.state.terminated.exit_code for s in inits] == [0, 0]
+    assert "saw one two" in cluster.kubectl("-n", namespace, "logs", "ordered", "-c", "main")
+
+
+def test_a_failed_init_container_fails_a_never_restarting_pod(cluster: Cluster,
+                                                             namespace: str) -> None:
+    manifest = pod_manifest("blocked", [sys.executable, "-c", "print('never runs')"],
+                            restartPolicy="Never")
+    manifest["spec"]["initContainers"] = [
+        {"name": "check", "image": "unused", "command": [sys.executable, "-c", "exit(4)"]}]
+    cluster.core.create_namespaced_pod(namespace, manifest)
+    pod = wait_until(lambda: (p := cluster.core.read_namespaced_pod("blocked", namespace))
+                     .status.phase == "Failed" and p, what="phase Failed")
+    assert pod.status.init_container_statuses[0].state.terminated.exit_code == 4
+    main = pod.status.container_statuses[0]
+    assert main.state.waiting is not None
+    assert main.state.waiting.reason == "PodInitializing"

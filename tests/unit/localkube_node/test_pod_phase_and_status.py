@@ -92,3 +92,28 @@ def test_finished_pods_are_not_ready_with_reason_pod_completed() -> None:
     assert status["podIP"] == "127.0.0.10"
     assert status["podIPs"] == [{"ip": "127.0.0.10"}]
     assert status["hostIP"] == "127.0.0.1"
+
+
+def _init(state: str, code: int | None = None) -> ContainerRecord:
+    return ContainerRecord(name="init", state=state, exit_code=code)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("init", "policy", "phase", "initialized"), [
+    ([_init("running")], "Always", "Pending", "False"),
+    ([_init("terminated", 1)], "Always", "Pending", "False"),     # will be retried
+    ([_init("terminated", 1)], "Never", "Failed", "False"),
+    ([_init("terminated", 0), _init("waiting")], "Always", "Pending", "False"),
+    ([_init("terminated", 0)], "Always", "Running", "True"),
+])
+def test_init_containers_gate_the_pod(init: list[ContainerRecord], policy: str, phase: str,
+                                      initialized: str) -> None:
+    main = ContainerRecord(name="main", state="running", ready=True, started=True)
+    status = pod_status([main], restart_policy=policy, pod_ip="127.0.0.10",
+                        host_ip="127.0.0.1", start_time="t", previous=None, now="n",
+                        init_records=init)
+    assert status["phase"] == phase
+    conditions = {c["type"]: c["status"] for c in status["conditions"]}
+    assert conditions["Initialized"] == initialized
+    if initialized == "False":
+        assert conditions["Ready"] == "False"
+    assert [s["name"] for s in status["initContainerStatuses"]] == ["init"] * len(init)

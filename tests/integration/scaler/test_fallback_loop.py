@@ -26,6 +26,7 @@ from brix.contract import (
     AUTOSCALE_TARGET_ANNOTATION,
     MODEL_LABEL,
 )
+from tests.helpers.localkube import start_localkube
 from tests.helpers.procs import ProcessGroup
 from tests.helpers.prometheus import query, start_prometheus
 from tests.helpers.scaler import ScalerProc, StaticExporter, scrape_config, start_scaler
@@ -44,10 +45,9 @@ def group(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessGroup]:
 
 @pytest.fixture(scope="module")
 def kubeconfig(group: ProcessGroup, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    state = tmp_path_factory.mktemp("localkube")
-    group.start(["-m", "localkube", "--port", "0", "--state-dir", str(state), "--no-node",
-                 "--no-persist"], name="localkube")
-    return state / "kubeconfig"
+    _, path = start_localkube(group, tmp_path_factory.mktemp("localkube"), node=False,
+                              extra_args=["--no-persist"])
+    return path
 
 
 @pytest.fixture(scope="module")

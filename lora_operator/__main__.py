@@ -42,6 +42,7 @@ def kopf_settings(settings: Settings) -> kopf.OperatorSettings:
     op.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=STORAGE_PREFIX, key="last-handled-configuration")
     op.posting.reporting_component = "brix-lora-operator"
+    op.posting.event_name_prefix = "brix-lora-operator-"
     op.posting.reporting_instance = os.environ.get("POD_NAME") or socket.gethostname()
     op.peering.name = settings.peering
     op.peering.mandatory = settings.peering_mandatory
@@ -115,6 +116,8 @@ async def run(settings: Settings) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     settings = load(argv)
     configure_logging(settings.log_level)
+    for noisy in ("httpx", "aiohttp.access"):  # a line per sidecar call or probe
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     if settings.kubeconfig:
         # Kopf's own login reads $KUBECONFIG; the flag wins over the environment.
         os.environ["KUBECONFIG"] = settings.kubeconfig

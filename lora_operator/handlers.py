@@ -54,6 +54,13 @@ def register(registry: kopf.OperatorRegistry, ctx: Context) -> None:
     """Register the handlers on ``registry``, bound to ``ctx``."""
     lora = (LORA_GROUP, LORA_VERSION, LORA_PLURAL)
 
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        """--kubeconfig (set as $KUBECONFIG), else in-cluster, else $KUBECONFIG/~/.kube/config."""
+        if ctx.settings.kubeconfig:
+            return kopf.login_with_kubeconfig(**kwargs)
+        return kopf.login_via_client(**kwargs)
+
     @kopf.on.event("", "v1", "pods", labels={MODEL_LABEL: kopf.PRESENT}, registry=registry)
     async def pod_changed(*, event: Mapping[str, Any], body: kopf.Body, **_: Any) -> None:
         pod = PodInfo.from_body(body)

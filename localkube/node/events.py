@@ -24,7 +24,7 @@ class EventRecorder:
         self._tasks: set[asyncio.Task[None]] = set()
 
     def pod(self, pod: JsonObj, reason: str, message: str, *, warning: bool = False,
-            field_path: str | None = None) -> None:
+            field_path: str | None = None, component: str = COMPONENT) -> None:
         """Record an Event about ``pod`` in the background."""
         meta = pod.get("metadata") or {}
         ns = str(meta.get("namespace") or "default")
@@ -39,8 +39,8 @@ class EventRecorder:
             "involvedObject": ref, "reason": reason, "message": message,
             "type": "Warning" if warning else "Normal", "count": 1,
             "firstTimestamp": now, "lastTimestamp": now,
-            "source": {"component": COMPONENT, "host": self._host},
-            "reportingComponent": COMPONENT, "reportingInstance": self._host,
+            "source": {"component": component, "host": self._host},
+            "reportingComponent": component, "reportingInstance": self._host,
         }
         task = asyncio.create_task(self._write(ns, body))
         self._tasks.add(task)

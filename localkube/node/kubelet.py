@@ -25,7 +25,12 @@ class Kubelet:
         self._workers: dict[str, PodWorker] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._accepting = True
+        ctx.name_taken = self._name_taken
         pods.add_handler(self._on_pod)
+
+    def _name_taken(self, namespace: str, name: str, uid: str) -> bool:
+        return any(w.namespace == namespace and w.name == name and w.uid != uid
+                   for w in self._workers.values())
 
     def _on_pod(self, kind: str, pod: JsonObj) -> None:
         uid = str((pod.get("metadata") or {}).get("uid", ""))

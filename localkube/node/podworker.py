@@ -25,6 +25,7 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -73,6 +74,8 @@ class NodeContext:
     http: aiohttp.ClientSession
     events: EventRecorder
     stopping: asyncio.Event
+    name_taken: Callable[[str, str, str], bool] = lambda _ns, _name, _uid: False
+    """Whether another pod object (another uid) of this namespace and name is on the node."""
 
 
 def base_environment(config: NodeConfig) -> dict[str, str]:
@@ -179,6 +182,10 @@ class PodWorker:
             return
         self.ip = self.ctx.pool.acquire(self.uid, (self.pod.get("status") or {}).get("podIP"))
         await self._bind_node()
+        if not (self.pod.get("status") or {}).get("podIP"):
+            self.ctx.events.pod(self.pod, "Scheduled", f"Successfully assigned "
+                                f"{self.namespace}/{self.name} to {NODE_NAME}",
+                                component="default-scheduler")
         self.mark()
         prepared = await self._prepare_until_ready()
         if prepared is None:
@@ -361,8 +368,10 @@ class PodWorker:
             except (aiohttp.ClientError, TimeoutError) as exc:
                 log.warning("pod %s/%s not deleted: %s", self.namespace, self.name, exc)
         shutil.rmtree(self.pod_dir, ignore_errors=True)
-        shutil.rmtree(self.ctx.config.state_dir / "logs" / self.namespace / self.name,
-                      ignore_errors=True)
+        if not self.ctx.name_taken(self.namespace, self.name, self.uid):
+            # The logs' path has no uid: a new pod of the same name writes there now.
+            shutil.rmtree(self.ctx.config.state_dir / "logs" / self.namespace / self.name,
+                          ignore_errors=True)
 
 
 def _memory_bytes() -> str:

@@ -187,6 +187,10 @@ def test_from_zero_on_gateway_pending(
     exporter.pending(model, 3, namespace=namespace)
     wait_until(lambda: replicas(api, namespace, "cold") == 1, "from zero on pending requests")
 
+    exporter.pending(model, 0, namespace=namespace)  # served: nothing waits any more
+    wait_until(lambda: replicas(api, namespace, "cold") == 0, "back to zero after the cooldown")
+    assert any("scale to zero" in e.message for e in events(api, namespace, "cold"))
+
 
 def test_hpa_targeted_deployment_is_left_alone(
         procs: ProcessGroup, api: client.ApiClient, kubeconfig: Path, prom: str,
@@ -277,3 +281,25 @@ def test_bad_annotation_is_reported_and_nothing_changes(
     assert AUTOSCALE_TARGET_ANNOTATION in warning.message
     assert replicas(api, namespace, "engine") == 2
     assert (scaler_metric(scaler, "brix_scaler_errors_total", kind="annotation") or 0) >= 1
+
+
+def test_a_stopped_leader_hands_the_lease_over(
+        procs: ProcessGroup, api: client.ApiClient, kubeconfig: Path, prom: str,
+        namespace: str) -> None:
+    # A Lease of 120 s cannot expire within this test: the follower can only get it
+    # because the leader hands it back when it stops.
+    long_lease = ("--lease-duration", "120")
+    first = loop_scaler(procs, prom=prom, kubeconfig=kubeconfig, namespace=namespace,
+                        identity="first", extra=long_lease)
+    leases = client.CoordinationV1Api(api)
+
+    def holder() -> str:
+        try:
+            return str(leases.read_namespaced_lease("brix-scaler", namespace).spec.holder_identity)
+        except client.ApiException:
+            return ""
+    wait_until(lambda: holder() == "first", "the first scaler leads")
+    loop_scaler(procs, prom=prom, kubeconfig=kubeconfig, namespace=namespace,
+                identity="second", extra=long_lease)
+    assert first.proc.stop() == 0  # SIGTERM: a clean exit
+    wait_until(lambda: holder() == "second", "the second scaler takes the handed-back Lease")

@@ -309,6 +309,14 @@ def test_prometheus_stopped_is_an_error_not_zero(
     assert error.code() == grpc.StatusCode.UNAVAILABLE
 
 
+def test_stream_ends_with_an_error_when_prometheus_is_unreachable(stub: Any) -> None:
+    stream = stub.StreamIsActive(scaled_object_ref(
+        model="m-gone", target="1", prometheusAddress="http://127.0.0.1:9"))
+    error = rpc_error(lambda: next(stream))
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+    assert "unreachable" in error.details()
+
+
 # --- serving -------------------------------------------------------------------------
 
 

@@ -1,0 +1,197 @@
+"""The API over plain HTTP: discovery, Status errors, Table, watch details, OpenAPI."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.integration.localkube_api.conftest import Localkube
+
+TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
+
+
+@pytest.fixture
+def http(localkube: Localkube) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=localkube.url, timeout=10) as c:
+        yield c
+
+
+@pytest.fixture
+def ns(http: httpx.Client) -> str:
+    name = f"h-{uuid.uuid4().hex[:8]}"
+    assert http.post("/api/v1/namespaces", json={"metadata": {"name": name}}).status_code == 201
+    return name
+
+
+def status(r: httpx.Response, code: int, reason: str) -> dict[str, Any]:
+    assert r.status_code == code, r.text
+    body: dict[str, Any] = r.json()
+    assert (body["kind"], body["status"], body["code"], body["reason"]) == (
+        "Status", "Failure", code, reason)
+    return body
+
+
+def test_discovery(http: httpx.Client) -> None:
+    assert http.get("/api").json()["versions"] == ["v1"]
+    assert http.get("/version").json()["major"] == "1"
+    groups = {g["name"]: g for g in http.get("/apis").json()["groups"]}
+    assert {"apps", "apiextensions.k8s.io", "coordination.k8s.io", "discovery.k8s.io",
+            "events.k8s.io", "rbac.authorization.k8s.io", "autoscaling", "policy",
+            "networking.k8s.io"} <= set(groups)
+    assert groups["autoscaling"]["preferredVersion"]["version"] == "v2"
+    apps = {r["name"]: r for r in http.get("/apis/apps/v1").json()["resources"]}
+    assert apps["deployments"]["shortNames"] == ["deploy"]
+    assert apps["deployments"]["namespaced"] is True
+    assert "watch" in apps["deployments"]["verbs"]
+    assert apps["deployments/scale"]["kind"] == "Scale"
+    assert apps["deployments/status"]["verbs"] == ["get", "patch", "update"]
+    core = {r["name"]: r for r in http.get("/api/v1").json()["resources"]}
+    assert {"pods", "pods/log", "pods/status", "services", "endpoints", "configmaps",
+            "secrets", "serviceaccounts", "events", "namespaces"} <= set(core)
+    assert core["namespaces"]["namespaced"] is False
+    assert http.get("/apis/apps").json()["preferredVersion"]["groupVersion"] == "apps/v1"
+
+
+def test_status_errors(http: httpx.Client, ns: str) -> None:
+    status(http.get(f"/api/v1/namespaces/{ns}/configmaps/nope"), 404, "NotFound")
+    body = status(http.get(f"/apis/apps/v1/namespaces/{ns}/statefulsets"), 404, "NotFound")
+    assert "statefulsets" in body["message"]
+    status(http.put(f"/api/v1/namespaces/{ns}/configmaps", json={}), 405, "MethodNotAllowed")
+    status(http.post(f"/api/v1/namespaces/{ns}/configmaps", content=b"{not json",
+                     headers={"Content-Type": "application/json"}), 400, "BadRequest")
+    status(http.post(f"/api/v1/namespaces/{ns}/configmaps",
+                     json={"kind": "Secret", "metadata": {"name": "x"}}), 400, "BadRequest")
+    status(http.post(f"/api/v1/namespaces/{ns}/configmaps",
+                     json={"metadata": {"name": "x", "namespace": "other"}}), 400, "BadRequest")
+    status(http.post(f"/api/v1/namespaces/{ns}/configmaps", content=b"\x0a\x00",
+                     headers={"Content-Type": "application/vnd.kubernetes.protobuf"}),
+           415, "UnsupportedMediaType")
+    http.post(f"/api/v1/namespaces/{ns}/configmaps", json={"metadata": {"name": "a"}})
+    status(http.patch(f"/api/v1/namespaces/{ns}/configmaps/a", json={},
+                      headers={"Content-Type": "application/xml"}), 415,
+           "UnsupportedMediaType")
+    status(http.patch(f"/api/v1/namespaces/{ns}/configmaps/a",
+                      content=json.dumps([{"op": "test", "path": "/data", "value": 1}]),
+                      headers={"Content-Type": "application/json-patch+json"}), 422, "Invalid")
+    body = status(http.post(f"/api/v1/namespaces/{ns}/configmaps",
+                            json={"metadata": {"name": "UPPER"}}), 422, "Invalid")
+    assert body["details"]["causes"][0]["field"] == "metadata.name"
+    # Nothing was lost on the way: the one good object is still there, alone.
+    names = [i["metadata"]["name"] for i in http.get(
+        f"/api/v1/namespaces/{ns}/configmaps").json()["items"]]
+    assert names == ["a"]
+
+
+def test_table_for_kubectl_get(http: httpx.Client, ns: str) -> None:
+    http.post(f"/api/v1/namespaces/{ns}/configmaps",
+              json={"metadata": {"name": "a"}, "data": {"x": "1", "y": "2"}})
+    table = http.get(f"/api/v1/namespaces/{ns}/configmaps", headers={"Accept": TABLE}).json()
+    assert table["kind"] == "Table"
+    assert [c["name"] for c in table["columnDefinitions"]] == ["Name", "Data", "Age"]
+    assert table["rows"][0]["cells"][:2] == ["a", 2]
+    assert table["rows"][0]["object"]["metadata"]["name"] == "a"
+
+
+def test_list_pages_with_limit_and_continue(http: httpx.Client, ns: str) -> None:
+    for n in range(5):
+        http.post(f"/api/v1/namespaces/{ns}/configmaps", json={"metadata": {"name": f"c{n}"}})
+    seen = []
+    token = ""
+    while True:
+        params = {"limit": "2", **({"continue": token} if token else {})}
+        page = http.get(f"/api/v1/namespaces/{ns}/configmaps", params=params).json()
+        seen += [i["metadata"]["name"] for i in page["items"]]
+        token = page["metadata"].get("continue", "")
+        if not token:
+            break
+    assert seen == ["c0", "c1", "c2", "c3", "c4"]
+
+
+def watch_lines(http: httpx.Client, path: str, **params: str) -> list[dict[str, Any]]:
+    with http.stream("GET", path, params={"watch": "true", **params}) as r:
+        assert r.status_code == 200
+        return [json.loads(line) for line in r.iter_lines() if line]
+
+
+def test_watch_timeout_and_initial_events_end_bookmark(http: httpx.Client, ns: str) -> None:
+    http.post(f"/api/v1/namespaces/{ns}/configmaps", json={"metadata": {"name": "a"}})
+    events = watch_lines(http, f"/api/v1/namespaces/{ns}/configmaps", timeoutSeconds="1",
+                         sendInitialEvents="true", allowWatchBookmarks="true",
+                         resourceVersionMatch="NotOlderThan")
+    assert events[0]["type"] == "ADDED"
+    assert events[1]["type"] == "BOOKMARK"
+    assert events[1]["object"]["metadata"]["annotations"] == {
+        "k8s.io/initial-events-end": "true"}
+
+
+def test_watch_a_single_object_by_field_selector(http: httpx.Client, ns: str) -> None:
+    base = f"/api/v1/namespaces/{ns}/configmaps"
+    rv = http.get(base).json()["metadata"]["resourceVersion"]
+    http.post(base, json={"metadata": {"name": "a"}})
+    http.post(base, json={"metadata": {"name": "b"}})
+    events = watch_lines(http, base, resourceVersion=rv, timeoutSeconds="1",
+                         fieldSelector="metadata.name=b")
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [("ADDED", "b")]
+
+
+def test_watch_a_bad_resource_version_is_400(http: httpx.Client, ns: str) -> None:
+    status(http.get(f"/api/v1/namespaces/{ns}/configmaps",
+                    params={"watch": "1", "resourceVersion": "abc"}), 400, "BadRequest")
+
+
+def test_pod_log_before_the_container_ran(http: httpx.Client, ns: str) -> None:
+    http.post(f"/api/v1/namespaces/{ns}/pods", json={"metadata": {"name": "p"}, "spec": {
+        "containers": [{"name": "a", "image": "x"}, {"name": "b", "image": "x"}]}})
+    body = status(http.get(f"/api/v1/namespaces/{ns}/pods/p/log"), 400, "BadRequest")
+    assert "choose one of: [a b]" in body["message"]
+    body = status(http.get(f"/api/v1/namespaces/{ns}/pods/p/log", params={"container": "a"}),
+                  400, "BadRequest")
+    assert "waiting to start" in body["message"]
+    status(http.get(f"/api/v1/namespaces/{ns}/pods/p/log", params={"container": "z"}),
+           400, "BadRequest")
+
+
+def test_services_get_cluster_ips_node_ports_and_target_ports(http: httpx.Client,
+                                                              ns: str) -> None:
+    base = f"/api/v1/namespaces/{ns}/services"
+    a = http.post(base, json={"metadata": {"name": "a"}, "spec": {
+        "type": "NodePort", "selector": {"app": "a"}, "ports": [{"port": 80}]}}).json()
+    b = http.post(base, json={"metadata": {"name": "b"}, "spec": {
+        "selector": {"app": "b"}, "ports": [{"port": 81, "targetPort": "http"}]}}).json()
+    assert a["spec"]["clusterIP"] != b["spec"]["clusterIP"]
+    assert 30000 <= a["spec"]["ports"][0]["nodePort"] <= 32767
+    assert a["spec"]["ports"][0]["targetPort"] == 80
+    assert b["spec"]["ports"][0]["targetPort"] == "http"
+    taken = a["spec"]["ports"][0]["nodePort"]
+    body = status(http.post(base, json={"metadata": {"name": "c"}, "spec": {
+        "type": "NodePort", "ports": [{"port": 80, "nodePort": taken}]}}), 422, "Invalid")
+    assert "already allocated" in body["message"]
+
+
+def test_openapi_v3_documents_custom_resources(http: httpx.Client) -> None:
+    crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+           "metadata": {"name": "things.example.org"}, "spec": {
+               "group": "example.org", "scope": "Cluster",
+               "names": {"plural": "things", "kind": "Thing"},
+               "versions": [{"name": "v1beta1", "served": True, "storage": True, "schema": {
+                   "openAPIV3Schema": {"type": "object", "properties": {
+                       "spec": {"type": "object"}}}}}]}}
+    created = http.post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", json=crd)
+    assert created.status_code == 201
+    conditions = {c["type"]: c["status"] for c in created.json()["status"]["conditions"]}
+    assert conditions == {"NamesAccepted": "True", "Established": "True"}
+    index = http.get("/openapi/v3").json()["paths"]
+    url = index["apis/example.org/v1beta1"]["serverRelativeURL"]
+    doc = http.get(url).json()
+    schema = doc["components"]["schemas"]["org.example.v1beta1.Thing"]
+    assert schema["x-kubernetes-group-version-kind"] == [
+        {"group": "example.org", "version": "v1beta1", "kind": "Thing"}]
+    assert "/apis/example.org/v1beta1/things/{name}" in doc["paths"]
+    invalid = {**crd, "metadata": {"name": "wrong.example.org"}}
+    status(http.post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", json=invalid),
+           422, "Invalid")

@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
-import httpx
+import aiohttp
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -33,7 +33,7 @@ from brix.openai_errors import error_body
 from gateway.load import LoadTracker
 from gateway.metrics import UNKNOWN_MODEL, GatewayMetrics
 from gateway.picker import STRATEGIES, prompt_prefix
-from gateway.proxy import Proxy, ProxyCall
+from gateway.proxy import SKIP_AUTO_HEADERS, Proxy, ProxyCall
 from gateway.settings import GatewaySettings
 from gateway.table import RoutingTable
 
@@ -103,14 +103,15 @@ def create_app(
     metrics = metrics or GatewayMetrics()
     tracker = tracker or LoadTracker()
     api_keys = load_api_keys(settings)
-    limits = httpx.Limits(max_connections=settings.max_connections,
-                          max_keepalive_connections=settings.max_connections, keepalive_expiry=30)
     proxy_holder: dict[str, Proxy] = {}
     created = int(time.time())
 
     @asynccontextmanager
     async def app_lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with httpx.AsyncClient(limits=limits, trust_env=False) as client:
+        connector = aiohttp.TCPConnector(limit=settings.max_connections, limit_per_host=0,
+                                         keepalive_timeout=30, ttl_dns_cache=10)
+        async with aiohttp.ClientSession(connector=connector, auto_decompress=False,
+                                         skip_auto_headers=SKIP_AUTO_HEADERS) as client:
             proxy_holder["proxy"] = Proxy(
                 settings=settings, table=table, tracker=tracker, metrics=metrics,
                 client=client, rng=random.Random(settings.seed),  # noqa: S311 - not crypto
@@ -188,7 +189,8 @@ def create_app(
                         f"one of: {', '.join(sorted(STRATEGIES))}.", "invalid_routing")
         prefix = prompt_prefix(parsed, settings.prefix_chars) if strategy == "prefix-affinity" \
             else ""
-        headers = [(k, v) for k, v in request.headers.raw if k not in _DROP]
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw
+                   if k not in _DROP]
         return ProxyCall(
             proxy_holder["proxy"], path=request.url.path, body=body, headers=headers, name=name,
             strategy=strategy, prefix=prefix, request_id=rid, started=started,

@@ -13,7 +13,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterable, Sequence
 
-import httpx
+import aiohttp
 
 from gateway.picker import Candidate
 from gateway.table import Endpoint
@@ -83,7 +83,7 @@ class SidecarPoller:
         endpoints: Callable[[], Iterable[Endpoint]],
         *,
         interval: float,
-        client: httpx.AsyncClient,
+        client: aiohttp.ClientSession,
     ) -> None:
         self._tracker = tracker
         self._endpoints = endpoints
@@ -102,10 +102,11 @@ class SidecarPoller:
         self._tracker.queues = queues
 
     async def _poll(self, endpoint: Endpoint) -> tuple[int, int] | None:
-        with contextlib.suppress(httpx.HTTPError):
-            r = await self._client.get(f"{endpoint.sidecar_url}/metrics",
-                                       timeout=min(self._interval, 2.0))
-            if r.status_code == 200:
-                return parse_queue(r.text)
-            log.debug("sidecar of %s answered %s", endpoint.name, r.status_code)
+        timeout = aiohttp.ClientTimeout(total=min(self._interval, 2.0))
+        with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+            async with self._client.get(f"{endpoint.sidecar_url}/metrics",
+                                        timeout=timeout) as r:
+                if r.status == 200:
+                    return parse_queue(await r.text())
+                log.debug("sidecar of %s answered %s", endpoint.name, r.status)
         return None

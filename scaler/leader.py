@@ -1,7 +1,7 @@
 """Leader election with a ``coordination.k8s.io/v1`` Lease, as client-go does it.
 
 Of several scaler replicas only the Lease's holder runs the fallback loop. The
-holder renews the Lease every ``retry_period`` (2 s) seconds; the others watch it and
+holder renews the Lease every 2 s (``retry_period``); the others watch it and
 take it over once it has not changed for ``duration`` seconds *by their own
 clock* (so clocks need not agree). Writes replace an exact resourceVersion: of
 two replicas racing for an expired Lease, one gets a conflict and stays a

@@ -29,7 +29,7 @@ from kubernetes import client
 
 from scaler.kube import DeploymentInfo, Kube, KubeError
 from scaler.leader import LeaderElector
-from scaler.measure import measure
+from scaler.measure import Measurement, measure
 from scaler.metrics import ScalerMetrics
 from scaler.policy import Decision, Observation, Policy, PolicyState, decide
 from scaler.prometheus import MetricsSource
@@ -108,7 +108,7 @@ class FallbackLoop:
             self._metrics.error("kubernetes")
             log.warning("fallback loop: %s", exc)
             return
-        seen: set[Key] = set()
+        jobs: list[tuple[DeploymentInfo, _Tracked]] = []
         for d in wanted:
             key = (d.namespace, d.name)
             hpa = hpas.get(key)
@@ -116,40 +116,48 @@ class FallbackLoop:
                 if key in self._tracked:
                     log.info("%s/%s: HPA %s targets it now; leaving it alone", *key, hpa)
                 continue
-            seen.add(key)
-            if not self.elector.is_leader():
-                return  # lost the Lease mid-pass: stop acting at once
-            await self._scale_one(d, self._tracked.setdefault(key, _Tracked()))
-        for key in set(self._tracked) - seen:
+            jobs.append((d, self._tracked.setdefault(key, _Tracked())))
+        for key in set(self._tracked) - {(d.namespace, d.name) for d, _ in jobs}:
             del self._tracked[key]
             self._metrics.forget(namespace=key[0], deployment=key[1])
+        # Measure every target at once (a slow Prometheus costs one timeout per pass,
+        # not one per Deployment), then decide and apply one by one.
+        measured = await asyncio.gather(*(self._measure(d, tracked) for d, tracked in jobs))
+        for (d, tracked), found in zip(jobs, measured, strict=True):
+            if found is None:
+                continue
+            if not self.elector.is_leader():
+                return  # lost the Lease mid-pass: stop acting at once
+            await self._apply(d, tracked, *found)
 
-    async def _scale_one(self, d: DeploymentInfo, tracked: _Tracked) -> None:
-        settings = self._settings
+    async def _measure(self, d: DeploymentInfo,
+                       tracked: _Tracked) -> tuple[ScaleTarget, Measurement] | None:
+        """The target and its measurement, or None after reporting why there is none."""
         try:
             target = read_target(namespace=d.namespace, labels=d.labels,
                                  annotations=d.annotations,
-                                 default_max=settings.default_max_replicas)
+                                 default_max=self._settings.default_max_replicas)
         except AnnotationError as exc:
             self._metrics.error("annotation")
             await self._warn(d, tracked, "InvalidAutoscaleAnnotation", str(exc))
-            return
-        trigger = target.trigger
+            return None
         try:
-            m = await measure(self._source, trigger)
+            return target, await measure(self._source, target.trigger)
         except SignalError as exc:
             self._metrics.error("prometheus" if exc.code == "unavailable" else "data")
             await self._warn(d, tracked, "MetricsUnavailable",
                              f"holding {d.replicas} replica(s): {exc}")
-            return
+            return None
+
+    async def _apply(self, d: DeploymentInfo, tracked: _Tracked, target: ScaleTarget,
+                     m: Measurement) -> None:
         policy = self._policy(target)
-        now = self._clock()
         decision, state = decide(policy, tracked.state, Observation(
             value=m.value, kind=m.kind, current_replicas=d.replicas,
-            active=m.active(policy.activation_target)), now)
-        self._metrics.decision(namespace=d.namespace, deployment=d.name, signal=trigger.signal,
-                               value=m.value, desired=decision.desired,
-                               direction=decision.direction)
+            active=m.active(policy.activation_target)), self._clock())
+        self._metrics.decision(namespace=d.namespace, deployment=d.name,
+                               signal=target.trigger.signal, value=m.value,
+                               desired=decision.desired, direction=decision.direction)
         if decision.desired != d.replicas:
             try:
                 await asyncio.to_thread(self._kube.scale, d.namespace, d.name, decision.desired)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics
 
 from brix.contract import metric
+
+# Only the contract's series: no extra ``*_created`` gauges next to the counters.
+disable_created_metrics()
 
 ErrorKind = Literal["prometheus", "kubernetes", "metadata", "annotation", "data"]
 ERROR_KINDS: tuple[ErrorKind, ...] = ("prometheus", "kubernetes", "metadata", "annotation", "data")

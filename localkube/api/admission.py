@@ -213,7 +213,8 @@ class Admission:
         if data is not None:
             for k, v in string_data.items():
                 data[k] = base64.b64encode(str(v).encode()).decode()
-        obj.setdefault("type", "Opaque")
+        if not obj.get("type"):
+            obj["type"] = "Opaque"
         return obj
 
     def _customresourcedefinition(self, rt: ResourceType, obj: dict[str, Any],

@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from localkube.api import discovery, errors, openapi, patching, promsd, tables
+from localkube.api import discovery, errors, openapi, patching, promsd, protobuf, tables
 from localkube.api.admission import Admission, crd_status
 from localkube.api.errors import ApiError
 from localkube.api.meta import get_path, now, rfc3339, set_path
@@ -238,6 +238,12 @@ class ApiServer:
     # --- request helpers ------------------------------------------------------
 
     async def _body(self, request: web.Request) -> Any:
+        if request.content_type == "application/vnd.kubernetes.protobuf":
+            try:
+                return protobuf.decode(await request.read())
+            except protobuf.ProtobufError as exc:
+                raise ApiError(code=415, reason="UnsupportedMediaType",
+                               message=str(exc)) from None
         if "protobuf" in request.content_type or "cbor" in request.content_type:
             raise ApiError(code=415, reason="UnsupportedMediaType",
                            message=f"localkube reads JSON and YAML bodies, not "

@@ -1,0 +1,192 @@
+"""Kubernetes protobuf request bodies, for the kinds kubectl's generators send.
+
+``kubectl create namespace|configmap|secret|serviceaccount`` send typed
+objects as ``application/vnd.kubernetes.protobuf`` (client-go has no fallback
+to JSON). This decodes those kinds into the JSON form; any other kind is
+refused with an error that names it. Purely computational.
+
+The envelope is ``k8s\\x00`` then a ``runtime.Unknown``: typeMeta (1:
+apiVersion, 2: kind), raw (2: the object's own message).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Iterator
+from typing import Any
+
+MAGIC = b"k8s\x00"
+
+
+class ProtobufError(ValueError):
+    """A body that cannot be decoded (the message says which kind, or why)."""
+
+
+def _varint(buf: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        if pos >= len(buf):
+            raise ProtobufError("truncated varint")
+        b = buf[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return result, pos
+        shift += 7
+
+
+def fields(buf: bytes) -> Iterator[tuple[int, int | bytes]]:
+    """(field number, value) pairs: ints for varints and fixed, bytes for the rest."""
+    pos = 0
+    while pos < len(buf):
+        key, pos = _varint(buf, pos)
+        num, wire = key >> 3, key & 7
+        if wire == 0:
+            value, pos = _varint(buf, pos)
+            yield num, value
+        elif wire == 2:
+            size, pos = _varint(buf, pos)
+            if pos + size > len(buf):
+                raise ProtobufError("truncated field")
+            yield num, buf[pos:pos + size]
+            pos += size
+        elif wire == 1:
+            yield num, int.from_bytes(buf[pos:pos + 8], "little")
+            pos += 8
+        elif wire == 5:
+            yield num, int.from_bytes(buf[pos:pos + 4], "little")
+            pos += 4
+        else:
+            raise ProtobufError(f"unsupported wire type {wire}")
+
+
+def _str(v: int | bytes) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def _map(entries: list[bytes], *, binary: bool = False) -> dict[str, str]:
+    out = {}
+    for entry in entries:
+        k = v = b""
+        for num, val in fields(entry):
+            if num == 1 and isinstance(val, bytes):
+                k = val
+            elif num == 2 and isinstance(val, bytes):
+                v = val
+        out[k.decode()] = base64.b64encode(v).decode() if binary else v.decode()
+    return out
+
+
+def _group(buf: bytes) -> dict[int, list[int | bytes]]:
+    out: dict[int, list[int | bytes]] = {}
+    for num, val in fields(buf):
+        out.setdefault(num, []).append(val)
+    return out
+
+
+def _bytes_list(values: list[int | bytes]) -> list[bytes]:
+    return [v for v in values if isinstance(v, bytes)]
+
+
+def _owner(buf: bytes) -> dict[str, Any]:
+    f = _group(buf)
+    out: dict[str, Any] = {}
+    for num, name in ((5, "apiVersion"), (1, "kind"), (3, "name"), (4, "uid")):
+        if num in f:
+            out[name] = _str(f[num][-1])
+    for num, name in ((6, "controller"), (7, "blockOwnerDeletion")):
+        if num in f:
+            out[name] = bool(f[num][-1])
+    return out
+
+
+def object_meta(buf: bytes) -> dict[str, Any]:
+    f = _group(buf)
+    md: dict[str, Any] = {}
+    for num, name in ((1, "name"), (2, "generateName"), (3, "namespace")):
+        if num in f and _str(f[num][-1]):
+            md[name] = _str(f[num][-1])
+    if 11 in f:
+        md["labels"] = _map(_bytes_list(f[11]))
+    if 12 in f:
+        md["annotations"] = _map(_bytes_list(f[12]))
+    if 13 in f:
+        md["ownerReferences"] = [_owner(b) for b in _bytes_list(f[13])]
+    if 14 in f:
+        md["finalizers"] = [_str(v) for v in f[14]]
+    return md
+
+
+def _namespace(f: dict[int, list[int | bytes]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if 2 in f:
+        spec = _group(_bytes_list(f[2])[-1])
+        if 1 in spec:
+            out["spec"] = {"finalizers": [_str(v) for v in spec[1]]}
+    return out
+
+
+def _configmap(f: dict[int, list[int | bytes]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if 2 in f:
+        out["data"] = _map(_bytes_list(f[2]))
+    if 3 in f:
+        out["binaryData"] = _map(_bytes_list(f[3]), binary=True)
+    if 4 in f:
+        out["immutable"] = bool(f[4][-1])
+    return out
+
+
+def _secret(f: dict[int, list[int | bytes]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if 2 in f:
+        out["data"] = _map(_bytes_list(f[2]), binary=True)
+    if 3 in f:
+        out["type"] = _str(f[3][-1])
+    if 4 in f:
+        out["stringData"] = _map(_bytes_list(f[4]))
+    if 5 in f:
+        out["immutable"] = bool(f[5][-1])
+    return out
+
+
+def _serviceaccount(f: dict[int, list[int | bytes]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if 3 in f:
+        out["imagePullSecrets"] = [{"name": _str(_group(b).get(1, [b""])[-1])}
+                                   for b in _bytes_list(f[3])]
+    if 4 in f:
+        out["automountServiceAccountToken"] = bool(f[4][-1])
+    return out
+
+
+DECODERS: dict[tuple[str, str], Callable[[dict[int, list[int | bytes]]], dict[str, Any]]] = {
+    ("v1", "Namespace"): _namespace,
+    ("v1", "ConfigMap"): _configmap,
+    ("v1", "Secret"): _secret,
+    ("v1", "ServiceAccount"): _serviceaccount,
+}
+
+
+def decode(body: bytes) -> dict[str, Any]:
+    """The JSON form of a protobuf-encoded object of a supported kind."""
+    if not body.startswith(MAGIC):
+        raise ProtobufError("not a Kubernetes protobuf body (no k8s\\0 prefix)")
+    envelope = _group(body[len(MAGIC):])
+    api_version = kind = ""
+    if 1 in envelope:
+        tm = _group(_bytes_list(envelope[1])[-1])
+        api_version = _str(tm.get(1, [b""])[-1])
+        kind = _str(tm.get(2, [b""])[-1])
+    decoder = DECODERS.get((api_version, kind))
+    if decoder is None:
+        supported = ", ".join(k for _, k in DECODERS)
+        raise ProtobufError(
+            f"localkube decodes protobuf bodies only for {supported}; this one is a "
+            f"{kind or 'unknown kind'} ({api_version or '?'}): send it as JSON or YAML "
+            "(e.g. kubectl apply -f or kubectl create -f with a manifest)")
+    raw = _group(_bytes_list(envelope.get(2, [b""]))[-1])
+    obj: dict[str, Any] = {"apiVersion": api_version, "kind": kind}
+    obj["metadata"] = object_meta(_bytes_list(raw[1])[-1]) if 1 in raw else {}
+    obj.update(decoder(raw))
+    return obj

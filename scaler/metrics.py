@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created
 from brix.contract import metric
 
 # Only the contract's series: no extra ``*_created`` gauges next to the counters.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 ErrorKind = Literal["prometheus", "kubernetes", "metadata", "annotation", "data"]
 ERROR_KINDS: tuple[ErrorKind, ...] = ("prometheus", "kubernetes", "metadata", "annotation", "data")

@@ -16,7 +16,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import requests
@@ -47,15 +47,6 @@ class _Entry:
     failed: bool = False
 
 
-@dataclass
-class SourceStats:
-    """Counts for benchmarks and tests: queries sent to Prometheus, cache hits."""
-
-    queries: int = 0
-    hits: int = 0
-    by_key: dict[SourceKey, int] = field(default_factory=dict)
-
-
 class MetricsSource:
     """Measures models and raw queries in Prometheus, cached per query."""
 
@@ -75,7 +66,6 @@ class MetricsSource:
         self._clock = clock
         self._clients: dict[str, PrometheusConnect] = {}
         self._cache: dict[SourceKey, _Entry] = {}
-        self.stats = SourceStats()
 
     # --- public ------------------------------------------------------------
 
@@ -119,16 +109,12 @@ class MetricsSource:
             self._prune(now)
             entry = _Entry(asyncio.create_task(fetch(), name=f"prometheus {key}"))
             self._cache[key] = entry
-            self.stats.queries += 1
-            self.stats.by_key[key] = self.stats.by_key.get(key, 0) + 1
 
             def finished(task: asyncio.Task[Any], entry: _Entry = entry) -> None:
                 entry.done_at = self._clock()
                 entry.failed = task.cancelled() or task.exception() is not None
 
             entry.task.add_done_callback(finished)
-        else:
-            self.stats.hits += 1
         # shield: a caller that gives up (a cancelled RPC) does not cancel the shared query.
         return await asyncio.shield(entry.task)
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from brix.contract import MODEL_LABEL, SIDECAR_PORT, SIDECAR_PORT_NAME
+
+FailureKind = Literal["unreachable", "refused", "unauthorized"]
 
 
 class InvalidSpec(ValueError):
@@ -215,12 +217,14 @@ def parse_adapter_list(payload: Any) -> tuple[Loaded, ...]:
 class PodView:
     """A pod as one reconcile saw it: its info and what its sidecar said.
 
-    ``loaded`` is None when the sidecar could not be asked (``error`` says why).
+    ``loaded`` is None when the sidecar could not be asked (``error`` says why,
+    ``error_kind`` classifies it).
     """
 
     pod: PodInfo
     loaded: tuple[Loaded, ...] | None = None
     error: str | None = None
+    error_kind: FailureKind = "unreachable"
 
     @property
     def name(self) -> str:

@@ -21,13 +21,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from brix.contract import MODEL_LABEL, LoraPhase
-from lora_operator.model import AdapterSpec, LabelSelector, Loaded, PodInfo, PodView
+from lora_operator.model import (
+    AdapterSpec,
+    FailureKind,
+    LabelSelector,
+    Loaded,
+    PodInfo,
+    PodView,
+)
 from lora_operator.placement import Candidate, eligible, place
 
-FailureKind = Literal["unreachable", "refused", "unauthorized"]
+__all__ = ["Failure", "FailureKind", "Plan", "candidates", "is_current", "plan",
+           "unloading_status"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,7 +196,7 @@ def _phase(
             kinds.add(failure.kind)
         elif view.loaded is None and view.error:
             problems.append(f"{view.name}: {view.error}")
-            kinds.add("unreachable")
+            kinds.add(view.error_kind)
     if problems:
         reason = "SidecarUnauthorized" if kinds == {"unauthorized"} else "SidecarUnreachable"
         return ("Failed" if ready == 0 else "Degraded"), reason, (

@@ -143,7 +143,7 @@ async def _observe_one(ctx: Context, spec: AdapterSpec, pod: PodInfo, token: str
     except SidecarError as exc:
         if exc.kind == "unauthorized":
             ctx.tokens.invalidate(spec.namespace)
-        return PodView(pod, None, exc.message)
+        return PodView(pod, None, exc.message, exc.kind)
     known = ctx.applied.get((spec.namespace, pod.name, spec.name))
     if known is not None:
         loaded = tuple(

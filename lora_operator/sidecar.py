@@ -21,8 +21,7 @@ from urllib.parse import quote
 
 import httpx
 
-from lora_operator.model import Loaded, PodInfo, parse_adapter_list
-from lora_operator.planning import FailureKind
+from lora_operator.model import FailureKind, Loaded, PodInfo, parse_adapter_list
 
 
 class SidecarError(Exception):

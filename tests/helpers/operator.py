@@ -206,3 +206,42 @@ def ready_pods(kubeconfig: Path, namespace: str, model: str) -> list[dict[str, A
 
 def sidecar_url(pod: Mapping[str, Any]) -> str:
     return f"http://{pod['status']['podIP']}:8080"
+
+
+def core_api(kubeconfig: Path) -> Any:
+    """A CoreV1Api of the ``kubernetes`` client for ``kubeconfig``."""
+    import kubernetes
+
+    cfg = kubernetes.client.Configuration()
+    kubernetes.config.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)
+    return kubernetes.client.CoreV1Api(kubernetes.client.ApiClient(cfg))
+
+
+def register_pod(
+    api: Any, *, namespace: str, name: str, model: str, sidecar_port: int,
+    ready: bool = True, ip: str = "127.0.0.1", labels: Mapping[str, str] | None = None,
+) -> None:
+    """A Pod object for processes the test runs itself (localkube without its node).
+
+    The pod names ``sidecar_port`` as its container port ``sidecar``; its status
+    says Running at ``ip`` and Ready (or not).
+    """
+    api.create_namespaced_pod(namespace, {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "labels": {"brix.dev/model": model, **(labels or {})}},
+        "spec": {"containers": [
+            {"name": "engine", "image": "brix/sidecar:0.1.0",
+             "ports": [{"name": "http", "containerPort": 8000}]},
+            {"name": "sidecar", "image": "brix/sidecar:0.1.0",
+             "ports": [{"name": "sidecar", "containerPort": sidecar_port}]},
+        ]},
+    })
+    set_pod_ready(api, namespace=namespace, name=name, ready=ready, ip=ip)
+
+
+def set_pod_ready(api: Any, *, namespace: str, name: str, ready: bool,
+                  ip: str = "127.0.0.1") -> None:
+    api.patch_namespaced_pod_status(name, namespace, {"status": {
+        "phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
+        "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+    }})

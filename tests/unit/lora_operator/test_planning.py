@@ -143,3 +143,10 @@ def test_unloading_status_lists_what_is_left() -> None:
     assert s["phase"] == "Unloading"
     assert s["loadedPods"] == [{"name": "a", "ip": "10.0.0.1"}]
     assert "b: timeout" in s["message"]
+
+
+def test_a_sidecar_refusing_the_token_says_unauthorized() -> None:
+    pod = view("a").pod
+    p = plan(spec(), [PodView(pod, None, "401 missing token", "unauthorized")], now=NOW)
+    assert p.phase == "Failed"
+    assert p.status["reason"] == "SidecarUnauthorized"

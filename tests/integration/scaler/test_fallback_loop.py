@@ -303,3 +303,23 @@ def test_a_stopped_leader_hands_the_lease_over(
                 identity="second", extra=long_lease)
     assert first.proc.stop() == 0  # SIGTERM: a clean exit
     wait_until(lambda: holder() == "second", "the second scaler takes the handed-back Lease")
+
+
+def test_mode_both_serves_keda_and_runs_the_loop(
+        procs: ProcessGroup, api: client.ApiClient, kubeconfig: Path, prom: str,
+        exporter: StaticExporter, namespace: str) -> None:
+    from tests.helpers.scaler import scaled_object_ref, scaler_stub
+
+    model = f"{namespace}-m"
+    deployment(api, namespace, "engine", model=model, replicas=1, target="1")
+    exporter.pod(model, "p0", namespace=namespace, waiting=2)
+    scaler = start_scaler(procs, prometheus_url=prom, mode="both", extra_args=[
+        *FAST, "--kubeconfig", str(kubeconfig), "--namespace", namespace,
+        "--lease-namespace", namespace])
+    with scaler.channel() as channel:
+        spec = scaler_stub(channel).GetMetricSpec(scaled_object_ref(model=model, target="1"))
+    assert spec.metricSpecs[0].targetSizeFloat == 1.0
+    wait_until(lambda: replicas(api, namespace, "engine") == 2, "the loop scaled")
+    health = httpx.get(scaler.http_url + "/healthz")
+    assert health.status_code == 200
+    assert "leader" in health.text

@@ -699,7 +699,11 @@ class ApiServer:
                     if wait <= 0:
                         break
                 try:
-                    item = await asyncio.wait_for(watcher.queue.get(), wait)
+                    if watcher.queue.empty():
+                        async with asyncio.timeout(wait):
+                            item = await watcher.queue.get()
+                    else:
+                        item = watcher.queue.get_nowait()
                 except TimeoutError:
                     if bookmarks and (deadline is None or time.monotonic() < deadline):
                         await resp.write(self._bookmark(t.rt))

@@ -58,18 +58,23 @@ def server_credentials(settings: ScalerSettings) -> grpc.ServerCredentials | Non
 
 async def start_grpc(settings: ScalerSettings, scaler: ExternalScaler,
                      host: str) -> tuple[grpc.aio.Server, int, HealthServicer]:
-    server = grpc.aio.server()
+    # No SO_REUSEPORT: a second scaler on a busy port must fail, not share it.
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
     pb_grpc.add_ExternalScalerServicer_to_server(scaler, server)
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     address = f"{host}:{settings.grpc_port}"
     credentials = server_credentials(settings)
-    if credentials is None:
-        port = server.add_insecure_port(address)
-    else:
-        port = server.add_secure_port(address, credentials)
+    try:
+        if credentials is None:
+            port = server.add_insecure_port(address)
+        else:
+            port = server.add_secure_port(address, credentials)
+    except RuntimeError:
+        port = 0
     if port == 0:
-        raise OSError(f"could not listen on {address} (is the port in use?)")
+        raise OSError(f"could not listen on {address} (is the port in use? pick another "
+                      "with --grpc-port)")
     await server.start()
     serving = health_pb2.HealthCheckResponse.SERVING
     await health_servicer.set(SERVICE_NAME, serving)

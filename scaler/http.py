@@ -51,8 +51,12 @@ class HttpServer:
 
     def __init__(self, host: str, port: int, registry: CollectorRegistry,
                  healthy: Callable[[], tuple[bool, str]]) -> None:
-        self._server = make_server(host, port, make_app(registry, healthy),
-                                   server_class=_Server, handler_class=_QuietHandler)
+        try:
+            self._server = make_server(host, port, make_app(registry, healthy),
+                                       server_class=_Server, handler_class=_QuietHandler)
+        except OSError as exc:
+            raise OSError(f"could not listen on {host}:{port} ({exc.strerror or exc}; pick "
+                          "another with --http-port)") from None
         self.port = int(self._server.server_address[1])
         self._thread = threading.Thread(target=self._server.serve_forever,
                                         name="scaler-http", daemon=True)

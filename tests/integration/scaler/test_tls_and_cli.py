@@ -99,3 +99,16 @@ def test_every_flag_reads_its_environment_variable(procs: ProcessGroup) -> None:
     scaler = start_scaler(procs, prometheus_url=NO_PROMETHEUS,
                           env={"BRIX_STREAM_INTERVAL": "0.25", "BRIX_LOG_LEVEL": "DEBUG"})
     assert "'stream_interval': 0.25" in scaler.proc.output()
+
+
+@pytest.mark.parametrize("side", ["grpc", "http"])
+def test_a_busy_port_is_a_clear_error(procs: ProcessGroup, side: str) -> None:
+    first = start_scaler(procs, prometheus_url=NO_PROMETHEUS)
+    assert first.grpc_target is not None
+    busy = (first.grpc_target if side == "grpc" else first.http_url).rsplit(":", 1)[1]
+    ports = {"grpc": "0", "http": "0", side: busy}
+    result = run_cli("--mode", "keda", "--grpc-port", ports["grpc"], "--http-port", ports["http"],
+                     env={"BIND_HOST": "127.0.0.1"})
+    assert result.returncode == 1
+    assert f"could not listen on 127.0.0.1:{busy}" in result.stderr
+    assert f"--{side}-port" in result.stderr

@@ -296,6 +296,7 @@ class ApiServer:
 
     def _respond(self, request: web.Request, rt: ResourceType, obj: dict[str, Any],
                  status: int = 200) -> web.Response:
+        obj = _view(rt, obj)
         table = _table_request(request)
         if table is not None:
             return _json(tables.to_table(rt, [obj], include=table,
@@ -404,7 +405,7 @@ class ApiServer:
             md["continue"] = cont
             md["remainingItemCount"] = remaining
         return _json({"kind": f"{t.rt.kind}List", "apiVersion": t.rt.api_version,
-                      "metadata": md, "items": items})
+                      "metadata": md, "items": [_view(t.rt, o) for o in items]})
 
     async def _replace(self, request: web.Request, t: Target) -> web.StreamResponse:
         assert t.name is not None
@@ -465,6 +466,8 @@ class ApiServer:
     async def _delete(self, request: web.Request, t: Target) -> web.StreamResponse:
         assert t.name is not None
         opts = await self._delete_options(request)
+        if request.query.get("dryRun") == "All" or "All" in (opts.get("dryRun") or []):
+            return _json(_view(t.rt, self.store.get(t.rt, t.namespace, t.name)))
         obj, gone = self.store.delete(
             t.rt, t.namespace, t.name, propagation=opts.get("propagationPolicy"),
             grace_seconds=opts.get("gracePeriodSeconds"),
@@ -744,10 +747,12 @@ class ApiServer:
                                   resource_version=event.obj["metadata"]["resourceVersion"],
                                   headers=headers)
             return dumps({"type": etype, "object": obj}) + b"\n"
-        line = event.encoded.get(etype)
+        key = etype if event.obj.get("apiVersion") == rt.api_version else (
+            f"{etype} {rt.api_version}")
+        line = event.encoded.get(key)
         if line is None:
-            line = dumps({"type": etype, "object": event.obj}) + b"\n"
-            event.encoded[etype] = line
+            line = dumps({"type": etype, "object": _view(rt, event.obj)}) + b"\n"
+            event.encoded[key] = line
         return line
 
     # --- openapi and prometheus ----------------------------------------------------
@@ -792,6 +797,14 @@ def _split(rt: ResourceType, old: dict[str, Any], new: dict[str, Any],
             merged["status"] = old["status"]
         return merged
     return new
+
+
+def _view(rt: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
+    """The object as served through ``rt``'s version (no field conversion, as a CRD's
+    ``None`` conversion strategy: the apiVersion is the one asked for)."""
+    if obj.get("apiVersion") == rt.api_version:
+        return obj
+    return {**obj, "apiVersion": rt.api_version}
 
 
 def _table_request(request: web.Request) -> str | None:

@@ -195,3 +195,46 @@ def test_openapi_v3_documents_custom_resources(http: httpx.Client) -> None:
     invalid = {**crd, "metadata": {"name": "wrong.example.org"}}
     status(http.post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", json=invalid),
            422, "Invalid")
+
+
+def test_custom_objects_through_each_served_version(http: httpx.Client, ns: str) -> None:
+    versions = [{"name": v, "served": True, "storage": v == "v1", "schema": {
+        "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}}
+        for v in ("v1", "v2")]
+    crd = {"metadata": {"name": "multis.example.org"}, "spec": {
+        "group": "example.org", "scope": "Namespaced",
+        "names": {"plural": "multis", "kind": "Multi"}, "versions": versions}}
+    assert http.post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+                     json=crd).status_code == 201
+    made = http.post(f"/apis/example.org/v1/namespaces/{ns}/multis",
+                     json={"metadata": {"name": "m"}, "spec": {"a": 1}})
+    assert made.status_code == 201
+    v2 = http.get(f"/apis/example.org/v2/namespaces/{ns}/multis/m").json()
+    assert (v2["apiVersion"], v2["spec"]) == ("example.org/v2", {"a": 1})
+    listed = http.get(f"/apis/example.org/v2/namespaces/{ns}/multis").json()
+    assert [i["apiVersion"] for i in listed["items"]] == ["example.org/v2"]
+
+
+def test_dry_run_changes_nothing(http: httpx.Client, ns: str) -> None:
+    base = f"/api/v1/namespaces/{ns}/configmaps"
+    assert http.post(base, params={"dryRun": "All"},
+                     json={"metadata": {"name": "d"}}).status_code == 201
+    status(http.get(f"{base}/d"), 404, "NotFound")
+    http.post(base, json={"metadata": {"name": "d"}})
+    assert http.delete(f"{base}/d", params={"dryRun": "All"}).status_code == 200
+    assert http.get(f"{base}/d").status_code == 200
+
+
+def test_pods_on_a_node_terminate_gracefully(http: httpx.Client, ns: str) -> None:
+    base = f"/api/v1/namespaces/{ns}/pods"
+    http.post(base, json={"metadata": {"name": "p"}, "spec": {
+        "containers": [{"name": "c", "image": "x"}], "terminationGracePeriodSeconds": 7}})
+    bound = http.post(f"{base}/p/binding", json={"target": {"kind": "Node", "name": "n1"}})
+    assert bound.status_code == 201
+    assert http.get(f"{base}/p").json()["spec"]["nodeName"] == "n1"
+    terminating = http.delete(f"{base}/p").json()
+    assert terminating["metadata"]["deletionGracePeriodSeconds"] == 7
+    assert http.get(f"{base}/p").json()["metadata"]["deletionTimestamp"]
+    gone = http.request("DELETE", f"{base}/p", json={"gracePeriodSeconds": 0})
+    assert gone.status_code == 200
+    status(http.get(f"{base}/p"), 404, "NotFound")

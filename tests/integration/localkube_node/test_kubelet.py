@@ -251,3 +251,28 @@ def test_a_failed_init_container_fails_a_never_restarting_pod(cluster: Cluster,
     main = pod.status.container_statuses[0]
     assert main.state.waiting is not None
     assert main.state.waiting.reason == "PodInitializing"
+
+
+def test_a_startup_probe_holds_readiness_until_it_passes(cluster: Cluster, namespace: str,
+                                                         tmp_path: Path) -> None:
+    gate = tmp_path / "open"
+    script = ("import os, sys, time, http.server\n"
+              f"while not os.path.exists({str(gate)!r}):\n"
+              "    time.sleep(0.1)\n"
+              "http.server.test(HandlerClass=http.server.SimpleHTTPRequestHandler, "
+              "bind=os.environ['POD_IP'], port=8000)\n")
+    cluster.core.create_namespaced_pod(namespace, pod_manifest(
+        "slowstart", [sys.executable, "-c", script], container={
+            "ports": [{"name": "http", "containerPort": 8000}],
+            "startupProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 1,
+                             "failureThreshold": 600},
+            "livenessProbe": {"httpGet": {"path": "/", "port": 8000}, "periodSeconds": 1},
+        }))
+    running = wait_until(lambda: (s := container_status(cluster, namespace, "slowstart"))
+                         and s.state.running and s, what="the process running")
+    assert not running.started
+    assert not running.ready
+    gate.write_text("go")
+    status = wait_until(lambda: (s := container_status(cluster, namespace, "slowstart"))
+                        and s.started and s.ready and s, what="started and ready")
+    assert status.restart_count == 0

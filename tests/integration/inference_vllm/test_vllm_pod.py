@@ -7,11 +7,11 @@ stops it with SIGTERM.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +41,8 @@ def client(url: str) -> openai.OpenAI:
 
 
 def greedy(engine: VllmEngine, model: str) -> str:
-    out = client(engine.url).completions.create(model=model, prompt=PROMPT, max_tokens=16,
-                                                temperature=0)
+    with client(engine.url) as api:
+        out = api.completions.create(model=model, prompt=PROMPT, max_tokens=16, temperature=0)
     assert out.usage is not None
     assert out.usage.completion_tokens > 0
     return out.choices[0].text
@@ -62,8 +62,10 @@ def sidecar_for(procs: ProcessGroup, engine: VllmEngine) -> Proc:
 # --- the engine itself -------------------------------------------------------------
 
 
-def test_ready_means_completions_and_chat_answer(engine: VllmEngine) -> None:
+def test_ready_means_completions_and_chat_answer(engine: VllmEngine,
+                                                 request: pytest.FixtureRequest) -> None:
     api = client(engine.url)
+    request.addfinalizer(api.close)
     assert [m.id for m in api.models.list().data] == [engine.served_name]
     text = api.completions.create(model=engine.served_name, prompt=PROMPT, max_tokens=8,
                                   temperature=0)
@@ -223,7 +225,7 @@ def test_sidecar_values_match_vllms_own_metrics(engine: VllmEngine,
     assert not [k for k in ours if k[0].startswith("brix_gpu_")]
 
 
-async def test_prometheus_sees_requests_waiting_under_a_burst(
+def test_prometheus_sees_requests_waiting_under_a_burst(
     engine: VllmEngine, procs: ProcessGroup, tmp_path: Path
 ) -> None:
     sidecar = sidecar_for(procs, engine)
@@ -238,8 +240,7 @@ async def test_prometheus_sees_requests_waiting_under_a_burst(
                what="a first scrape of the sidecar")
 
     waiting = f'brix_engine_requests_waiting{{job="sidecar",model="{engine.served_name}"}} > 0'
-    # Set-up above blocks the loop on purpose: nothing else runs on it until the burst.
-    statuses, seen = await burst(engine, prom, waiting, requests=300)
+    statuses, seen = burst(engine, prom, waiting, requests=300)
     assert statuses == {200}
     if not seen:  # the burst ended between two polls: look back over its duration
         seen = wait_until(
@@ -249,25 +250,30 @@ async def test_prometheus_sees_requests_waiting_under_a_burst(
     assert float(seen[0]["value"][1]) > 0
 
 
-async def burst(engine: VllmEngine, prom: str, promql: str, *,
-                requests: int) -> tuple[set[int], list[dict[str, Any]]]:
-    """Send ``requests`` completions at once; poll ``promql`` while they run."""
+def burst(engine: VllmEngine, prom: str, promql: str, *,
+          requests: int) -> tuple[set[int], list[dict[str, Any]]]:
+    """Send ``requests`` completions at once (a thread each); poll ``promql`` meanwhile.
+
+    Threads rather than asyncio: pytest-asyncio leaks an event loop into a
+    module that mixes sync and async tests, which fails the run here.
+    """
     limits = httpx.Limits(max_connections=requests + 10)
-    async with httpx.AsyncClient(timeout=600, limits=limits) as http:
-        async def one(i: int) -> int:
-            r = await http.post(f"{engine.url}/v1/completions", json={
+    with httpx.Client(timeout=600, limits=limits) as http, \
+            ThreadPoolExecutor(max_workers=requests) as pool:
+        def one(i: int) -> int:
+            r = http.post(f"{engine.url}/v1/completions", json={
                 "model": engine.served_name, "prompt": f"{PROMPT} {i}", "max_tokens": 96,
                 "temperature": 0, "ignore_eos": True,
             })
             return r.status_code
 
-        tasks = [asyncio.create_task(one(i)) for i in range(requests)]
+        futures = [pool.submit(one, i) for i in range(requests)]
         seen: list[dict[str, Any]] = []
-        while not seen and not all(t.done() for t in tasks):
-            seen = await asyncio.to_thread(query, prom, promql)
+        while not seen and not all(f.done() for f in futures):
+            seen = query(prom, promql)
             if not seen:
-                await asyncio.sleep(0.5)
-        statuses = set(await asyncio.gather(*tasks))
+                time.sleep(0.5)
+        statuses = {f.result() for f in futures}
     return statuses, seen
 
 

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 
 from brix.config import build_parser, describe, load_settings
 from brix.serving import configure_logging, serve
-from gateway.app import create_app, load_api_keys
+from gateway.app import GatewayApp, create_app, load_api_keys
 from gateway.load import LoadTracker, SidecarPoller
 from gateway.settings import GatewaySettings
 from gateway.static import ConfigError, parse_services, parse_static_routes
@@ -74,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, OSError) as exc:
         parser.error(str(exc))
     log.info("settings: %s", describe(settings))
-    serve(app, name="brix gateway", port=settings.port, host=settings.host,
+    serve(GatewayApp(app), name="brix gateway", port=settings.port, host=settings.host,
           log_level=settings.log_level)
     return 0
 

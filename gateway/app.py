@@ -1,26 +1,18 @@
-"""The gateway's HTTP surface: FastAPI routes, checks on every request, errors in OpenAI's shape.
+"""The gateway's HTTP surface: the FastAPI app, its routes, errors in OpenAI's shape.
 
 Routes (DESIGN.md, "Gateway"): ``POST /v1/chat/completions`` and
-``POST /v1/completions`` go to a pod; ``GET /v1/models`` lists what is ready;
-``/healthz`` and ``/metrics`` (Prometheus text, the gateway's own registry).
-
-Checks, in order, each answered in OpenAI's error shape: API key (401, when
-keys are configured), body size (413, from Content-Length before reading, or
-while reading), JSON (400), ``model`` (400 when missing), ``x-brix-routing``
-(400 when unknown). Unknown paths 404, wrong methods 405.
+``POST /v1/completions`` go to a pod (``gateway.completions`` checks them);
+``GET /v1/models`` lists what is ready; ``/healthz`` and ``/metrics``
+(Prometheus text, the gateway's own registry). Unknown paths 404, wrong
+methods 405, API keys (when configured) on every ``/v1`` route, 401 without.
 """
 
 from __future__ import annotations
 
-import hmac
-import json
 import random
-import re
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
 
 import aiohttp
 from fastapi import FastAPI
@@ -28,51 +20,24 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from brix.openai_errors import error_body
+from gateway.completions import PATHS, Completions, key_ok
 from gateway.load import LoadTracker
-from gateway.metrics import UNKNOWN_MODEL, GatewayMetrics
-from gateway.picker import STRATEGIES, prompt_prefix
-from gateway.proxy import SKIP_AUTO_HEADERS, Proxy, ProxyCall
+from gateway.metrics import GatewayMetrics
+from gateway.proxy import SKIP_AUTO_HEADERS, Proxy
 from gateway.settings import GatewaySettings
 from gateway.table import RoutingTable
 
-ROUTING_HEADER = "x-brix-routing"
-REQUEST_ID_HEADER = "x-request-id"
-
-_REQUEST_ID_OK = re.compile(r"[\x21-\x7e]{1,200}")
-# Request headers not passed on to the pod (hop-by-hop, or set again by the client).
-_DROP = frozenset({
-    b"host", b"content-length", b"connection", b"keep-alive", b"transfer-encoding", b"te",
-    b"upgrade", b"proxy-authorization", b"trailer", ROUTING_HEADER.encode(),
-    REQUEST_ID_HEADER.encode(), b"expect",
-})
-
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
-
-
-class _TooLarge(Exception):
-    pass
 
 
 def _error(status: int, message: str, *, code: str | None = None, param: str | None = None,
            headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(error_body(status, message, code=code, param=param), status_code=status,
                         headers=headers)
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _TooLarge
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _TooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def load_api_keys(settings: GatewaySettings) -> frozenset[str]:
@@ -103,6 +68,7 @@ def create_app(
     metrics = metrics or GatewayMetrics()
     tracker = tracker or LoadTracker()
     api_keys = load_api_keys(settings)
+    keys = frozenset(k.encode() for k in api_keys)
     proxy_holder: dict[str, Proxy] = {}
     created = int(time.time())
 
@@ -137,72 +103,18 @@ def create_app(
                       headers=dict(exc.headers or {}))
 
     def unauthorized(request: Request) -> Response | None:
-        if not api_keys:
-            return None
-        auth = request.headers.get("authorization", "")
-        scheme, _, key = auth.partition(" ")
-        key = key.strip()
-        if scheme.lower() == "bearer" and key and any(
-            hmac.compare_digest(key.encode(), k.encode()) for k in api_keys
-        ):
+        auth = request.headers.get("authorization")
+        if not api_keys or key_ok(auth.encode("latin-1") if auth else None, keys):
             return None
         return _error(401, "A valid API key is needed: 'Authorization: Bearer <key>'.",
                       code="invalid_api_key", headers={"www-authenticate": "Bearer"})
 
-    async def forward(request: Request) -> Response | ProxyCall:
-        started = time.perf_counter()
-        rid = request.headers.get(REQUEST_ID_HEADER)
-        if rid is None or not _REQUEST_ID_OK.fullmatch(rid):
-            rid = uuid.uuid4().hex
-
-        def fail(status: int, message: str, code: str | None = None,
-                 param: str | None = None) -> Response:
-            metrics.answered(UNKNOWN_MODEL, status, time.perf_counter() - started)
-            response = _error(status, message, code=code, param=param)
-            response.headers[REQUEST_ID_HEADER] = rid
-            return response
-
-        denied = unauthorized(request)
-        if denied is not None:
-            metrics.answered(UNKNOWN_MODEL, 401, time.perf_counter() - started)
-            denied.headers[REQUEST_ID_HEADER] = rid
-            return denied
-        try:
-            body = await _read_body(request, settings.max_body_bytes)
-        except _TooLarge:
-            return fail(413, f"The request body is larger than {settings.max_body_bytes} bytes.",
-                        "request_too_large")
-        try:
-            parsed: Any = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            return fail(400, f"The request body is not valid JSON: {exc}", "invalid_json")
-        if not isinstance(parsed, dict):
-            return fail(400, "The request body must be a JSON object.", "invalid_json")
-        name = parsed.get("model")
-        if name is None or name == "":
-            return fail(400, "The request names no `model`.", "missing_model", "model")
-        if not isinstance(name, str):
-            return fail(400, "`model` must be a string.", "invalid_model", "model")
-        strategy = request.headers.get(ROUTING_HEADER, settings.routing).strip().lower()
-        if strategy not in STRATEGIES:
-            return fail(400, f"Unknown routing strategy {strategy!r} in {ROUTING_HEADER}; "
-                        f"one of: {', '.join(sorted(STRATEGIES))}.", "invalid_routing")
-        prefix = prompt_prefix(parsed, settings.prefix_chars) if strategy == "prefix-affinity" \
-            else ""
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw
-                   if k not in _DROP]
-        return ProxyCall(
-            proxy_holder["proxy"], path=request.url.path, body=body, headers=headers, name=name,
-            strategy=strategy, prefix=prefix, request_id=rid, started=started,
-        )
-
-    @app.post("/v1/chat/completions", response_model=None)
-    async def chat_completions(request: Request) -> Response | ProxyCall:
-        return await forward(request)
-
-    @app.post("/v1/completions", response_model=None)
-    async def completions(request: Request) -> Response | ProxyCall:
-        return await forward(request)
+    completions = Completions(settings, proxy=lambda: proxy_holder["proxy"], metrics=metrics,
+                              api_keys=api_keys)
+    for path in sorted(PATHS):
+        # An ASGI endpoint: Starlette hands it the raw request (see gateway.completions).
+        app.router.routes.append(Route(path, completions, methods=["POST"]))
+    app.state.completions = completions
 
     @app.get("/v1/models", response_model=None)
     async def models(request: Request) -> Response:
@@ -222,3 +134,22 @@ def create_app(
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+class GatewayApp:
+    """The ASGI app served: completions go straight to their endpoint, the rest to FastAPI.
+
+    The shortcut skips the framework's middleware and routing on the hot path;
+    FastAPI still has the same routes (for lifespan, OpenAPI and any path
+    this does not catch).
+    """
+
+    def __init__(self, api: FastAPI) -> None:
+        self.api = api
+        self._completions: Completions = api.state.completions
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in PATHS:
+            await self._completions(scope, receive, send)
+        else:
+            await self.api(scope, receive, send)

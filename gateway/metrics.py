@@ -33,9 +33,23 @@ class GatewayMetrics:
         self.pending = Gauge(pending.name, pending.help, list(pending.labels),
                              registry=self.registry)
 
+        # Children by label values, so the request path skips labels()'s lock and checks.
+        self._requests: dict[tuple[str, int], Counter] = {}
+        self._duration: dict[str, Histogram] = {}
+        self._ttfb: dict[str, Histogram] = {}
+
     def answered(self, model: str, code: int, seconds: float) -> None:
-        self.requests.labels(model, str(code)).inc()
-        self.duration.labels(model).observe(seconds)
+        counter = self._requests.get((model, code))
+        if counter is None:
+            counter = self._requests[(model, code)] = self.requests.labels(model, str(code))
+        counter.inc()
+        duration = self._duration.get(model)
+        if duration is None:
+            duration = self._duration[model] = self.duration.labels(model)
+        duration.observe(seconds)
 
     def first_byte(self, model: str, seconds: float) -> None:
-        self.ttfb.labels(model).observe(seconds)
+        ttfb = self._ttfb.get(model)
+        if ttfb is None:
+            ttfb = self._ttfb[model] = self.ttfb.labels(model)
+        ttfb.observe(seconds)

@@ -49,8 +49,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
+from yarl import URL
 
 from brix.openai_errors import error_body
 from gateway.hold import wait_for_route
@@ -91,6 +91,16 @@ class Proxy:
     client: aiohttp.ClientSession
     rng: random.Random
     turns: dict[str, int] = field(default_factory=dict)
+    urls: dict[tuple[str, str], URL] = field(default_factory=dict)
+
+    def url(self, endpoint: Endpoint, path: str) -> URL:
+        """The parsed URL of ``path`` at ``endpoint`` (parsed once, not per request)."""
+        url = self.urls.get((endpoint.url, path))
+        if url is None:
+            if len(self.urls) > 10_000:  # endpoints come and go; keep it bounded
+                self.urls.clear()
+            url = self.urls[(endpoint.url, path)] = URL(endpoint.url + path)
+        return url
 
     def choose(
         self, route: Route, exclude: set[str], strategy: str, prefix: str,
@@ -122,8 +132,8 @@ def _sse_error(message: str, code: str) -> bytes:
     return b"data: " + json.dumps(error_body(502, message, code=code)).encode() + b"\n\n"
 
 
-class ProxyCall(Response):
-    """One validated request on its way to a pod (a Response, so FastAPI passes it on as is)."""
+class ProxyCall:
+    """One validated request on its way to a pod (an ASGI app for that one request)."""
 
     def __init__(
         self,
@@ -138,9 +148,6 @@ class ProxyCall(Response):
         request_id: str,
         started: float,
     ) -> None:
-        # Response.__init__ is not called: this response makes its own messages.
-        self.background = None
-        self.status_code = 200
         self.proxy = proxy
         self.path = path
         self.payload = body
@@ -233,7 +240,7 @@ class ProxyCall(Response):
             p.tracker.started(endpoint)
             try:
                 response = await p.client.post(
-                    endpoint.url + self.path, data=self.payload, timeout=timeout,
+                    p.url(endpoint, self.path), data=self.payload, timeout=timeout,
                     headers=[*self.upstream_headers, ("x-request-id", self.request_id)],
                     skip_auto_headers=SKIP_AUTO_HEADERS, allow_redirects=False,
                     auto_decompress=False,

@@ -8,6 +8,10 @@ gRPC error (so KEDA's ``fallback`` engages), never a silent zero:
     bad metadata, a query Prometheus refuses        INVALID_ARGUMENT
     Prometheus unreachable or failing, no series    UNAVAILABLE
     NaN, a raw query with several samples, other    INTERNAL
+
+``StreamIsActive`` evaluates every ``stream_interval`` seconds, one shared
+evaluation per model; a model with no pods reads Prometheus afresh each time
+(activation from zero is quick), one with pods uses the cached answer.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from scaler.feeds import Feeds
 from scaler.measure import Raw, fetch_raw, from_raw, measure
 from scaler.metrics import ScalerMetrics
 from scaler.prometheus import MetricsSource
-from scaler.signals import MetadataError, SignalError, Trigger, parse_trigger
+from scaler.signals import MetadataError, ModelSample, SignalError, Trigger, parse_trigger
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +48,7 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
                  stream_interval: float = 1.5) -> None:
         self._source = source
         self._metrics = metrics
+        self._stream_interval = stream_interval
         self._feeds: Feeds[Raw] = Feeds(stream_interval)
 
     async def close(self) -> None:
@@ -88,9 +93,17 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
         context: grpc.aio.ServicerContext[object, object],
     ) -> AsyncIterator[pb.IsActiveResponse]:
         trigger = await self._trigger(request, context)
+        previous: list[Raw] = []
 
         async def fetch() -> Raw:
-            return await fetch_raw(self._source, trigger)
+            # A model without pods is read afresh every stream interval, so that it
+            # comes back from zero quickly; one with pods costs the cached query.
+            cold = not previous or (isinstance(previous[0], ModelSample)
+                                    and not previous[0].has_pods)
+            raw = await fetch_raw(self._source, trigger,
+                                  max_age=self._stream_interval if cold else None)
+            previous[:] = [raw]
+            return raw
 
         last: bool | None = None
         async with self._feeds.listen(trigger.source, fetch) as feed:

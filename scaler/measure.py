@@ -37,12 +37,13 @@ def from_raw(trigger: Trigger, raw: Raw) -> Measurement:
     return Measurement(value=raw, queue=raw, running=0.0, kind="total")
 
 
-async def fetch_raw(source: MetricsSource, trigger: Trigger) -> Raw:
+async def fetch_raw(source: MetricsSource, trigger: Trigger, *,
+                    max_age: float | None = None) -> Raw:
     """The (cached) answer of the one query behind ``trigger``."""
     key = trigger.source
     if key.query is not None:
-        return await source.query_value(key)
-    return await source.model_sample(key)
+        return await source.query_value(key, max_age=max_age)
+    return await source.model_sample(key, max_age=max_age)
 
 
 async def measure(source: MetricsSource, trigger: Trigger) -> Measurement:

@@ -69,8 +69,11 @@ class MetricsSource:
 
     # --- public ------------------------------------------------------------
 
-    async def model_sample(self, key: SourceKey) -> ModelSample:
-        """Every part of a model's signals (``key.model`` set)."""
+    async def model_sample(self, key: SourceKey, *, max_age: float | None = None) -> ModelSample:
+        """Every part of a model's signals (``key.model`` set).
+
+        ``max_age`` asks for an answer fresher than the cache interval.
+        """
         assert key.model is not None
         model, namespace = key.model, key.namespace
 
@@ -78,10 +81,10 @@ class MetricsSource:
             result = await self._query(key.address, model_query(namespace, model))
             return read_model_sample(result, model=model, namespace=namespace)
 
-        sample: ModelSample = await self._cached(key, fetch)
+        sample: ModelSample = await self._cached(key, fetch, max_age)
         return sample
 
-    async def query_value(self, key: SourceKey) -> float:
+    async def query_value(self, key: SourceKey, *, max_age: float | None = None) -> float:
         """The single value of a raw query (``key.query`` set)."""
         assert key.query is not None
         query = key.query
@@ -89,7 +92,7 @@ class MetricsSource:
         async def fetch() -> float:
             return read_query_value(await self._query(key.address, query), query=query)
 
-        value: float = await self._cached(key, fetch)
+        value: float = await self._cached(key, fetch, max_age)
         return value
 
     def url_for(self, address: str | None) -> str:
@@ -97,12 +100,14 @@ class MetricsSource:
 
     # --- cache -------------------------------------------------------------
 
-    async def _cached(self, key: SourceKey,
-                      fetch: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+    async def _cached(self, key: SourceKey, fetch: Callable[[], Coroutine[Any, Any, Any]],
+                      max_age: float | None = None) -> Any:
         now = self._clock()
         entry = self._cache.get(key)
         if entry is not None and entry.done_at is not None:
             ttl = self._error_ttl if entry.failed else self._ttl
+            if max_age is not None:
+                ttl = min(ttl, max_age)
             if now - entry.done_at >= ttl:
                 entry = None
         if entry is None:

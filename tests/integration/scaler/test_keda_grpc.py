@@ -234,6 +234,22 @@ def test_stream_sends_the_state_at_once_then_changes(
             stream.cancel()
 
 
+def test_a_model_at_zero_wakes_its_stream_despite_a_long_cache(
+        exporter: StaticExporter, prom: str, procs: ProcessGroup) -> None:
+    # An hour of cache: only the fresh reads of a model without pods can see the change.
+    slow_cache = start_scaler(procs, prometheus_url=prom, name="scaler-long-cache",
+                              extra_args=["--cache-ttl", "3600", "--stream-interval", "0.5"])
+    with slow_cache.channel() as channel:
+        stub = scaler_stub(channel)
+        stream = stub.StreamIsActive(scaled_object_ref(model="m-wake", target="1"), timeout=60)
+        try:
+            assert next(stream).result is False
+            exporter.pending("m-wake", 2)
+            assert next(stream).result is True
+        finally:
+            stream.cancel()
+
+
 def test_stream_with_bad_metadata_fails(stub: Any) -> None:
     stream = stub.StreamIsActive(scaled_object_ref(model="m", target="zero"))
     error = rpc_error(lambda: next(stream))

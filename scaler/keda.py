@@ -71,7 +71,7 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
     async def _abort(self, context: grpc.aio.ServicerContext[object, object],
                      exc: SignalError, ref: pb.ScaledObjectRef) -> NoReturn:
         if not isinstance(exc, MetadataError):
-            self._metrics.error("prometheus" if exc.code == "unavailable" else "data")
+            self._metrics.error(exc.kind)
         where = f"ScaledObject {ref.namespace or 'default'}/{ref.name or '?'}"
         log.warning("%s: %s", where, exc)
         await context.abort(_STATUS[exc.code], f"{where}: {exc}")

@@ -144,7 +144,7 @@ class FallbackLoop:
         try:
             return target, await measure(self._source, target.trigger)
         except SignalError as exc:
-            self._metrics.error("prometheus" if exc.code == "unavailable" else "data")
+            self._metrics.error(exc.kind)
             await self._warn(d, tracked, "MetricsUnavailable",
                              f"holding {d.replicas} replica(s): {exc}")
             return None

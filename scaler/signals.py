@@ -65,6 +65,8 @@ class SignalError(Exception):
     """A signal could not be measured; ``code`` classifies it for gRPC."""
 
     code: ErrorCode = "internal"
+    kind: Literal["metadata", "prometheus", "data"] = "data"
+    """What ``brix_scaler_errors_total`` counts it as."""
 
     def __init__(self, message: str, *, code: ErrorCode | None = None) -> None:
         super().__init__(message)
@@ -76,6 +78,7 @@ class MetadataError(SignalError):
     """Trigger metadata is invalid; the message names the key."""
 
     code: ErrorCode = "invalid"
+    kind = "metadata"
 
     def __init__(self, key: str, message: str) -> None:
         super().__init__(f"{key}: {message}")
@@ -86,6 +89,7 @@ class PrometheusError(SignalError):
     """Prometheus could not be asked, or refused the query."""
 
     code: ErrorCode = "unavailable"
+    kind = "prometheus"
 
 
 class DataError(SignalError):

@@ -163,14 +163,23 @@ def test_gateway_pending_alone_activates_a_model_at_zero(
                                            activationTarget="5")).result is False
 
 
+def errors_counted(scaler: ScalerProc, kind: str) -> float:
+    for line in httpx.get(scaler.http_url + "/metrics").text.splitlines():
+        if line.startswith(f'brix_scaler_errors_total{{kind="{kind}"}}'):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no brix_scaler_errors_total for kind {kind}")
+
+
 def test_no_series_while_pods_exist_is_an_error(
-        stub: Any, exporter: StaticExporter, prom: str) -> None:
+        stub: Any, exporter: StaticExporter, prom: str, scaler: ScalerProc) -> None:
     exporter.pod("m-blind", "a", waiting=None, running=None, kv_cache=None)
     scraped(prom, 'count(brix_engine_up{model="m-blind"})', 1)
+    data_errors = errors_counted(scaler, "data")
     error = rpc_error(lambda: stub.GetMetrics(get_metrics_request(model="m-blind", target="1")))
     assert error.code() == grpc.StatusCode.UNAVAILABLE
     assert "brix_engine_requests_waiting" in error.details()
     assert "m-blind" in error.details()
+    assert errors_counted(scaler, "data") == data_errors + 1
 
 
 def test_raw_query(stub: Any, exporter: StaticExporter, prom: str) -> None:
@@ -301,7 +310,8 @@ def test_every_key_keda_passes_is_tolerated(stub: Any) -> None:
 
 
 def test_prometheus_stopped_is_an_error_not_zero(
-        stub: Any, exporter: StaticExporter, procs: ProcessGroup, tmp_path: Path) -> None:
+        stub: Any, exporter: StaticExporter, procs: ProcessGroup, tmp_path: Path,
+        scaler: ScalerProc) -> None:
     exporter.pod("m-down", "a", waiting=2)
     proc, url = start_prometheus(procs, tmp_path / "prom2", scrape_config(exporter.target))
     scraped(url, 'sum(brix_engine_requests_waiting{model="m-down"})', 2)
@@ -321,6 +331,7 @@ def test_prometheus_stopped_is_an_error_not_zero(
     wait_until(failed, "GetMetrics fails once Prometheus is gone")
     assert failures[0].code() == grpc.StatusCode.UNAVAILABLE
     assert "unreachable" in failures[0].details()
+    assert errors_counted(scaler, "prometheus") >= 1
     error = rpc_error(lambda: stub.IsActive(scaled_object_ref(**meta)))
     assert error.code() == grpc.StatusCode.UNAVAILABLE
 

@@ -171,7 +171,8 @@ def _refusal(url: str, text: str) -> SignalError:
     detail = re.search(r'"error":"((?:[^"\\]|\\.)*)"', text)
     why = detail.group(1) if detail else text[:300]
     if status in (400, 422):
-        return PrometheusError(f"Prometheus at {url} refused the query: {why}", code="invalid")
+        return PrometheusError(f"Prometheus at {url} refused the query: {why}", code="invalid",
+                               kind="metadata")  # the trigger's query is at fault
     if status >= 500 or status in (408, 429):
         return PrometheusError(f"Prometheus at {url} failed ({status}): {why}")
     return PrometheusError(f"Prometheus at {url} answered {status or 'an error'}: {why}",

@@ -42,6 +42,7 @@ from brix.contract import metric
 Signal = Literal["queue", "running", "kv_cache"]
 SIGNALS: Final[tuple[Signal, ...]] = ("queue", "running", "kv_cache")
 ErrorCode = Literal["invalid", "unavailable", "internal"]
+ErrorKind = Literal["metadata", "prometheus", "data"]
 
 PART_LABEL: Final = "brix_part"
 PARTS: Final = ("waiting", "pending", "running", "kv_cache", "pods")
@@ -65,20 +66,23 @@ class SignalError(Exception):
     """A signal could not be measured; ``code`` classifies it for gRPC."""
 
     code: ErrorCode = "internal"
-    kind: Literal["metadata", "prometheus", "data"] = "data"
+    kind: ErrorKind = "data"
     """What ``brix_scaler_errors_total`` counts it as."""
 
-    def __init__(self, message: str, *, code: ErrorCode | None = None) -> None:
+    def __init__(self, message: str, *, code: ErrorCode | None = None,
+                 kind: ErrorKind | None = None) -> None:
         super().__init__(message)
         if code is not None:
             self.code = code
+        if kind is not None:
+            self.kind = kind
 
 
 class MetadataError(SignalError):
     """Trigger metadata is invalid; the message names the key."""
 
     code: ErrorCode = "invalid"
-    kind = "metadata"
+    kind: ErrorKind = "metadata"
 
     def __init__(self, key: str, message: str) -> None:
         super().__init__(f"{key}: {message}")
@@ -89,7 +93,7 @@ class PrometheusError(SignalError):
     """Prometheus could not be asked, or refused the query."""
 
     code: ErrorCode = "unavailable"
-    kind = "prometheus"
+    kind: ErrorKind = "prometheus"
 
 
 class DataError(SignalError):

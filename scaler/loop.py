@@ -74,7 +74,10 @@ class FallbackLoop:
         try:
             while not stop.is_set():
                 if self.elector.is_leader():
-                    await self.reconcile()
+                    try:
+                        await self.reconcile()
+                    except Exception:  # a bug or an odd object: log it, try next pass
+                        log.exception("fallback loop: the pass failed")
                 elif self._tracked:
                     self._tracked.clear()  # a later term starts afresh
                 self._last_pass = self._clock()

@@ -4,6 +4,7 @@ localkube's HTTP service discovery (and following a scale-up)."""
 from __future__ import annotations
 
 import json
+import subprocess
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.helpers.localkube import kubectl, start_localkube
+from tests.helpers.localkube import kubectl, kubectl_binary, start_localkube
 from tests.helpers.procs import ProcessGroup
 from tests.helpers.prometheus import query, start_prometheus
 from tests.integration.localkube_api.conftest import Localkube, eventually
@@ -95,6 +96,23 @@ def test_kubectl_logs(cluster: Localkube) -> None:
     missing = kubectl(kc, "logs", pod, "-n", NS, "-c", "nope", check=False)
     assert missing.returncode != 0
     assert "nope" in missing.stderr
+
+
+def test_kubectl_logs_follow(cluster: Localkube) -> None:
+    kc = cluster.kubeconfig
+    pod = eventually(lambda: ready_pods(kc), timeout=60)[0]
+    with subprocess.Popen(
+        [kubectl_binary(), "--kubeconfig", str(kc), "logs", "-f", pod, "-n", NS],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    ) as follow:
+        try:
+            assert follow.stdout is not None
+            first = follow.stdout.readline()
+            assert "demo serving on" in first
+            assert follow.poll() is None  # still following
+        finally:
+            follow.terminate()
+            follow.wait(10)
 
 
 def test_prometheus_scrapes_pods_found_through_http_sd(cluster: Localkube,

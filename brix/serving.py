@@ -39,7 +39,11 @@ def print_ready(name: str, scheme: str, host: str, port: int) -> None:
     h = connect_host(host)
     if ":" in h:
         h = f"[{h}]"
-    print(f"{name} listening on {scheme}://{h}:{port}", flush=True)
+    # One write of the whole line: print() writes the text and the newline
+    # apart, and a log line from another thread (same pipe, unbuffered) could
+    # land between them and glue itself to the URL.
+    sys.stdout.write(f"{name} listening on {scheme}://{h}:{port}\n")
+    sys.stdout.flush()
 
 
 def configure_logging(level: str = "INFO") -> None:

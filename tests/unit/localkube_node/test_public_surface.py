@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import inspect
 import sys
@@ -38,15 +37,3 @@ def test_run_node_takes_a_config_and_a_stop_event() -> None:
 
 def test_log_path_is_the_one_the_api_server_reads() -> None:
     assert node.log_path(Path("/s"), "ns", "pod", "c") == Path("/s/logs/ns/pod/c.log")
-
-
-def test_run_node_returns_when_stopped_before_the_api_answers(tmp_path: Path) -> None:
-    """With nothing listening, it waits for the API; a set stop ends it at once."""
-    config = node.NodeConfig(api_url="http://127.0.0.1:9", kubeconfig=tmp_path / "kubeconfig",
-                             state_dir=tmp_path / "state")
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        stop.set()
-        await asyncio.wait_for(node.run_node(config, stop), 10)
-    asyncio.run(main())

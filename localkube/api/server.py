@@ -152,7 +152,7 @@ class ApiServer:
         if not parts:
             return _json({"paths": ["/api", "/api/v1", "/apis", "/healthz", "/livez",
                                     "/openapi/v2", "/openapi/v3", "/readyz", "/version",
-                                    "/localkube/v1/prometheus-sd"]})
+                                    "/localkube/v1/prometheus-sd", "/localkube/v1/stats"]})
         head = parts[0]
         if head in ("healthz", "livez", "readyz"):
             return web.Response(text="ok")
@@ -162,6 +162,10 @@ class ApiServer:
             return self._openapi(request, parts[1:])
         if head == "localkube" and parts[1:] == ["v1", "prometheus-sd"]:
             return self._prometheus_sd(request)
+        if head == "localkube" and parts[1:] == ["v1", "stats"]:
+            return _json({"resourceVersion": str(self.store.rv),
+                          "objects": self.store.count(),
+                          "watches": self.store.watcher_count()})
         if head == "api":
             if len(parts) == 1:
                 return _json(discovery.api_versions(self.server_address))

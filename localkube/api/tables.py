@@ -129,6 +129,54 @@ BUILTIN_COLUMNS: dict[tuple[str, str], list[Column]] = {
     ("", "endpoints"): [_NAME, ("Endpoints", "string", "", 0, lambda o: ",".join(
         f"{a.get('ip')}:{p.get('port')}" for s in o.get("subsets") or []
         for a in s.get("addresses") or [] for p in s.get("ports") or []) or "<none>"), _AGE],
+    ("", "events"): [
+        ("Last Seen", "string", "", 0, lambda o: human_age(
+            o.get("lastTimestamp") or o.get("eventTime")
+            or o.get("metadata", {}).get("creationTimestamp"))),
+        ("Type", "string", "", 0, lambda o: o.get("type", "")),
+        ("Reason", "string", "", 0, lambda o: o.get("reason", "")),
+        ("Object", "string", "", 0, lambda o: "{}/{}".format(
+            str((o.get("involvedObject") or {}).get("kind", "")).lower(),
+            (o.get("involvedObject") or {}).get("name", ""))),
+        ("Message", "string", "", 0, lambda o: o.get("message", "")),
+        _NAME,
+    ],
+    ("", "nodes"): [
+        _NAME,
+        ("Status", "string", "", 0, lambda o: next(
+            ("Ready" if c.get("status") == "True" else "NotReady"
+             for c in (o.get("status") or {}).get("conditions") or []
+             if c.get("type") == "Ready"), "Unknown")),
+        ("Roles", "string", "", 0, lambda o: "<none>"), _AGE,
+        ("Version", "string", "", 0, lambda o: ((o.get("status") or {}).get("nodeInfo")
+                                                 or {}).get("kubeletVersion", "")),
+    ],
+    ("apps", "replicasets"): [
+        _NAME, ("Desired", "integer", "", 0, lambda o: (o.get("spec") or {}).get("replicas", 0)),
+        ("Current", "integer", "", 0, _status("replicas")),
+        ("Ready", "integer", "", 0, _status("readyReplicas")), _AGE,
+    ],
+    ("discovery.k8s.io", "endpointslices"): [
+        _NAME, ("AddressType", "string", "", 0, lambda o: o.get("addressType", "")),
+        ("Ports", "string", "", 0, lambda o: ",".join(
+            str(p.get("port")) for p in o.get("ports") or []) or "<unset>"),
+        ("Endpoints", "string", "", 0, lambda o: ",".join(
+            a for e in o.get("endpoints") or [] for a in e.get("addresses") or [])
+            or "<unset>"),
+        _AGE,
+    ],
+    ("autoscaling", "horizontalpodautoscalers"): [
+        _NAME, ("Reference", "string", "", 0, lambda o: "{}/{}".format(
+            ((o.get("spec") or {}).get("scaleTargetRef") or {}).get("kind", ""),
+            ((o.get("spec") or {}).get("scaleTargetRef") or {}).get("name", ""))),
+        ("MinPods", "integer", "", 0, lambda o: (o.get("spec") or {}).get("minReplicas", 1)),
+        ("MaxPods", "integer", "", 0, lambda o: (o.get("spec") or {}).get("maxReplicas", 0)),
+        ("Replicas", "integer", "", 0, _status("currentReplicas")), _AGE,
+    ],
+    ("coordination.k8s.io", "leases"): [
+        _NAME, ("Holder", "string", "", 0,
+                lambda o: (o.get("spec") or {}).get("holderIdentity", "")), _AGE,
+    ],
     ("apiextensions.k8s.io", "customresourcedefinitions"): [
         _NAME, ("Created At", "date", "", 0,
                 lambda o: o.get("metadata", {}).get("creationTimestamp", "")),

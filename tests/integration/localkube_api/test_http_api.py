@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.localkube_api.conftest import Localkube
+from tests.integration.localkube_api.conftest import Localkube, eventually
 
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
 
@@ -238,3 +238,26 @@ def test_pods_on_a_node_terminate_gracefully(http: httpx.Client, ns: str) -> Non
     gone = http.request("DELETE", f"{base}/p", json={"gracePeriodSeconds": 0})
     assert gone.status_code == 200
     status(http.get(f"{base}/p"), 404, "NotFound")
+
+
+def test_a_watch_that_the_client_drops_is_released(localkube: Localkube, ns: str) -> None:
+    def watches() -> int:
+        count: int = httpx.get(f"{localkube.url}/localkube/v1/stats").json()["watches"]
+        return count
+
+    before = watches()
+    with httpx.Client(base_url=localkube.url, timeout=10) as c, c.stream(
+            "GET", f"/api/v1/namespaces/{ns}/configmaps", params={"watch": "1"}) as r:
+        assert r.status_code == 200
+        eventually(lambda: watches() == before + 1)
+    eventually(lambda: watches() == before)
+
+
+def test_event_table_columns(http: httpx.Client, ns: str) -> None:
+    http.post(f"/api/v1/namespaces/{ns}/events", json={
+        "metadata": {"name": "e1"}, "type": "Warning", "reason": "BackOff",
+        "message": "restarting", "involvedObject": {"kind": "Pod", "name": "p"}})
+    table = http.get(f"/api/v1/namespaces/{ns}/events", headers={"Accept": TABLE}).json()
+    assert [c["name"] for c in table["columnDefinitions"]][:5] == [
+        "Last Seen", "Type", "Reason", "Object", "Message"]
+    assert table["rows"][0]["cells"][1:5] == ["Warning", "BackOff", "pod/p", "restarting"]

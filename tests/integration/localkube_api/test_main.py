@@ -1,0 +1,55 @@
+"""``python -m localkube``: ready line, kubeconfig, port 0, a busy port, stopping."""
+
+from __future__ import annotations
+
+import socket
+import sys
+from pathlib import Path
+
+import httpx
+import yaml
+
+from tests.helpers.localkube import start_localkube
+from tests.helpers.procs import ProcessGroup
+
+
+def test_ready_line_kubeconfig_and_clean_stop(procs: ProcessGroup, tmp_path: Path) -> None:
+    proc, kubeconfig = start_localkube(procs, tmp_path / "state", node=False)
+    assert proc.url is not None
+    assert proc.url.startswith("http://127.0.0.1:")
+    cfg = yaml.safe_load(kubeconfig.read_text())
+    assert cfg["current-context"] == "localkube"
+    assert cfg["clusters"][0]["cluster"]["server"] == proc.url
+    assert kubeconfig.stat().st_mode & 0o077 == 0  # only the owner may read it
+    assert httpx.get(f"{proc.url}/readyz").text == "ok"
+    assert proc.stop() == 0
+
+
+def test_a_busy_port_is_a_clear_error(procs: ProcessGroup, tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = procs.start([sys.executable, "-m", "localkube", "--port", str(port),
+                            "--state-dir", str(tmp_path / "state"), "--no-node"],
+                           name="localkube-busy", ready=None)
+        assert proc.popen.wait(30) == 1
+    proc.wait_for(rf"could not listen on 127\.0\.0\.1:{port}.*--port")
+
+
+def test_bad_settings_are_refused_with_their_names(procs: ProcessGroup, tmp_path: Path) -> None:
+    proc = procs.start([sys.executable, "-m", "localkube", "--port", "0", "--state-dir",
+                        str(tmp_path / "state"), "--watch-history", "many"],
+                       name="localkube-bad", ready=None)
+    assert proc.popen.wait(30) == 2
+    proc.wait_for("--watch-history / BRIX_WATCH_HISTORY")
+
+
+def test_settings_from_the_environment(procs: ProcessGroup, tmp_path: Path) -> None:
+    proc = procs.start([sys.executable, "-m", "localkube"], name="localkube-env",
+                       env={"BRIX_PORT": "0", "BRIX_STATE_DIR": str(tmp_path / "envstate"),
+                            "BRIX_NODE": "false", "BRIX_PERSIST": "false"})
+    assert proc.url is not None
+    assert (tmp_path / "envstate" / "kubeconfig").exists()
+    assert proc.stop() == 0
+    assert not (tmp_path / "envstate" / "objects.json").exists()

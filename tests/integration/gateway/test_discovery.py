@@ -8,6 +8,7 @@ when the test says.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
@@ -25,7 +26,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.helpers.gateway import start_gateway
 from tests.helpers.localkube import kubectl, start_localkube
 from tests.helpers.procs import REPO, Proc, ProcessGroup
-from tests.helpers.sim import FAST, start_sim
+from tests.helpers.sidecar import start_sidecar
+from tests.helpers.sim import FAST, slow, start_sim
 
 T = TypeVar("T")
 CRD = REPO / "k8s" / "crds" / "loraadapter.yaml"
@@ -257,3 +259,58 @@ def test_known_endpoints_survive_an_api_server_outage(
                  "the watch resumed and saw m1-b", timeout=60)
     finally:
         api.close()
+
+
+def test_least_queue_follows_what_the_sidecars_report(
+    kube: Kube, ns: str, procs: ProcessGroup,
+) -> None:
+    # Pod "busy": an engine that runs one sequence at a time, with a queue that
+    # other clients (not through this gateway) filled; pod "idle": an idle engine.
+    busy = start_sim(procs, name="m1", extra_args=slow(ms_per_token=50, max_num_seqs=1))
+    idle = start_sim(procs, name="m1", extra_args=FAST)
+    pods: dict[str, tuple[Proc, Proc]] = {}
+    for name, engine in (("busy", busy), ("idle", idle)):
+        assert engine.url is not None
+        pods[name] = (engine, start_sidecar(procs, engine_url=engine.url))
+    for name, (engine, sidecar) in pods.items():
+        assert sidecar.url is not None
+        kube.core.create_namespaced_pod(ns, {
+            "metadata": {"name": name, "labels": {"brix.dev/model": "m1"}},
+            "spec": {"nodeName": "elsewhere", "containers": [{
+                "name": "engine", "image": "brix/engine", "ports": [
+                    {"name": "http", "containerPort": port_of(engine)},
+                    {"name": "sidecar", "containerPort": int(sidecar.url.rsplit(":", 1)[1])},
+                ]}]},
+        })
+        set_ready(kube, ns, name, True)
+    gw = start_gateway(procs, kubeconfig=kube.kubeconfig, extra_args=[
+        "--namespaces", ns, "--sidecar-poll-interval", "0.2"])
+    wait_for(lambda: "m1" in models(gw), "m1 listed")
+    long_body = {"model": "m1", "prompt": "x", "max_tokens": 200, "ignore_eos": True}
+
+    def fill() -> None:
+        with contextlib.suppress(httpx.HTTPError):  # the engine is stopped after the test
+            httpx.post(f"{busy.url}/v1/completions", json=long_body, timeout=120)
+
+    for _ in range(4):
+        threading.Thread(target=fill, daemon=True).start()
+    sidecar_url = str(pods["busy"][1].url)
+
+    def queued() -> bool:
+        text = httpx.get(f"{sidecar_url}/metrics", timeout=10).text
+        return 'brix_engine_requests_waiting{model="m1"} 3.0' in text
+    wait_for(queued, "the busy engine's queue in its sidecar's metrics")
+
+    def all_to_idle() -> bool:
+        with httpx.Client(timeout=httpx.Timeout(10, read=2.0)) as c:
+            for _ in range(6):
+                try:
+                    r = c.post(f"{gw.url}/v1/completions",
+                               headers={"x-brix-routing": "least-queue"},
+                               json={"model": "m1", "prompt": "x", "max_tokens": 1})
+                except httpx.ReadTimeout:
+                    return False  # it went to the busy pod before the poll saw the queue
+                if r.headers["x-brix-pod"] != "idle":
+                    return False
+        return True
+    wait_for(all_to_idle, "least-queue sending everything to the idle pod")

@@ -46,7 +46,7 @@ from typing import Any, Final
 
 MARKER: Final = "brix-tiny-model.json"
 # Bump when the output of a build with the same parameters changes.
-FORMAT_VERSION: Final = 1
+FORMAT_VERSION: Final = 2
 ADAPTER_PREFIX: Final = "tiny-lora-"
 SEED: Final = 1234
 
@@ -205,10 +205,13 @@ def _build_adapter(spec: TinyModelSpec, base: Path, out: Path, index: int) -> No
     # PEFT's model card names the build directory; it is not needed to load the adapter.
     (out / "README.md").unlink(missing_ok=True)
     # PEFT records where the base came from; a relative name keeps the output
-    # independent of the build directory.
+    # independent of the build directory. It keeps target_modules as a set, whose
+    # order changes with the hash seed: sort it so two builds are byte-identical.
     cfg_path = out / "adapter_config.json"
     cfg = json.loads(cfg_path.read_text())
     cfg["base_model_name_or_path"] = "tiny-llama"
+    if isinstance(cfg.get("target_modules"), list):
+        cfg["target_modules"] = sorted(cfg["target_modules"])
     cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
 
 

@@ -7,8 +7,11 @@ real engine. Helpers that start real processes live in ``tests/helpers``.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -38,3 +41,26 @@ def procs(tmp_path: Path) -> Iterator[ProcessGroup]:
         yield group
     finally:
         group.stop_all()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Any:
+    """Close the event loop looptime makes for a sync test.
+
+    looptime asks the event-loop policy for its loop around every test that has
+    pytest-asyncio's autouse ``event_loop_policy``, sync tests included; on
+    Python 3.11 that creates a loop no one closes, whose socket then raises a
+    ResourceWarning (an error here) in whichever later test collects it.
+    """
+    if inspect.iscoroutinefunction(pyfuncitem.obj):
+        return (yield)
+    policy = asyncio.get_event_loop_policy()
+    local = getattr(policy, "_local", None)
+    before = getattr(local, "_loop", None)
+    try:
+        return (yield)
+    finally:
+        made = getattr(local, "_loop", None)
+        if before is None and made is not None and not made.is_running():
+            made.close()
+            policy.set_event_loop(None)

@@ -63,9 +63,9 @@ class AddressPool:
             for fourth in range(FIRST_HOST, LAST_HOST + 1):
                 yield f"127.0.{third}.{fourth}"
 
-    def _claim(self, addr: str) -> bool:
+    def _claim(self, addr: str, listening: set[str]) -> bool:
         """Lock ``addr`` machine-wide; False when another process holds it or listens on it."""
-        if addr in self._listening():
+        if addr in listening:
             return False
         self._lock_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(self._lock_dir / addr, os.O_RDWR | os.O_CREAT, 0o600)
@@ -82,12 +82,13 @@ class AddressPool:
         for addr, who in self._owner.items():
             if who == owner:
                 return addr
+        listening = self._listening()
         if (preferred and preferred not in self._owner and self.valid(preferred)
-                and self._claim(preferred)):
+                and self._claim(preferred, listening)):
             self._owner[preferred] = owner
             return preferred
         for addr in self._candidates():
-            if addr not in self._owner and self._claim(addr):
+            if addr not in self._owner and self._claim(addr, listening):
                 self._owner[addr] = owner
                 return addr
         raise RuntimeError("no free pod address left in 127.0.0.0/16")

@@ -13,7 +13,7 @@ import contextlib
 import itertools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from inference.sim.metrics import SimMetrics
@@ -44,10 +44,12 @@ class Runner:
     def __init__(
         self, *, scheduler: Scheduler, metrics: SimMetrics,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,  # fakes for tests
     ) -> None:
         self.scheduler = scheduler
         self.metrics = metrics
         self._clock = clock
+        self._sleep = sleep
         self._ids = itertools.count(1)
         self._handles: dict[int, Handle] = {}
         self._wakeup = asyncio.Event()
@@ -82,7 +84,6 @@ class Runner:
             self._task = None
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             running_before = {s.id for s in self.scheduler.running}
             step = self.scheduler.plan()
@@ -91,13 +92,13 @@ class Runner:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            started = loop.time()
+            started = self._clock()
             admitted = [s for s in self.scheduler.running if s.id not in running_before]
             if admitted:
-                self.metrics.observe_admitted(admitted, self._clock())
+                self.metrics.observe_admitted(admitted, started)
             # Sleep until the step's end, measured from its start, so the time the
             # loop spends waking readers overlaps the step instead of adding to it.
-            await asyncio.sleep(max(0.0, started + step.seconds - loop.time()))
+            await self._sleep(max(0.0, started + step.seconds - self._clock()))
             result = self.scheduler.commit(step, self._clock())
             reasons: dict[int, str] = {}
             for seq in result.advanced:

@@ -1,0 +1,50 @@
+"""The sim's flags and BRIX_* variables, and the values it refuses."""
+
+from __future__ import annotations
+
+import pytest
+
+from brix.config import load_settings
+from inference.sim import main
+from inference.sim.settings import SimSettings
+
+
+def _load(argv: list[str], env: dict[str, str] | None = None) -> SimSettings:
+    return load_settings(SimSettings, argv, prog="sim", environ=env or {})
+
+
+def test_the_served_name_defaults_to_the_model_then_sim_model() -> None:
+    assert _load([]).name == "sim-model"
+    assert _load(["--model", "/m/llama"]).name == "/m/llama"
+    assert _load(["--model", "/m/llama", "--served-model-name", "llama"]).name == "llama"
+
+
+def test_timing_flags_and_their_environment_variables() -> None:
+    s = _load(["--decode-ms-per-token", "2.5"], {
+        "BRIX_MAX_NUM_SEQS": "3", "BRIX_KV_CACHE_TOKENS": "9000",
+        "BRIX_PREFILL_TOKENS_PER_S": "100", "BRIX_DECODE_MS_PER_TOKEN": "9",
+    })
+    assert (s.max_num_seqs, s.kv_cache_tokens, s.prefill_tokens_per_s, s.decode_ms_per_token) \
+        == (3, 9000, 100.0, 2.5)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--max-num-seqs", "0"], "--max-num-seqs must be positive"),
+        (["--prefill-tokens-per-s", "-1"], "--prefill-tokens-per-s must be positive"),
+        (["--decode-ms-per-token", "-1"], "must not be negative"),
+        (["--kv-cache-tokens", "100", "--max-model-len", "200"], "must hold one sequence"),
+        (["--min-output-tokens", "9", "--max-output-tokens", "3"], "at least --min-output"),
+        (["--port", "70000"], "--port must be 0..65535"),
+        (["--max-num-seqs", "many"], "expected an integer"),
+        (["--enable-lora"], "unrecognized arguments: --enable-lora"),
+    ],
+)
+def test_bad_flags_exit_2_with_one_clear_line(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err

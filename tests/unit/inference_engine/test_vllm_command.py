@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from brix.config import load_settings
 from inference.engine import (
     PROG,
+    VLLM_LEGACY_SERVER_MODULE,
     VLLM_SERVER_MODULE,
     EngineSettings,
     detect_device,
     exit_code,
+    server_module,
     split_extra,
     strip_backend,
     vllm_command,
@@ -116,3 +120,14 @@ def test_a_signal_exit_reads_as_the_shell_reports_it() -> None:
     assert exit_code(0) == 0
     assert exit_code(3) == 3
     assert exit_code(-15) == 143
+
+
+def test_server_module_of_the_installed_release(tmp_path: Path) -> None:
+    entry = tmp_path / "entrypoints" / "launchers" / "api_server" / "entry.py"
+    assert server_module(tmp_path) == VLLM_LEGACY_SERVER_MODULE  # an older release
+    entry.parent.mkdir(parents=True)
+    entry.write_text("")
+    assert server_module(tmp_path) == VLLM_SERVER_MODULE
+    argv, _ = vllm_command(settings(), python="/py", host="h", port=1, device="gpu",
+                           environ={}, module=VLLM_LEGACY_SERVER_MODULE)
+    assert argv[:3] == ["/py", "-m", VLLM_LEGACY_SERVER_MODULE]

@@ -203,7 +203,10 @@ class ApiServer:
         rt = self.registry.lookup(group, version, plural)
         if rt is None:
             served = ", ".join(sorted(t.plural for t in self.registry.in_group_version(
-                group, version))) or "nothing"
+                group, version)))
+            if not served:
+                raise errors.resource_not_found(
+                    f"localkube does not serve the API group version {gv} ({plural})")
             raise errors.resource_not_found(
                 f"localkube does not serve {plural!r} in {gv}; it serves: {served}")
         if namespace is not None and not rt.namespaced:

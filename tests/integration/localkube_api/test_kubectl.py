@@ -4,6 +4,7 @@ describe, delete, and clear errors for what localkube does not serve."""
 from __future__ import annotations
 
 import json
+import subprocess
 import textwrap
 import uuid
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.helpers.localkube import kubectl
+from tests.helpers.localkube import kubectl, kubectl_binary
 from tests.integration.localkube_api.conftest import Localkube
 
 REPO = Path(__file__).resolve().parents[3]
@@ -228,3 +229,23 @@ def test_the_repository_manifests_apply(localkube: Localkube) -> None:
             "--timeout=10s")
     assert "No resources found" in kubectl(kc, "get", "lora", "-A").stderr
     kubectl(kc, "apply", "-k", str(REPO / "k8s" / "base"))
+
+
+def test_get_watch_streams_rows(localkube: Localkube, ns: str) -> None:
+    kc = localkube.kubeconfig
+    with subprocess.Popen(
+        [kubectl_binary(), "--kubeconfig", str(kc), "--cache-dir",
+         str(kc.parent / "kubectl-cache"), "get", "configmaps", "-n", ns, "-w",
+         "--output-watch-events"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    ) as watching:
+        try:
+            assert watching.stdout is not None
+            kubectl(kc, "create", "configmap", "late", "-n", ns, "--from-literal=a=b")
+            for line in watching.stdout:
+                if "late" in line:
+                    assert line.split()[:2] == ["ADDED", "late"]
+                    break
+        finally:
+            watching.terminate()
+            watching.wait(10)

@@ -367,6 +367,7 @@ class PodWorker:
                     log.warning("pod %s/%s not deleted: %s", self.namespace, self.name, exc)
             except (aiohttp.ClientError, TimeoutError) as exc:
                 log.warning("pod %s/%s not deleted: %s", self.namespace, self.name, exc)
+        self.ctx.events.forget(self.uid)
         shutil.rmtree(self.pod_dir, ignore_errors=True)
         if not self.ctx.name_taken(self.namespace, self.name, self.uid):
             # The logs' path has no uid: a new pod of the same name writes there now.

@@ -276,3 +276,19 @@ def test_a_startup_probe_holds_readiness_until_it_passes(cluster: Cluster, names
     status = wait_until(lambda: (s := container_status(cluster, namespace, "slowstart"))
                         and s.started and s.ready and s, what="started and ready")
     assert status.restart_count == 0
+
+
+def test_repeated_probe_failures_are_one_event_with_a_count(cluster: Cluster,
+                                                            namespace: str) -> None:
+    cluster.core.create_namespaced_pod(namespace, pod_manifest(
+        "neverready", [sys.executable, "-c", "import time; time.sleep(600)"], container={
+            "readinessProbe": {"exec": {"command": ["false"]}, "periodSeconds": 1}}))
+
+    def unhealthy() -> list[Any]:
+        return [e for e in cluster.core.list_namespaced_event(namespace).items
+                if e.reason == "Unhealthy" and e.involved_object.name == "neverready"]
+    counted = wait_until(lambda: [e for e in unhealthy() if (e.count or 0) >= 2],
+                         what="the Unhealthy event counted again", timeout=90)
+    assert len(unhealthy()) == 1
+    assert counted[0].type == "Warning"
+    assert "Readiness probe failed" in counted[0].message

@@ -292,3 +292,29 @@ def test_repeated_probe_failures_are_one_event_with_a_count(cluster: Cluster,
     assert len(unhealthy()) == 1
     assert counted[0].type == "Warning"
     assert "Readiness probe failed" in counted[0].message
+
+
+def test_an_unsupported_volume_type_is_a_clear_error(cluster: Cluster, namespace: str) -> None:
+    cluster.core.create_namespaced_pod(namespace, pod_manifest(
+        "claims", [sys.executable, "-c", "import time; time.sleep(600)"],
+        volumes=[{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}]))
+    status = wait_until(lambda: (s := container_status(cluster, namespace, "claims"))
+                        and s.state.waiting
+                        and s.state.waiting.reason == "CreateContainerConfigError" and s,
+                        what="CreateContainerConfigError")
+    assert "persistentVolumeClaim" in status.state.waiting.message
+    assert "not supported by localkube" in status.state.waiting.message
+
+
+def test_an_unsupported_probe_action_fails_the_probe_with_a_reason(cluster: Cluster,
+                                                                   namespace: str) -> None:
+    cluster.core.create_namespaced_pod(namespace, pod_manifest(
+        "grpcprobe", [sys.executable, "-c", "import time; time.sleep(600)"], container={
+            "readinessProbe": {"grpc": {"port": 9000}, "periodSeconds": 1}}))
+
+    def reported() -> list[Any]:
+        return [e for e in cluster.core.list_namespaced_event(namespace).items
+                if e.reason == "Unhealthy" and e.involved_object.name == "grpcprobe"]
+    (event,) = wait_until(reported, what="an Unhealthy event")
+    assert "not supported by localkube" in event.message
+    assert not container_status(cluster, namespace, "grpcprobe").ready

@@ -34,6 +34,7 @@ async def run(settings: LocalkubeSettings) -> int:
         state_dir=state_dir, watch_history=settings.watch_history,
         bookmark_interval=settings.bookmark_interval,
         pod_force_delete_after=settings.pod_force_delete_after,
+        event_ttl=settings.event_ttl,
     ))
     persistence = None
     if settings.persist:

@@ -32,5 +32,7 @@ class LocalkubeSettings:
     pod_force_delete_after: float = setting(
         10.0, help="Seconds after a pod's grace period ends before the API removes a pod no "
         "kubelet finished deleting.")
+    event_ttl: float = setting(
+        3600.0, help="Seconds an Event is kept after its last change (Kubernetes: one hour).")
     log_level: str = setting("INFO", help="Logging level.",
                              choices=("DEBUG", "INFO", "WARNING", "ERROR"))

@@ -50,6 +50,7 @@ class ServerOptions:
     watch_history: int = 10_000  # events kept for watches to resume from
     bookmark_interval: float = 5.0  # seconds between BOOKMARK events on quiet watches
     pod_force_delete_after: float = 10.0  # seconds past a pod's grace period before removal
+    event_ttl: float = 3600.0  # seconds an Event is kept after its last change (as Kubernetes)
 
 
 def dumps(obj: Any) -> bytes:
@@ -114,13 +115,22 @@ class ApiServer:
                 await task
 
     async def _housekeeping(self) -> None:
-        """Remove pods left terminating well past their grace period (no kubelet took them)."""
+        """Remove pods left terminating well past their grace period (no kubelet took
+        them), and Events older than their time to live."""
         pods = self._rt("", "v1", "pods")
+        event_types = [self._rt("", "v1", "events"), self._rt("events.k8s.io", "v1", "events")]
+        ticks = 0
         while True:
             await asyncio.sleep(1.0)
+            ticks += 1
             for ns, name in self.store.overdue_pods(slack=self.options.pod_force_delete_after):
                 with contextlib.suppress(ApiError):
                     self.store.delete(pods, ns, name, grace_seconds=0)
+            if ticks % 5 == 0:
+                for rt in event_types:
+                    for ns, name in self.store.expired(rt, self.options.event_ttl):
+                        with contextlib.suppress(ApiError):
+                            self.store.delete(rt, ns, name)
 
     def _rt(self, group: str, version: str, plural: str) -> ResourceType:
         rt = self.registry.lookup(group, version, plural)

@@ -474,6 +474,18 @@ class Store:
                 out.append((ns, name))
         return out
 
+    def expired(self, rt: ResourceType, ttl: float) -> list[tuple[str, str]]:
+        """Objects whose last change is older than ``ttl`` seconds (Events expire so)."""
+        limit = now() - dt.timedelta(seconds=ttl)
+        out = []
+        for (ns, name), obj in self._objects.get(rt.key, {}).items():
+            md = obj["metadata"]
+            last = parse_time(obj.get("lastTimestamp") or obj.get("eventTime")
+                              or md.get("creationTimestamp"))
+            if last is not None and last < limit:
+                out.append((ns, name))
+        return out
+
     def snapshot(self) -> list[tuple[Key, dict[str, Any]]]:
         """Every object with its (group, plural), for persistence."""
         return [(key, obj) for key, bucket in self._objects.items() for obj in bucket.values()]

@@ -11,6 +11,7 @@ import yaml
 
 from tests.helpers.localkube import start_localkube
 from tests.helpers.procs import ProcessGroup
+from tests.integration.localkube_api.conftest import eventually
 
 
 def test_ready_line_kubeconfig_and_clean_stop(procs: ProcessGroup, tmp_path: Path) -> None:
@@ -53,3 +54,14 @@ def test_settings_from_the_environment(procs: ProcessGroup, tmp_path: Path) -> N
     assert (tmp_path / "envstate" / "kubeconfig").exists()
     assert proc.stop() == 0
     assert not (tmp_path / "envstate" / "objects.json").exists()
+
+
+def test_events_expire_after_their_time_to_live(procs: ProcessGroup, tmp_path: Path) -> None:
+    proc, _ = start_localkube(procs, tmp_path / "state", node=False,
+                              extra_args=["--event-ttl", "1"])
+    base = f"{proc.url}/api/v1/namespaces/default"
+    httpx.post(f"{base}/events", json={"metadata": {"name": "e"}, "reason": "Test",
+                                       "involvedObject": {"kind": "Pod", "name": "p"}})
+    httpx.post(f"{base}/configmaps", json={"metadata": {"name": "kept"}})
+    eventually(lambda: httpx.get(f"{base}/events/e").status_code == 404, timeout=20)
+    assert httpx.get(f"{base}/configmaps/kept").status_code == 200

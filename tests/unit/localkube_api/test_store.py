@@ -212,3 +212,11 @@ async def test_watch_from_before_the_history_is_expired(store: Store) -> None:
     assert (info.value.code, info.value.reason) == (410, "Expired")
     store.watch(CM, None, labels=LabelSelector(), fields=FieldSelector(), since=store.rv - 2)
     await asyncio.sleep(0)
+
+
+async def test_expired_objects_by_last_change(store: Store) -> None:
+    events = rt("", "v1", "events")
+    store.create(events, {"metadata": {"name": "old", "namespace": "default"},
+                          "lastTimestamp": "2020-01-01T00:00:00Z"})
+    store.create(events, {"metadata": {"name": "new", "namespace": "default"}})
+    assert store.expired(events, 3600) == [("default", "old")]

@@ -157,8 +157,12 @@ def test_load_up_then_down_after_the_window(
                          window=10)
 
     wait_until(lambda: replicas(api, namespace, "engine") == 4, "scaled up to ceil(8/2)")
-    scaled = [e for e in events(api, namespace, "engine") if e.reason == "Scaled"]
-    assert scaled
+
+    def scaled_events() -> list[Any]:
+        return [e for e in events(api, namespace, "engine") if e.reason == "Scaled"]
+    wait_until(lambda: bool(scaled_events()), "the Event that follows the change")
+    scaled = scaled_events()
+    assert len(scaled) == 1
     assert "1 -> 4 replicas" in scaled[0].message
     assert "queue = 8" in scaled[0].message
     assert scaler_metric(scaler, "brix_scaler_desired_replicas", deployment="engine") == 4
@@ -170,8 +174,8 @@ def test_load_up_then_down_after_the_window(
                                      deployment="engine") == 0, "the loop sees no load")
     assert replicas(api, namespace, "engine") == 4  # the window holds the replicas
     wait_until(lambda: replicas(api, namespace, "engine") == 1, "down to min after the window")
-    downs = [e for e in events(api, namespace, "engine") if "4 -> 1" in e.message]
-    assert downs
+    wait_until(lambda: any("4 -> 1" in e.message for e in events(api, namespace, "engine")),
+               "the Event of the scale-down")
 
 
 def test_from_zero_on_gateway_pending(
@@ -189,7 +193,8 @@ def test_from_zero_on_gateway_pending(
 
     exporter.pending(model, 0, namespace=namespace)  # served: nothing waits any more
     wait_until(lambda: replicas(api, namespace, "cold") == 0, "back to zero after the cooldown")
-    assert any("scale to zero" in e.message for e in events(api, namespace, "cold"))
+    wait_until(lambda: any("scale to zero" in e.message for e in events(api, namespace, "cold")),
+               "the Event of the scale to zero")
 
 
 def test_hpa_targeted_deployment_is_left_alone(
@@ -240,6 +245,7 @@ def test_two_scalers_one_acts_and_the_other_takes_over(
     assert decisions(leader) >= 1
     assert decisions(follower) == 0
     assert holder() == leader
+    wait_until(lambda: bool(events(api, namespace, "engine")), "the leader's Event")
     assert {e.reporting_instance for e in events(api, namespace, "engine")} == {leader}
 
     scalers[leader].proc.signal(signal.SIGKILL)  # dies without handing the Lease back

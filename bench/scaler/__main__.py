@@ -20,6 +20,7 @@ import asyncio
 import datetime
 import os
 import platform
+import shutil
 import statistics
 import tempfile
 import time
@@ -207,6 +208,7 @@ def main() -> None:
     finally:
         procs.stop_all()
         exporter.close()
+        shutil.rmtree(work, ignore_errors=True)
     text = "\n".join(lines) + "\n"
     print(text)
     if args.write:

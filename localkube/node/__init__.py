@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 
 import aiohttp
@@ -51,6 +52,9 @@ log = logging.getLogger(__name__)
 
 async def run_node(config: NodeConfig, stop: asyncio.Event) -> None:
     """Run every controller until ``stop`` is set, then stop every process started."""
+    # Absolute paths: they go into containers' environments and volume links.
+    config = dataclasses.replace(config, state_dir=config.state_dir.resolve(),
+                                 kubeconfig=config.kubeconfig.resolve())
     config.state_dir.mkdir(parents=True, exist_ok=True)
     token = token_from_kubeconfig(config.kubeconfig)
     async with ApiClient(config.api_url, token=token) as api, aiohttp.ClientSession() as http:

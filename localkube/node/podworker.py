@@ -5,7 +5,8 @@ A ``PodWorker`` runs each container's command (``command`` + ``args``, with
 image is not used: localkube has no container runtime, so a pod's command
 must be something the virtual environment can run (``python -m ...``, a
 console script). Each container gets the pod's own loopback address as
-``BIND_HOST``/``POD_IP``, ``KUBECONFIG``, and its ``env``/``envFrom``; its working
+``BIND_HOST``/``POD_IP`` (127.0.0.1 with ``hostNetwork``), ``KUBECONFIG``, and its
+``env``/``envFrom``; its working
 directory is ``<state_dir>/pods/<ns>/<pod>-<uid>/containers/<container>`` unless its
 ``workingDir`` exists. Probes drive the Ready condition and restarts; the
 ``restartPolicy`` decides restarts, with a doubling back-off. Init containers
@@ -180,7 +181,11 @@ class PodWorker:
         if phase in ("Succeeded", "Failed"):
             await self.terminate.wait()
             return
-        self.ip = self.ctx.pool.acquire(self.uid, (self.pod.get("status") or {}).get("podIP"))
+        if (self.pod.get("spec") or {}).get("hostNetwork"):
+            self.ip = HOST_IP  # the node's own address, as in a cluster
+        else:
+            self.ip = self.ctx.pool.acquire(self.uid,
+                                            (self.pod.get("status") or {}).get("podIP"))
         await self._bind_node()
         if not (self.pod.get("status") or {}).get("podIP"):
             self.ctx.events.pod(self.pod, "Scheduled", f"Successfully assigned "

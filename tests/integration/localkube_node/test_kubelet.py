@@ -318,3 +318,15 @@ def test_an_unsupported_probe_action_fails_the_probe_with_a_reason(cluster: Clus
     (event,) = wait_until(reported, what="an Unhealthy event")
     assert "not supported by localkube" in event.message
     assert not container_status(cluster, namespace, "grpcprobe").ready
+
+
+def test_host_network_pods_get_the_node_address(cluster: Cluster, namespace: str) -> None:
+    script = "import os, time; print('bind', os.environ['BIND_HOST'], flush=True); time.sleep(600)"
+    cluster.core.create_namespaced_pod(namespace, pod_manifest(
+        "onhost", [sys.executable, "-c", script], hostNetwork=True))
+    pod = wait_until(lambda: (p := cluster.core.read_namespaced_pod("onhost", namespace))
+                     .status.pod_ip and p, what="the pod's address")
+    assert pod.status.pod_ip == "127.0.0.1"
+    wait_until(lambda: "bind 127.0.0.1" in cluster.kubectl("-n", namespace, "logs", "onhost",
+                                                          check=False),
+               what="BIND_HOST in the output")

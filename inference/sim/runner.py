@@ -21,6 +21,9 @@ from inference.sim.scheduler import Scheduler, Sequence, State
 
 log = logging.getLogger(__name__)
 
+# How much lateness of one step the next one absorbs (seconds).
+MAX_CATCH_UP_S = 0.005
+
 
 @dataclass(eq=False, slots=True)
 class Handle:
@@ -84,21 +87,29 @@ class Runner:
             self._task = None
 
     async def _run(self) -> None:
+        last_end: float | None = None  # when the previous step was due to end
         while True:
             running_before = {s.id for s in self.scheduler.running}
             step = self.scheduler.plan()
             if step is None:
                 self.metrics.update_lora_info()
                 self._wakeup.clear()
+                last_end = None
                 await self._wakeup.wait()
                 continue
-            started = self._clock()
+            now = self._clock()
+            # Steps follow each other on the model's schedule: a wake-up that came a
+            # little late (timer granularity, a busy loop) is taken off the next step,
+            # so lateness does not add up over a long answer; a longer stall is not
+            # caught up in a burst.
+            started = now if last_end is None else max(last_end, now - MAX_CATCH_UP_S)
             admitted = [s for s in self.scheduler.running if s.id not in running_before]
             if admitted:
-                self.metrics.observe_admitted(admitted, started)
-            # Sleep until the step's end, measured from its start, so the time the
-            # loop spends waking readers overlaps the step instead of adding to it.
-            await self._sleep(max(0.0, started + step.seconds - self._clock()))
+                self.metrics.observe_admitted(admitted, now)
+            last_end = started + step.seconds
+            # Sleep until the step's end, so the time the loop spends waking readers
+            # overlaps the step instead of adding to it.
+            await self._sleep(max(0.0, last_end - self._clock()))
             result = self.scheduler.commit(step, self._clock())
             reasons: dict[int, str] = {}
             for seq in result.advanced:

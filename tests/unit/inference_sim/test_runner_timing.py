@@ -22,19 +22,20 @@ TIMING = TimingModel(prefill_tokens_per_s=1000.0, decode_ms_per_token=20.0,
 class FakeClock:
     """Time that passes only when the runner sleeps."""
 
-    def __init__(self) -> None:
+    def __init__(self, overshoot: float = 0.0) -> None:
         self.now = 0.0
+        self.overshoot = overshoot  # each sleep wakes this much late, as real timers do
 
     def __call__(self) -> float:
         return self.now
 
     async def sleep(self, seconds: float) -> None:
-        self.now += seconds
+        self.now += seconds + self.overshoot
         await asyncio.sleep(0)
 
 
-def _runner(max_num_seqs: int = 8) -> Runner:
-    clock = FakeClock()
+def _runner(max_num_seqs: int = 8, overshoot: float = 0.0) -> Runner:
+    clock = FakeClock(overshoot)
     scheduler = Scheduler(max_num_seqs=max_num_seqs, kv_cache_tokens=10_000, max_loras=2,
                           timing=TIMING)
     metrics = SimMetrics(scheduler=scheduler, model_name="m", max_loras=2, clock=clock)
@@ -114,3 +115,16 @@ async def test_an_aborted_request_stops_and_frees_its_slot() -> None:
     assert after.seq.finished_at is not None
     assert after.seq.finished_at < 1.0
     assert runner.metrics.success["abort"]._value.get() == 1
+
+
+async def test_late_wake_ups_do_not_add_up_over_a_long_answer() -> None:
+    runner = _runner(overshoot=0.001)  # 1 ms late on every 20 ms step
+    runner.start()
+    try:
+        h = runner.submit(prompt_tokens=10, output_len=200, adapter=None, finish_reason="length")
+        await _finish(runner, h)
+    finally:
+        await runner.stop()
+    assert h.seq.finished_at is not None
+    # 200 steps of 20 ms (+ 10 ms prefill): late by one overshoot, not by 200 of them.
+    assert h.seq.finished_at - h.seq.arrival == pytest.approx(0.01 + 200 * 0.020, abs=0.0015)

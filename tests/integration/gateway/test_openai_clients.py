@@ -159,3 +159,16 @@ def test_requests_are_counted_by_model_and_code(stack: Stack) -> None:
     for name in ("brix_gateway_request_duration_seconds_count",
                  "brix_gateway_time_to_first_byte_seconds_count"):
         assert f'{name}{{model="m1"}}' in text
+
+
+def test_service_mode_sends_a_model_to_its_service_address(procs: ProcessGroup) -> None:
+    engine = start_sim(procs, name="llama-70b", extra_args=FAST)
+    assert engine.url is not None
+    host_port = engine.url.removeprefix("http://")  # a Service's DNS name in a cluster
+    gw = start_gateway(procs, extra_args=["--services", f"llama-70b={host_port}"])
+    with openai.OpenAI(base_url=f"{gw.url}/v1", api_key="x", max_retries=0) as client:
+        raw = client.completions.with_raw_response.create(model="llama-70b", prompt="x",
+                                                          max_tokens=2)
+        assert raw.parse().model == "llama-70b"
+        assert raw.headers["x-brix-pod"] == host_port.split(":")[0]
+        assert [m.id for m in client.models.list()] == ["llama-70b"]

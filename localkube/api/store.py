@@ -291,7 +291,11 @@ class Store:
             md["generation"] = int(old_md.get("generation", 1)) + 1
         if merged == old:
             return old
-        if md.get("deletionTimestamp") and not md.get("finalizers"):
+        if (md.get("deletionTimestamp") and not md.get("finalizers")
+                and not md.get("deletionGracePeriodSeconds")
+                and rt.key != ("", "namespaces")):
+            # The last finalizer is gone (a pod in its grace period stays for its kubelet;
+            # a namespace goes once it is empty).
             return self._remove(rt, merged)
         result = self._commit(rt, "MODIFIED", merged, old)
         if md.get("deletionTimestamp"):

@@ -220,3 +220,20 @@ async def test_expired_objects_by_last_change(store: Store) -> None:
                           "lastTimestamp": "2020-01-01T00:00:00Z"})
     store.create(events, {"metadata": {"name": "new", "namespace": "default"}})
     assert store.expired(events, 3600) == [("default", "old")]
+
+
+async def test_a_terminating_pod_stays_through_status_updates(store: Store) -> None:
+    store.create(PODS, {"metadata": {"name": "p", "namespace": "default"},
+                        "spec": {"nodeName": "n", "terminationGracePeriodSeconds": 5}})
+    pod, _ = store.delete(PODS, "default", "p")
+    store.update(PODS, {**pod, "status": {"phase": "Running", "message": "stopping"}},
+                 subresource="status")
+    assert store.get(PODS, "default", "p")["status"]["message"] == "stopping"
+
+
+async def test_a_terminating_namespace_stays_through_updates(store: Store) -> None:
+    store.create(NS, {"metadata": {"name": "team"}})
+    store.create(CM, cm("b", ns="team", finalizers=["hold"]))
+    ns, _ = store.delete(NS, None, "team")
+    store.update(NS, {**ns, "metadata": {**ns["metadata"], "labels": {"x": "y"}}})
+    assert store.find(NS, None, "team") is not None

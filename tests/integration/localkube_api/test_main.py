@@ -65,3 +65,12 @@ def test_events_expire_after_their_time_to_live(procs: ProcessGroup, tmp_path: P
     httpx.post(f"{base}/configmaps", json={"metadata": {"name": "kept"}})
     eventually(lambda: httpx.get(f"{base}/events/e").status_code == 404, timeout=20)
     assert httpx.get(f"{base}/configmaps/kept").status_code == 200
+
+
+def test_stopping_ends_open_watches(procs: ProcessGroup, tmp_path: Path) -> None:
+    proc, _ = start_localkube(procs, tmp_path / "state", node=False)
+    with httpx.Client(base_url=str(proc.url), timeout=30) as c, c.stream(
+            "GET", "/api/v1/configmaps", params={"watch": "1"}) as watch:
+        assert watch.status_code == 200
+        assert proc.stop(timeout=10) == 0
+        assert list(watch.iter_lines()) == []  # the stream ended cleanly

@@ -80,7 +80,7 @@ def archives() -> Iterator[ArchiveServer]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        def do_GET(self) -> None:
             srv = server_ref["s"]
             srv.hits[self.path] = srv.hits.get(self.path, 0) + 1
             if self.path not in srv.routes:
@@ -100,7 +100,7 @@ def archives() -> Iterator[ArchiveServer]:
             for i in range(0, len(data), 65536):
                 self.wfile.write(data[i:i + 65536])
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: object) -> None:
             pass
 
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

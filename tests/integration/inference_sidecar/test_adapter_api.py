@@ -79,7 +79,8 @@ def _error(response: httpx.Response) -> dict[str, object]:
     assert set(body) == {"error"}
     err: dict[str, object] = body["error"]
     assert set(err) == {"message", "type", "param", "code"}
-    assert isinstance(err["message"], str) and err["message"]
+    assert isinstance(err["message"], str)
+    assert err["message"]
     return err
 
 

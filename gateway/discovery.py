@@ -68,7 +68,9 @@ def api_client(kubeconfig: str | None) -> k8s.ApiClient:
 
 
 @dataclass(frozen=True)
-class _Source:
+class Source:
+    """One list-and-watch: a kind, in one namespace (None: all), through one API call."""
+
     kind: Kind
     namespace: str | None
     list_fn: Callable[..., Any]
@@ -87,6 +89,7 @@ class Discovery:
         *,
         namespaces: Iterable[str] = (),
         backoff: float = 0.5,
+        sources: list[Source] | None = None,  # None: Pods, Deployments, LoraAdapters (tests)
     ) -> None:
         self._table = table
         self._loop = loop
@@ -98,23 +101,23 @@ class Discovery:
         self.synced = {kind: threading.Event() for kind in ("pods", "deployments", "adapters")}
         core, apps, custom = k8s.CoreV1Api(api), k8s.AppsV1Api(api), k8s.CustomObjectsApi(api)
         lora = (LORA_GROUP, LORA_VERSION)
-        self._sources: list[_Source] = []
+        self._sources: list[Source] = [] if sources is None else list(sources)
         scopes: list[str | None] = [*namespaces] or [None]
-        for ns in scopes:
+        for ns in scopes if sources is None else []:
             if ns is None:
                 self._sources += [
-                    _Source("pods", None, core.list_pod_for_all_namespaces, (), MODEL_LABEL),
-                    _Source("deployments", None, apps.list_deployment_for_all_namespaces, (),
+                    Source("pods", None, core.list_pod_for_all_namespaces, (), MODEL_LABEL),
+                    Source("deployments", None, apps.list_deployment_for_all_namespaces, (),
                             MODEL_LABEL),
-                    _Source("adapters", None, custom.list_cluster_custom_object,
+                    Source("adapters", None, custom.list_cluster_custom_object,
                             (*lora, LORA_PLURAL), None),
                 ]
             else:
                 self._sources += [
-                    _Source("pods", ns, core.list_namespaced_pod, (ns,), MODEL_LABEL),
-                    _Source("deployments", ns, apps.list_namespaced_deployment, (ns,),
+                    Source("pods", ns, core.list_namespaced_pod, (ns,), MODEL_LABEL),
+                    Source("deployments", ns, apps.list_namespaced_deployment, (ns,),
                             MODEL_LABEL),
-                    _Source("adapters", ns, custom.list_namespaced_custom_object,
+                    Source("adapters", ns, custom.list_namespaced_custom_object,
                             (*lora, ns, LORA_PLURAL), None),
                 ]
 
@@ -135,10 +138,10 @@ class Discovery:
 
     # --- one source ---
 
-    def _kwargs(self, source: _Source) -> dict[str, Any]:
+    def _kwargs(self, source: Source) -> dict[str, Any]:
         return {"label_selector": source.selector} if source.selector else {}
 
-    def _list(self, source: _Source) -> tuple[dict[Key, State], str]:
+    def _list(self, source: Source) -> tuple[dict[Key, State], str]:
         response = source.list_fn(*source.args, **self._kwargs(source), _preload_content=False,
                                   _request_timeout=30)
         body = json.loads(response.data)
@@ -154,7 +157,7 @@ class Discovery:
         if not self._stopping.is_set():
             self._loop.call_soon_threadsafe(fn, *args)
 
-    def _run(self, source: _Source) -> None:
+    def _run(self, source: Source) -> None:
         what = f"{source.kind} in {source.namespace or 'all namespaces'}"
         version: str | None = None
         delay = self._backoff

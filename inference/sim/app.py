@@ -13,11 +13,13 @@ import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from inference.sim import responses as r
 from inference.sim.adapters import AdapterRegistry, check_model
@@ -94,7 +96,7 @@ def _string_field(body: dict[str, Any], name: str) -> str:
     return value
 
 
-async def _wait_or_disconnect(request: Request, handle: Handle) -> bool:
+async def _wait_or_disconnect(request: Request, runner: Runner, handle: Handle) -> bool:
     """Wait until the sequence ends; False if the client disconnected first."""
 
     async def disconnected() -> None:
@@ -103,7 +105,7 @@ async def _wait_or_disconnect(request: Request, handle: Handle) -> bool:
 
     watcher = asyncio.ensure_future(disconnected())
     try:
-        while not handle.done:
+        while not handle.done and not runner.dead:
             waiter = asyncio.ensure_future(handle.wait())
             await asyncio.wait({waiter, watcher}, return_when=asyncio.FIRST_COMPLETED)
             if not waiter.done():
@@ -131,9 +133,15 @@ def create_app(engine: SimEngine) -> FastAPI:
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
         return _error(exc)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # Unknown routes and methods, in vLLM's shape (its http_exception_handler).
+        return _error(ApiError(exc.status_code, str(exc.detail),
+                               type_=HTTPStatus(exc.status_code).phrase))
+
     @app.get("/health")
     async def health() -> Response:
-        return Response(status_code=200)
+        return Response(status_code=503 if engine.runner.dead else 200)
 
     @app.get("/version")
     async def version() -> dict[str, str]:
@@ -172,8 +180,11 @@ def create_app(engine: SimEngine) -> FastAPI:
         natural = natural_length(seed, settings.min_output_tokens, settings.max_output_tokens)
         out_len, reason = output_length(req, natural=natural,
                                         max_model_len=settings.max_model_len)
+        if engine.runner.dead:
+            raise ApiError(503, "The engine's scheduler has stopped; restart the engine.",
+                           type_="ServiceUnavailableError")
         handle = engine.runner.submit(prompt_tokens=req.prompt_tokens, output_len=out_len,
-                                      adapter=adapter, finish_reason=reason)
+                                      adapter=adapter, finish_reason=reason, stream=req.stream)
         id_, created = r.new_id(kind), r.now()
         if req.stream:
             return StreamingResponse(
@@ -182,8 +193,11 @@ def create_app(engine: SimEngine) -> FastAPI:
                 media_type="text/event-stream",
             )
         try:
-            if not await _wait_or_disconnect(request, handle):
+            if not await _wait_or_disconnect(request, engine.runner, handle):
                 return Response(status_code=499)
+            if not handle.done:
+                raise ApiError(503, "The engine's scheduler has stopped; restart the engine.",
+                               type_="ServiceUnavailableError")
         finally:
             if not handle.done:
                 engine.runner.abort(handle)
@@ -213,7 +227,7 @@ async def _stream(
     sent = 0
     common: dict[str, Any] = {"kind": kind, "id_": id_, "created": created, "model": model}
     try:
-        while True:
+        while not runner.dead:
             await handle.wait()
             ready = seq.generated
             if ready > sent or handle.done:
@@ -230,6 +244,11 @@ async def _stream(
                 sent = ready
                 if finished:
                     break
+        if not handle.done:  # the scheduler stopped: say so in the stream, as vLLM does
+            yield r.sse(ApiError(503, "The engine's scheduler has stopped; restart the engine.",
+                                 type_="ServiceUnavailableError").body())
+            yield r.SSE_DONE
+            return
         if req.include_usage:
             yield r.sse(r.usage_chunk(**common, prompt_tokens=req.prompt_tokens,
                                       completion_tokens=sent))

@@ -9,7 +9,6 @@ per token on their own: 500 concurrent streams cost one loop, not 500 timers.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import time
@@ -31,6 +30,7 @@ class Handle:
 
     seq: Sequence
     finish_reason: str
+    stream: bool = True  # False: woken only when the sequence ends
     event: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -58,13 +58,19 @@ class Runner:
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
+    @property
+    def dead(self) -> bool:
+        """The scheduler loop stopped on an error: the engine can serve nothing."""
+        return self._task is not None and self._task.done()
+
     def submit(
         self, *, prompt_tokens: int, output_len: int, adapter: str | None, finish_reason: str,
+        stream: bool = True,
     ) -> Handle:
         seq = Sequence(id=next(self._ids), prompt_tokens=prompt_tokens, output_len=output_len,
                        adapter=adapter, arrival=self._clock())
         self.scheduler.add(seq)
-        handle = Handle(seq, finish_reason)
+        handle = Handle(seq, finish_reason, stream)
         self._handles[seq.id] = handle
         self._wakeup.set()
         return handle
@@ -78,12 +84,20 @@ class Runner:
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="sim-scheduler")
+        self._task.add_done_callback(self._on_exit)
+
+    def _on_exit(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        log.critical("the sim's scheduler loop stopped: %r", exc, exc_info=exc)
+        for handle in self._handles.values():  # wake every waiter; none will get tokens
+            handle.event.set()
 
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.wait({self._task})  # an error it died of was logged by _on_exit
             self._task = None
 
     async def _run(self) -> None:
@@ -119,5 +133,7 @@ class Runner:
                 if seq.state is State.FINISHED:
                     reasons[seq.id] = handle.finish_reason
                     del self._handles[seq.id]
-                handle.event.set()
+                    handle.event.set()
+                elif handle.stream:
+                    handle.event.set()
             self.metrics.observe_step(result, reasons=reasons)

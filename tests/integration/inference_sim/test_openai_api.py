@@ -182,3 +182,12 @@ def test_requests_vllm_refuses_are_400(
 def test_health_and_version(fast_sim: Proc) -> None:
     assert httpx.get(f"{fast_sim.url}/health").status_code == 200
     assert httpx.get(f"{fast_sim.url}/version").json()["version"]
+
+
+def test_unknown_routes_answer_in_vllms_error_shape(fast_sim: Proc) -> None:
+    resp = httpx.get(f"{fast_sim.url}/v1/nothing-here")
+    assert resp.status_code == 404
+    assert resp.json()["error"]["code"] == 404
+    wrong_method = httpx.get(f"{fast_sim.url}/v1/completions")
+    assert wrong_method.status_code == 405
+    assert wrong_method.json()["error"]["code"] == 405

@@ -101,6 +101,14 @@ def test_node_port_service_reaches_ready_pods(cluster: Cluster, namespace: str) 
     })
     wait_until(lambda: _answers(f"http://127.0.0.1:{node_port}/"),
                what=f"an answer on the NodePort {node_port}")
+    wait_until(lambda: len(endpoint_ips(cluster, namespace, "np")[0]) == 2,
+               what="both pods ready behind the Service")
+    for i in range(6):  # connections go round-robin over the ready pods
+        assert get(f"http://127.0.0.1:{node_port}/?round={i}") == 200
+    pods = cluster.core.list_namespaced_pod(namespace).items
+    for pod in pods:
+        logs = cluster.kubectl("-n", namespace, "logs", pod.metadata.name)
+        assert "round=" in logs, f"{pod.metadata.name} got no request through the NodePort"
     # Scaled to zero, nothing is behind the port: connections are closed, not hung.
     cluster.kubectl("-n", namespace, "scale", "deployment/np", "--replicas=0")
     wait_until(lambda: not cluster.core.list_namespaced_pod(namespace).items,

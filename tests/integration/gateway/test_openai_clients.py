@@ -172,3 +172,16 @@ def test_service_mode_sends_a_model_to_its_service_address(procs: ProcessGroup) 
         assert raw.parse().model == "llama-70b"
         assert raw.headers["x-brix-pod"] == host_port.split(":")[0]
         assert [m.id for m in client.models.list()] == ["llama-70b"]
+
+
+def test_an_engines_own_error_passes_through_untouched(stack: Stack) -> None:
+    engine_url = stack.engines[0].url
+    assert engine_url is not None
+    body = b'{"model": "m1", "prompt": "x", "max_tokens": 1}'
+    direct = httpx.post(f"{engine_url}/v1/completions", content=body,
+                        headers={"content-type": "text/plain"}, timeout=30)
+    via = httpx.post(f"{stack.url}/v1/completions", content=body,
+                     headers={"content-type": "text/plain"}, timeout=30)
+    assert direct.status_code >= 400
+    assert (via.status_code, via.content) == (direct.status_code, direct.content)
+    assert via.headers["x-brix-pod"] in _pods(stack)

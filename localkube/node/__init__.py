@@ -70,7 +70,7 @@ async def run_node(config: NodeConfig, stop: asyncio.Event) -> None:
         deployments = DeploymentController(api, informers["deployments"], pods)
         endpoints = EndpointsController(api, services, pods, informers["endpoints"],
                                         informers["endpointslices"])
-        proxy = ProxyController(pods, services)
+        proxy = ProxyController(pods, services, api)
         inner_stop = asyncio.Event()
         tasks = [asyncio.create_task(i.run(inner_stop), name=f"informer {name}")
                  for name, i in informers.items()]

@@ -3,7 +3,9 @@
 ``desired_ports`` (pure) says which ports of 127.0.0.1 should be open and to
 which backends: a container port with a ``hostPort`` opens that port to its own
 pod; a ``NodePort`` or ``LoadBalancer`` Service opens each ``nodePort`` to the
-ready pods behind the Service. Connections go round-robin to the backends that
+ready pods behind the Service, and a ``LoadBalancer`` Service its ``port`` too
+(as k3s's service load balancer does), with ``127.0.0.1`` as its ingress in
+its status. Connections go round-robin to the backends that
 are Ready when they arrive; with none, the connection is closed at once.
 ``ProxyController`` keeps the listeners equal to ``desired_ports``.
 """
@@ -18,7 +20,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-from localkube.node.client import JsonObj
+import aiohttp
+
+from localkube.node.client import SERVICES, ApiClient, ApiError, JsonObj
 from localkube.node.config import HOST_IP
 from localkube.node.endpoints import resolve_ports, service_pods
 from localkube.node.informer import Informer
@@ -64,18 +68,28 @@ def desired_ports(pods: Sequence[JsonObj], services: Sequence[JsonObj]) -> dict[
         owner = f"service {meta.get('namespace') or 'default'}/{meta.get('name')}"
         ready = [p for p in service_pods(svc, pods) if is_pod_ready(p)]
         for sp in spec.get("ports") or []:
-            node_port = sp.get("nodePort")
-            if not node_port or (sp.get("protocol") or "TCP") != "TCP":
+            if (sp.get("protocol") or "TCP") != "TCP":
                 continue
-            plan = out.setdefault(int(node_port), PortPlan(owner=owner))
-            if plan.owner != owner:
-                continue
+            exposed = [sp.get("nodePort")]
+            if spec.get("type") == "LoadBalancer":
+                exposed.append(sp.get("port"))
             one_port = {**svc, "spec": {**spec, "ports": [sp]}}
-            for pod in ready:
-                resolved = resolve_ports(one_port, pod)
-                if resolved:
-                    plan.backends.append((str(pod["status"]["podIP"]), resolved[0][1]))
+            backends = [(str(pod["status"]["podIP"]), resolved[0][1]) for pod in ready
+                        if (resolved := resolve_ports(one_port, pod))]
+            for port in exposed:
+                if not port:
+                    continue
+                plan = out.setdefault(int(port), PortPlan(owner=owner))
+                if plan.owner == owner:
+                    plan.backends.extend(backends)
     return out
+
+
+def load_balancer_status(service: JsonObj) -> JsonObj | None:
+    """The ``status`` a LoadBalancer Service should have here, or None for other types."""
+    if (service.get("spec") or {}).get("type") != "LoadBalancer":
+        return None
+    return {"loadBalancer": {"ingress": [{"ip": HOST_IP}]}}
 
 
 class _Listener:
@@ -141,9 +155,10 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
 class ProxyController:
     """Opens, retargets and closes the listeners as pods and Services change."""
 
-    def __init__(self, pods: Informer, services: Informer) -> None:
+    def __init__(self, pods: Informer, services: Informer, api: ApiClient | None = None) -> None:
         self._pods = pods
         self._services = services
+        self._api = api  # None for tests: no Service status is written
         self._listeners: dict[int, _Listener] = {}
         self._changed = asyncio.Event()
         pods.add_handler(lambda _k, _o: self._changed.set())
@@ -153,8 +168,25 @@ class ProxyController:
         return {port: list(lst.plan.backends) for port, lst in self._listeners.items()
                 if lst.server is not None}
 
+    async def _write_lb_status(self) -> None:
+        if self._api is None:
+            return
+        for svc in self._services.items():
+            wanted = load_balancer_status(svc)
+            current = (svc.get("status") or {}).get("loadBalancer") or {}
+            if wanted is None or current == wanted["loadBalancer"]:
+                continue
+            meta = svc.get("metadata") or {}
+            try:
+                await self._api.patch(SERVICES, meta.get("namespace"), str(meta.get("name")),
+                                      {"status": wanted}, subresource="status")
+            except (ApiError, aiohttp.ClientError, TimeoutError) as exc:
+                log.warning("service %s/%s: status not written: %s", meta.get("namespace"),
+                            meta.get("name"), exc)
+
     async def _reconcile(self) -> bool:
         """Bring the listeners in line; True when every wanted port is open."""
+        await self._write_lb_status()
         wanted = desired_ports(list(self._pods.items()), list(self._services.items()))
         for port in [p for p in self._listeners if p not in wanted]:
             await self._listeners.pop(port).close()

@@ -117,6 +117,25 @@ def test_node_port_service_reaches_ready_pods(cluster: Cluster, namespace: str) 
                what="no answer with no pod")
 
 
+def test_load_balancer_service_is_exposed_at_its_port(cluster: Cluster,
+                                                     namespace: str) -> None:
+    port = free_port()
+    cluster.apps.create_namespaced_deployment(namespace, http_server_deployment("lb", 1))
+    cluster.core.create_namespaced_service(namespace, {
+        "metadata": {"name": "lb"},
+        "spec": {"type": "LoadBalancer", "selector": {"app": "lb"},
+                 "ports": [{"port": port, "targetPort": "http"}]},
+    })
+    wait_until(lambda: _answers(f"http://127.0.0.1:{port}/"),
+               what=f"an answer on the LoadBalancer port {port}")
+
+    def ingress() -> Any:
+        status = cluster.core.read_namespaced_service("lb", namespace).status
+        return status.load_balancer and status.load_balancer.ingress
+    (entry,) = wait_until(ingress, what="the Service's load balancer ingress")
+    assert entry.ip == "127.0.0.1"
+
+
 def _answers(url: str) -> bool:
     try:
         return get(url) == 200

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from localkube.node.addresses import AddressPool, listening_addresses
-from localkube.node.proxy import desired_ports
+from localkube.node.proxy import desired_ports, load_balancer_status
 
 
 def pod(name: str, ip: str, *, ready: bool = True, host_port: int | None = None,
@@ -104,3 +104,13 @@ def test_an_address_something_listens_on_is_skipped(tmp_path: Path) -> None:
         assert got != "127.0.0.10"
         assert got not in listening_addresses()
         pool.close()
+
+
+def test_load_balancer_service_opens_its_port_and_node_port() -> None:
+    svc = service("LoadBalancer", 30081)
+    svc["spec"]["ports"][0]["port"] = 18080
+    plans = desired_ports([pod("a", "127.0.0.10")], [svc])
+    assert plans[18080].backends == [("127.0.0.10", 8000)]
+    assert plans[30081].backends == [("127.0.0.10", 8000)]
+    assert load_balancer_status(svc) == {"loadBalancer": {"ingress": [{"ip": "127.0.0.1"}]}}
+    assert load_balancer_status(service("NodePort", 30081)) is None

@@ -65,14 +65,48 @@ class Sample:
 Samples = Mapping[str, list[Sample]]
 
 
+_WANTED_FAMILIES: frozenset[str] = frozenset(
+    [g[1] for g in GAUGES] + [c[1] for c in COUNTERS]
+    + [c[1].removesuffix("_total") for c in COUNTERS] + [h[1] for h in HISTOGRAMS]
+)
+
+
+def _sample_name(line: str) -> str:
+    end = len(line)
+    for stop in ("{", " "):
+        at = line.find(stop)
+        if 0 <= at < end:
+            end = at
+    return line[:end]
+
+
+def relevant_lines(text: str) -> str:
+    """The lines of ``text`` about the families the mapping uses (samples, HELP, TYPE).
+
+    vLLM's /metrics runs to a thousand lines and more (every histogram of every
+    engine); cutting it down before the parser keeps a scrape within milliseconds.
+    """
+    kept: list[str] = []
+    for line in text.splitlines():
+        if line.startswith("#"):
+            parts = line.split(None, 3)
+            if len(parts) >= 3 and parts[1] in ("HELP", "TYPE") and parts[2] in _WANTED_FAMILIES:
+                kept.append(line)
+        elif _sample_name(line) in _WANTED:
+            kept.append(line)
+    kept.append("")
+    return "\n".join(kept)
+
+
 def parse_exposition(text: str) -> dict[str, list[Sample]]:
     """The samples of the names the mapping uses, by sample name.
 
-    Raises ValueError when the text is not Prometheus' text format.
+    Only those lines are parsed (``relevant_lines``), with client_python's parser;
+    ValueError when one of them is not Prometheus' text format.
     """
     out: dict[str, list[Sample]] = defaultdict(list)
     try:
-        for family in text_string_to_metric_families(text):
+        for family in text_string_to_metric_families(relevant_lines(text)):
             for s in family.samples:
                 if s.name in _WANTED:
                     out[s.name].append(Sample(labels=dict(s.labels), value=float(s.value)))

@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 from brix.contract import METRIC_NAMES, metric
 from inference.sidecar.engine_metrics import (
+    Sample,
     engine_down_families,
     engine_families,
     mapped_names,
@@ -89,12 +90,28 @@ def test_counters_without_type_lines_are_still_read() -> None:
 
 @pytest.mark.parametrize("text", [
     "vllm:num_requests_waiting{engine=\"0\" 4\n",
-    "this is not prometheus text\n",
+    "vllm:prompt_tokens_total is not prometheus text\n",
     'vllm:num_requests_waiting{engine="0"} four\n',
 ])
 def test_text_that_is_not_prometheus_is_refused(text: str) -> None:
     with pytest.raises(ValueError, match="not Prometheus text"):
         parse_exposition(text)
+
+
+def test_only_the_mapped_families_are_read() -> None:
+    # Other families, even ones the parser would refuse, do not disturb the mapping;
+    # a family whose name only starts like a mapped one is not mixed in.
+    text = (
+        "# HELP vllm:num_requests_waiting_by_reason Number of waiting requests by reason.\n"
+        "# TYPE vllm:num_requests_waiting_by_reason gauge\n"
+        'vllm:num_requests_waiting_by_reason{reason="capacity"} 9\n'
+        "# TYPE vllm:num_requests_waiting gauge\n"
+        'vllm:num_requests_waiting{engine="0"} 4\n'
+        "python_gc_objects_collected_total{generation=\"0\"} not-a-number\n"
+    )
+    assert parse_exposition(text) == {
+        "vllm:num_requests_waiting": [Sample(labels={"engine": "0"}, value=4.0)]}
+    assert parse_exposition(RECORDED) == parse_exposition(RECORDED + "garbage line\n")
 
 
 def test_histogram_without_an_inf_bucket_is_left_out() -> None:

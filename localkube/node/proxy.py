@@ -160,6 +160,7 @@ class ProxyController:
         self._services = services
         self._api = api  # None for tests: no Service status is written
         self._listeners: dict[int, _Listener] = {}
+        self._reported: set[int] = set()
         self._changed = asyncio.Event()
         pods.add_handler(lambda _k, _o: self._changed.set())
         services.add_handler(lambda _k, _o: self._changed.set())
@@ -199,11 +200,14 @@ class ProxyController:
             if listener.server is None:
                 try:
                     await listener.open()
+                    self._reported.discard(port)
                     log.info("127.0.0.1:%d open for %s", port, plan.owner)
                 except OSError as exc:
                     all_open = False
-                    log.warning("127.0.0.1:%d for %s cannot be opened: %s", port,
-                                plan.owner, exc)
+                    if port not in self._reported:  # said once; retried quietly
+                        self._reported.add(port)
+                        log.warning("127.0.0.1:%d for %s cannot be opened (retrying): %s",
+                                    port, plan.owner, exc)
         return all_open
 
     async def run(self, stop: asyncio.Event) -> None:

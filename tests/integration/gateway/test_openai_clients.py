@@ -185,3 +185,22 @@ def test_an_engines_own_error_passes_through_untouched(stack: Stack) -> None:
     assert direct.status_code >= 400
     assert (via.status_code, via.content) == (direct.status_code, direct.content)
     assert via.headers["x-brix-pod"] in _pods(stack)
+
+
+def test_prefix_affinity_keeps_a_prompt_prefix_on_one_pod(stack: Stack) -> None:
+    client = stack.client(routing="prefix-affinity")
+    # Longer than the hashed prefix (256 characters by default), as a shared system prompt is.
+    system = {"role": "system", "content": "You are the SQL assistant of ACME. " * 10}
+
+    def pod_for(system_message: dict[str, str], question: str) -> str:
+        raw = client.chat.completions.with_raw_response.create(
+            model="m1", max_tokens=1,
+            messages=[system_message, {"role": "user", "content": question}])  # type: ignore[list-item]
+        return raw.headers["x-brix-pod"]
+
+    # One at a time (no load to bound): the same prefix always lands on the same pod.
+    assert len({pod_for(system, f"question {i}") for i in range(6)}) == 1
+    # Different prefixes spread over the pods.
+    homes = {pod_for({"role": "system", "content": f"Persona number {i}."}, "hi")
+             for i in range(16)}
+    assert homes == _pods(stack)

@@ -41,12 +41,15 @@ def full_response(
         choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason,
                   "stop_reason": None, "prompt_logprobs": None}
         obj = "text_completion"
-    return {
+    body: dict[str, Any] = {
         "id": id_, "object": obj, "created": created, "model": model, "choices": [choice],
         "service_tier": None, "system_fingerprint": None,
         "usage": usage(prompt_tokens, completion_tokens),
-        "prompt_logprobs": None, "kv_transfer_params": None,
     }
+    if kind == "chat":
+        body["prompt_logprobs"] = None  # completions carry it in the choice
+    body["kv_transfer_params"] = None
+    return body
 
 
 def chunk(
@@ -61,7 +64,7 @@ def chunk(
         if text is not None:
             delta["content"] = text
         choice: dict[str, Any] = {"index": 0, "delta": delta, "logprobs": None,
-                                  "finish_reason": finish_reason}
+                                  "finish_reason": finish_reason, "stop_reason": None}
         obj = "chat.completion.chunk"
     else:
         choice = {"index": 0, "text": text or "", "logprobs": None,

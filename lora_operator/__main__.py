@@ -22,6 +22,7 @@ from brix.serving import bind_host, configure_logging, print_ready
 from lora_operator import metrics
 from lora_operator.handlers import FINALIZER, KopfEvents, register
 from lora_operator.kube import Kube, api_client
+from lora_operator.observer import Observer
 from lora_operator.reconciler import Context
 from lora_operator.settings import Settings, load
 from lora_operator.sidecar import Sidecars
@@ -44,6 +45,10 @@ def kopf_settings(settings: Settings) -> kopf.OperatorSettings:
     op.posting.reporting_component = "brix-lora-operator"
     op.posting.event_name_prefix = "brix-lora-operator-"
     op.posting.reporting_instance = os.environ.get("POD_NAME") or socket.gethostname()
+    # A stopping daemon (its adapter being deleted) usually exits within a few
+    # awaits; give it half a second before Kopf falls back to polling, which
+    # would delay the deletion handler by patches and re-checks.
+    op.background.instant_exit_timeout = 0.5
     op.peering.name = settings.peering
     op.peering.mandatory = settings.peering_mandatory
     op.peering.standalone = settings.standalone
@@ -53,12 +58,14 @@ def kopf_settings(settings: Settings) -> kopf.OperatorSettings:
 
 def build_context(settings: Settings) -> Context:
     kube = Kube(api_client(settings.kubeconfig))
+    sidecars = Sidecars(timeout=settings.sidecar_timeout,
+                        max_concurrent=settings.max_concurrent_calls)
     return Context(
         settings=settings,
         pods=PodIndex(),
         wakers=Wakers(),
-        sidecars=Sidecars(timeout=settings.sidecar_timeout,
-                          max_concurrent=settings.max_concurrent_calls),
+        sidecars=sidecars,
+        observer=Observer(sidecars),
         tokens=Tokens(explicit=settings.sidecar_token, secret_name=settings.sidecar_token_secret,
                       secret_key=settings.sidecar_token_key, reader=kube.read_secret),
         status=kube,
@@ -109,6 +116,7 @@ async def run(settings: Settings) -> None:
         announcer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await announcer
+        await ctx.observer.aclose()
         await ctx.sidecars.aclose()
         await runner.cleanup()
 

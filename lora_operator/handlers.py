@@ -61,12 +61,14 @@ def register(registry: kopf.OperatorRegistry, ctx: Context) -> None:
             return kopf.login_with_kubeconfig(**kwargs)
         return kopf.login_via_client(**kwargs)
 
-    @kopf.on.event("", "v1", "pods", labels={MODEL_LABEL: kopf.PRESENT}, registry=registry)
+    @kopf.on.event("", "v1", "pods", id="pod-index", labels={MODEL_LABEL: kopf.PRESENT},
+                   registry=registry)
     async def pod_changed(*, event: Mapping[str, Any], body: kopf.Body, **_: Any) -> None:
         pod = PodInfo.from_body(body)
         if event.get("type") == "DELETED":
             old = ctx.pods.remove(pod.namespace, pod.name)
             changed = old is not None
+            await ctx.sidecars.forget(pod)
         else:
             old = ctx.pods.upsert(pod)
             changed = old != pod
@@ -75,8 +77,10 @@ def register(registry: kopf.OperatorRegistry, ctx: Context) -> None:
             if old is not None and old.model != pod.model:
                 ctx.wakers.wake_model(old.namespace, old.model)
 
-    @kopf.daemon(*lora, registry=registry, cancellation_timeout=10.0,
-                 initial_delay=0.0)
+    # Stopping (deletion, operator exit): the flag first, and only after 5 s of
+    # not exiting (a long sidecar call) a cancellation, 10 s more at most.
+    @kopf.daemon(*lora, id="keep-loaded", registry=registry, cancellation_backoff=5.0,
+                 cancellation_timeout=10.0, initial_delay=0.0)
     async def keep_loaded(*, body: kopf.Body, namespace: str | None, name: str,
                           stopped: Any, **_: Any) -> None:
         namespace = namespace or "default"
@@ -98,10 +102,13 @@ def register(registry: kopf.OperatorRegistry, ctx: Context) -> None:
     @kopf.on.create(*lora, id="wake-on-create", registry=registry)
     @kopf.on.update(*lora, id="wake-on-update", field="spec", registry=registry)
     @kopf.on.resume(*lora, id="wake-on-resume", registry=registry)
-    async def spec_changed(*, namespace: str | None, name: str, **_: Any) -> None:
-        ctx.wakers.wake(namespace or "default", name)
+    async def spec_changed(*, namespace: str | None, name: str, meta: kopf.Meta,
+                           **_: Any) -> None:
+        key = (namespace or "default", name)
+        if ctx.seen_generation.get(key) != meta.get("generation"):
+            ctx.wakers.wake(*key)
 
-    @kopf.on.delete(*lora, registry=registry)
+    @kopf.on.delete(*lora, id="unload-everywhere", registry=registry)
     async def unload_everywhere(*, body: kopf.Body, namespace: str | None, name: str,
                                 runtime: datetime.timedelta, retry: int, **_: Any) -> None:
         async with ctx.lock(namespace or "default", name):

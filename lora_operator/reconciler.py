@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from lora_operator.metrics import Report
 from lora_operator.model import AdapterSpec, InvalidSpec, Loaded, PodInfo, PodView
+from lora_operator.observer import Observer
 from lora_operator.planning import Failure, Plan, plan, unloading_status
 from lora_operator.settings import Settings
 from lora_operator.sidecar import SidecarError, Sidecars
@@ -73,6 +74,7 @@ class Context:
     tokens: Tokens
     status: StatusWriter
     events: Events
+    observer: Observer
     clock: Callable[[], float] = time.monotonic
     refusals: dict[Key, _Refusal] = field(default_factory=dict)
     # (namespace, pod, adapter) -> (source, sha256) this operator loaded: tells a spec change
@@ -83,6 +85,9 @@ class Context:
     written: dict[Key, dict[str, Any]] = field(default_factory=dict)
     locks: dict[Key, asyncio.Lock] = field(default_factory=dict)
     reports: dict[Key, Report] = field(default_factory=dict)  # read by /metrics
+    # The generation each adapter's last reconcile started from: a create/update
+    # handler only wakes the loop for a generation it has not seen.
+    seen_generation: dict[Key, int] = field(default_factory=dict)
 
     def lock(self, namespace: str, name: str) -> asyncio.Lock:
         """Serialises the reconciles and the finalizer of one adapter."""
@@ -91,7 +96,7 @@ class Context:
     def forget(self, namespace: str, name: str) -> None:
         key = (namespace, name)
         for table in (self.refusals, self.failed_attempts, self.written, self.locks,
-                      self.reports):
+                      self.reports, self.seen_generation):
             table.pop(key, None)
         for k in [k for k in self.applied if k[0] == namespace and k[2] == name]:
             del self.applied[k]
@@ -134,12 +139,12 @@ def _pods_to_observe(ctx: Context, spec: AdapterSpec, previous: Mapping[str, Any
     return pods
 
 
-async def _observe_one(ctx: Context, spec: AdapterSpec, pod: PodInfo, token: str | None
-                       ) -> PodView:
+async def _observe_one(ctx: Context, spec: AdapterSpec, pod: PodInfo, token: str | None,
+                       not_before: float | None) -> PodView:
     if not (pod.ready and pod.ip):
         return PodView(pod)
     try:
-        loaded = await ctx.sidecars.list(pod, token=token)
+        loaded = await ctx.observer.list(pod, token=token, not_before=not_before)
     except SidecarError as exc:
         if exc.kind == "unauthorized":
             ctx.tokens.invalidate(spec.namespace)
@@ -154,10 +159,17 @@ async def _observe_one(ctx: Context, spec: AdapterSpec, pod: PodInfo, token: str
     return PodView(pod, loaded)
 
 
-async def observe(ctx: Context, spec: AdapterSpec, pods: Sequence[PodInfo]) -> list[PodView]:
-    """Ask every Ready pod's sidecar what it holds (concurrently)."""
+async def observe(ctx: Context, spec: AdapterSpec, pods: Sequence[PodInfo], *,
+                  confirm: bool = False) -> list[PodView]:
+    """Ask every Ready pod's sidecar what it holds (concurrently).
+
+    ``confirm``: only answers to requests sent from now on count (after calls
+    this reconcile made); otherwise a request in flight may answer.
+    """
     token = await ctx.tokens.get(spec.namespace)
-    return list(await asyncio.gather(*(_observe_one(ctx, spec, p, token) for p in pods)))
+    not_before = ctx.observer.now() if confirm else None
+    return list(await asyncio.gather(
+        *(_observe_one(ctx, spec, p, token, not_before) for p in pods)))
 
 
 # --- apply ------------------------------------------------------------------------
@@ -179,15 +191,10 @@ async def _apply_one(ctx: Context, body: Mapping[str, Any], spec: AdapterSpec, p
         if action in ("unload", "reload"):
             await ctx.sidecars.unload(pod, name=spec.name, token=token)
             ctx.applied.pop(key, None)
-            if action == "unload":
-                ctx.events.info(body, reason="Unloaded", message=f"unloaded from pod {pod.name}")
         if action in ("load", "reload"):
             await ctx.sidecars.load(pod, name=spec.name, source=spec.source,
                                     sha256=spec.sha256, token=token)
             ctx.applied[key] = (spec.source, spec.sha256)
-            verb = "reloaded" if action == "reload" else "loaded"
-            ctx.events.info(body, reason=verb.capitalize(),
-                            message=f"{verb} {spec.source} on pod {pod.name}")
     except SidecarError as exc:
         if exc.kind == "refused" and action != "unload":
             ctx.refusals[(spec.namespace, spec.name)] = _Refusal(
@@ -210,7 +217,25 @@ async def apply(ctx: Context, body: Mapping[str, Any], spec: AdapterSpec, p: Pla
     results = await asyncio.gather(
         *(_apply_one(ctx, body, spec, pod, action=action, token=token)
           for pod, action in work))
+    done: dict[str, list[str]] = {}
+    for (pod, action), failure in zip(work, results, strict=True):
+        if failure is None:
+            done.setdefault(action, []).append(pod.name)
+    # One Event per kind of call and reconcile, naming every pod (not one per pod:
+    # a hundred adapters on ten pods would post a thousand).
+    for action, reason, text in (("load", "Loaded", f"loaded {spec.source} on"),
+                                 ("reload", "Reloaded", f"reloaded {spec.source} on"),
+                                 ("unload", "Unloaded", "unloaded from")):
+        if action in done:
+            ctx.events.info(body, reason=reason, message=f"{text} {_pods(done[action])}")
     return {pod.name: f for (pod, _), f in zip(work, results, strict=True) if f is not None}
+
+
+def _pods(names: Sequence[str], shown: int = 20) -> str:
+    names = sorted(names)
+    head = ", ".join(names[:shown])
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return f"{len(names)} pod{'s' if len(names) != 1 else ''}: {head}{more}"
 
 
 # --- report -----------------------------------------------------------------------
@@ -255,6 +280,7 @@ async def reconcile(ctx: Context, body: Mapping[str, Any]) -> float:
         return ctx.settings.resync_interval
 
     key = (spec.namespace, spec.name)
+    ctx.seen_generation[key] = spec.generation
     ctx.wakers.register(spec.namespace, spec.name, spec.base_model)
     pods = _pods_to_observe(ctx, spec, previous)
     views = await observe(ctx, spec, pods)
@@ -266,7 +292,8 @@ async def reconcile(ctx: Context, body: Mapping[str, Any]) -> float:
             previous = _previous(ctx, body)
         failures = await apply(ctx, body, spec, first)
         touched = {p.name for p in (*first.load, *first.reload, *first.unload)}
-        again = await observe(ctx, spec, [v.pod for v in views if v.name in touched])
+        again = await observe(ctx, spec, [v.pod for v in views if v.name in touched],
+                              confirm=True)
         fresh = {v.name: v for v in again}
         views = [fresh.get(v.name, v) for v in views]
         final = plan(spec, views, failures=failures, refused=ctx.refused(spec),
@@ -307,7 +334,7 @@ async def finalize(ctx: Context, body: Mapping[str, Any], *, runtime: float, ret
     if holding:
         unload_plan = Plan(frozenset(), (), (), tuple(v.pod for v in holding), {})
         failures = await apply(ctx, body, spec, unload_plan)
-        again = await observe(ctx, spec, [v.pod for v in holding])
+        again = await observe(ctx, spec, [v.pod for v in holding], confirm=True)
         for v in again:
             if v.name in failures:
                 problems[v.name] = failures[v.name].message

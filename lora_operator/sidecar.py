@@ -54,27 +54,53 @@ def _error_text(response: httpx.Response) -> str:
 
 
 class Sidecars:
-    """One pooled HTTP client for every sidecar; at most ``max_concurrent`` calls at once."""
+    """HTTP clients for the sidecars: one small pool per pod, ``max_concurrent`` calls in all.
+
+    One pool per pod rather than one shared pool: httpcore matches queued
+    requests to connections by scanning its whole pool, which grows
+    quadratically costly with hundreds of calls spread over many pods. Each pod
+    gets at most ``per_pod`` calls at once (the rest wait here, not in the pool),
+    which also keeps one sidecar from being flooded.
+    """
 
     def __init__(
         self,
         *,
         timeout: float,
         max_concurrent: int,
+        per_pod: int = 8,
         transport: httpx.AsyncBaseTransport | None = None,  # None except in tests
     ) -> None:
         self._timeout = timeout
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
-            limits=httpx.Limits(max_connections=max_concurrent,
-                                max_keepalive_connections=max_concurrent),
-            transport=transport,
-            trust_env=False,  # pod IPs are never reached through a proxy
-        )
+        self._per_pod = per_pod
+        self._transport = transport
+        self._clients: dict[tuple[str, int], tuple[httpx.AsyncClient, asyncio.Semaphore]] = {}
         self._slots = asyncio.Semaphore(max_concurrent)
 
+    def _client(self, pod: PodInfo) -> tuple[httpx.AsyncClient, asyncio.Semaphore]:
+        key = (str(pod.ip), pod.port)
+        found = self._clients.get(key)
+        if found is None:
+            client = httpx.AsyncClient(
+                timeout=httpx.Timeout(self._timeout, connect=min(self._timeout, 5.0)),
+                limits=httpx.Limits(max_connections=self._per_pod,
+                                    max_keepalive_connections=self._per_pod),
+                transport=self._transport,
+                trust_env=False,  # pod IPs are never reached through a proxy
+            )
+            found = self._clients[key] = (client, asyncio.Semaphore(self._per_pod))
+        return found
+
+    async def forget(self, pod: PodInfo) -> None:
+        """Close the pool of a pod that is gone."""
+        found = self._clients.pop((str(pod.ip), pod.port), None)
+        if found is not None:
+            await found[0].aclose()
+
     async def aclose(self) -> None:
-        await self._client.aclose()
+        clients, self._clients = self._clients, {}
+        for client, _ in clients.values():
+            await client.aclose()
 
     async def _call(
         self, method: str, pod: PodInfo, path: str, *, token: str | None,
@@ -84,9 +110,15 @@ class Sidecars:
             raise SidecarError("unreachable", "the pod has no IP yet")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         url = pod.sidecar_url + path
+        client, pod_slots = self._client(pod)
         try:
-            async with self._slots:
-                response = await self._client.request(method, url, json=body, headers=headers)
+            async with self._slots, pod_slots:
+                try:
+                    response = await client.request(method, url, json=body, headers=headers)
+                except httpx.RemoteProtocolError:
+                    # A kept-alive connection the sidecar closed as we reused it. Every
+                    # call of this API is idempotent, so one more try is safe.
+                    response = await client.request(method, url, json=body, headers=headers)
         except httpx.TimeoutException:
             raise SidecarError(
                 "unreachable", f"{method} {url}: no answer within {self._timeout:g}s") from None

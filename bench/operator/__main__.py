@@ -55,6 +55,12 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of one process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def custom_api(kubeconfig: Path) -> Any:
     cfg = kubernetes.client.Configuration()
     kubernetes.config.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)
@@ -94,8 +100,10 @@ def apply_to_ready(kubeconfig: Path, root: Path, rounds: int) -> list[float]:
                 break
             time.sleep(0.01)
         times.append(time.perf_counter() - t0)
+        print(f"apply -> Ready 3/3: {times[-1] * 1000:.0f} ms", flush=True)
         api.delete_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name)
-    kubectl(kubeconfig, "-n", ns, "delete", "loraadapters", "--all", "--timeout=120s")
+    kubectl(kubeconfig, "-n", ns, "delete", "loraadapters", "--all", "--timeout=120s",
+            timeout=180)
     kubectl(kubeconfig, "-n", ns, "delete", "deployment", model, "--timeout=120s")
     return times
 
@@ -121,11 +129,13 @@ def many(kubeconfig: Path, root: Path, *, adapters: int, pods: int) -> dict[str,
             raise RuntimeError(f"only {ready} of {adapters} Ready after 600 s")
         time.sleep(0.1)
     converged = time.perf_counter() - t0
+    print(f"{adapters} x {pods}: created {created:.1f} s, converged {converged:.1f} s", flush=True)
     counts = [len(httpx.get(sidecar_url(p) + "/v1/adapters", timeout=30).json()["data"])
               for p in ready_pods(kubeconfig, ns, model)]
     assert counts == [adapters] * pods, counts
     t1 = time.perf_counter()
-    kubectl(kubeconfig, "-n", ns, "delete", "loraadapters", "--all", "--timeout=600s")
+    kubectl(kubeconfig, "-n", ns, "delete", "loraadapters", "--all", "--timeout=600s",
+            timeout=900)
     deleted = time.perf_counter() - t1
     kubectl(kubeconfig, "-n", ns, "delete", "deployment", model, "--timeout=120s")
     return {"created": created, "converged": converged, "deleted": deleted}
@@ -143,13 +153,15 @@ def main() -> None:
         root = Path(tmp)
         group = ProcessGroup(log_dir=root / "logs")
         try:
-            _, kubeconfig = start_localkube(group, root / "kube", timeout=120)
+            kube, kubeconfig = start_localkube(group, root / "kube", timeout=120)
             install_crds(kubeconfig)
-            start_operator(group, kubeconfig=kubeconfig, extra_args=())
+            op = start_operator(group, kubeconfig=kubeconfig, extra_args=())
             adapters_root = root / "adapters"
             adapters_root.mkdir()
             one = apply_to_ready(kubeconfig, adapters_root, args.rounds)
+            cpu0 = cpu_seconds(op.popen.pid), cpu_seconds(kube.popen.pid)
             big = many(kubeconfig, adapters_root, adapters=args.adapters, pods=args.pods)
+            cpu = (cpu_seconds(op.popen.pid) - cpu0[0], cpu_seconds(kube.popen.pid) - cpu0[1])
         finally:
             group.stop_all()
 
@@ -172,6 +184,8 @@ def main() -> None:
         f"(from the first create) | {big['converged']:.1f} s | <= 30 s |",
         f"| {args.adapters} adapters deleted (`kubectl delete --all`, unloaded everywhere) | "
         f"{big['deleted']:.1f} s | |",
+        f"| CPU of the operator / localkube (API and kubelet) over those two | "
+        f"{cpu[0]:.1f} s / {cpu[1]:.1f} s | |",
         "",
     ]
     text = "\n".join(lines)

@@ -140,3 +140,21 @@ async def test_a_pod_without_an_ip_is_not_called() -> None:
                           token=None)
     finally:
         await sc.aclose()
+
+
+@in_new_loop
+async def test_a_connection_closed_under_a_request_is_tried_once_more() -> None:
+    calls = []
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        calls.append(req.method)
+        if len(calls) == 1:
+            raise httpx.RemoteProtocolError("Server disconnected", request=req)
+        return httpx.Response(200, json={"name": "sql", "status": "unloaded"})
+
+    sc = client(handler)
+    try:
+        await sc.unload(POD, name="sql", token=None)
+    finally:
+        await sc.aclose()
+    assert calls == ["DELETE", "DELETE"]

@@ -232,19 +232,22 @@ def test_prometheus_sees_requests_waiting_under_a_burst(
     assert sidecar.url is not None
     target = sidecar.url.removeprefix("http://")
     _, prom = start_prometheus(procs, tmp_path / "prometheus", {
-        "global": {"scrape_interval": "1s", "scrape_timeout": "1s",
-                   "evaluation_interval": "1s"},
+        # 3 s: more than the sidecar's own 2 s wait on a busy vLLM's /metrics; the
+        # burst keeps requests waiting for longer than that (2 batches of 128 tokens).
+        "global": {"scrape_interval": "3s", "scrape_timeout": "3s",
+                   "evaluation_interval": "3s"},
         "scrape_configs": [{"job_name": "sidecar", "static_configs": [{"targets": [target]}]}],
     })
     wait_until(lambda: query(prom, 'brix_engine_up{job="sidecar"} == 1'), timeout=60,
                what="a first scrape of the sidecar")
 
-    waiting = f'brix_engine_requests_waiting{{job="sidecar",model="{engine.served_name}"}} > 0'
+    series = f'brix_engine_requests_waiting{{job="sidecar",model="{engine.served_name}"}}'
+    waiting = f"{series} > 0"
     statuses, seen = burst(engine, prom, waiting, requests=300)
     assert statuses == {200}
     if not seen:  # the burst ended between two polls: look back over its duration
         seen = wait_until(
-            lambda: query(prom, f"max_over_time(({waiting})[5m:1s])"), timeout=30,
+            lambda: query(prom, f"max_over_time({series}[5m]) > 0"), timeout=30,
             what="brix_engine_requests_waiting > 0 in Prometheus",
         )
     assert float(seen[0]["value"][1]) > 0
@@ -258,7 +261,7 @@ def burst(engine: VllmEngine, prom: str, promql: str, *,
             ThreadPoolExecutor(max_workers=requests) as pool:
         def one(i: int) -> int:
             r = http.post(f"{engine.url}/v1/completions", json={
-                "model": engine.served_name, "prompt": f"{PROMPT} {i}", "max_tokens": 96,
+                "model": engine.served_name, "prompt": f"{PROMPT} {i}", "max_tokens": 128,
                 "temperature": 0, "ignore_eos": True,
             })
             return r.status_code

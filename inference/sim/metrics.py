@@ -24,6 +24,7 @@ TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75
 LATENCY_BUCKETS = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0,
                    60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0)
 LABELS = ("model_name", "engine")
+MAX_LORA_INFO_SERIES = 32
 ENGINE = "0"
 
 
@@ -85,6 +86,7 @@ class SimMetrics:
             "vllm:lora_requests_info", "Running stats on lora requests.",
             ("max_lora", "waiting_lora_adapters", "running_lora_adapters"),
             registry=self.registry)
+        self._lora_label_sets: dict[tuple[str, str, str], None] = {}  # oldest first
 
     def observe_step(self, result: StepResult, *, reasons: dict[int, str]) -> None:
         """Count a committed step's tokens and latencies (``reasons``: id -> finish reason)."""
@@ -110,9 +112,17 @@ class SimMetrics:
 
     def update_lora_info(self) -> None:
         s = self._scheduler
-        self.lora_info.labels(
-            self._max_loras, ",".join(s.waiting_adapters()), ",".join(s.running_adapters()),
-        ).set(self._clock())
+        labels = (self._max_loras, ",".join(s.waiting_adapters()),
+                  ",".join(s.running_adapters()))
+        self.lora_info.labels(*labels).set(self._clock())
+        # vLLM keeps every label set it ever used; the sim keeps the latest few,
+        # which readers (who take the largest value) cannot tell apart.
+        self._lora_label_sets.pop(labels, None)
+        self._lora_label_sets[labels] = None
+        while len(self._lora_label_sets) > MAX_LORA_INFO_SERIES:
+            old = next(iter(self._lora_label_sets))
+            del self._lora_label_sets[old]
+            self.lora_info.remove(*old)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

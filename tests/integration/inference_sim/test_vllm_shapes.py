@@ -106,3 +106,12 @@ def test_errors(url: str) -> None:
         httpx.post(f"{url}/v1/unload_lora_adapter", json={"lora_name": "nope"}),
     ):
         _check(ErrorResponse, resp.json())
+
+
+def test_histogram_buckets_are_vllms() -> None:
+    from vllm.v1.metrics.buckets import REQUEST_LATENCY_BUCKETS, TIME_TO_FIRST_TOKEN_BUCKETS
+
+    from inference.sim.metrics import LATENCY_BUCKETS, TTFT_BUCKETS
+
+    assert tuple(TTFT_BUCKETS) == tuple(TIME_TO_FIRST_TOKEN_BUCKETS)
+    assert tuple(LATENCY_BUCKETS) == tuple(REQUEST_LATENCY_BUCKETS)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import ctypes.util
 import os
 import shutil
 import signal
@@ -25,11 +24,14 @@ PR_SET_PDEATHSIG: Final = 1
 GROUP_GONE_WAIT_SECONDS: Final = 2.0
 
 
+# Looked up once in localkube's process: between fork and exec the child may only
+# do the least possible (other threads' locks are not released there).
+_PRCTL = ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None
+
+
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child
-    libc_name = ctypes.util.find_library("c")
-    if libc_name:
-        libc = ctypes.CDLL(libc_name, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if _PRCTL is not None:
+        _PRCTL(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 class StartError(Exception):
@@ -60,7 +62,7 @@ async def start(argv: Sequence[str], *, env: Mapping[str, str], cwd: Path,
             return await asyncio.create_subprocess_exec(
                 program, *argv[1:], env=dict(env), cwd=cwd, stdin=asyncio.subprocess.DEVNULL,
                 stdout=log, stderr=asyncio.subprocess.STDOUT, start_new_session=True,
-                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+                preexec_fn=_die_with_parent if _PRCTL is not None else None,
             )
         except OSError as exc:
             raise StartError(f"exec {argv[0]}: {exc.strerror or exc}") from exc

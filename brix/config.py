@@ -105,12 +105,17 @@ def build_parser(
     parser = argparse.ArgumentParser(
         prog=prog,
         description=description or (cls.__doc__ or "").strip().splitlines()[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     hints = typing.get_type_hints(cls)
     for field in dataclasses.fields(cls):
         typ, _optional = _base_type(hints[field.name])
         help_text = f"{field.metadata.get('help', '')} [env {env_name(field)}]"
+        # The parser's own defaults are None (so the environment can fill in);
+        # show the field's real default instead.
+        if field.default not in (dataclasses.MISSING, None) and not field.metadata.get("secret"):
+            help_text += f" (default: {field.default})"
+        elif field.default_factory is not dataclasses.MISSING:
+            help_text += f" (default: {field.default_factory()})"
         if typ is bool:
             parser.add_argument(
                 flag_name(field), dest=field.name, default=None,

@@ -711,35 +711,44 @@ class ApiServer:
             watcher.queue.put_nowait(("BOOKMARK-INITIAL", None))  # type: ignore[arg-type]
         deadline = time.monotonic() + timeout if timeout is not None else None
         first = True
+
+        def sink(etype: EventType, event: Event) -> bool:
+            nonlocal first
+            data = self._encode(t.rt, (etype, event), table, first)
+            first = False
+            return _send_chunk(request, data)
+
         try:
             while True:
+                if watcher.sink is None:
+                    # What was queued first (initial events, history) goes out in order;
+                    # then the commits write to this stream themselves.
+                    chunks = []
+                    ended = False
+                    while not watcher.queue.empty():
+                        item = watcher.queue.get_nowait()
+                        if item is None:
+                            ended = True
+                            break
+                        chunks.append(self._encode(t.rt, item, table, first))
+                        first = False
+                    if (chunks and not _send_chunk(request, b"".join(chunks))) or ended:
+                        break
+                    watcher.sink = sink
                 wait = self.options.bookmark_interval if bookmarks else 60.0
                 if deadline is not None:
                     wait = min(wait, deadline - time.monotonic())
                     if wait <= 0:
                         break
                 try:
-                    if watcher.queue.empty():
-                        async with asyncio.timeout(wait):
-                            item = await watcher.queue.get()
-                    else:
-                        item = watcher.queue.get_nowait()
+                    async with asyncio.timeout(wait):
+                        item = await watcher.queue.get()
                 except TimeoutError:
-                    if bookmarks and (deadline is None or time.monotonic() < deadline):
-                        await resp.write(self._bookmark(t.rt))
+                    if bookmarks and (deadline is None or time.monotonic() < deadline) and (
+                            not _send_chunk(request, self._bookmark(t.rt))):
+                        break
                     continue
                 if item is None:
-                    break
-                chunks = [self._encode(t.rt, item, table, first)]
-                first = False
-                ended = False
-                while not watcher.queue.empty():
-                    nxt = watcher.queue.get_nowait()
-                    if nxt is None:
-                        ended = True
-                        break
-                    chunks.append(self._encode(t.rt, nxt, table, False))
-                if not _send_chunk(request, b"".join(chunks)) or ended:
                     break
         except (ConnectionResetError, asyncio.CancelledError):
             pass

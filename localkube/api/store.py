@@ -56,15 +56,25 @@ class Event:
     encoded: dict[str, bytes] = field(default_factory=dict)  # per event type, cached
 
 
+Sink = Callable[[EventType, Event], bool]
+
+
 @dataclass(eq=False)
 class Watcher:
-    """One watch: its filter and the queue its stream reads."""
+    """One watch: its filter, and where its events go.
+
+    Events wait in ``queue`` until the stream has sent what came first (initial
+    ADDED events, a replayed history); the stream then sets ``sink``, and later
+    events go out from the commit itself, without a task switch per watcher. A
+    sink that returns False (the client is gone) or fails closes the watch.
+    """
 
     key: Key
     namespace: str | None
     labels: LabelSelector
     fields: FieldSelector
     queue: asyncio.Queue[tuple[EventType, Event] | None] = field(default_factory=asyncio.Queue)
+    sink: Sink | None = None
 
     def _matches(self, obj: dict[str, Any] | None) -> bool:
         if obj is None:
@@ -78,18 +88,32 @@ class Watcher:
         now_in = self._matches(event.obj)
         if event.type == "DELETED":
             if now_in:
-                self.queue.put_nowait(("DELETED", event))
+                self._deliver("DELETED", event)
             return
         was_in = self._matches(event.old) if event.type == "MODIFIED" else False
         if now_in and was_in:
-            self.queue.put_nowait(("MODIFIED", event))
+            self._deliver("MODIFIED", event)
         elif now_in:
-            self.queue.put_nowait(("ADDED", event))
+            self._deliver("ADDED", event)
         elif was_in:
             # Moved out of the selection: to this watcher it is gone.
-            self.queue.put_nowait(("DELETED", event))
+            self._deliver("DELETED", event)
+
+    def _deliver(self, etype: EventType, event: Event) -> None:
+        sink = self.sink
+        if sink is None:
+            self.queue.put_nowait((etype, event))
+            return
+        try:
+            ok = sink(etype, event)
+        except Exception:
+            log.exception("a watch stream failed; closing it")
+            ok = False
+        if not ok:
+            self.close()
 
     def close(self) -> None:
+        self.sink = None
         self.queue.put_nowait(None)
 
 

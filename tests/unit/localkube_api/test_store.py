@@ -237,3 +237,21 @@ async def test_a_terminating_namespace_stays_through_updates(store: Store) -> No
     ns, _ = store.delete(NS, None, "team")
     store.update(NS, {**ns, "metadata": {**ns["metadata"], "labels": {"x": "y"}}})
     assert store.find(NS, None, "team") is not None
+
+
+async def test_a_sink_gets_events_from_the_commit_and_a_failing_one_closes(store: Store) -> None:
+    w = store.watch(CM, None, labels=LabelSelector(), fields=FieldSelector(), since=store.rv)
+    got: list[tuple[str, str]] = []
+    w.sink = lambda etype, event: got.append((etype, event.obj["metadata"]["name"])) is None
+    store.create(CM, cm("a"))
+    assert got == [("ADDED", "a")]
+    assert w.queue.empty()
+
+    def broken(etype: str, event: Any) -> bool:
+        raise RuntimeError("client went away badly")
+
+    w.sink = broken
+    created = store.create(CM, cm("b"))  # the commit itself succeeds
+    assert store.get(CM, "default", "b") is created
+    assert w.sink is None
+    assert w.queue.get_nowait() is None  # the stream is told to end

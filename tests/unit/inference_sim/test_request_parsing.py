@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from inference.sim.errors import ApiError
 from inference.sim.protocol import GenerationRequest, output_length, parse
@@ -94,3 +96,31 @@ def test_max_tokens_is_capped_by_the_room_left_in_the_context() -> None:
     chat = _chat(ignore_eos=True)
     assert output_length(chat, natural=10, max_model_len=LEN) == (
         LEN - chat.prompt_tokens, "length")
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 5000) | st.floats(allow_nan=False)
+    | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=12,
+)
+_fields = st.sampled_from(["model", "prompt", "messages", "max_tokens", "max_completion_tokens",
+                           "n", "stream", "stream_options", "ignore_eos", "role", "content"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(_json, st.dictionaries(_fields, _json, max_size=6)),
+       st.sampled_from(["chat", "completion"]))
+def test_any_json_body_is_either_read_or_refused_with_400(body: Any, kind: Any) -> None:
+    try:
+        req = parse(body, kind, max_model_len=LEN)
+    except ApiError as err:
+        refused: ApiError | None = err
+    else:
+        refused = None
+        assert 1 <= req.prompt_tokens < LEN
+        assert req.max_tokens is None or req.max_tokens >= 1
+    if refused is not None:
+        assert refused.status == 400
+        assert refused.message

@@ -20,6 +20,13 @@ Timing flags for tests:
   busy long enough to see ``vllm:num_requests_running``/``_waiting`` move.
   Send ``"ignore_eos": true`` (``extra_body`` with the openai package) to make
   every request produce exactly ``max_tokens`` tokens.
+
+Other flags tests use: ``--max-num-seqs N`` (more requests wait, and show in
+``vllm:num_requests_waiting``), ``--kv-cache-tokens`` with ``--max-model-len``
+(requests that do not fit wait), ``--max-loras`` (distinct adapters per batch).
+
+``sim_value(url, "vllm:num_requests_waiting")`` reads one metric (summed over
+the series whose labels include the ones given); ``sim_metrics(url)`` all.
 """
 
 from __future__ import annotations

@@ -53,14 +53,13 @@ class _State:
     """What the handlers share; made by the lifespan."""
 
     def __init__(
-        self, settings: SidecarSettings, engine_transport: httpx.AsyncBaseTransport | None,
+        self, settings: SidecarSettings,
         download_transport: httpx.AsyncBaseTransport | None,
         nvml_open: Callable[[], Nvml | None],
     ) -> None:
         self.engine = EngineClient(
             settings.engine_url, metrics_timeout=settings.metrics_timeout,
             engine_timeout=settings.engine_timeout, ready_timeout=settings.ready_timeout,
-            transport=engine_transport,
         )
         self.downloads = httpx.AsyncClient(transport=download_transport)
         self.adapters = AdapterManager(settings, self.engine, self.downloads)
@@ -110,7 +109,6 @@ async def read_json_object(request: Request, *, limit: int) -> dict[str, Any]:
 
 def create_app(
     settings: SidecarSettings, *,
-    engine_transport: httpx.AsyncBaseTransport | None = None,  # None except in tests
     download_transport: httpx.AsyncBaseTransport | None = None,  # None except in tests
     nvml_open: Callable[[], Nvml | None] = Nvml.open,
 ) -> FastAPI:
@@ -118,7 +116,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state = _State(settings, engine_transport, download_transport, nvml_open)
+        state = _State(settings, download_transport, nvml_open)
         state.adapters.prepare_cache()
         app.state.sidecar = state
         try:

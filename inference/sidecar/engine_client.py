@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import aiohttp
 
 
 class EngineError(Exception):
@@ -50,12 +50,12 @@ class ServedModel:
         return self.parent is not None
 
 
-def _error_message(response: httpx.Response) -> str:
+def _error_message(status: int, text: str) -> str:
     """The message of an error answer: OpenAI's/vLLM's ``error.message``, else the text."""
     try:
-        body = response.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return response.text.strip()[:500] or response.reason_phrase
+        body = json.loads(text)
+    except json.JSONDecodeError:
+        return text.strip()[:500] or f"HTTP {status}"
     if isinstance(body, dict):
         err = body.get("error")
         if isinstance(err, dict) and isinstance(err.get("message"), str):
@@ -66,7 +66,7 @@ def _error_message(response: httpx.Response) -> str:
             return str(body["message"])
         if isinstance(body.get("detail"), str):
             return str(body["detail"])
-    return response.text.strip()[:500]
+    return text.strip()[:500]
 
 
 def parse_models(body: Any) -> list[ServedModel]:
@@ -88,58 +88,66 @@ def parse_models(body: Any) -> list[ServedModel]:
 
 
 class EngineClient:
-    """Calls the engine. One instance per sidecar; ``aclose()`` at shutdown.
+    """Calls the engine over one pool of keep-alive connections; ``aclose()`` at shutdown.
 
-    ``transport`` is a test seam (``httpx.ASGITransport``); None for real use.
+    aiohttp rather than httpx here: a scrape makes two engine calls, and aiohttp
+    spends about a third of httpx's CPU time on each (bench/sidecar/RESULTS.md),
+    which is what a busy pod's scrape latency is made of. Create it inside the
+    running event loop.
     """
 
     def __init__(
         self, base_url: str, *, metrics_timeout: float, engine_timeout: float,
-        ready_timeout: float, transport: httpx.AsyncBaseTransport | None = None,
+        ready_timeout: float,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._metrics_timeout = metrics_timeout
         self._engine_timeout = engine_timeout
         self._ready_timeout = ready_timeout
-        self._client = httpx.AsyncClient(
-            base_url=self.base_url, transport=transport,
-            limits=httpx.Limits(max_connections=32, max_keepalive_connections=8),
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=32, force_close=False),
+            trust_env=False,  # the engine is in this pod: never through a proxy
         )
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._session.close()
 
     async def _request(
         self, method: str, path: str, *, timeout_s: float, json_body: Any = None,
-    ) -> httpx.Response:
+    ) -> str:
+        """The body of a successful answer, as text."""
         try:
-            response = await self._client.request(method, path, json=json_body, timeout=timeout_s)
-        except httpx.TimeoutException as exc:
+            async with self._session.request(
+                method, self.base_url + path, json=json_body,
+                timeout=aiohttp.ClientTimeout(total=timeout_s),
+            ) as response:
+                text = await response.text(errors="replace")
+                status = response.status
+        except TimeoutError as exc:
             raise EngineUnavailable(
                 f"the engine at {self.base_url} did not answer {method} {path} "
                 f"within {timeout_s:g}s", timed_out=True,
             ) from exc
-        except httpx.TransportError as exc:
+        except aiohttp.ClientError as exc:
             raise EngineUnavailable(
                 f"the engine at {self.base_url} does not answer ({type(exc).__name__}: {exc})"
             ) from exc
-        if response.status_code >= 400:
-            raise EngineRejected(response.status_code, _error_message(response))
-        return response
+        if status >= 400:
+            raise EngineRejected(status, _error_message(status, text))
+        return text
 
     async def metrics_text(self) -> str:
         """The engine's Prometheus exposition, as text."""
-        response = await self._request("GET", "/metrics", timeout_s=self._metrics_timeout)
-        return response.text
+        return await self._request("GET", "/metrics", timeout_s=self._metrics_timeout)
 
     async def models(self, *, timeout_s: float | None = None) -> list[ServedModel]:
         """The engine's /v1/models: its base model(s) and loaded adapters."""
-        response = await self._request(
+        text = await self._request(
             "GET", "/v1/models", timeout_s=timeout_s or self._metrics_timeout
         )
         try:
-            return parse_models(response.json())
-        except (ValueError, UnicodeDecodeError) as exc:
+            return parse_models(json.loads(text))
+        except ValueError as exc:  # JSONDecodeError is one
             raise EngineRejected(502, f"unexpected /v1/models answer: {exc}") from exc
 
     async def adapters(self) -> list[ServedModel]:
@@ -164,13 +172,13 @@ class EngineClient:
     async def complete_one_token(self, model: str) -> None:
         """A real, one-token completion: what readiness means for vLLM, whose /health
         answers before it can serve."""
-        response = await self._request(
+        text = await self._request(
             "POST", "/v1/completions", timeout_s=self._ready_timeout,
             json_body={"model": model, "prompt": "ready?", "max_tokens": 1, "temperature": 0},
         )
         try:
-            body = response.json()
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            body = json.loads(text)
+        except json.JSONDecodeError as exc:
             raise EngineRejected(502, "the completion answer is not JSON") from exc
         if not isinstance(body, dict) or not body.get("choices"):
             raise EngineRejected(502, "the completion answer has no choices")

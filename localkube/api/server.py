@@ -285,6 +285,9 @@ class ApiServer:
             md = body["metadata"] = {}
         if not isinstance(md, dict):
             raise errors.bad_request("metadata must be an object")
+        for key in ("name", "generateName", "namespace"):
+            if key in md and not isinstance(md[key], str):
+                raise errors.bad_request(f"metadata.{key} must be a string")
         if t.rt.namespaced and t.namespace is not None:
             if md.get("namespace") and md["namespace"] != t.namespace:
                 raise errors.bad_request(
@@ -335,9 +338,18 @@ class ApiServer:
     def _admit(self, rt: ResourceType, obj: dict[str, Any], old: dict[str, Any] | None,
                request: web.Request) -> dict[str, Any]:
         existing = self.store.select(rt, None) if rt.key == ("", "services") else ()
-        return self.admission.admit(
-            rt, obj, old=old, existing=existing,
-            strict=request.query.get("fieldValidation") == "Strict")
+        md = obj.get("metadata") or {}
+        for key in ("name", "generateName", "namespace"):
+            if key in md and not isinstance(md[key], str):
+                raise errors.bad_request(f"metadata.{key} must be a string")
+        try:
+            return self.admission.admit(
+                rt, obj, old=old, existing=existing,
+                strict=request.query.get("fieldValidation") == "Strict")
+        except (AttributeError, TypeError, KeyError, IndexError) as exc:
+            # A field of the wrong type somewhere (a string where an object belongs).
+            raise errors.bad_request(
+                f"the object does not have the shape of a {rt.kind}: {exc!r}") from None
 
     # --- verbs -----------------------------------------------------------------
 

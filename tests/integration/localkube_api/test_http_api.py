@@ -261,3 +261,23 @@ def test_event_table_columns(http: httpx.Client, ns: str) -> None:
     assert [c["name"] for c in table["columnDefinitions"]][:5] == [
         "Last Seen", "Type", "Reason", "Object", "Message"]
     assert table["rows"][0]["cells"][1:5] == ["Warning", "BackOff", "pod/p", "restarting"]
+
+
+@pytest.mark.parametrize(("path", "body"), [
+    ("/api/v1/namespaces/{ns}/configmaps", {"metadata": {"name": 5}}),
+    ("/api/v1/namespaces/{ns}/configmaps", {"metadata": {"generateName": ["x"]}}),
+    ("/apis/apps/v1/namespaces/{ns}/deployments", {"metadata": {"name": "d"}, "spec": "x"}),
+    ("/apis/apps/v1/namespaces/{ns}/deployments",
+     {"metadata": {"name": "d"}, "spec": {"selector": "app=x", "template": {}}}),
+    ("/api/v1/namespaces/{ns}/pods", {"metadata": {"name": "p"}, "spec": {"containers": "c"}}),
+    ("/api/v1/namespaces/{ns}/services",
+     {"metadata": {"name": "s"}, "spec": {"ports": ["80"]}}),
+])
+def test_malformed_objects_are_400_or_422_and_nothing_is_stored(
+    http: httpx.Client, ns: str, path: str, body: dict[str, Any],
+) -> None:
+    r = http.post(path.format(ns=ns), json=body)
+    assert r.status_code in (400, 422), r.text
+    assert r.json()["kind"] == "Status"
+    listed = http.get(path.format(ns=ns)).json()
+    assert listed["items"] == []

@@ -24,7 +24,8 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from brix.openai_errors import error_body
-from gateway.completions import PATHS, Completions, key_ok
+from gateway.completions import PATHS, Completions
+from gateway.keys import ApiKeys
 from gateway.load import LoadTracker
 from gateway.metrics import GatewayMetrics
 from gateway.proxy import SKIP_AUTO_HEADERS, Proxy
@@ -40,16 +41,9 @@ def _error(status: int, message: str, *, code: str | None = None, param: str | N
                         headers=headers)
 
 
-def load_api_keys(settings: GatewaySettings) -> frozenset[str]:
-    """Keys from --api-keys and --api-keys-file (one a line; blank lines and # comments skipped)."""
-    keys = {k for k in settings.api_keys if k}
-    if settings.api_keys_file:
-        with open(settings.api_keys_file, encoding="utf-8") as f:
-            for raw in f:
-                line = raw.strip()
-                if line and not line.startswith("#"):
-                    keys.add(line)
-    return frozenset(keys)
+def load_api_keys(settings: GatewaySettings) -> ApiKeys:
+    """Keys from --api-keys and --api-keys-file (OSError when the file cannot be read)."""
+    return ApiKeys(settings.api_keys, settings.api_keys_file)
 
 
 def create_app(
@@ -68,7 +62,6 @@ def create_app(
     metrics = metrics or GatewayMetrics()
     tracker = tracker or LoadTracker()
     api_keys = load_api_keys(settings)
-    keys = frozenset(k.encode() for k in api_keys)
     proxy_holder: dict[str, Proxy] = {}
     created = int(time.time())
 
@@ -104,7 +97,7 @@ def create_app(
 
     def unauthorized(request: Request) -> Response | None:
         auth = request.headers.get("authorization")
-        if not api_keys or key_ok(auth.encode("latin-1") if auth else None, keys):
+        if api_keys.allows(auth.encode("latin-1") if auth else None):
             return None
         return _error(401, "A valid API key is needed: 'Authorization: Bearer <key>'.",
                       code="invalid_api_key", headers={"www-authenticate": "Bearer"})

@@ -14,7 +14,6 @@ goes on as a ``ProxyCall``.
 
 from __future__ import annotations
 
-import hmac
 import json
 import re
 import time
@@ -24,6 +23,7 @@ from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
+from gateway.keys import ApiKeys
 from gateway.metrics import UNKNOWN_MODEL, GatewayMetrics
 from gateway.picker import PREFIX_AFFINITY, STRATEGIES, prompt_prefix
 from gateway.proxy import Proxy, ProxyCall, json_error
@@ -42,16 +42,6 @@ _DROP = frozenset({
 })
 
 
-def key_ok(authorization: bytes | None, keys: frozenset[bytes]) -> bool:
-    """Does ``Authorization: Bearer <key>`` carry one of ``keys``? (constant time per key)"""
-    if authorization is None:
-        return False
-    scheme, _, key = authorization.partition(b" ")
-    key = key.strip()
-    return scheme.lower() == b"bearer" and bool(key) and any(
-        hmac.compare_digest(key, k) for k in keys)
-
-
 class Completions:
     """The ASGI endpoint of both completion routes."""
 
@@ -61,12 +51,12 @@ class Completions:
         *,
         proxy: Callable[[], Proxy],
         metrics: GatewayMetrics,
-        api_keys: frozenset[str],
+        api_keys: ApiKeys,
     ) -> None:
         self._settings = settings
         self._proxy = proxy
         self._metrics = metrics
-        self._keys = frozenset(k.encode() for k in api_keys)
+        self._keys = api_keys
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -95,7 +85,7 @@ class Completions:
             await send(body)
             self._metrics.answered(UNKNOWN_MODEL, status, time.perf_counter() - started)
 
-        if self._keys and not key_ok(authorization, self._keys):
+        if not self._keys.allows(authorization):
             await fail(401, "A valid API key is needed: 'Authorization: Bearer <key>'.",
                        "invalid_api_key", extra=[(b"www-authenticate", b"Bearer")])
             return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -150,9 +151,13 @@ def test_openai_client_sees_the_errors_as_its_own_types(gw: httpx.Client) -> Non
 
 
 @pytest.fixture(scope="module")
-def keyed(module_procs: ProcessGroup, engine: Proc,
-          tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
-    keys = tmp_path_factory.mktemp("secret") / "keys"
+def keys_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("secret") / "keys"
+
+
+@pytest.fixture(scope="module")
+def keyed(module_procs: ProcessGroup, engine: Proc, keys_file: Path) -> Iterator[httpx.Client]:
+    keys = keys_file
     keys.write_text("# mounted from a Secret\nkey-one\n\nkey-two\n")
     proc = start_gateway(module_procs, extra_args=["--static-routes", f"m1={engine.url}",
                                                    "--api-keys-file", str(keys)],
@@ -182,6 +187,25 @@ def test_a_configured_key_lets_requests_through(keyed: httpx.Client) -> None:
     with openai.OpenAI(base_url=v1(keyed), api_key="key-two",
                        max_retries=0) as client:
         assert [m.id for m in client.models.list()] == ["m1"]
+
+
+def test_keys_rotated_in_the_mounted_file_apply_without_a_restart(
+    keyed: httpx.Client, keys_file: Path,
+) -> None:
+    def status(key: str) -> int:
+        return keyed.post("/v1/completions", json=GOOD,
+                          headers={"authorization": f"Bearer {key}"}).status_code
+
+    assert status("key-one") == 200
+    new = keys_file.with_name("keys.new")
+    new.write_text("key-rotated\n")
+    new.replace(keys_file)  # as a Secret volume swaps its files
+    deadline = time.monotonic() + 20
+    while status("key-rotated") != 200:
+        assert time.monotonic() < deadline, "the rotated key was never accepted"
+        time.sleep(0.2)
+    assert status("key-one") == 401
+    assert status("key-three") == 200  # the key from the environment stays
 
 
 @pytest.mark.parametrize(("args", "message"), [

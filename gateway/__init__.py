@@ -6,8 +6,8 @@ from the edge inwards:
 - ``__main__``: settings -> table, discovery, poller and app; serves it.
 - ``app``: the FastAPI app (``/v1/models``, ``/healthz``, ``/metrics``, errors in
   OpenAI's shape) and ``GatewayApp``, which sends completions straight to
-- ``completions``: the checks on a completion request (key, size, JSON, model,
-  strategy), then
+- ``completions``: the checks on a completion request (key from ``keys``, size,
+  JSON, model, strategy), then
 - ``proxy``: resolve, hold (``hold``), pick (``picker``), forward and stream back.
 - ``picker``: the routing strategies, a pure function of request and load.
 - ``load``: in-flight counts and the sidecars' queue numbers.

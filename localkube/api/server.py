@@ -562,14 +562,14 @@ class ApiServer:
         selector: Any = get_path(obj, rt.scale.label_selector) if rt.scale.label_selector else None
         if isinstance(selector, dict):
             selector = str(LabelSelector.from_object(selector))
-        status: dict[str, Any] = {"replicas": int(get_path(obj, rt.scale.status_replicas) or 0)}
+        status: dict[str, Any] = {"replicas": _as_int(get_path(obj, rt.scale.status_replicas))}
         if selector:
             status["selector"] = selector
         return {
             "kind": "Scale", "apiVersion": "autoscaling/v1",
             "metadata": {k: md[k] for k in ("name", "namespace", "uid", "resourceVersion",
                                             "creationTimestamp") if k in md},
-            "spec": {"replicas": int(get_path(obj, rt.scale.spec_replicas) or 0)},
+            "spec": {"replicas": _as_int(get_path(obj, rt.scale.spec_replicas))},
             "status": status,
         }
 
@@ -837,6 +837,11 @@ def _split(rt: ResourceType, old: dict[str, Any], new: dict[str, Any],
             merged["status"] = old["status"]
         return merged
     return new
+
+
+def _as_int(value: Any) -> int:
+    """A replica count as the scale subresource shows it (0 when absent or not a number)."""
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
 
 
 def _send_chunk(request: web.Request, data: bytes) -> bool:

@@ -288,6 +288,23 @@ def wait_until(probe: Callable[[], list[dict[str, Any]]], *, timeout: float,
         time.sleep(0.5)
 
 
+# --- exit codes ----------------------------------------------------------------------
+
+
+def test_vllm_refusing_a_flag_ends_the_entrypoint_with_vllms_code(
+    engine: VllmEngine, procs: ProcessGroup
+) -> None:
+    proc = procs.start(
+        ["-m", "inference.engine", "--backend", "vllm", "--model", str(engine.model_dir),
+         "--host", "127.0.0.1", "--port", "0", "--", "--no-such-vllm-flag"],
+        name="vllm-bad-flag", ready=None,
+    )
+    code = proc.popen.wait(300)
+    assert code == 2, proc.output()[-3000:]  # argparse's usage error, from vLLM
+    assert "--no-such-vllm-flag" in proc.output()
+    assert "listening on" not in proc.output()
+
+
 # --- stopping (keep last: it ends the module's engine) -----------------------------
 
 

@@ -47,6 +47,17 @@ from .settings import SidecarSettings
 log = logging.getLogger(__name__)
 
 _LOAD_FIELDS = frozenset({"name", "source", "sha256"})
+# The body is read by hand (size cap, OpenAI-shaped errors); this documents it.
+_LOAD_BODY_SCHEMA: dict[str, Any] = {"required": True, "content": {"application/json": {
+    "schema": {
+        "type": "object", "required": ["name", "source"], "additionalProperties": False,
+        "properties": {
+            "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$"},
+            "source": {"type": "string", "description": "file:///dir or http(s):// archive"},
+            "sha256": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"},
+        },
+    },
+}}}
 
 
 class _State:
@@ -180,7 +191,9 @@ def create_app(
     async def list_adapters(s: StateDep) -> dict[str, Any]:
         return {"object": "list", "data": [a.as_json() for a in await s.adapters.list()]}
 
-    @app.post("/v1/adapters", dependencies=[Depends(require_token)])
+    @app.post("/v1/adapters", dependencies=[Depends(require_token)],
+              openapi_extra={"requestBody": _LOAD_BODY_SCHEMA}, status_code=201,
+              responses={200: {"description": "Already loaded from this source"}})
     async def load_adapter(request: Request, s: StateDep) -> JSONResponse:
         body = await read_json_object(request, limit=settings.max_body_bytes)
         unknown = sorted(set(body) - _LOAD_FIELDS)

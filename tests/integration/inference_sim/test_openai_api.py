@@ -191,3 +191,16 @@ def test_unknown_routes_answer_in_vllms_error_shape(fast_sim: Proc) -> None:
     wrong_method = httpx.get(f"{fast_sim.url}/v1/completions")
     assert wrong_method.status_code == 405
     assert wrong_method.json()["error"]["code"] == 405
+
+
+def test_continuous_usage_counts_up_in_every_chunk(client: openai.OpenAI) -> None:
+    chunks = list(client.chat.completions.create(
+        model=MODEL, messages=MESSAGES, max_completion_tokens=6, stream=True,
+        stream_options={"include_usage": True}, extra_body={
+            "ignore_eos": True, "stream_options": {"include_usage": True,
+                                                   "continuous_usage_stats": True}},
+    ))
+    counts = [c.usage.completion_tokens for c in chunks if c.usage is not None]
+    assert len(counts) == len(chunks)
+    assert counts == sorted(counts)
+    assert counts[-1] == 6

@@ -19,7 +19,9 @@ FastAPI app).
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from brix.config import describe
 from brix.serving import configure_logging, serve
@@ -37,6 +39,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = load(argv)
     configure_logging(settings.log_level)
     log.info("settings: %s", describe(settings))
+    try:
+        Path(settings.cache_dir).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"brix-sidecar: cannot use the cache directory {settings.cache_dir} ({exc}); "
+              "point --cache-dir (BRIX_CACHE_DIR) at a writable volume", file=sys.stderr)
+        return 1
     serve(create_app(settings), name="brix-sidecar", port=settings.port,
           log_level=settings.log_level)
     return 0

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +31,9 @@ def default_engine_url(environ: Mapping[str, str] | None = None) -> str:
 
 
 def _default_cache_dir() -> str:
-    return str(Path(tempfile.gettempdir()) / "brix-adapters")
+    # Not tempfile.gettempdir(): it probes the disk, and raises on a read-only root
+    # filesystem (the pod's), where --cache-dir names a mounted volume anyway.
+    return str(Path(os.environ.get("TMPDIR") or "/tmp") / "brix-adapters")  # noqa: S108
 
 
 @dataclass(frozen=True, kw_only=True)

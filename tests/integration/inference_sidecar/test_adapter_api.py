@@ -365,3 +365,17 @@ def test_leftovers_of_an_interrupted_download_are_removed_at_start(
     (leftover / "archive").write_bytes(b"half an archive")
     start_sidecar(procs, engine_url="http://127.0.0.1:9", extra_args=("--cache-dir", str(cache)))
     assert files_in(cache) == []
+
+
+def test_an_unusable_cache_directory_stops_the_sidecar_with_one_line(
+    procs: ProcessGroup, tmp_path: Path,
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    proc = procs.start(["-m", "inference.sidecar", "--port", "0", "--cache-dir",
+                        str(blocker / "cache")], name="sidecar", ready=None)
+    assert proc.popen.wait(60) == 1
+    errors = [line for line in proc.output().splitlines() if "brix-sidecar:" in line]
+    assert len(errors) == 1
+    assert "--cache-dir" in errors[0]
+    assert "Traceback" not in proc.output()

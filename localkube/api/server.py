@@ -17,7 +17,6 @@ import contextlib
 import json
 import logging
 import random
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,17 +25,28 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from localkube.api import discovery, errors, openapi, patching, promsd, protobuf, tables
+from localkube.api import (
+    discovery,
+    errors,
+    openapi,
+    patching,
+    podlogs,
+    promsd,
+    protobuf,
+    tables,
+    watching,
+)
 from localkube.api.admission import Admission, crd_status
 from localkube.api.errors import ApiError
 from localkube.api.meta import get_path, now, rfc3339, set_path
 from localkube.api.resources import Registry, ResourceType, crd_resource_types
+from localkube.api.responses import dumps, table_request, view
+from localkube.api.responses import json_response as _json
 from localkube.api.selectors import FieldSelector, LabelSelector, SelectorError
-from localkube.api.store import Event, EventType, Store
+from localkube.api.store import Store
 
 log = logging.getLogger(__name__)
 
-JSON = "application/json"
 _GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 CRD_KEY = ("apiextensions.k8s.io", "customresourcedefinitions")
@@ -51,14 +61,6 @@ class ServerOptions:
     bookmark_interval: float = 5.0  # seconds between BOOKMARK events on quiet watches
     pod_force_delete_after: float = 10.0  # seconds past a pod's grace period before removal
     event_ttl: float = 3600.0  # seconds an Event is kept after its last change (as Kubernetes)
-
-
-def dumps(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def _json(obj: Any, status: int = 200) -> web.Response:
-    return web.Response(body=dumps(obj), status=status, content_type=JSON)
 
 
 @dataclass(frozen=True)
@@ -316,8 +318,8 @@ class ApiServer:
 
     def _respond(self, request: web.Request, rt: ResourceType, obj: dict[str, Any],
                  status: int = 200) -> web.Response:
-        obj = _view(rt, obj)
-        table = _table_request(request)
+        obj = view(rt, obj)
+        table = table_request(request)
         if table is not None:
             return _json(tables.to_table(rt, [obj], include=table,
                                          resource_version=obj["metadata"].get(
@@ -425,7 +427,7 @@ class ApiServer:
             last = items[-1]["metadata"]
             cont = base64.urlsafe_b64encode(dumps(
                 {"ns": last.get("namespace", ""), "name": last["name"]})).decode()
-        table = _table_request(request)
+        table = table_request(request)
         if table is not None:
             return _json(tables.to_table(t.rt, items, include=table, resource_version=rv,
                                          continue_token=cont))
@@ -434,7 +436,7 @@ class ApiServer:
             md["continue"] = cont
             md["remainingItemCount"] = remaining
         return _json({"kind": f"{t.rt.kind}List", "apiVersion": t.rt.api_version,
-                      "metadata": md, "items": [_view(t.rt, o) for o in items]})
+                      "metadata": md, "items": [view(t.rt, o) for o in items]})
 
     async def _replace(self, request: web.Request, t: Target) -> web.StreamResponse:
         assert t.name is not None
@@ -496,7 +498,7 @@ class ApiServer:
         assert t.name is not None
         opts = await self._delete_options(request)
         if request.query.get("dryRun") == "All" or "All" in (opts.get("dryRun") or []):
-            return _json(_view(t.rt, self.store.get(t.rt, t.namespace, t.name)))
+            return _json(view(t.rt, self.store.get(t.rt, t.namespace, t.name)))
         obj, gone = self.store.delete(
             t.rt, t.namespace, t.name, propagation=opts.get("propagationPolicy"),
             grace_seconds=opts.get("gracePeriodSeconds"),
@@ -615,58 +617,15 @@ class ApiServer:
 
     async def _log(self, request: web.Request, t: Target) -> web.StreamResponse:
         assert t.name is not None
-        assert t.namespace is not None
         pod = self.store.get(t.rt, t.namespace, t.name)
-        names = [c.get("name") for c in (pod.get("spec") or {}).get("containers") or []]
-        names += [c.get("name") for c in (pod.get("spec") or {}).get("initContainers") or []]
-        container = request.query.get("container")
-        if not container:
-            default = (pod["metadata"].get("annotations") or {}).get(
-                "kubectl.kubernetes.io/default-container")
-            if default in names:
-                container = default
-            elif len((pod.get("spec") or {}).get("containers") or []) == 1:
-                container = names[0]
-            else:
-                raise errors.bad_request(
-                    f"a container name must be specified for pod {t.name}, choose one of: "
-                    f"[{' '.join(str(n) for n in names)}]")
-        if container not in names:
-            raise errors.bad_request(f"container {container} is not valid for pod {t.name}")
-        if self.options.state_dir is None:
-            raise errors.bad_request("localkube runs without a state directory: no logs")
-        path = self.options.state_dir / "logs" / t.namespace / t.name / f"{container}.log"
-        if not path.exists():
-            raise errors.bad_request(
-                f'container "{container}" in pod "{t.name}" is waiting to start: '
-                "ContainerCreating")
-        tail = request.query.get("tailLines")
-        follow = request.query.get("follow") in ("true", "1")
-        resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
-        await resp.prepare(request)
-        data = path.read_bytes()
-        if tail is not None and tail.lstrip("-").isdigit():
-            n = int(tail)
-            lines = data.splitlines(keepends=True)
-            data = b"".join(lines[-n:]) if n > 0 else b""
-        await resp.write(data)
-        if follow:
-            uid = pod["metadata"]["uid"]
-            offset = path.stat().st_size
-            while not self._stopping.is_set():
-                await asyncio.sleep(0.2)
-                current = self.store.find(t.rt, t.namespace, t.name)
-                with contextlib.suppress(OSError):
-                    size = path.stat().st_size
-                    if size > offset:
-                        with path.open("rb") as fh:
-                            fh.seek(offset)
-                            await resp.write(fh.read(size - offset))
-                        offset = size
-                if current is None or current["metadata"]["uid"] != uid:
-                    break
-        await resp.write_eof()
-        return resp
+        uid = pod["metadata"]["uid"]
+
+        def same_pod_exists() -> bool:
+            current = self.store.find(t.rt, t.namespace, t.name or "")
+            return current is not None and current["metadata"]["uid"] == uid
+
+        return await podlogs.serve(request, pod, state_dir=self.options.state_dir,
+                                   same_pod_exists=same_pod_exists, stopping=self._stopping)
 
     async def _bind(self, request: web.Request, t: Target) -> web.StreamResponse:
         assert t.name is not None
@@ -689,111 +648,9 @@ class ApiServer:
 
     async def _watch(self, request: web.Request, t: Target) -> web.StreamResponse:
         labels, fields = self._selectors(request)
-        q = request.query
-        rv_param = q.get("resourceVersion", "")
-        initial = q.get("sendInitialEvents") in ("true", "1")
-        since: int | None
-        if rv_param in ("", "0") or initial:
-            since = None
-        elif rv_param.isdigit():
-            since = int(rv_param)
-        else:
-            raise errors.bad_request(f"invalid resourceVersion {rv_param!r}")
-        timeout: float | None = None
-        if q.get("timeoutSeconds"):
-            try:
-                timeout = float(q["timeoutSeconds"])
-            except ValueError:
-                raise errors.bad_request("timeoutSeconds must be a number") from None
-        bookmarks = q.get("allowWatchBookmarks") in ("true", "1")
-        table = _table_request(request)
-        resp = web.StreamResponse(headers={"Content-Type": JSON,
-                                           "Cache-Control": "no-cache, private"})
-        resp.enable_chunked_encoding()
-        await resp.prepare(request)
-        try:
-            watcher = self.store.watch(t.rt, t.namespace, labels=labels, fields=fields,
-                                       since=since)
-        except ApiError as exc:
-            await resp.write(dumps({"type": "ERROR", "object": exc.status()}) + b"\n")
-            await resp.write_eof()
-            return resp
-        if initial:
-            # The end of the initial ADDED events, as Kubernetes marks it.
-            watcher.queue.put_nowait(("BOOKMARK-INITIAL", None))  # type: ignore[arg-type]
-        deadline = time.monotonic() + timeout if timeout is not None else None
-        first = True
-
-        def sink(etype: EventType, event: Event) -> bool:
-            nonlocal first
-            data = self._encode(t.rt, (etype, event), table, first)
-            first = False
-            return _send_chunk(request, data)
-
-        try:
-            while True:
-                if watcher.sink is None:
-                    # What was queued first (initial events, history) goes out in order;
-                    # then the commits write to this stream themselves.
-                    chunks = []
-                    ended = False
-                    while not watcher.queue.empty():
-                        item = watcher.queue.get_nowait()
-                        if item is None:
-                            ended = True
-                            break
-                        chunks.append(self._encode(t.rt, item, table, first))
-                        first = False
-                    if (chunks and not _send_chunk(request, b"".join(chunks))) or ended:
-                        break
-                    watcher.sink = sink
-                wait = self.options.bookmark_interval if bookmarks else 60.0
-                if deadline is not None:
-                    wait = min(wait, deadline - time.monotonic())
-                    if wait <= 0:
-                        break
-                try:
-                    async with asyncio.timeout(wait):
-                        item = await watcher.queue.get()
-                except TimeoutError:
-                    if bookmarks and (deadline is None or time.monotonic() < deadline) and (
-                            not _send_chunk(request, self._bookmark(t.rt))):
-                        break
-                    continue
-                if item is None:
-                    break
-        except (ConnectionResetError, asyncio.CancelledError):
-            pass
-        finally:
-            self.store.unwatch(watcher)
-        with contextlib.suppress(ConnectionResetError):
-            await resp.write_eof()
-        return resp
-
-    def _bookmark(self, rt: ResourceType, *, initial_end: bool = False) -> bytes:
-        md: dict[str, Any] = {"resourceVersion": str(self.store.rv)}
-        if initial_end:
-            md["annotations"] = {"k8s.io/initial-events-end": "true"}
-        return dumps({"type": "BOOKMARK", "object": {
-            "kind": rt.kind, "apiVersion": rt.api_version, "metadata": md}}) + b"\n"
-
-    def _encode(self, rt: ResourceType, item: tuple[EventType, Event], table: str | None,
-                headers: bool) -> bytes:
-        etype, event = item
-        if etype == "BOOKMARK-INITIAL":  # type: ignore[comparison-overlap]
-            return self._bookmark(rt, initial_end=True)
-        if table is not None:
-            obj = tables.to_table(rt, [event.obj], include=table,
-                                  resource_version=event.obj["metadata"]["resourceVersion"],
-                                  headers=headers)
-            return dumps({"type": etype, "object": obj}) + b"\n"
-        key = etype if event.obj.get("apiVersion") == rt.api_version else (
-            f"{etype} {rt.api_version}")
-        line = event.encoded.get(key)
-        if line is None:
-            line = dumps({"type": etype, "object": _view(rt, event.obj)}) + b"\n"
-            event.encoded[key] = line
-        return line
+        return await watching.stream(request, self.store, t.rt, t.namespace, labels=labels,
+                                     fields=fields,
+                                     bookmark_interval=self.options.bookmark_interval)
 
     # --- openapi and prometheus ----------------------------------------------------
 
@@ -842,35 +699,3 @@ def _split(rt: ResourceType, old: dict[str, Any], new: dict[str, Any],
 def _as_int(value: Any) -> int:
     """A replica count as the scale subresource shows it (0 when absent or not a number)."""
     return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
-
-
-def _send_chunk(request: web.Request, data: bytes) -> bool:
-    """Write one chunk of a chunked response straight to the socket; False once it is gone.
-
-    The watch stream is the hot path of every controller: this skips the per-write
-    work of aiohttp's writer (the framing is the same, so both may be mixed; a
-    ``StreamResponse`` has sent its headers once prepared). The transport buffers
-    what a slow client has not read yet.
-    """
-    transport = request.transport
-    if transport is None or transport.is_closing():
-        return False
-    transport.write(b"%x\r\n%b\r\n" % (len(data), data))
-    return True
-
-
-def _view(rt: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
-    """The object as served through ``rt``'s version (no field conversion, as a CRD's
-    ``None`` conversion strategy: the apiVersion is the one asked for)."""
-    if obj.get("apiVersion") == rt.api_version:
-        return obj
-    return {**obj, "apiVersion": rt.api_version}
-
-
-def _table_request(request: web.Request) -> str | None:
-    """``include`` (Metadata, Object, None) when the client asked for a Table, else None."""
-    accept = request.headers.get("Accept", "")
-    first = accept.split(",")[0]
-    if "as=Table" not in first:
-        return None
-    return request.query.get("includeObject", "Metadata")

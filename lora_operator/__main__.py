@@ -121,8 +121,20 @@ async def run(settings: Settings) -> None:
         await runner.cleanup()
 
 
+def _check_connection(settings: Settings) -> None:
+    """Fail at once, in one line, when there is no usable Kubernetes configuration."""
+    if settings.kubeconfig and not os.path.isfile(settings.kubeconfig):
+        raise SystemExit(f"{NAME}: --kubeconfig {settings.kubeconfig}: no such file")
+    try:
+        api_client(settings.kubeconfig)
+    except Exception as exc:  # the client's ConfigException, or a bad YAML file
+        raise SystemExit(f"{NAME}: no usable Kubernetes configuration (--kubeconfig, "
+                         f"$KUBECONFIG, in-cluster): {exc}") from None
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     settings = load(argv)
+    _check_connection(settings)
     configure_logging(settings.log_level)
     for noisy in ("httpx", "aiohttp.access"):  # a line per sidecar call or probe
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -5,39 +5,18 @@ Each test drives its coroutine in a fresh event loop (see ``in_new_loop``).
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import json
-from collections.abc import Callable, Coroutine
-from typing import Any
+from collections.abc import Callable
 
 import httpx
 import pytest
 
 from lora_operator.model import Loaded, PodInfo
 from lora_operator.sidecar import SidecarError, Sidecars
+from tests.unit.lora_operator._loop import in_new_loop
 
 POD = PodInfo(namespace="ns", name="p", model="m", ip="10.0.0.9", ready=True, port=8080)
 Handler = Callable[[httpx.Request], httpx.Response]
-
-
-def in_new_loop(fn: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
-    """Run an async test body in a fresh loop, closed after.
-
-    Not ``asyncio.run``: that also unsets the thread's current loop, which
-    pytest-asyncio may have created, and that loop is then reported unclosed.
-    """
-
-    @functools.wraps(fn)
-    def run(*args: Any, **kwargs: Any) -> None:
-        loop = asyncio.new_event_loop()
-        try:
-            loop.run_until_complete(fn(*args, **kwargs))
-        finally:
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
-
-    return run
 
 
 def client(handler: Handler) -> Sidecars:

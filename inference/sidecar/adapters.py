@@ -67,6 +67,11 @@ class _Origin:
 def engine_api_error(exc: EngineError, *, doing: str) -> ApiError:
     """An engine failure as the API reports it."""
     if isinstance(exc, EngineRejected):
+        if exc.status in (404, 405) and exc.message in ("Not Found", "Method Not Allowed"):
+            # The route itself is missing: vLLM adds it only with runtime LoRA updating.
+            return ApiError(502, f"{doing}: the engine has no runtime LoRA API (start vLLM "
+                            "with --enable-lora and VLLM_ALLOW_RUNTIME_LORA_UPDATING=True)",
+                            code="engine_without_lora")
         if exc.status < 500:
             return ApiError(400, f"{doing}: the engine refused ({exc.status}): {exc.message}",
                             code="engine_rejected")
@@ -193,8 +198,9 @@ class AdapterManager:
                 await self._engine.unload_adapter(name)
                 was_loaded = True
             except EngineRejected as exc:
-                if exc.status != 404:
-                    raise engine_api_error(exc, doing=f"unloading adapter {name!r}") from None
+                mapped = engine_api_error(exc, doing=f"unloading adapter {name!r}")
+                if exc.status != 404 or mapped.code == "engine_without_lora":
+                    raise mapped from None
                 was_loaded = False
             except EngineError as exc:
                 raise engine_api_error(exc, doing=f"unloading adapter {name!r}") from None

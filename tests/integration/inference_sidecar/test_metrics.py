@@ -200,6 +200,10 @@ def test_healthz_and_readyz_with_a_cached_probe(procs: ProcessGroup) -> None:
     # Ten probes, one real completion on the engine.
     assert sim_value(engine.url, "vllm:request_success_total") == before + 1
     assert httpx.get(f"{sidecar.url}/healthz", timeout=10).json() == {"status": "ok"}
+    # SIGTERM: uvicorn shuts down (lifespan closed), then re-raises the signal.
+    assert sidecar.stop() in (0, -15)
+    assert "Finished server process" in sidecar.output()
+    assert "Traceback" not in sidecar.output()
 
 
 def test_readyz_follows_the_engine_once_the_cache_expires(procs: ProcessGroup) -> None:

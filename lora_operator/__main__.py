@@ -94,6 +94,11 @@ async def _announce(ready: asyncio.Event, *, host: str, port: int, liveness_port
 
 async def run(settings: Settings) -> None:
     ctx = build_context(settings)
+    if not settings.standalone:
+        problem = await Kube(api_client(settings.kubeconfig)).ensure_peering(
+            settings.peering, settings.namespaces)
+        if problem:
+            logger.warning("%s", problem)
     registry = kopf.OperatorRegistry()
     register(registry, ctx)
     host = bind_host()

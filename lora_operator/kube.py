@@ -56,6 +56,35 @@ class Kube:
             raise
         return True
 
+    async def ensure_peering(self, name: str, namespaces: list[str]) -> str | None:
+        """Create Kopf's peering object(s) named ``name`` if missing; a warning, or None.
+
+        Kopf only patches the object (it never creates it); without it every
+        replica would work at once. Cluster-wide operators share a
+        ClusterKopfPeering, namespaced ones a KopfPeering per namespace.
+        """
+        body = {"apiVersion": "kopf.dev/v1", "metadata": {"name": name}}
+        calls: list[tuple[Any, tuple[Any, ...]]] = []
+        if namespaces:
+            for ns in namespaces:
+                calls.append((self._custom.create_namespaced_custom_object, (
+                    "kopf.dev", "v1", ns, "kopfpeerings", {**body, "kind": "KopfPeering"})))
+        else:
+            calls.append((self._custom.create_cluster_custom_object, (
+                "kopf.dev", "v1", "clusterkopfpeerings",
+                {**body, "kind": "ClusterKopfPeering"})))
+        for create, args in calls:
+            try:
+                await asyncio.to_thread(create, *args)
+            except kubernetes.client.ApiException as exc:
+                if exc.status == 409:
+                    continue  # already there
+                if exc.status == 404:
+                    return ("Kopf's peering CRDs are not installed (k8s/crds/kopf-peering.yaml): "
+                            "every replica of the operator will be active")
+                return f"cannot create the peering object {name!r}: {exc.status} {exc.reason}"
+        return None
+
     async def read_secret(self, namespace: str, name: str, key: str) -> str | None:
         """The decoded value of ``key`` in a Secret; None when the Secret or key is absent."""
         try:

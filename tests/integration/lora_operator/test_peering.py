@@ -1,7 +1,8 @@
 """Two operator replicas with Kopf peering: only the one with the higher priority works.
 
-localkube (no node) with Kopf's peering CRDs and the ClusterKopfPeering object
-of k8s/crds; the adapters' pods are registered by the test (sim + sidecar).
+localkube (no node) with Kopf's peering CRDs (k8s/crds); the operator creates
+its ClusterKopfPeering object; the adapters' pods are registered by the test
+(sim + sidecar).
 Which replica works is read from each one's /metrics: only an active replica
 reconciles, so only it reports adapters.
 """
@@ -14,7 +15,6 @@ import httpx
 
 from tests.helpers.localkube import kubectl, start_localkube
 from tests.helpers.operator import (
-    CRDS,
     adapter_status,
     adapter_yaml,
     core_api,
@@ -38,8 +38,7 @@ def test_only_the_leading_replica_reconciles_and_the_other_takes_over(
     procs: ProcessGroup, tmp_path: Path
 ) -> None:
     _, kubeconfig = start_localkube(procs, tmp_path / "kube", node=False)
-    install_crds(kubeconfig, peering=True)
-    kubectl(kubeconfig, "apply", "-f", str(CRDS / "kopf-peering-object.yaml"))
+    install_crds(kubeconfig, peering=True)  # the operator creates the peering object
     adapters = tmp_path / "adapters"
     engine = start_sim(procs, name="m", extra_args=FAST)
     assert engine.url is not None

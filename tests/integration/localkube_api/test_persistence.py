@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import yaml
 
 from tests.helpers.localkube import kubectl, start_localkube
 from tests.helpers.procs import ProcessGroup
+from tests.integration.localkube_api.conftest import eventually
 from tests.integration.localkube_api.test_kubectl import CRD, gadget
 
 
@@ -58,3 +60,40 @@ def test_a_corrupt_state_file_is_kept_aside(procs: ProcessGroup, tmp_path: Path)
         "namespace/default", "namespace/kube-node-lease", "namespace/kube-public",
         "namespace/kube-system"]
     assert (state / "objects.broken.json").read_text() == "{not json"
+
+
+SERVER = ("import http.server, os; http.server.HTTPServer((os.environ['BIND_HOST'], 9300), "
+          "http.server.SimpleHTTPRequestHandler).serve_forever()")
+
+
+def test_pods_run_again_after_a_restart(procs: ProcessGroup, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    proc, kc = start_localkube(procs, state)
+    kubectl(kc, "apply", "-f", "-", input=yaml.safe_dump({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "srv"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "srv"}},
+                 "template": {"metadata": {"labels": {"app": "srv"}}, "spec": {"containers": [{
+                     "name": "s", "image": "unused", "command": ["python", "-c", SERVER],
+                     "readinessProbe": {"tcpSocket": {"port": 9300}, "periodSeconds": 1}}]}}},
+    }))
+
+    def answering_pod(url: str) -> str | None:
+        pods = httpx.get(f"{url}/api/v1/namespaces/default/pods",
+                         params={"labelSelector": "app=srv"}).json()["items"]
+        ready = [p for p in pods if any(c["type"] == "Ready" and c["status"] == "True"
+                                        for c in p.get("status", {}).get("conditions", []))]
+        if len(ready) != 1:
+            return None
+        ip = ready[0]["status"]["podIP"]
+        try:
+            httpx.get(f"http://{ip}:9300/", timeout=2)
+        except httpx.HTTPError:
+            return None
+        return str(ready[0]["metadata"]["uid"])
+
+    assert proc.url is not None
+    before = eventually(lambda: answering_pod(str(proc.url)), timeout=60)
+    assert proc.stop() == 0
+    proc2, _ = start_localkube(procs, state)
+    after = eventually(lambda: answering_pod(str(proc2.url)), timeout=60)
+    assert after == before  # the same pod object, running again

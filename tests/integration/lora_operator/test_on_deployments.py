@@ -179,6 +179,14 @@ def test_replicas_places_on_that_many_pods(model: Model) -> None:
     assert len(second) == 2
     assert first <= second  # where it was loaded, it stays
 
+    # The pod holding a copy goes: the copy is placed on another pod.
+    lost = sorted(second)[0]
+    model.kubectl("delete", "pod", lost, "--wait=false")
+    model.wait_status("sql", "2/2 without the deleted pod",
+                      lambda s: s.get("ready") == "2/2" and lost not in _loaded_names(s),
+                      timeout=90)
+    assert len(model.holding("sql")) == 2
+
     model.apply_adapter("sql", replicas=0)
     model.wait_status("sql", "0/0", lambda s: s.get("ready") == "0/0")
     wait_for(lambda: not model.holding("sql"), what="unloaded from every pod")

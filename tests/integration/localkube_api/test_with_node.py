@@ -115,6 +115,30 @@ def test_kubectl_logs_follow(cluster: Localkube) -> None:
             follow.wait(10)
 
 
+def test_service_discovery_filters(cluster: Localkube) -> None:
+    kc = cluster.kubeconfig
+    ready = eventually(lambda: ready_pods(kc), timeout=60)
+
+    def sd(**params: str) -> list[dict[str, Any]]:
+        r = httpx.get(f"{cluster.url}/localkube/v1/prometheus-sd", params=params, timeout=5)
+        r.raise_for_status()
+        groups: list[dict[str, Any]] = r.json()
+        return groups
+
+    def names(groups: list[dict[str, Any]]) -> set[str]:
+        return {g["labels"]["__meta_kubernetes_pod_name"] for g in groups}
+
+    assert names(sd(namespace=NS)) == set(ready)
+    assert names(sd(labelSelector="app=demo")) == set(ready)
+    assert sd(labelSelector="app=other") == []
+    assert sd(namespace="default") == []
+    assert sd(port="nope") == []
+    assert {g["targets"][0].split(":")[1] for g in sd(namespace=NS, port="metrics")} == {"9200"}
+    bad = httpx.get(f"{cluster.url}/localkube/v1/prometheus-sd",
+                    params={"labelSelector": "app in demo"}, timeout=5)
+    assert bad.status_code == 400
+
+
 def test_prometheus_scrapes_pods_found_through_http_sd(cluster: Localkube,
                                                        procs: ProcessGroup,
                                                        tmp_path: Path) -> None:

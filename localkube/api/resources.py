@@ -63,10 +63,6 @@ class ResourceType:
         return f"{self.group}/{self.version}" if self.group else self.version
 
     @property
-    def group_version(self) -> str:
-        return self.api_version
-
-    @property
     def qualified(self) -> str:
         return f"{self.plural}.{self.group}" if self.group else self.plural
 
@@ -149,12 +145,6 @@ class Registry:
     def lookup(self, group: str, version: str, plural: str) -> ResourceType | None:
         return self._types.get((group, version, plural))
 
-    def by_kind(self, api_version: str, kind: str) -> ResourceType | None:
-        for rt in self._types.values():
-            if rt.api_version == api_version and rt.kind == kind:
-                return rt
-        return None
-
     def any_version(self, group: str, plural: str) -> ResourceType | None:
         """A type stored under (group, plural), the preferred version if several."""
         found = [rt for rt in self._types.values() if rt.key == (group, plural)]
@@ -196,8 +186,6 @@ class Registry:
             self._types.pop((rt.group, rt.version, rt.plural), None)
         return types
 
-    def crd_types(self, crd_name: str) -> list[ResourceType]:
-        return list(self._by_crd.get(crd_name, []))
 
 
 def _version_order(version: str) -> tuple[int, int, int]:

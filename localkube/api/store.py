@@ -19,7 +19,6 @@ Everything here is synchronous: on one event loop each call is atomic.
 from __future__ import annotations
 
 import asyncio
-import copy
 import datetime as dt
 import logging
 import uuid
@@ -565,7 +564,3 @@ class Store:
         for ws in self._watchers.values():
             for w in ws:
                 w.close()
-
-
-def deep_copy(obj: dict[str, Any]) -> dict[str, Any]:
-    return copy.deepcopy(obj)

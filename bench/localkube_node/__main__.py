@@ -40,16 +40,24 @@ from bench.localkube.__main__ import cpu_model, cpu_seconds
 READY_LINE = "listening on"
 
 
-def start_localkube(state_dir: Path) -> tuple[subprocess.Popen[str], Path]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "localkube", "--port", "0", "--state-dir", str(state_dir),
-         "--no-persist", "--log-level", "WARNING"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if READY_LINE in line:
+def start_localkube(state_dir: Path) -> tuple[subprocess.Popen[bytes], Path]:
+    """Start localkube with its output in ``state_dir.parent/localkube.log``."""
+    state_dir.parent.mkdir(parents=True, exist_ok=True)
+    log = state_dir.parent / "localkube.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "localkube", "--port", "0", "--state-dir", str(state_dir),
+             "--no-persist", "--log-level", "WARNING"],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if READY_LINE in log.read_text(errors="replace"):
             return proc, state_dir / "kubeconfig"
-    raise RuntimeError("localkube exited before its ready line")
+        if proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"localkube did not start:\n{log.read_text(errors='replace')[-2000:]}")
 
 
 def deployment(name: str, replicas: int, *, http: bool) -> dict[str, Any]:
@@ -108,6 +116,11 @@ def run(pods: int, rounds: int) -> list[tuple[str, str]]:
         finally:
             proc.terminate()
             proc.wait(30)
+            warnings = [line for line in (Path(tmp) / "localkube.log").read_text(
+                errors="replace").splitlines() if "WARNING" in line or "ERROR" in line]
+            if warnings:
+                print(f"localkube logged {len(warnings)} warnings/errors, the last:",
+                      *warnings[-5:], sep="\n", file=sys.stderr)
     labels = {"up": f"{pods} pods of `sleep` to available (no probe)",
               "ready": f"{pods} pods of `python -m http.server` to available (httpGet probe, 1 s)",
               "down": f"scale {pods} -> 0 until no pod object is left (both kinds)"}

@@ -241,5 +241,6 @@ async def wait_for_api(api: ApiClient, stop: asyncio.Event, *, interval: float =
         except (aiohttp.ClientError, TimeoutError, ApiError, ValueError):
             pass
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), interval)
+            async with asyncio.timeout(interval):
+                await stop.wait()
     return False

@@ -13,7 +13,7 @@ import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from localkube.node import processes
 from localkube.node.client import JsonObj
@@ -29,6 +29,8 @@ from localkube.node.probes import ProbeKind, ProbeSpec, ProbeState, ProbeTarget,
 
 if TYPE_CHECKING:
     from localkube.node.podworker import PodWorker
+
+PROBE_STOP_SECONDS: Final = 2.0
 
 
 @dataclass
@@ -113,7 +115,8 @@ class ContainerRunner:
                              f"{self.rec.name} in pod {w.name}", warning=True,
                              field_path=self.field_path)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(w.terminate.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await w.terminate.wait()
             if w.terminate.is_set():
                 return
             self.rec.restart_count += 1
@@ -149,7 +152,9 @@ class ContainerRunner:
         finally:
             for task in (*probes, failing, deleting):
                 task.cancel()
-            await asyncio.gather(*probes, failing, deleting, return_exceptions=True)
+            # Bounded: a helper task slow to take its cancellation must never keep the
+            # container's process alive.
+            await asyncio.wait({*probes, failing, deleting}, timeout=PROBE_STOP_SECONDS)
         if w.terminate.is_set() and proc.returncode is None:
             w.ctx.events.pod(w.pod, "Killing", f"Stopping container {self.rec.name}",
                              field_path=self.field_path)

@@ -238,7 +238,8 @@ class PodWorker:
                     self.ctx.events.pod(self.pod, "Failed", f"Error: {message}", warning=True)
                     last_error = message
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.terminate.wait(), CONFIG_RETRY_SECONDS)
+                async with asyncio.timeout(CONFIG_RETRY_SECONDS):
+                    await self.terminate.wait()
         return None
 
     async def _fetch(self, names: set[str], secret: bool) -> dict[str, JsonObj]:

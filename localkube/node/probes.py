@@ -108,8 +108,8 @@ async def run_probe(spec: ProbeSpec, target: ProbeTarget,
                     session: aiohttp.ClientSession) -> tuple[bool, str]:
     """Run the probe once: (success, a message on failure)."""
     try:
-        return await asyncio.wait_for(_run(spec.action, target, session, spec.timeout),
-                                      spec.timeout + 1.0)
+        async with asyncio.timeout(spec.timeout + 1.0):
+            return await _run(spec.action, target, session, spec.timeout)
     except TimeoutError:
         return False, f"timed out after {spec.timeout:g}s"
     except ValueError as exc:
@@ -153,7 +153,8 @@ async def _tcp(sock: JsonObj, target: ProbeTarget, seconds: float) -> tuple[bool
     host = str(sock.get("host") or target.pod_ip)
     port = resolve_port(sock.get("port"), target.ports)
     try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), seconds)
+        async with asyncio.timeout(seconds):
+            _, writer = await asyncio.open_connection(host, port)
     except OSError as exc:
         return False, f"dial tcp {host}:{port}: {exc}"
     writer.close()
@@ -175,7 +176,8 @@ async def _exec(ex: JsonObj, target: ProbeTarget, seconds: float) -> tuple[bool,
     except OSError as exc:
         return False, f"exec {command[0]}: {exc}"
     try:
-        out, _ = await asyncio.wait_for(proc.communicate(), seconds)
+        async with asyncio.timeout(seconds):
+            out, _ = await proc.communicate()
     except (TimeoutError, asyncio.CancelledError):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)

@@ -89,7 +89,8 @@ async def stop_group(proc: asyncio.subprocess.Process, grace: float) -> int:
     if proc.returncode is None:
         signal_group(pgid, signal.SIGTERM)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(proc.wait()), grace)
+            async with asyncio.timeout(grace):
+                await proc.wait()
     await reap_group(proc)
     return proc.returncode if proc.returncode is not None else -signal.SIGKILL
 

@@ -119,8 +119,8 @@ class _Listener:
             if backend is None:
                 return
             try:
-                up_reader, up_writer = await asyncio.wait_for(
-                    asyncio.open_connection(*backend), 5.0)
+                async with asyncio.timeout(5.0):
+                    up_reader, up_writer = await asyncio.open_connection(*backend)
             except (OSError, TimeoutError):
                 return
             try:

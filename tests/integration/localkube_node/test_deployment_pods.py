@@ -3,6 +3,7 @@ with kubectl; a rolling update; the Deployment's status."""
 
 from __future__ import annotations
 
+import os
 import urllib.request
 from typing import Any
 
@@ -89,3 +90,26 @@ def test_a_template_change_rolls_every_pod_over(cluster: Cluster, namespace: str
     assert not {p.metadata.uid for p in before} & {p.metadata.uid for p in after}
     env = {e.name: e.value for e in after[0].spec.containers[0].env}
     assert env["COLOUR"] == "blue"
+
+
+def test_scaling_down_stops_every_container_process(cluster: Cluster, namespace: str) -> None:
+    """Repeatedly, while readiness probes run: every process goes with its pod."""
+    cluster.apps.create_namespaced_deployment(namespace, http_server_deployment("churn", 0))
+    for _ in range(3):
+        cluster.kubectl("-n", namespace, "scale", "deployment/churn", "--replicas=8")
+        pods = ready_pods(cluster, namespace, "churn", 8)
+        pids = [int(p.status.container_statuses[0].container_id.removeprefix("localkube://"))
+                for p in pods]
+        cluster.kubectl("-n", namespace, "scale", "deployment/churn", "--replicas=0")
+        wait_until(lambda: not cluster.core.list_namespaced_pod(namespace).items,
+                   what="every pod gone")
+        wait_until(lambda pids=pids: not [pid for pid in pids if _alive(pid)],
+                   what="every container process gone", timeout=10)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

@@ -62,7 +62,7 @@ def _resource(rt: ResourceType) -> list[dict[str, Any]]:
         "singularName": rt.singular,
         "namespaced": rt.namespaced,
         "kind": rt.kind,
-        "verbs": list(ALL_VERBS),
+        "verbs": ["create"] if rt.review else list(ALL_VERBS),
     }
     if rt.short_names:
         main["shortNames"] = list(rt.short_names)

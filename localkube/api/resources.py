@@ -53,6 +53,8 @@ class ResourceType:
     schema: dict[str, Any] | None = field(default=None, compare=False, hash=False)
     printer_columns: tuple[PrinterColumn, ...] = ()
     custom: bool = False
+    # Reviews (access, identity) are answered, not stored: their only verb is create.
+    review: bool = False
 
     @property
     def key(self) -> tuple[str, str]:
@@ -127,6 +129,12 @@ BUILTINS: tuple[ResourceType, ...] = (
     _g("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", short=("netpol",)),
     _g("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", short=("pdb",),
        status=True),
+    _g("authorization.k8s.io", "v1", "selfsubjectaccessreviews", "SelfSubjectAccessReview",
+       namespaced=False, review=True),
+    _g("authorization.k8s.io", "v1", "selfsubjectrulesreviews", "SelfSubjectRulesReview",
+       namespaced=False, review=True),
+    _g("authentication.k8s.io", "v1", "selfsubjectreviews", "SelfSubjectReview",
+       namespaced=False, review=True),
 )
 
 # Preferred version of each group with several (discovery lists it first).

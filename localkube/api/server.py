@@ -236,7 +236,9 @@ class ApiServer:
         what = f"{t.rt.qualified}{'/' + t.sub if t.sub else ''}"
         handlers: dict[tuple[str | None, str], Callable[[web.Request, Target],
                                                          Awaitable[web.StreamResponse]]]
-        if t.name is None:
+        if t.rt.review:
+            handlers = {(None, "POST"): self._review} if t.name is None else {}
+        elif t.name is None:
             handlers = {(None, "GET"): self._list, (None, "POST"): self._create,
                         (None, "DELETE"): self._delete_collection}
         else:
@@ -555,6 +557,27 @@ class ApiServer:
             out.append(deleted)
         return _json({"kind": f"{t.rt.kind}List", "apiVersion": t.rt.api_version,
                       "metadata": {"resourceVersion": str(self.store.rv)}, "items": out})
+
+    async def _review(self, request: web.Request, t: Target) -> web.StreamResponse:
+        """Access and identity reviews: localkube has no authorization, everyone may do
+        everything, and the user is the one of its kubeconfig."""
+        if request.content_type == "application/vnd.kubernetes.protobuf":
+            body: dict[str, Any] = {"metadata": {}}  # kubectl reads the status alone
+        else:
+            body = await self._object_body(request, t)
+        if t.rt.kind == "SelfSubjectAccessReview":
+            status: dict[str, Any] = {"allowed": True,
+                                      "reason": "localkube does not authorize requests"}
+        elif t.rt.kind == "SelfSubjectRulesReview":
+            status = {"resourceRules": [{"verbs": ["*"], "apiGroups": ["*"],
+                                         "resources": ["*"]}],
+                      "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
+                      "incomplete": False}
+        else:
+            status = {"userInfo": {"username": "localkube",
+                                   "groups": ["system:masters", "system:authenticated"]}}
+        out = {**body, "apiVersion": t.rt.api_version, "kind": t.rt.kind, "status": status}
+        return _json(out, 201)
 
     # --- scale -------------------------------------------------------------------
 

@@ -85,6 +85,17 @@ def register(registry: kopf.OperatorRegistry, ctx: Context) -> None:
                           stopped: Any, **_: Any) -> None:
         namespace = namespace or "default"
         event = ctx.wakers.register(namespace, name, str(body.spec.get("baseModel", "")))
+        try:
+            await _keep_loaded(body=body, namespace=namespace, name=name, stopped=stopped,
+                               event=event)
+        finally:
+            # Paused (peering) or deleted: this replica no longer reports the adapter,
+            # and another one may write its status meanwhile.
+            ctx.reports.pop((namespace, name), None)
+            ctx.written.pop((namespace, name), None)
+
+    async def _keep_loaded(*, body: kopf.Body, namespace: str, name: str, stopped: Any,
+                           event: asyncio.Event) -> None:
         while not stopped:
             event.clear()
             async with ctx.lock(namespace, name):
@@ -92,11 +103,11 @@ def register(registry: kopf.OperatorRegistry, ctx: Context) -> None:
                     return
                 try:
                     delay = await reconcile(ctx, body)
-                except Exception:
+                except Exception:  # a bug or an API outage: log it, retry with backoff
                     logger.exception("%s/%s: reconcile failed", namespace, name)
-                    delay = ctx.backoff(ctx.failed_attempts.get((namespace, name), 0) + 1)
-                    ctx.failed_attempts[(namespace, name)] = (
-                        ctx.failed_attempts.get((namespace, name), 0) + 1)
+                    key = (namespace, name)
+                    attempts = ctx.failed_attempts[key] = ctx.failed_attempts.get(key, 0) + 1
+                    delay = ctx.backoff(attempts)
             await _wait(event, stopped, delay)
 
     @kopf.on.create(*lora, id="wake-on-create", registry=registry)

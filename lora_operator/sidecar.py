@@ -125,6 +125,8 @@ class Sidecars:
         except httpx.HTTPError as exc:
             raise SidecarError("unreachable", f"{method} {url}: {exc or type(exc).__name__}"
                                ) from None
+        except RuntimeError as exc:  # its pool was closed under it: the pod is gone
+            raise SidecarError("unreachable", f"{method} {url}: {exc}") from None
         if response.status_code in (401, 403):
             raise SidecarError("unauthorized", f"{method} {url}: {response.status_code} "
                                f"{_error_text(response)}")

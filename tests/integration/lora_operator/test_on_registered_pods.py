@@ -52,13 +52,14 @@ class Env:
     adapters: Path
 
     def pod(self, name: str, *, model: str = "m", ready: bool = True,
-            sidecar_env: dict[str, str] | None = None) -> FakePod:
+            sidecar_env: dict[str, str] | None = None,
+            labels: dict[str, str] | None = None) -> FakePod:
         engine = start_sim(self.procs, name=model, extra_args=FAST)
         port = free_port()
         pod = FakePod(name, engine, None, port)
         self.start_sidecar(pod, env=sidecar_env)
         register_pod(self.api, namespace=NS, name=name, model=model, sidecar_port=port,
-                     ready=ready)
+                     ready=ready, labels=labels)
         return pod
 
     def start_sidecar(self, pod: FakePod, env: dict[str, str] | None = None) -> None:
@@ -177,3 +178,19 @@ def test_delete_gives_up_on_a_pod_that_never_answers(env: Env) -> None:
     assert abandoned
     assert "pod-b" in abandoned[0]["message"]
     assert abandoned[0]["type"] == "Warning"
+
+
+def test_pod_selector_and_a_base_model_change_move_the_adapter(env: Env) -> None:
+    a = env.pod("pod-a", labels={"zone": "a"})
+    b = env.pod("pod-b", labels={"zone": "b"})
+    other = env.pod("pod-n", model="llama")
+    env.apply("sql", pod_selector={"matchLabels": {"zone": "b"}})
+    s = env.wait("sql", "Ready 1/1", lambda s: s.get("phase") == "Ready")
+    assert _loaded(s) == {"pod-b"}
+    assert (holds(a, "sql"), holds(b, "sql"), holds(other, "sql")) == (False, True, False)
+
+    env.apply("sql", model="llama")  # no podSelector any more, and another base model
+    s = env.wait("sql", "on the other model's pod",
+                 lambda s: _loaded(s) == {"pod-n"} and s.get("phase") == "Ready")
+    assert s["observedGeneration"] == 2
+    assert (holds(a, "sql"), holds(b, "sql"), holds(other, "sql")) == (False, False, True)

@@ -70,8 +70,10 @@ class ContainerRunner:
             await self._run()
         finally:
             proc = self.proc
-            if proc is not None and proc.returncode is None:
-                await processes.stop_group(proc, 0.0)
+            if proc is not None:
+                if proc.returncode is None:
+                    await processes.stop_group(proc, 0.0)
+                self.worker.ctx.live_groups.discard(proc.pid)
 
     async def _run(self) -> None:
         w = self.worker
@@ -89,6 +91,7 @@ class ContainerRunner:
                                  field_path=self.field_path)
             else:
                 self.proc = proc
+                w.ctx.live_groups.add(proc.pid)
                 self.rec.state, self.rec.pid = "running", proc.pid
                 self.rec.started_at = now_rfc3339()
                 self.rec.started = self.startup is None
@@ -97,6 +100,7 @@ class ContainerRunner:
                 w.ctx.events.pod(w.pod, "Started", f"Started container {self.rec.name}",
                                  field_path=self.field_path)
                 code = await self._supervise(proc)
+                w.ctx.live_groups.discard(proc.pid)
             if code is None or w.terminate.is_set():
                 return
             if not should_restart(self.policy, code):

@@ -11,12 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
+from typing import Final
 
+from localkube.node import processes
 from localkube.node.client import JsonObj
+from localkube.node.config import NODE_STOP_GRACE_SECONDS
 from localkube.node.informer import Informer
 from localkube.node.podworker import NodeContext, PodWorker
 
 log = logging.getLogger(__name__)
+
+SHUTDOWN_SLACK: Final = 5.0
+"""Seconds beyond the stop grace before the kubelet stops waiting for a pod worker."""
 
 
 class Kubelet:
@@ -75,5 +82,15 @@ class Kubelet:
         for worker in list(self._workers.values()):
             worker.terminate.set()
         tasks = list(self._tasks.values())
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=NODE_STOP_GRACE_SECONDS + SHUTDOWN_SLACK)
+        if pending:
+            # Should not happen; if a worker is stuck, its processes still must not outlive
+            # localkube.
+            log.error("%d pod workers did not stop; killing their processes", len(pending))
+            for pgid in list(self._ctx.live_groups):
+                processes.signal_group(pgid, signal.SIGKILL)
+            for task in pending:
+                task.cancel()
+            await asyncio.wait(pending, timeout=SHUTDOWN_SLACK)

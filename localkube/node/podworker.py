@@ -26,7 +26,7 @@ import logging
 import os
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
@@ -70,6 +70,8 @@ class NodeContext:
     stopping: asyncio.Event
     name_taken: Callable[[str, str, str], bool] = lambda _ns, _name, _uid: False
     """Whether another pod object (another uid) of this namespace and name is on the node."""
+    live_groups: set[int] = field(default_factory=set)
+    """Process groups of the containers running now (the last resort on shutdown)."""
 
 
 def base_environment(config: NodeConfig) -> dict[str, str]:

@@ -228,7 +228,10 @@ def test_the_repository_manifests_apply(localkube: Localkube) -> None:
     kubectl(kc, "wait", "--for=condition=Established", "crd/loraadapters.brix.dev",
             "--timeout=10s")
     assert "No resources found" in kubectl(kc, "get", "lora", "-A").stderr
-    kubectl(kc, "apply", "-k", str(REPO / "k8s" / "base"))
+    # The overlay `make up` applies (base and models included), placeholders and all.
+    out = kubectl(kc, "apply", "-k", str(REPO / "k8s" / "overlays" / "local")).stdout
+    assert "deployment.apps/" in out
+    assert kubectl(kc, "get", "deployments", "-A", "-o", "name").stdout.strip()
 
 
 def test_get_watch_streams_rows(localkube: Localkube, ns: str) -> None:

@@ -19,7 +19,6 @@ returns, every process it started is gone.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 
@@ -86,7 +85,6 @@ async def run_node(config: NodeConfig, stop: asyncio.Event) -> None:
             inner_stop.set()
             for task in tasks:
                 task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.wait(tasks, timeout=5.0)  # bounded: nothing is left to stop here
             await events.close()
             ctx.pool.close()

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 import socket
 from collections.abc import Sequence
 
@@ -35,6 +36,19 @@ NAME = "lora_operator"
 STORAGE_PREFIX = "lora-operator.brix.dev"
 
 
+def peering_priority(settings: Settings) -> int:
+    """The given priority, else a random one: replicas of one Deployment must differ.
+
+    Kopf freezes every operator when the highest priority is shared; with
+    distinct priorities the highest replica works, the others stand by and the
+    next takes over once the active one's peering record goes (at once on a
+    clean exit, after the record's lifetime on a crash).
+    """
+    if settings.priority is not None:
+        return settings.priority
+    return secrets.randbelow(1_000_000) + 1
+
+
 def kopf_settings(settings: Settings) -> kopf.OperatorSettings:
     """Kopf's settings from ours: our finalizer and annotations, peering, Events."""
     op = kopf.OperatorSettings()
@@ -52,7 +66,8 @@ def kopf_settings(settings: Settings) -> kopf.OperatorSettings:
     op.peering.name = settings.peering
     op.peering.mandatory = settings.peering_mandatory
     op.peering.standalone = settings.standalone
-    op.peering.priority = settings.priority
+    op.peering.priority = peering_priority(settings)
+    logger.info("peering %r with priority %d", settings.peering, op.peering.priority)
     return op
 
 

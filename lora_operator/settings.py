@@ -67,7 +67,10 @@ class Settings:
     peering_mandatory: bool = setting(
         False, help="Refuse to run without the peering CRDs (else run standalone with a warning).")
     standalone: bool = setting(False, help="Run without peering at all (one replica only).")
-    priority: int = setting(0, help="Peering priority: the highest running replica is active.")
+    priority: int | None = setting(
+        None, help="Peering priority: the running replica with the highest is active, the others "
+                   "wait. Unset: a random one per process, because Kopf pauses every replica "
+                   "when two share the highest priority.")
     log_level: str = setting("INFO", help="Log level.",
                              choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 

@@ -57,3 +57,17 @@ def test_metrics_follow_the_contract() -> None:
     assert samples[("brix_lora_adapter_ready_replicas", tuple(sorted(ready.items())))] == 2
     reports.clear()
     assert "adapter=" not in generate_latest(registry_for(reports)).decode()
+
+
+def test_replicas_without_a_priority_get_distinct_random_ones() -> None:
+    from lora_operator.__main__ import kopf_settings, peering_priority
+
+    unset = Settings()
+    drawn = {peering_priority(unset) for _ in range(50)}
+    assert len(drawn) > 40  # Kopf freezes every replica when the highest is shared
+    assert min(drawn) >= 1
+    assert peering_priority(Settings(priority=7)) == 7
+    op = kopf_settings(Settings(priority=3, standalone=True))
+    assert (op.peering.priority, op.peering.standalone, op.peering.name) == (
+        3, True, "brix-lora-operator")
+    assert op.persistence.finalizer == "brix.dev/lora-operator"

@@ -96,3 +96,69 @@ def api_resource_list(registry: Registry, group: str, version: str) -> dict[str,
         "groupVersion": f"{group}/{version}" if group else version,
         "resources": resources,
     }
+
+
+# --- aggregated discovery (apidiscovery.k8s.io/v2): one answer for /api, one for /apis ----
+
+AGGREGATED_V2 = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+
+
+def wants_aggregated(accept: str) -> bool:
+    """Whether the client (kubectl, client-go) asked for aggregated discovery v2."""
+    return any("as=APIGroupDiscoveryList" in part and "v=v2" in part
+               and "apidiscovery.k8s.io" in part for part in accept.split(","))
+
+
+def _kind_ref(group: str, version: str, kind: str) -> dict[str, str]:
+    return {"group": group, "version": version, "kind": kind}
+
+
+def _aggregated_resource(rt: ResourceType) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "resource": rt.plural,
+        "responseKind": _kind_ref(rt.group, rt.version, rt.kind),
+        "scope": "Namespaced" if rt.namespaced else "Cluster",
+        "singularResource": rt.singular,
+        "verbs": ["create"] if rt.review else list(ALL_VERBS),
+    }
+    if rt.short_names:
+        out["shortNames"] = list(rt.short_names)
+    if rt.categories:
+        out["categories"] = list(rt.categories)
+    subs = []
+    if rt.status:
+        subs.append({"subresource": "status",
+                     "responseKind": _kind_ref(rt.group, rt.version, rt.kind),
+                     "verbs": ["get", "patch", "update"]})
+    if rt.scale is not None:
+        subs.append({"subresource": "scale",
+                     "responseKind": _kind_ref("autoscaling", "v1", "Scale"),
+                     "verbs": ["get", "patch", "update"]})
+    if rt.log:
+        subs.append({"subresource": "log", "responseKind": _kind_ref("", "v1", "Pod"),
+                     "verbs": ["get"]})
+    if rt.binding:
+        subs.append({"subresource": "binding", "responseKind": _kind_ref("", "v1", "Binding"),
+                     "verbs": ["create"]})
+    if subs:
+        out["subresources"] = subs
+    return out
+
+
+def aggregated(registry: Registry, *, core: bool) -> dict[str, Any]:
+    """``/api`` (core=True) or ``/apis`` as an ``APIGroupDiscoveryList``."""
+    items = []
+    for group, versions in sorted(registry.group_versions().items()):
+        if (group == "") != core:
+            continue
+        items.append({
+            "metadata": {"name": group, "creationTimestamp": None},
+            "versions": [{
+                "version": v,
+                "resources": [_aggregated_resource(rt) for rt in sorted(
+                    registry.in_group_version(group, v), key=lambda t: t.plural)],
+                "freshness": "Current",
+            } for v in versions],
+        })
+    return {"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2",
+            "metadata": {}, "items": items}

@@ -178,6 +178,11 @@ class ApiServer:
             return _json({"resourceVersion": str(self.store.rv),
                           "objects": self.store.count(),
                           "watches": self.store.watcher_count()})
+        if head in ("api", "apis") and len(parts) == 1 and discovery.wants_aggregated(
+                request.headers.get("Accept", "")):
+            return web.Response(
+                body=dumps(discovery.aggregated(self.registry, core=head == "api")),
+                headers={"Content-Type": discovery.AGGREGATED_V2})
         if head == "api":
             if len(parts) == 1:
                 return _json(discovery.api_versions(self.server_address))

@@ -281,3 +281,22 @@ def test_malformed_objects_are_400_or_422_and_nothing_is_stored(
     assert r.json()["kind"] == "Status"
     listed = http.get(path.format(ns=ns)).json()
     assert listed["items"] == []
+
+
+def test_aggregated_discovery_for_kubectl(http: httpx.Client) -> None:
+    accept = ("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,"
+              "application/json")
+    r = http.get("/apis", headers={"Accept": accept})
+    assert r.headers["Content-Type"].startswith(
+        "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList")
+    groups = {g["metadata"]["name"]: g for g in r.json()["items"]}
+    (v1,) = groups["apps"]["versions"]
+    deployments = next(res for res in v1["resources"] if res["resource"] == "deployments")
+    assert deployments["scope"] == "Namespaced"
+    assert deployments["shortNames"] == ["deploy"]
+    assert {s["subresource"] for s in deployments["subresources"]} == {"status", "scale"}
+    core = http.get("/api", headers={"Accept": accept}).json()["items"]
+    assert [g["metadata"]["name"] for g in core] == [""]
+    assert "pods" in {res["resource"] for res in core[0]["versions"][0]["resources"]}
+    # Without asking for it, the classic documents.
+    assert http.get("/apis").json()["kind"] == "APIGroupList"

@@ -67,7 +67,8 @@ def kopf_settings(settings: Settings) -> kopf.OperatorSettings:
     op.peering.mandatory = settings.peering_mandatory
     op.peering.standalone = settings.standalone
     op.peering.priority = peering_priority(settings)
-    logger.info("peering %r with priority %d", settings.peering, op.peering.priority)
+    if not settings.standalone:
+        logger.info("peering %r with priority %d", settings.peering, op.peering.priority)
     return op
 
 
@@ -156,8 +157,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     settings = load(argv)
     _check_connection(settings)
     configure_logging(settings.log_level)
-    for noisy in ("httpx", "aiohttp.access"):  # a line per sidecar call or probe
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # A line per sidecar call, probe, or handled pod event is noise at INFO; the
+    # operator logs one line per reconcile that changed something instead.
+    for noisy in ("httpx", "aiohttp.access", "kopf.objects"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(
+            settings.log_level)))
     if settings.kubeconfig:
         # Kopf's own login reads $KUBECONFIG; the flag wins over the environment.
         os.environ["KUBECONFIG"] = settings.kubeconfig

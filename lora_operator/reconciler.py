@@ -227,7 +227,9 @@ async def apply(ctx: Context, body: Mapping[str, Any], spec: AdapterSpec, p: Pla
                                  ("reload", "Reloaded", f"reloaded {spec.source} on"),
                                  ("unload", "Unloaded", "unloaded from")):
         if action in done:
-            ctx.events.info(body, reason=reason, message=f"{text} {_pods(done[action])}")
+            message = f"{text} {_pods(done[action])}"
+            ctx.events.info(body, reason=reason, message=message)
+            logger.info("%s/%s: %s", spec.namespace, spec.name, message)
     return {pod.name: f for (pod, _), f in zip(work, results, strict=True) if f is not None}
 
 
@@ -248,6 +250,9 @@ async def _write_status(ctx: Context, spec: AdapterSpec, previous: Mapping[str, 
                               int(status.get("readyReplicas") or 0))
     if all(previous.get(k) == v for k, v in status.items()):
         return
+    if previous.get("phase") != status.get("phase"):
+        logger.info("%s/%s: %s (%s)", spec.namespace, spec.name, status.get("phase"),
+                    status.get("message"))
     if await ctx.status.patch_status(spec.namespace, spec.name, status):
         ctx.written[key] = status
 

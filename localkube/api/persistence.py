@@ -98,4 +98,7 @@ class Persistence:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         if self._dirty:
-            self.save()
+            try:
+                self.save()
+            except OSError as exc:
+                log.error("could not save objects to %s: %s", self.path, exc)

@@ -74,7 +74,7 @@ def kopf_settings(settings: Settings) -> kopf.OperatorSettings:
 
 def build_context(settings: Settings) -> Context:
     kube = Kube(api_client(settings.kubeconfig))
-    sidecars = Sidecars(timeout=settings.sidecar_timeout,
+    sidecars = Sidecars(timeout=settings.sidecar_timeout, load_timeout=settings.load_timeout,
                         max_concurrent=settings.max_concurrent_calls)
     return Context(
         settings=settings,

@@ -31,8 +31,12 @@ class Settings:
              "a missing Secret means no token.")
     sidecar_token_key: str = setting("token", help="Key of the token in that Secret.")
     sidecar_timeout: float = setting(
-        60.0, help="Seconds one sidecar call may take. Loading a LoRA on a real engine reads "
-                   "and moves its weights, which takes seconds; a minute leaves headroom.")
+        30.0, help="Seconds a sidecar may take to list or unload adapters (a pod that takes "
+                   "longer counts as unreachable).")
+    load_timeout: float = setting(
+        300.0, help="Seconds a sidecar may take to load an adapter: it may download an "
+                    "archive and the engine reads the weights (the sidecar's own engine "
+                    "timeout is 300 s too).")
     max_concurrent_calls: int = setting(
         64, help="Sidecar calls in flight at once, over all adapters (bounds sockets and the "
                  "load on the sidecars when many adapters converge together).")
@@ -75,7 +79,8 @@ class Settings:
                              choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
     def __post_init__(self) -> None:
-        for name in ("sidecar_timeout", "resync_interval", "backoff_initial", "backoff_max"):
+        for name in ("sidecar_timeout", "load_timeout", "resync_interval", "backoff_initial",
+                     "backoff_max"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name.replace('_', '-')} must be > 0")
         for name in ("refused_retry", "delete_timeout"):

@@ -68,10 +68,12 @@ class Sidecars:
         *,
         timeout: float,
         max_concurrent: int,
+        load_timeout: float | None = None,  # None: ``timeout``
         per_pod: int = 8,
         transport: httpx.AsyncBaseTransport | None = None,  # None except in tests
     ) -> None:
         self._timeout = timeout
+        self._load_timeout = load_timeout or timeout
         self._per_pod = per_pod
         self._transport = transport
         self._clients: dict[tuple[str, int], tuple[httpx.AsyncClient, asyncio.Semaphore]] = {}
@@ -104,24 +106,28 @@ class Sidecars:
 
     async def _call(
         self, method: str, pod: PodInfo, path: str, *, token: str | None,
-        body: dict[str, Any] | None = None,
+        body: dict[str, Any] | None = None, seconds: float | None = None,
     ) -> httpx.Response:
         if not pod.ip:
             raise SidecarError("unreachable", "the pod has no IP yet")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         url = pod.sidecar_url + path
         client, pod_slots = self._client(pod)
+        seconds = seconds or self._timeout
+        limit = httpx.Timeout(seconds, connect=min(seconds, 5.0))
         try:
             async with self._slots, pod_slots:
                 try:
-                    response = await client.request(method, url, json=body, headers=headers)
+                    response = await client.request(method, url, json=body, headers=headers,
+                                                    timeout=limit)
                 except httpx.RemoteProtocolError:
                     # A kept-alive connection the sidecar closed as we reused it. Every
                     # call of this API is idempotent, so one more try is safe.
-                    response = await client.request(method, url, json=body, headers=headers)
+                    response = await client.request(method, url, json=body, headers=headers,
+                                                    timeout=limit)
         except httpx.TimeoutException:
             raise SidecarError(
-                "unreachable", f"{method} {url}: no answer within {self._timeout:g}s") from None
+                "unreachable", f"{method} {url}: no answer within {seconds:g}s") from None
         except httpx.HTTPError as exc:
             raise SidecarError("unreachable", f"{method} {url}: {exc or type(exc).__name__}"
                                ) from None
@@ -153,7 +159,8 @@ class Sidecars:
         body: dict[str, Any] = {"name": name, "source": source}
         if sha256:
             body["sha256"] = sha256
-        response = await self._call("POST", pod, "/v1/adapters", token=token, body=body)
+        response = await self._call("POST", pod, "/v1/adapters", token=token, body=body,
+                                    seconds=self._load_timeout)
         if response.status_code >= 400:
             raise SidecarError("refused", _error_text(response))
 

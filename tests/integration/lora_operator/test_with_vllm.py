@@ -51,7 +51,8 @@ def test_an_applied_adapter_is_served_and_deleting_it_unloads_it(
     register_pod(core_api(kubeconfig), namespace="default", name="tiny-0",
                  model=engine.served_name, sidecar_port=port)
     start_operator(procs, kubeconfig=kubeconfig,
-                   extra_args=("--sidecar-timeout", "300", "--resync-interval", "5"))
+                   extra_args=("--load-timeout", "300", "--sidecar-timeout", "60",
+                               "--resync-interval", "5"))
 
     name = TINY_ADAPTERS[0]
     base = greedy(engine.url, engine.served_name)

@@ -137,3 +137,22 @@ async def test_a_connection_closed_under_a_request_is_tried_once_more() -> None:
     finally:
         await sc.aclose()
     assert calls == ["DELETE", "DELETE"]
+
+
+@in_new_loop
+async def test_loading_gets_the_longer_timeout() -> None:
+    seen: dict[str, float] = {}
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        seen[req.method] = req.extensions["timeout"]["read"]
+        return httpx.Response(200, json={"object": "list", "data": []})
+
+    sc = Sidecars(timeout=3.0, load_timeout=300.0, max_concurrent=2,
+                  transport=httpx.MockTransport(handler))
+    try:
+        await sc.list(POD, token=None)
+        await sc.load(POD, name="sql", source="file:///a", sha256=None, token=None)
+        await sc.unload(POD, name="sql", token=None)
+    finally:
+        await sc.aclose()
+    assert seen == {"GET": 3.0, "POST": 300.0, "DELETE": 3.0}

@@ -1,9 +1,11 @@
 """Kubernetes protobuf request bodies, for the kinds kubectl's generators send.
 
-``kubectl create namespace|configmap|secret|serviceaccount`` send typed
-objects as ``application/vnd.kubernetes.protobuf`` (client-go has no fallback
-to JSON). This decodes those kinds into the JSON form; any other kind is
-refused with an error that names it. Purely computational.
+``kubectl create namespace|configmap|secret|serviceaccount|deployment`` and
+``kubectl run`` send typed objects as ``application/vnd.kubernetes.protobuf``
+(client-go has no fallback to JSON). This decodes those kinds, with the fields
+those commands set (a pod's containers: name, image, command, args, ports,
+env, ...), into the JSON form; any other kind is refused with an error that
+names it. Purely computational.
 
 The envelope is ``k8s\\x00`` then a ``runtime.Unknown``: typeMeta (1:
 apiVersion, 2: kind), raw (2: the object's own message).
@@ -160,11 +162,103 @@ def _serviceaccount(f: dict[int, list[int | bytes]]) -> dict[str, Any]:
     return out
 
 
+def _strings(values: list[int | bytes]) -> list[str]:
+    return [_str(v) for v in values]
+
+
+def _int(v: int | bytes) -> int:
+    """A varint as the signed int32/int64 it encodes."""
+    n = v if isinstance(v, int) else 0
+    return n - (1 << 64) if n >= 1 << 63 else n
+
+
+def _container(buf: bytes) -> dict[str, Any]:
+    f = _group(buf)
+    out: dict[str, Any] = {}
+    # Go encodes empty strings and zeros of non-pointer fields: JSON omits them.
+    for num, name in ((1, "name"), (2, "image"), (5, "workingDir"), (14, "imagePullPolicy")):
+        if num in f and _str(f[num][-1]):
+            out[name] = _str(f[num][-1])
+    for num, name in ((3, "command"), (4, "args")):
+        if num in f:
+            out[name] = _strings(f[num])
+    if 6 in f:
+        ports = []
+        for b in _bytes_list(f[6]):
+            pf = _group(b)
+            port: dict[str, Any] = {}
+            if 1 in pf and _str(pf[1][-1]):
+                port["name"] = _str(pf[1][-1])
+            if 2 in pf and _int(pf[2][-1]):
+                port["hostPort"] = _int(pf[2][-1])
+            if 3 in pf:
+                port["containerPort"] = _int(pf[3][-1])
+            if 4 in pf and _str(pf[4][-1]):
+                port["protocol"] = _str(pf[4][-1])
+            ports.append(port)
+        out["ports"] = ports
+    if 7 in f:
+        env = []
+        for b in _bytes_list(f[7]):
+            ef = _group(b)
+            var: dict[str, Any] = {"name": _str(ef.get(1, [b""])[-1])}
+            if 2 in ef and _str(ef[2][-1]):
+                var["value"] = _str(ef[2][-1])
+            env.append(var)
+        out["env"] = env
+    return out
+
+
+def _pod_spec(buf: bytes) -> dict[str, Any]:
+    f = _group(buf)
+    out: dict[str, Any] = {}
+    if 2 in f:
+        out["containers"] = [_container(b) for b in _bytes_list(f[2])]
+    if 20 in f:
+        out["initContainers"] = [_container(b) for b in _bytes_list(f[20])]
+    for num, name in ((3, "restartPolicy"), (6, "dnsPolicy"), (8, "serviceAccountName"),
+                      (10, "nodeName")):
+        if num in f and _str(f[num][-1]):
+            out[name] = _str(f[num][-1])
+    if 4 in f:
+        out["terminationGracePeriodSeconds"] = _int(f[4][-1])
+    if 7 in f:
+        out["nodeSelector"] = _map(_bytes_list(f[7]))
+    return out
+
+
+def _pod(f: dict[int, list[int | bytes]]) -> dict[str, Any]:
+    return {"spec": _pod_spec(_bytes_list(f[2])[-1])} if 2 in f else {}
+
+
+def _deployment(f: dict[int, list[int | bytes]]) -> dict[str, Any]:
+    if 2 not in f:
+        return {}
+    sf = _group(_bytes_list(f[2])[-1])
+    spec: dict[str, Any] = {}
+    if 1 in sf:
+        spec["replicas"] = _int(sf[1][-1])
+    if 2 in sf:
+        sel = _group(_bytes_list(sf[2])[-1])
+        spec["selector"] = {"matchLabels": _map(_bytes_list(sel.get(1, [])))}
+    if 3 in sf:
+        tf = _group(_bytes_list(sf[3])[-1])
+        template: dict[str, Any] = {}
+        if 1 in tf:
+            template["metadata"] = object_meta(_bytes_list(tf[1])[-1])
+        if 2 in tf:
+            template["spec"] = _pod_spec(_bytes_list(tf[2])[-1])
+        spec["template"] = template
+    return {"spec": spec}
+
+
 DECODERS: dict[tuple[str, str], Callable[[dict[int, list[int | bytes]]], dict[str, Any]]] = {
     ("v1", "Namespace"): _namespace,
     ("v1", "ConfigMap"): _configmap,
     ("v1", "Secret"): _secret,
     ("v1", "ServiceAccount"): _serviceaccount,
+    ("v1", "Pod"): _pod,
+    ("apps/v1", "Deployment"): _deployment,
 }
 
 

@@ -261,3 +261,26 @@ def test_auth_can_i_and_whoami(localkube: Localkube) -> None:
     listed = kubectl(kc, "get", "selfsubjectaccessreviews", check=False)
     assert listed.returncode != 0
     assert "MethodNotAllowed" in listed.stderr or "not allow" in listed.stderr
+
+
+def test_kubectl_create_and_run_generators(localkube: Localkube, ns: str) -> None:
+    """These commands send protobuf: the kinds they make are decoded, others refused."""
+    kc = localkube.kubeconfig
+    kubectl(kc, "create", "deployment", "gen", "-n", ns, "--image=img:1", "--replicas=2",
+            "--port=8080", "--", "python", "-m", "http.server")
+    dep = json.loads(kubectl(kc, "get", "deploy", "gen", "-n", ns, "-o", "json").stdout)
+    assert dep["spec"]["replicas"] == 2
+    (container,) = dep["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["python", "-m", "http.server"]
+    assert container["ports"] == [{"containerPort": 8080, "protocol": "TCP"}]
+    kubectl(kc, "run", "once", "-n", ns, "--image=x", "--command", "--", "sleep", "1")
+    pod = json.loads(kubectl(kc, "get", "pod", "once", "-n", ns, "-o", "json").stdout)
+    assert pod["spec"]["containers"][0]["command"] == ["sleep", "1"]
+    kubectl(kc, "create", "configmap", "cfg", "-n", ns, "--from-literal=a=b")
+    assert json.loads(kubectl(kc, "get", "cm", "cfg", "-n", ns, "-o", "json").stdout)[
+        "data"] == {"a": "b"}
+    refused = kubectl(kc, "create", "role", "r", "-n", ns, "--verb=get", "--resource=pods",
+                      check=False)
+    assert refused.returncode != 0
+    assert "Role" in refused.stderr
+    assert "apply -f" in refused.stderr

@@ -174,11 +174,12 @@ def _sidecar_port(spec: Mapping[str, Any]) -> int:
 
 @dataclass(frozen=True, slots=True)
 class Loaded:
-    """One adapter a sidecar reports as loaded (source/sha256 when it says them)."""
+    """One adapter a sidecar reports as loaded (source/sha256/path when it says them)."""
 
     name: str
     source: str | None = None
     sha256: str | None = None
+    path: str | None = None  # where the engine read it from
 
 
 def parse_adapter_list(payload: Any) -> tuple[Loaded, ...]:
@@ -207,6 +208,7 @@ def parse_adapter_list(payload: Any) -> tuple[Loaded, ...]:
                 name=str(item.get("name") or item.get("id")),
                 source=item.get("source") if isinstance(item.get("source"), str) else None,
                 sha256=str(sha).lower() if isinstance(sha, str) and sha else None,
+                path=item.get("path") if isinstance(item.get("path"), str) else None,
             ))
         else:
             raise ValueError(f"unexpected adapter entry {item!r}")

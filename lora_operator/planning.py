@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from brix.contract import MODEL_LABEL, LoraPhase
 from lora_operator.model import (
@@ -67,9 +68,17 @@ class Plan:
 
 
 def is_current(adapter: AdapterSpec, held: Loaded) -> bool:
-    """Does a loaded copy match the spec? Unknown source/sha256 count as matching."""
+    """Does a loaded copy match the spec? What the sidecar does not say counts as matching.
+
+    A sidecar that restarted no longer knows the source it loaded from; for a
+    ``file://`` source the engine's path still tells.
+    """
     if held.source is not None and held.source != adapter.source:
         return False
+    if held.source is None and held.path and adapter.source.startswith("file://"):
+        wanted = unquote(urlsplit(adapter.source).path).rstrip("/")
+        if held.path.rstrip("/") != wanted:
+            return False
     return not (adapter.sha256 and held.sha256 and held.sha256 != adapter.sha256)
 
 

@@ -152,7 +152,7 @@ async def _observe_one(ctx: Context, spec: AdapterSpec, pod: PodInfo, token: str
     known = ctx.applied.get((spec.namespace, pod.name, spec.name))
     if known is not None:
         loaded = tuple(
-            Loaded(item.name, item.source or known[0], item.sha256 or known[1])
+            Loaded(item.name, item.source or known[0], item.sha256 or known[1], item.path)
             if item.name == spec.name else item
             for item in loaded
         )

@@ -100,7 +100,7 @@ def test_sidecar_adapter_lists() -> None:
          "sha256": None},
         {"name": "chat", "source": None},
     ]}
-    assert parse_adapter_list(answer) == (Loaded("sql", "file:///a"), Loaded("chat"))
+    assert parse_adapter_list(answer) == (Loaded("sql", "file:///a", None, "/a"), Loaded("chat"))
     assert parse_adapter_list(["x"]) == (Loaded("x"),)
     with pytest.raises(ValueError, match="expected a list"):
         parse_adapter_list({"nope": 1})

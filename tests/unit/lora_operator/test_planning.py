@@ -150,3 +150,11 @@ def test_a_sidecar_refusing_the_token_says_unauthorized() -> None:
     p = plan(spec(), [PodView(pod, None, "401 missing token", "unauthorized")], now=NOW)
     assert p.phase == "Failed"
     assert p.status["reason"] == "SidecarUnauthorized"
+
+
+def test_a_sidecar_that_forgot_the_source_is_judged_by_the_engines_path() -> None:
+    same = Loaded("sql", None, None, "/adapters/sql/")
+    other = Loaded("sql", None, None, "/adapters/sql-v1")
+    p = plan(spec(), [view("a", same), view("b", other)], now=NOW)
+    assert [x.name for x in p.reload] == ["b"]
+    assert p.status["loadedPods"] == [{"name": "a", "ip": "10.0.0.1"}]

@@ -90,8 +90,11 @@ test-fast: $(STAMP) proto
 test: $(STAMP) $(SYSTEM_STAMP) proto tiny-model lint
 	@BRIX_TINY_MODEL=$(CURDIR)/$(TINY_MODEL) $(call run_pytest,-q)
 
+# The gateway's benchmark drives load with wrk (Debian's package).
 .PHONY: bench
 bench: $(STAMP) $(SYSTEM_STAMP) proto tiny-model
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null; } \
+	  || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
 	$(PY) -m bench
 
 # --- running ----------------------------------------------------------------

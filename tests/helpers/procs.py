@@ -41,6 +41,7 @@ class Proc:
     url: str | None = None
     _lines: list[str] = field(default_factory=list)
     _cond: threading.Condition = field(default_factory=threading.Condition)
+    _reader: threading.Thread | None = None
 
     def output(self) -> str:
         with self._cond:
@@ -72,7 +73,7 @@ class Proc:
                 self._cond.wait(min(left, 0.2))
 
     def _reader_alive(self) -> bool:
-        return getattr(self, "_reader", None) is not None and self._reader.is_alive()
+        return self._reader is not None and self._reader.is_alive()
 
     def signal(self, sig: int) -> None:
         if self.popen.poll() is None:
@@ -143,7 +144,7 @@ class ProcessGroup:
                 proc._cond.notify_all()
 
         reader = threading.Thread(target=pump, name=f"log-{name}", daemon=True)
-        proc._reader = reader  # type: ignore[attr-defined]
+        proc._reader = reader
         reader.start()
         self.procs.append(proc)
         if ready is not None:

@@ -135,6 +135,7 @@ _ENDPOINT = {
         "path": _STR,
         "interval": {"type": "string", "pattern": r"^\d+[smh]$"},
         "scheme": {"enum": ["http", "https"]},
+        "honorLabels": {"type": "boolean"},
     },
     "additionalProperties": False,
 }

@@ -29,6 +29,7 @@ USES: dict[str, dict[tuple[str, str], set[str]]] = {
             "list",
             "watch",
             "patch",
+            "create",  # the operator creates its peering object at start
         },  # one active replica
         ("apiextensions.k8s.io", "customresourcedefinitions"): {
             "get",

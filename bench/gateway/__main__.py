@@ -29,7 +29,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import re
 import resource
 import shutil
@@ -39,6 +38,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from bench.machine import cpu_model
 from tests.helpers.gateway import start_gateway
 from tests.helpers.procs import Proc, ProcessGroup
 from tests.helpers.sim import slow, start_sim
@@ -50,13 +50,6 @@ wrk.body = '{"model":"m1","prompt":"Hello there","max_tokens":1}'
 wrk.headers["Content-Type"] = "application/json"
 """
 CLOCK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 def cpu_seconds(proc: Proc) -> float:

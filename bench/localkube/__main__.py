@@ -33,6 +33,8 @@ from typing import Any
 
 import aiohttp
 
+from bench.machine import cpu_model, cpu_seconds
+
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
@@ -47,22 +49,6 @@ def rss_bytes(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     return 0
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time the process has used."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def start_server(state_dir: Path) -> tuple[subprocess.Popen[str], str]:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -30,6 +29,7 @@ from typing import Any
 import httpx
 import kubernetes
 
+from bench.machine import cpu_model, cpu_seconds
 from tests.helpers.localkube import kubectl, start_localkube
 from tests.helpers.operator import (
     install_crds,
@@ -43,22 +43,6 @@ from tests.helpers.operator import (
 from tests.helpers.procs import ProcessGroup
 
 GROUP, VERSION, PLURAL = "brix.dev", "v1alpha1", "loraadapters"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of one process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def custom_api(kubeconfig: Path) -> Any:

@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import datetime
 import os
-import platform
 import shutil
 import statistics
 import tempfile
@@ -30,19 +29,10 @@ from typing import Any
 import grpc
 import httpx
 
+from bench.machine import cpu_model, cpu_seconds
 from tests.helpers.procs import ProcessGroup
 from tests.helpers.prometheus import query, start_prometheus
 from tests.helpers.scaler import StaticExporter, scrape_config, start_scaler
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -56,12 +46,6 @@ def prometheus_queries(url: str) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                if line.startswith("prometheus_http_requests_total{")
                and 'handler="/api/v1/query"' in line)
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) a process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def requests(models: int, objects: int) -> list[Any]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -27,22 +26,13 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.machine import cpu_model
 from tests.helpers.procs import ProcessGroup
 from tests.helpers.sidecar import start_sidecar
 from tests.helpers.sim import slow, start_sim
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 MODEL = "bench-model"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import datetime
 import os
-import platform
 import statistics
 import sys
 import time
@@ -31,26 +30,11 @@ from typing import Any
 
 import aiohttp
 
+from bench.machine import cpu_model, cpu_seconds
 from tests.helpers.procs import Proc, ProcessGroup
 from tests.helpers.sim import sim_value, start_sim
 
 MODEL = "bench-sim"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process, from /proc/PID/stat."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(values: list[float], p: float) -> float:

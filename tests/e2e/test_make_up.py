@@ -21,8 +21,12 @@ def _processes_of_the_stack() -> list[psutil.Process]:
     """Processes that belong to a `brix up` of this checkout: by their command
     line, or by the environment localkube gives every pod (KUBECONFIG under .brix/)."""
     state = str(REPO / ".brix")
+    me = psutil.Process()
+    ours = {me.pid, *(p.pid for p in me.parents())}  # the test run itself (make test, pytest)
     found = []
     for proc in psutil.process_iter(["pid", "cmdline"]):
+        if proc.pid in ours:
+            continue
         try:
             cmd = " ".join(proc.info["cmdline"] or [])
             env = proc.environ()

@@ -8,7 +8,9 @@ ScaledObjects and signals point at a model, it costs one query per cache
 interval. Each part is tagged with a ``brix_part`` label::
 
     waiting   sum(brix_engine_requests_waiting{namespace, model})
-    pending   sum(brix_gateway_requests_pending{namespace, model})
+    pending   sum(brix_gateway_requests_pending{model})   (the gateway runs in its
+              own namespace and routes by model name across namespaces, so its
+              series carry the gateway's namespace: match the model alone)
     running   sum(brix_engine_requests_running{namespace, model})
     kv_cache  avg(brix_engine_kv_cache_usage_ratio{namespace, model})
     pods      count(brix_engine_up{namespace, model})
@@ -215,9 +217,10 @@ def quote(value: str) -> str:
 def model_query(namespace: str, model: str) -> str:
     """The one query that measures every signal of ``model`` in ``namespace``."""
     selector = f"{{namespace={quote(namespace)},model={quote(model)}}}"
+    gateway_selector = f"{{model={quote(model)}}}"
     parts = (
         ("waiting", f"sum({_WAITING}{selector})"),
-        ("pending", f"sum({_PENDING}{selector})"),
+        ("pending", f"sum({_PENDING}{gateway_selector})"),
         ("running", f"sum({_RUNNING}{selector})"),
         ("kv_cache", f"avg({_KV_CACHE}{selector})"),
         ("pods", f"count({_UP}{selector})"),

@@ -70,7 +70,10 @@ def test_quote_round_trips_through_a_promql_string(text: str) -> None:
 
 def test_model_query_selects_namespace_and_model() -> None:
     q = model_query("ns", 'we"ird')
-    assert q.count('{namespace="ns",model="we\\"ird"}') == 5
+    # The engine parts are the model's pods, in its namespace ...
+    assert q.count('{namespace="ns",model="we\\"ird"}') == 4
+    # ... while the gateway's pending count lives in the gateway's namespace.
+    assert 'brix_gateway_requests_pending{model="we\\"ird"}' in q
     for part in ("waiting", "pending", "running", "kv_cache", "pods"):
         assert f'"brix_part", "{part}"' in q
 

@@ -19,8 +19,6 @@ import signal
 import sys
 from typing import Any, Final
 
-import uvicorn
-
 READY_PATTERN: Final = re.compile(r"listening on (?P<url>(?:http|grpc)s?://\S+)")
 
 
@@ -54,24 +52,6 @@ def configure_logging(level: str = "INFO") -> None:
     )
 
 
-class _Server(uvicorn.Server):
-    """A uvicorn server that prints the ready line once it is serving."""
-
-    def __init__(self, config: uvicorn.Config, *, name: str) -> None:
-        super().__init__(config)
-        self._name = name
-
-    async def startup(self, sockets: list[Any] | None = None) -> None:
-        await super().startup(sockets)
-        if self.should_exit:
-            return
-        for server in self.servers:
-            for sock in server.sockets:
-                host, port = sock.getsockname()[:2]
-                print_ready(self._name, "http", str(self.config.host or host), int(port))
-                return
-
-
 def serve(
     app: Any,
     *,
@@ -82,7 +62,30 @@ def serve(
     timeout_graceful_shutdown: int | None = 10,
     **uvicorn_options: Any,
 ) -> None:
-    """Serve ``app`` until SIGINT/SIGTERM; exit non-zero with one line if the port is busy."""
+    """Serve ``app`` until SIGINT/SIGTERM; exit non-zero with one line if the port is busy.
+
+    uvicorn is imported here, not at the top: components that only print the
+    ready line (the operator, the scaler) do not need it installed.
+    """
+    import uvicorn
+
+    class _Server(uvicorn.Server):
+        """A uvicorn server that prints the ready line once it is serving."""
+
+        def __init__(self, config: uvicorn.Config, *, name: str) -> None:
+            super().__init__(config)
+            self._name = name
+
+        async def startup(self, sockets: list[Any] | None = None) -> None:
+            await super().startup(sockets)
+            if self.should_exit:
+                return
+            for server in self.servers:
+                for sock in server.sockets:
+                    host, port = sock.getsockname()[:2]
+                    print_ready(self._name, "http", str(self.config.host or host), int(port))
+                    return
+
     config = uvicorn.Config(
         app,
         host=bind_host(host),

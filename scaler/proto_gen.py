@@ -20,8 +20,14 @@ def main() -> int:
         outputs = [proto.with_name(proto.stem + suffix) for suffix in ("_pb2.py", "_pb2_grpc.py")]
         if all(o.exists() and o.stat().st_mtime >= proto.stat().st_mtime for o in outputs):
             continue
+        # The mypy plugins are scripts beside this interpreter: name them, so
+        # that generation works without the environment's bin/ on PATH (a
+        # Docker build stage, a venv used without activating it).
+        bindir = Path(sys.executable).parent
         args = [
             "grpc_tools.protoc",
+            f"--plugin=protoc-gen-mypy={bindir / 'protoc-gen-mypy'}",
+            f"--plugin=protoc-gen-mypy_grpc={bindir / 'protoc-gen-mypy_grpc'}",
             f"-I{PROTO_DIR.parent.parent}",
             f"--python_out={PROTO_DIR.parent.parent}",
             f"--grpc_python_out={PROTO_DIR.parent.parent}",

@@ -12,7 +12,7 @@ import subprocess
 import sys
 
 BENCHMARKS = ("sim", "sidecar.metrics_latency", "gateway", "scaler", "operator", "localkube",
-              "localkube_node")
+              "localkube_node", "up")
 
 
 def main(argv: list[str]) -> int:

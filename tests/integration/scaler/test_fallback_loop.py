@@ -28,19 +28,10 @@ from brix.contract import (
 )
 from tests.helpers.localkube import start_localkube
 from tests.helpers.procs import ProcessGroup
-from tests.helpers.prometheus import query, start_prometheus
-from tests.helpers.scaler import ScalerProc, StaticExporter, scrape_config, start_scaler
+from tests.helpers.prometheus import query
+from tests.helpers.scaler import ScalerProc, StaticExporter, start_scaler
 
 _names = itertools.count()
-
-
-@pytest.fixture(scope="module")
-def group(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessGroup]:
-    g = ProcessGroup(log_dir=tmp_path_factory.mktemp("logs"))
-    try:
-        yield g
-    finally:
-        g.stop_all()
 
 
 @pytest.fixture(scope="module")
@@ -57,23 +48,6 @@ def api(kubeconfig: Path) -> Iterator[client.ApiClient]:
         yield a
     finally:
         a.close()
-
-
-@pytest.fixture(scope="module")
-def exporter() -> Iterator[StaticExporter]:
-    e = StaticExporter()
-    try:
-        yield e
-    finally:
-        e.close()
-
-
-@pytest.fixture(scope="module")
-def prom(group: ProcessGroup, exporter: StaticExporter,
-         tmp_path_factory: pytest.TempPathFactory) -> str:
-    _, url = start_prometheus(group, tmp_path_factory.mktemp("prom"),
-                              scrape_config(exporter.target))
-    return url
 
 
 @pytest.fixture

@@ -31,32 +31,6 @@ from tests.helpers.scaler import (
 
 
 @pytest.fixture(scope="module")
-def group(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessGroup]:
-    g = ProcessGroup(log_dir=tmp_path_factory.mktemp("logs"))
-    try:
-        yield g
-    finally:
-        g.stop_all()
-
-
-@pytest.fixture(scope="module")
-def exporter() -> Iterator[StaticExporter]:
-    e = StaticExporter()
-    try:
-        yield e
-    finally:
-        e.close()
-
-
-@pytest.fixture(scope="module")
-def prom(group: ProcessGroup, exporter: StaticExporter,
-         tmp_path_factory: pytest.TempPathFactory) -> str:
-    _, url = start_prometheus(group, tmp_path_factory.mktemp("prom"),
-                              scrape_config(exporter.target))
-    return url
-
-
-@pytest.fixture(scope="module")
 def scaler(group: ProcessGroup, prom: str) -> ScalerProc:
     return start_scaler(group, prometheus_url=prom,
                         extra_args=["--cache-ttl", "0.5", "--stream-interval", "0.5"])

@@ -50,7 +50,8 @@ def build(settings: GatewaySettings) -> FastAPI:
             discovery.start()
             app.state.discovery = discovery
         poller = SidecarPoller(tracker, table.endpoints, interval=settings.sidecar_poll_interval,
-                               client=app.state.proxy.client)
+                               client=app.state.proxy.client,
+                               idle_after=settings.sidecar_poll_idle or None)
         poll_task = asyncio.create_task(poller.run(), name="sidecar-poller")
         try:
             yield

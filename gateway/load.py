@@ -4,6 +4,12 @@ Two sources: its own in-flight count per endpoint (exact, and only this
 gateway's share), and each pod's engine queue as its sidecar exports it
 (``brix_engine_requests_waiting`` / ``_running`` on the sidecar's /metrics),
 polled in the background for ``least-queue``.
+
+Polling costs every sidecar (and its engine, whose /metrics it reads) a request
+per interval, so it runs only while ``least-queue`` is in use: the first
+request that asks for it wakes the poller (and is routed on in-flight counts
+until the first poll lands), and the poller sleeps again once no request has
+asked for ``idle_after`` seconds.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Iterable, Sequence
 
 import aiohttp
@@ -30,6 +37,15 @@ class LoadTracker:
     def __init__(self) -> None:
         self.in_flight: dict[str, int] = {}
         self.queues: dict[str, tuple[int, int]] = {}
+        self.queues_wanted_at = -float("inf")
+        """When a request last asked for the sidecars' queues (monotonic seconds)."""
+        self.queues_wanted = asyncio.Event()
+        """Set by a request that wants queues; the poller waits on it while idle."""
+
+    def want_queues(self) -> None:
+        """A request routes on the sidecars' queues: keep (or start) polling them."""
+        self.queues_wanted_at = time.monotonic()
+        self.queues_wanted.set()
 
     def started(self, endpoint: Endpoint) -> None:
         self.in_flight[endpoint.url] = self.in_flight.get(endpoint.url, 0) + 1
@@ -84,14 +100,24 @@ class SidecarPoller:
         *,
         interval: float,
         client: aiohttp.ClientSession,
+        idle_after: float | None = None,
     ) -> None:
         self._tracker = tracker
         self._endpoints = endpoints
         self._interval = interval
         self._client = client
+        self._idle_after = idle_after
 
     async def run(self) -> None:
+        """Poll every ``interval`` while queues are wanted (always if ``idle_after`` is None)."""
+        tracker = self._tracker
         while True:
+            if (self._idle_after is not None
+                    and time.monotonic() - tracker.queues_wanted_at > self._idle_after):
+                tracker.queues = {}  # stale numbers would mislead the next least-queue pick
+                tracker.queues_wanted.clear()
+                log.debug("no least-queue request for %.0fs: polling paused", self._idle_after)
+                await tracker.queues_wanted.wait()
             await self.poll_once()
             await asyncio.sleep(self._interval)
 

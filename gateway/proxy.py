@@ -56,7 +56,7 @@ from brix.openai_errors import error_body
 from gateway.hold import wait_for_route
 from gateway.load import LoadTracker
 from gateway.metrics import UNKNOWN_MODEL, GatewayMetrics
-from gateway.picker import pick
+from gateway.picker import LEAST_QUEUE, pick
 from gateway.settings import GatewaySettings
 from gateway.table import Endpoint, Route, RoutingTable
 
@@ -110,6 +110,8 @@ class Proxy:
             return None
         turn = self.turns.get(route.model, 0)
         self.turns[route.model] = turn + 1
+        if strategy == LEAST_QUEUE:
+            self.tracker.want_queues()
         i = pick(strategy, self.tracker.candidates(endpoints), rng=self.rng, turn=turn,
                  prefix=prefix, load_factor=self.settings.prefix_load_factor)
         return endpoints[i]

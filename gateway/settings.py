@@ -69,6 +69,10 @@ class GatewaySettings:
         1.0, help="Seconds between polls of each pod's sidecar /metrics for least-queue "
         "(Prometheus scrapes no faster than this either).",
     )
+    sidecar_poll_idle: float = setting(
+        60.0, help="Seconds without a least-queue request after which the sidecar polls "
+        "pause (the next least-queue request resumes them); 0 polls always.",
+    )
 
     # --- proxying ---------------------------------------------------------------
     connect_timeout: float = setting(
@@ -115,6 +119,8 @@ class GatewaySettings:
                 raise ValueError(f"{name} must be > 0")
         if self.hold_timeout < 0:
             raise ValueError("hold_timeout must be >= 0")
+        if self.sidecar_poll_idle < 0:
+            raise ValueError("sidecar_poll_idle must be >= 0")
         if self.retries < 0:
             raise ValueError("retries must be >= 0")
         if self.max_body_bytes <= 0:

@@ -6,11 +6,13 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+import aiohttp
 import pytest
+from aiohttp import web
 from prometheus_client import Gauge
 
 from gateway.hold import wait_for_route
-from gateway.load import LoadTracker, parse_queue
+from gateway.load import LoadTracker, SidecarPoller, parse_queue
 from gateway.metrics import GatewayMetrics
 from gateway.table import Endpoint, PodState, RoutingTable
 
@@ -119,3 +121,53 @@ async def _cancelled_hold() -> None:
     with pytest.raises(asyncio.CancelledError):
         await waiter
     assert _pending(metrics.pending, "cold") == 0
+
+
+def test_sidecar_polls_run_only_while_least_queue_is_wanted() -> None:
+    _run(_polls_on_demand())
+
+
+async def _polls_on_demand() -> None:
+    hits = 0
+
+    async def metrics(_: web.Request) -> web.Response:
+        nonlocal hits
+        hits += 1
+        return web.Response(text=SIDECAR_TEXT)
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    endpoint = Endpoint("p1", "http://127.0.0.1:1", sidecar_url=f"http://127.0.0.1:{port}")
+    tracker = LoadTracker()
+    try:
+        async with aiohttp.ClientSession() as client:
+            poller = SidecarPoller(tracker, lambda: [endpoint], interval=0.01, client=client,
+                                   idle_after=0.2)
+            task = asyncio.create_task(poller.run())
+            await asyncio.sleep(0.3)
+            assert hits == 0, "polled although no request wanted the queues"
+            tracker.want_queues()
+            for _ in range(200):
+                if tracker.queues:
+                    break
+                await asyncio.sleep(0.01)
+            assert tracker.queues == {endpoint.url: (3, 7)}
+            # No more requests want them: the polls stop and the stale numbers go.
+            for _ in range(200):
+                if not tracker.queues:
+                    break
+                await asyncio.sleep(0.01)
+            assert tracker.queues == {}
+            paused_at = hits
+            await asyncio.sleep(0.2)
+            assert hits == paused_at
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+    finally:
+        await runner.cleanup()

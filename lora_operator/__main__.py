@@ -19,7 +19,7 @@ import httpx
 import kopf
 
 from brix.config import describe
-from brix.serving import bind_host, configure_logging, print_ready
+from brix.serving import bind_host, configure_logging, connect_host, print_ready
 from lora_operator import metrics
 from lora_operator.handlers import FINALIZER, KopfEvents, register
 from lora_operator.kube import Kube, api_client
@@ -89,9 +89,8 @@ def build_context(settings: Settings) -> Context:
     )
 
 
-async def _wait_liveness(port: int) -> None:
+async def _wait_liveness(url: str) -> None:
     """Until Kopf's liveness endpoint answers (it starts with the operator's tasks)."""
-    url = f"http://127.0.0.1:{port}/healthz"
     async with httpx.AsyncClient(timeout=2.0, trust_env=False) as client:
         while True:
             with contextlib.suppress(httpx.HTTPError):
@@ -100,11 +99,11 @@ async def _wait_liveness(port: int) -> None:
             await asyncio.sleep(0.1)
 
 
-async def _announce(ready: asyncio.Event, *, host: str, port: int, liveness_port: int) -> None:
+async def _announce(ready: asyncio.Event, *, host: str, port: int, liveness: str | None) -> None:
     """The ready line, once Kopf has started and its liveness endpoint answers."""
     await ready.wait()
-    if liveness_port:
-        await _wait_liveness(liveness_port)
+    if liveness:
+        await _wait_liveness(liveness)
     print_ready(NAME, "http", host, port)
 
 
@@ -121,9 +120,11 @@ async def run(settings: Settings) -> None:
     runner, port = await metrics.start(
         metrics.make_app(metrics.registry_for(ctx.reports)), host=host, port=settings.port)
     ready = asyncio.Event()
-    announcer = asyncio.create_task(
-        _announce(ready, host=host, port=port, liveness_port=settings.liveness_port))
+    # Kopf binds its liveness endpoint to the host of this URL (the pod's address).
     liveness = f"http://{host}:{settings.liveness_port}/healthz" if settings.liveness_port else None
+    probe = (f"http://{connect_host(host)}:{settings.liveness_port}/healthz"
+             if settings.liveness_port else None)
+    announcer = asyncio.create_task(_announce(ready, host=host, port=port, liveness=probe))
     try:
         await kopf.operator(
             registry=registry,

@@ -5,6 +5,7 @@ its ClusterKopfPeering object; the adapters' pods are registered by the test
 (sim + sidecar).
 Which replica works is read from each one's /metrics: only an active replica
 reconciles, so only it reports adapters.
+Last, a replica bound to a pod's address (not 127.0.0.1) as in a cluster.
 """
 
 from __future__ import annotations
@@ -70,3 +71,19 @@ def test_only_the_leading_replica_reconciles_and_the_other_takes_over(
     wait_for(lambda: adapter_status(kubeconfig, "default", "three").get("phase") == "Ready",
              what="three Ready, by the replica that was paused", timeout=90)
     assert reports(follower.url, "three")
+
+
+def test_bound_to_a_pod_address_it_announces_itself_and_serves_liveness(
+    procs: ProcessGroup, tmp_path: Path
+) -> None:
+    # In a pod the operator binds the pod's IP, not loopback's 127.0.0.1: its
+    # ready line waits on Kopf's liveness endpoint at that same address.
+    _, kubeconfig = start_localkube(procs, tmp_path / "kube", node=False)
+    install_crds(kubeconfig)
+    liveness = free_port()
+    op = start_operator(procs, kubeconfig=kubeconfig, env={"BIND_HOST": "127.0.0.3"},
+                        extra_args=("--liveness-port", str(liveness)), timeout=60)
+    assert op.url is not None
+    assert op.url.startswith("http://127.0.0.3:")
+    assert httpx.get(f"http://127.0.0.3:{liveness}/healthz", timeout=10).status_code == 200
+    assert httpx.get(op.url + "/metrics", timeout=10).status_code == 200

@@ -22,6 +22,8 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def up(args: argparse.Namespace) -> int:
+    import httpx
+
     from brix.local import view
     from brix.local.processes import StartError
     from brix.local.stack import Stack, StackConfig, describe
@@ -41,13 +43,14 @@ def up(args: argparse.Namespace) -> int:
         print(f"brix is up: gateway at {cfg.gateway_url}\n{describe(cfg)}\n"
               "Ctrl-C stops everything.", flush=True)
         apps, custom, core = stack.clients()
+        prometheus = httpx.Client(base_url=cfg.prometheus_url, timeout=2.0)
         tty = sys.stdout.isatty()
         last = ""
         last_print = 0.0
         while True:
             stack.check_alive()
             try:
-                text = view.render(view.gather(apps, custom, core, cfg.prometheus_url),
+                text = view.render(view.gather(apps, custom, core, prometheus),
                                    header=time.strftime("brix %H:%M:%S"))
             except Exception as exc:
                 text = f"(view unavailable: {exc})"

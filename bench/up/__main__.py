@@ -41,6 +41,20 @@ def stack_processes(root: Path, leader: int) -> list[psutil.Process]:
     return out
 
 
+def label(proc: psutil.Process) -> str:
+    """A short name for a process of the stack: its module or program."""
+    try:
+        cmd = proc.cmdline()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return f"pid {proc.pid}"
+    if "-m" in cmd[:-1]:
+        name = cmd[cmd.index("-m") + 1]
+        if "--served-model-name" in cmd[:-1]:
+            name += " " + cmd[cmd.index("--served-model-name") + 1]
+        return name
+    return Path(cmd[0]).name if cmd else f"pid {proc.pid}"
+
+
 def cpu_total(procs: list[psutil.Process]) -> dict[int, float]:
     out = {}
     for p in procs:
@@ -79,8 +93,9 @@ def main() -> int:
         before = cpu_total(procs)
         time.sleep(args.idle_seconds)
         after = cpu_total(procs)
-        used = sum(after[pid] - before[pid] for pid in after if pid in before)
-        share = used / args.idle_seconds
+        spent = {pid: after[pid] - before[pid] for pid in after if pid in before}
+        share = sum(spent.values()) / args.idle_seconds
+        names = {p.pid: label(p) for p in procs}
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(120)
@@ -92,6 +107,9 @@ def main() -> int:
         f"- idle stack ({len(procs)} processes) over {args.idle_seconds:.0f} s: "
         f"{100 * share:.1f}% of one core (goal <= 10%)",
         f"- load average at the end: {os.getloadavg()[0]:.1f}",
+        "- by process (% of one core):",
+        *(f"  - {names[pid]}: {100 * used / args.idle_seconds:.2f}"
+          for pid, used in sorted(spent.items(), key=lambda kv: -kv[1])),
         "",
     ]
     print("\n".join(lines))

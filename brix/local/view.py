@@ -63,8 +63,8 @@ def render(snapshot: Snapshot, *, header: str = "") -> str:
     return "\n".join(lines)
 
 
-def _prom_by_model(prometheus_url: str, expr: str) -> dict[tuple[str, str], float]:
-    r = httpx.get(f"{prometheus_url}/api/v1/query", params={"query": expr}, timeout=2.0)
+def _prom_by_model(prometheus: httpx.Client, expr: str) -> dict[tuple[str, str], float]:
+    r = prometheus.get("/api/v1/query", params={"query": expr})
     r.raise_for_status()
     out = {}
     for sample in r.json()["data"]["result"]:
@@ -73,16 +73,18 @@ def _prom_by_model(prometheus_url: str, expr: str) -> dict[tuple[str, str], floa
     return out
 
 
-def gather(api: Any, custom: Any, core: Any, prometheus_url: str) -> Snapshot:
+def gather(api: Any, custom: Any, core: Any, prometheus: httpx.Client) -> Snapshot:
     """Read the stack's state. ``api``/``custom``/``core`` are the kubernetes
-    client's AppsV1Api, CustomObjectsApi and CoreV1Api."""
+    client's AppsV1Api, CustomObjectsApi and CoreV1Api; ``prometheus`` a client
+    with Prometheus's base URL, kept across calls (a new one per call costs more
+    CPU, in its TLS set-up, than everything else here)."""
     problems: list[str] = []
     waiting: dict[tuple[str, str], float] = {}
     running: dict[tuple[str, str], float] = {}
     try:
-        waiting = _prom_by_model(prometheus_url,
+        waiting = _prom_by_model(prometheus,
                                  "sum by (namespace, model) (brix_engine_requests_waiting)")
-        running = _prom_by_model(prometheus_url,
+        running = _prom_by_model(prometheus,
                                  "sum by (namespace, model) (brix_engine_requests_running)")
     except (httpx.HTTPError, KeyError, ValueError) as exc:
         problems.append(f"Prometheus: {exc}")
@@ -107,10 +109,9 @@ def gather(api: Any, custom: Any, core: Any, prometheus_url: str) -> Snapshot:
             desired=d.spec.replicas or 0, waiting=waiting.get((ns, model)),
             running=running.get((ns, model)), adapters=tuple(adapters.get((ns, model), ())),
         ))
-        for ev in core.list_namespaced_event(ns).items:
-            about = ev.involved_object
-            if about is None or (about.kind, about.name) != ("Deployment", d.metadata.name):
-                continue
+        events = core.list_namespaced_event(ns, field_selector=(
+            f"involvedObject.kind=Deployment,involvedObject.name={d.metadata.name}"))
+        for ev in events.items:
             if ev.source and ev.source.component and "scaler" in ev.source.component:
                 when = ev.last_timestamp or ev.event_time or ev.metadata.creation_timestamp
                 decisions.append((when, f"{when:%H:%M:%S} {d.metadata.name}: {ev.message}"))

@@ -157,7 +157,7 @@ class FallbackLoop:
         policy = self._policy(target)
         decision, state = decide(policy, tracked.state, Observation(
             value=m.value, kind=m.kind, current_replicas=d.replicas,
-            active=m.active(policy.activation_target)), self._clock())
+            active=m.active(policy.activation_target), running=m.running), self._clock())
         self._metrics.decision(namespace=d.namespace, deployment=d.name,
                                signal=target.trigger.signal, value=m.value,
                                desired=decision.desired, direction=decision.direction)

@@ -32,7 +32,8 @@ def from_raw(trigger: Trigger, raw: Raw) -> Measurement:
         where = {"model": trigger.model, "namespace": trigger.namespace}
         value = signal_value(raw, trigger.signal, **where)
         queue, running = queue_and_running(raw, **where)
-        kind: SignalKind = "average" if trigger.signal == "kv_cache" else "total"
+        kinds: dict[str, SignalKind] = {"kv_cache": "average", "queue": "queue"}
+        kind = kinds.get(trigger.signal, "total")
         return Measurement(value=value, queue=queue, running=running, kind=kind)
     return Measurement(value=raw, queue=raw, running=0.0, kind="total")
 

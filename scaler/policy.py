@@ -6,10 +6,20 @@ KEDA servicer gather the inputs, call these functions, and apply the result.
 ``decide`` follows the HorizontalPodAutoscaler's algorithm so that the loop
 behaves like the HPA that KEDA would drive:
 
-1. The raw recommendation. For a *total* signal (a queue summed over the
-   model's pods) ``ceil(value / target)``; for an *average* signal (a mean
-   ratio) ``ceil(current * value / target)``. When the per-replica value is
-   within ``tolerance`` of the target the current count is kept.
+1. The raw recommendation. For a *total* signal (summed over the model's
+   pods) ``ceil(value / target)``; for an *average* signal (a mean ratio)
+   ``ceil(current * value / target)``. When the per-replica value is within
+   ``tolerance`` of the target the current count is kept.
+   A *queue* signal (requests waiting for a free slot) is a total with one
+   difference. ``ceil(queue / target)`` alone falls to the minimum as soon as
+   new replicas absorb the queue, although the work that filled it is still
+   running, so a steady load would scale up, down and up again with every
+   stabilisation window. While a queue exists the replicas are full, so
+   ``running / current`` then is what one replica runs at most: the highest
+   such value seen is kept as the per-replica capacity, and once it is known
+   the recommendation is the replicas the running work needs plus those the
+   queue asks for, ``ceil(running / capacity) + ceil(queue / target)``.
+   Until a queue was first seen it is the total's.
 2. Panic mode (optional, ``panic_window > 0``): at ``panic_threshold`` times the
    target it scales up at once (no rate limit) and, for ``panic_window``
    seconds after, never scales down.
@@ -34,7 +44,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-SignalKind = Literal["total", "average"]
+SignalKind = Literal["total", "average", "queue"]
 Direction = Literal["up", "down", "none"]
 
 __all__ = [
@@ -134,6 +144,8 @@ class PolicyState:
     """When the target was last seen active (None: never observed)."""
     panic_until: float | None = None
     """Panic mode lasts until this time."""
+    capacity: float | None = None
+    """A queue signal's requests one replica runs at most, as seen (None: not yet)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -143,10 +155,13 @@ class Observation:
     value: float
     """The scaling signal (>= 0, finite)."""
     kind: SignalKind
-    """``total`` (summed over replicas, e.g. a queue) or ``average`` (a mean ratio)."""
+    """``total`` (summed over replicas), ``average`` (a mean ratio) or ``queue`` (a
+    total of requests waiting for a free slot; needs ``running``)."""
     current_replicas: int
     active: bool
     """Whether the target has work (see ``is_active``)."""
+    running: float = 0.0
+    """Requests the replicas run (read with a ``queue`` signal)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,17 +189,33 @@ def is_active(*, queue: float, running: float, activation_target: float) -> bool
     return queue > activation_target or running > 0
 
 
-def _raw_recommendation(policy: Policy, obs: Observation) -> tuple[int, float | None]:
+def _capacity(state: PolicyState, obs: Observation) -> float | None:
+    """A queue signal's per-replica capacity, updated from ``obs`` when replicas are full."""
+    if obs.kind != "queue":
+        return None
+    if obs.value > 0 and obs.running > 0 and obs.current_replicas > 0:
+        seen = obs.running / obs.current_replicas
+        return seen if state.capacity is None else max(state.capacity, seen)
+    return state.capacity
+
+
+def _raw_recommendation(policy: Policy, obs: Observation,
+                        capacity: float | None) -> tuple[int, float | None]:
     """(raw replica count, per-replica ratio to the target or None at zero replicas)."""
     current = obs.current_replicas
+    total = obs.kind != "average"
     if current == 0:
-        raw = math.ceil(obs.value / policy.target) if obs.kind == "total" else 0
+        raw = math.ceil(obs.value / policy.target) if total else 0
         return (max(raw, 1) if obs.active else 0), None
-    per_replica = obs.value / current if obs.kind == "total" else obs.value
+    per_replica = obs.value / current if total else obs.value
     ratio = per_replica / policy.target
+    if capacity is not None:
+        # Whole replicas for the running work (a hair of float noise is not one more).
+        busy = math.ceil(obs.running / capacity - 1e-9)
+        return busy + math.ceil(obs.value / policy.target), ratio
     if abs(ratio - 1.0) <= policy.tolerance:
         return current, ratio
-    if obs.kind == "total":
+    if total:
         return math.ceil(obs.value / policy.target), ratio
     return math.ceil(current * obs.value / policy.target), ratio
 
@@ -217,13 +248,16 @@ def decide(policy: Policy, state: PolicyState, obs: Observation,
     """
     if not (math.isfinite(obs.value) and obs.value >= 0):
         raise ValueError(f"value must be a finite number >= 0, got {obs.value!r}")
+    if not (math.isfinite(obs.running) and obs.running >= 0):
+        raise ValueError(f"running must be a finite number >= 0, got {obs.running!r}")
     if obs.current_replicas < 0:
         raise ValueError(f"current_replicas must be >= 0, got {obs.current_replicas}")
     current = obs.current_replicas
     notes: list[str] = []
 
     last_active = now if (obs.active or state.last_active is None) else state.last_active
-    raw, ratio = _raw_recommendation(policy, obs)
+    capacity = _capacity(state, obs)
+    raw, ratio = _raw_recommendation(policy, obs, capacity)
 
     panic_until = state.panic_until
     if policy.panic_window > 0 and ratio is not None and ratio >= policy.panic_threshold:
@@ -251,6 +285,9 @@ def decide(policy: Policy, state: PolicyState, obs: Observation,
         desired = _rate_limited(policy, state, current, wanted, now)
     if desired != raw and not notes:
         notes.append(f"rate-limited to {desired}")
+    if capacity is not None:
+        notes.append(f"running work needs {math.ceil(obs.running / capacity - 1e-9)} at "
+                     f"{capacity:g} per replica")
 
     lower = policy.min_replicas
     reason = ""
@@ -285,7 +322,7 @@ def decide(policy: Policy, state: PolicyState, obs: Observation,
         events = (*events, ScaleEvent(now, desired - current))
     next_state = replace(state, recommendations=recommendations, events=events,
                          last_active=last_active,
-                         panic_until=panic_until if panicking else None)
+                         panic_until=panic_until if panicking else None, capacity=capacity)
     decision = Decision(desired=desired, current=current, raw=raw, reason=reason,
                         panic=panicking, notes=tuple(notes))
     return decision, next_state

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from scaler.policy import Observation, Policy, PolicyState, decide, is_active
@@ -152,3 +154,69 @@ def test_bad_policy_names_the_field(kwargs: dict[str, float], field: str) -> Non
 def test_bad_value_is_refused(value: float) -> None:
     with pytest.raises(ValueError, match="value"):
         decide(Policy(target=1), PolicyState(), obs(value, 1), 0.0)
+
+
+def _steady_load(kind: str, *, clients: int, per_replica: int, seconds: int,
+                 then_idle: int = 0) -> list[int]:
+    """Replicas every 2 s for a closed loop: ``clients`` always in flight on engines
+    that run ``per_replica`` each; the rest wait (new replicas are ready at once)."""
+    policy = Policy(target=4, max_replicas=6, stabilization_window=30)
+    state, current, out = PolicyState(), 1, []
+    for now in range(0, seconds + then_idle, 2):
+        in_flight = clients if now < seconds else 0
+        running = min(in_flight, per_replica * current)
+        queue = in_flight - running
+        decision, state = decide(policy, state, Observation(
+            value=queue, kind=kind, current_replicas=current,  # type: ignore[arg-type]
+            active=in_flight > 0, running=running), float(now))
+        current = decision.desired
+        out.append(current)
+    return out
+
+
+def test_a_queue_signal_holds_steady_under_steady_load() -> None:
+    # 24 clients on engines of 8: the first queue (16) asks for 1 + 4 replicas;
+    # once they absorb it the running work still needs 3, and that is kept.
+    replicas = _steady_load("queue", clients=24, per_replica=8, seconds=120, then_idle=60)
+    under_load = replicas[:60]
+    assert under_load[0] == 5
+    assert max(under_load) == 5
+    assert under_load[-30:] == [3] * 30  # steady: no step down and back up
+    assert all(b <= a for a, b in itertools.pairwise(under_load))
+    assert replicas[-1] == 1  # load gone: down to the minimum after the window
+
+
+def test_a_plain_total_on_the_same_queue_flaps() -> None:
+    # What the queue kind fixes: ceil(queue / target) is 0 once the queue is
+    # absorbed, so the replicas go down under load and come back up.
+    replicas = _steady_load("total", clients=24, per_replica=8, seconds=120)
+    downs = sum(1 for a, b in itertools.pairwise(replicas) if b < a)
+    ups = sum(1 for a, b in itertools.pairwise(replicas) if b > a)
+    assert downs >= 1
+    assert ups >= 1
+
+
+def test_a_queue_signal_learns_capacity_only_from_full_replicas() -> None:
+    policy = Policy(target=4, max_replicas=10, stabilization_window=0)
+    # No queue yet: the capacity is unknown and the total's arithmetic applies.
+    d, state = decide(policy, PolicyState(), Observation(
+        value=0, kind="queue", current_replicas=3, active=True, running=5), 0.0)
+    assert state.capacity is None
+    assert d.raw == 0  # ceil(0 / 4), as a plain total
+    # A queue on 2 replicas running 12: 6 each, at most.
+    d, state = decide(policy, state, Observation(
+        value=2, kind="queue", current_replicas=2, active=True, running=12), 1.0)
+    assert state.capacity == 6
+    assert d.raw == 2 + 1
+    assert any("at 6 per replica" in n for n in d.notes)
+    # A lower reading while new replicas start does not lower it.
+    d, state = decide(policy, state, Observation(
+        value=2, kind="queue", current_replicas=3, active=True, running=12), 2.0)
+    assert state.capacity == 6
+    # No queue, 13 running: 3 replicas' worth.
+    d, state = decide(policy, state, Observation(
+        value=0, kind="queue", current_replicas=5, active=True, running=13), 3.0)
+    assert d.raw == 3
+    with pytest.raises(ValueError, match="running"):
+        decide(policy, state, Observation(
+            value=0, kind="queue", current_replicas=5, active=True, running=-1), 4.0)

@@ -34,7 +34,9 @@ def policies(draw: st.DrawFn, *, min_at_least: int = 0, panic: bool = True) -> P
     )
 
 
-kinds = st.sampled_from(["total", "average"])
+kinds = st.sampled_from(["total", "average", "queue"])
+# A queue signal reads the running requests too; here they grow with the load.
+RUNNING_PER_QUEUED = 0.5
 values = st.floats(0, 500, allow_nan=False)
 steps = st.lists(st.tuples(st.floats(0.5, 90), values, st.booleans()), min_size=1, max_size=30)
 
@@ -46,7 +48,8 @@ def simulate(policy: Policy, kind: SignalKind, current: int,
     for dt, value, active in history:
         now += dt
         decision, state = decide(policy, state, Observation(
-            value=value, kind=kind, current_replicas=current, active=active), now)
+            value=value, kind=kind, current_replicas=current, active=active,
+            running=value * RUNNING_PER_QUEUED), now)
         out.append((now, current, decision.desired))
         current = decision.desired
     return out
@@ -110,6 +113,7 @@ def states(draw: st.DrawFn) -> PolicyState:
         events=tuple(sorted(events, key=lambda e: e.time)),
         last_active=draw(st.one_of(st.none(), st.floats(now - 600, now))),
         panic_until=draw(st.one_of(st.none(), st.floats(now - 50, now + 50))),
+        capacity=draw(st.one_of(st.none(), st.floats(0.5, 64))),
     )
 
 
@@ -122,7 +126,8 @@ def test_monotonic_in_load(policy: Policy, state: PolicyState, kind: SignalKind,
 
     def desired(value: float) -> int:
         decision, _ = decide(policy, state, Observation(
-            value=value, kind=kind, current_replicas=current, active=active), now)
+            value=value, kind=kind, current_replicas=current, active=active,
+            running=value * RUNNING_PER_QUEUED), now)
         return decision.desired
 
     assert desired(low) <= desired(high)

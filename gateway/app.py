@@ -69,8 +69,11 @@ def create_app(
     async def app_lifespan(app: FastAPI) -> AsyncIterator[None]:
         connector = aiohttp.TCPConnector(limit=settings.max_connections, limit_per_host=0,
                                          keepalive_timeout=30, ttl_dns_cache=10)
+        # No cookie jar: a cookie one pod sets in one client's answer must never
+        # ride along on another client's request (and the jar costs per request).
         async with aiohttp.ClientSession(connector=connector, auto_decompress=False,
-                                         skip_auto_headers=SKIP_AUTO_HEADERS) as client:
+                                         skip_auto_headers=SKIP_AUTO_HEADERS,
+                                         cookie_jar=aiohttp.DummyCookieJar()) as client:
             proxy_holder["proxy"] = Proxy(
                 settings=settings, table=table, tracker=tracker, metrics=metrics,
                 client=client, rng=random.Random(settings.seed),  # noqa: S311 - not crypto

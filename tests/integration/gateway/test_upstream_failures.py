@@ -156,3 +156,45 @@ def test_a_client_that_leaves_cancels_the_upstream_request(procs: ProcessGroup,
     wait_until(lambda: sim_value(url, RUNNING) == 0, 15, "the engine stopped the request")
     metrics = httpx.get(f"{gw.url}/metrics", timeout=10).text
     assert 'brix_gateway_requests_total{code="499",model="m1"} 1.0' in metrics
+
+
+def test_a_cookie_one_answer_sets_never_reaches_another_request(procs: ProcessGroup) -> None:
+    # A stand-in pod (not an engine: no engine sets cookies) that sets one and
+    # records the Cookie header of every request it gets.
+    import http.server
+    import threading
+
+    seen: list[str | None] = []
+
+    class Pod(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["content-length"]))
+            seen.append(self.headers.get("cookie"))
+            body = json.dumps({"id": "x", "object": "text_completion", "choices": []}).encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.send_header("set-cookie", "session=secret-of-the-first-client; Path=/")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Pod)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        # By name, as a Service would be: a client's cookie jar keeps no cookie of
+        # a bare IP address, but keeps a host name's.
+        gw = start_gateway(procs, extra_args=[
+            "--static-routes", f"m1=http://localhost:{server.server_address[1]}"])
+        body = {"model": "m1", "prompt": "x", "max_tokens": 1}
+        first = httpx.post(f"{gw.url}/v1/completions", json=body, timeout=30)
+        assert first.status_code == 200
+        assert "secret-of-the-first-client" in first.headers["set-cookie"]  # passed on
+        second = httpx.post(f"{gw.url}/v1/completions", json=body, timeout=30)
+        assert second.status_code == 200
+        assert seen == [None, None]
+    finally:
+        server.shutdown()
+        server.server_close()

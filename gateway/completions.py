@@ -15,9 +15,9 @@ goes on as a ``ProxyCall``.
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -75,7 +75,7 @@ class Completions:
             if name not in _DROP:
                 forward.append((name.decode("latin-1"), value.decode("latin-1")))
         rid = (request_id.decode() if request_id is not None
-               and _REQUEST_ID_OK.fullmatch(request_id) else uuid.uuid4().hex)
+               and _REQUEST_ID_OK.fullmatch(request_id) else os.urandom(16).hex())
 
         async def fail(status: int, message: str, code: str, param: str | None = None,
                        extra: list[tuple[bytes, bytes]] | None = None) -> None:

@@ -114,8 +114,11 @@ def main() -> int:
           f"(load average {load_avg:.1f}; engine running/waiting mean "
           f"{statistics.mean(running):.0f}/{statistics.mean(waiting):.0f}; {load_line})")
     if a.record:
-        with RESULTS.open("a") as f:
-            f.write(result + "\n")
+        lines = RESULTS.read_text().splitlines()
+        # After the table's last row (the table comes first; notes follow it).
+        last = max(i for i, line in enumerate(lines) if line.startswith("| 20"))
+        lines.insert(last + 1, result)
+        RESULTS.write_text("\n".join(lines) + "\n")
         print(f"recorded in {RESULTS}")
     return 0
 

@@ -80,6 +80,8 @@ def _completion_prompt(prompt: Any) -> str | tuple[int, ...]:
             return tuple(prompt)
         if len(prompt) == 1 and isinstance(prompt[0], str):
             return str(prompt[0])
+        if prompt == [[]]:
+            raise bad_request("The prompt is empty: give at least one token.", param="prompt")
         if len(prompt) == 1 and isinstance(prompt[0], list) and all(
             isinstance(t, int) and not isinstance(t, bool) for t in prompt[0]
         ):

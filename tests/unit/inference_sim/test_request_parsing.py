@@ -98,6 +98,14 @@ def test_max_tokens_is_capped_by_the_room_left_in_the_context() -> None:
         LEN - chat.prompt_tokens, "length")
 
 
+def test_an_empty_token_list_is_refused() -> None:
+    # Found by the property below: one empty list of token ids read as a prompt of 0.
+    with pytest.raises(ApiError) as err:
+        parse({"prompt": [[]]}, "completion", max_model_len=LEN)
+    assert err.value.status == 400
+    assert "empty" in err.value.message
+
+
 _json = st.recursive(
     st.none() | st.booleans() | st.integers(-5, 5000) | st.floats(allow_nan=False)
     | st.text(max_size=20),

@@ -18,6 +18,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    """Stop once: later SIGTERM/SIGINT are ignored while the stack stops.
+
+    Under make they come in pairs (a signal to the process group reaches make,
+    and make sends it on to its child): a second one must not break off the
+    clean-up that the first began.
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     raise KeyboardInterrupt
 
 
@@ -32,6 +40,7 @@ def up(args: argparse.Namespace) -> int:
                       prometheus_port=args.prometheus_port, gateway_port=args.gateway_port,
                       skip_models=tuple(args.skip_model))
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGINT, _raise_interrupt)
     stack = Stack(cfg)
 
     def say(line: str) -> None:

@@ -32,7 +32,11 @@ PROMPT = "The gateway routes every request to"
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VllmEngine]:
-    with vllm_server(tmp_path_factory.mktemp("vllm-logs")) as running:
+    # 8 sequences at a time: a burst of requests then queues for many seconds,
+    # however fast the machine (with vLLM's default of 256 the tiny model took a
+    # burst of 300 as it arrived, and it was over between two scrapes).
+    with vllm_server(tmp_path_factory.mktemp("vllm-logs"),
+                     extra_args=("--max-num-seqs", "8")) as running:
         yield running
 
 
@@ -233,7 +237,8 @@ def test_prometheus_sees_requests_waiting_under_a_burst(
     target = sidecar.url.removeprefix("http://")
     _, prom = start_prometheus(procs, tmp_path / "prometheus", {
         # 3 s: more than the sidecar's own 2 s wait on a busy vLLM's /metrics; the
-        # burst keeps requests waiting for longer than that (2 batches of 128 tokens).
+        # burst keeps requests waiting for much longer than that (16 batches of 8
+        # sequences of 128 tokens).
         "global": {"scrape_interval": "3s", "scrape_timeout": "3s",
                    "evaluation_interval": "3s"},
         "scrape_configs": [{"job_name": "sidecar", "static_configs": [{"targets": [target]}]}],
@@ -243,7 +248,7 @@ def test_prometheus_sees_requests_waiting_under_a_burst(
 
     series = f'brix_engine_requests_waiting{{job="sidecar",model="{engine.served_name}"}}'
     waiting = f"{series} > 0"
-    statuses, seen = burst(engine, prom, waiting, requests=300)
+    statuses, seen = burst(engine, prom, waiting, requests=128)
     assert statuses == {200}
     if not seen:  # the burst ended between two polls: look back over its duration
         seen = wait_until(

@@ -43,6 +43,16 @@ def procs(tmp_path: Path) -> Iterator[ProcessGroup]:
         group.stop_all()
 
 
+@pytest.fixture(scope="module")
+def module_procs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessGroup]:
+    """Like ``procs``, for servers that every test of a module can share."""
+    group = ProcessGroup(log_dir=tmp_path_factory.mktemp("logs"))
+    try:
+        yield group
+    finally:
+        group.stop_all()
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Any:
     """Close the event loop looptime makes for a sync test.

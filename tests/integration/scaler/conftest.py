@@ -1,6 +1,6 @@
-"""Fixtures the scaler's integration modules share: one process group, one
-static exporter of known brix_* values, and a real Prometheus scraping it, per
-module."""
+"""Fixtures the scaler's integration modules share, per module: a static
+exporter of known brix_* values and a real Prometheus scraping it (their
+processes in the root conftest's ``module_procs``)."""
 
 from __future__ import annotations
 
@@ -14,15 +14,6 @@ from tests.helpers.scaler import StaticExporter, scrape_config
 
 
 @pytest.fixture(scope="module")
-def group(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessGroup]:
-    g = ProcessGroup(log_dir=tmp_path_factory.mktemp("logs"))
-    try:
-        yield g
-    finally:
-        g.stop_all()
-
-
-@pytest.fixture(scope="module")
 def exporter() -> Iterator[StaticExporter]:
     e = StaticExporter()
     try:
@@ -32,8 +23,8 @@ def exporter() -> Iterator[StaticExporter]:
 
 
 @pytest.fixture(scope="module")
-def prom(group: ProcessGroup, exporter: StaticExporter,
+def prom(module_procs: ProcessGroup, exporter: StaticExporter,
          tmp_path_factory: pytest.TempPathFactory) -> str:
-    _, url = start_prometheus(group, tmp_path_factory.mktemp("prom"),
+    _, url = start_prometheus(module_procs, tmp_path_factory.mktemp("prom"),
                               scrape_config(exporter.target))
     return url

@@ -35,8 +35,8 @@ _names = itertools.count()
 
 
 @pytest.fixture(scope="module")
-def kubeconfig(group: ProcessGroup, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    _, path = start_localkube(group, tmp_path_factory.mktemp("localkube"), node=False,
+def kubeconfig(module_procs: ProcessGroup, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    _, path = start_localkube(module_procs, tmp_path_factory.mktemp("localkube"), node=False,
                               extra_args=["--no-persist"])
     return path
 

@@ -31,8 +31,8 @@ from tests.helpers.scaler import (
 
 
 @pytest.fixture(scope="module")
-def scaler(group: ProcessGroup, prom: str) -> ScalerProc:
-    return start_scaler(group, prometheus_url=prom,
+def scaler(module_procs: ProcessGroup, prom: str) -> ScalerProc:
+    return start_scaler(module_procs, prometheus_url=prom,
                         extra_args=["--cache-ttl", "0.5", "--stream-interval", "0.5"])
 
 

@@ -42,6 +42,7 @@ def up(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _raise_interrupt)
     signal.signal(signal.SIGINT, _raise_interrupt)
     stack = Stack(cfg)
+    prometheus: httpx.Client | None = None
 
     def say(line: str) -> None:
         print(f"brix up: {line}", flush=True)
@@ -81,6 +82,8 @@ def up(args: argparse.Namespace) -> int:
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if prometheus is not None:
+            prometheus.close()
         stack.stop()
     say("stopped")
     return return_code

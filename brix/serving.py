@@ -99,8 +99,8 @@ def serve(
     server = _Server(config, name=name)
     try:
         # run(), not asyncio.run(serve()): it makes the loop uvicorn is configured
-        # for (uvloop when installed), which halves the event loop's share of a
-        # proxied request.
+        # for (uvloop when installed; about a tenth less gateway CPU per proxied
+        # request, bench/gateway/RESULTS.md).
         server.run()
     except SystemExit:
         # uvicorn exits from startup when it cannot bind, after logging why.

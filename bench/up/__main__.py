@@ -23,22 +23,10 @@ from pathlib import Path
 import psutil
 
 from bench.machine import cpu_model
+from tests.helpers.stack import stack_processes
 
 ROOT = Path(__file__).resolve().parents[2]
 READY = re.compile(r"brix is up: gateway at (http://\S+)")
-
-
-def stack_processes(root: Path, leader: int) -> list[psutil.Process]:
-    state = str(root / ".brix")
-    out = []
-    for proc in psutil.process_iter():
-        try:
-            if proc.pid == leader or proc.environ().get("KUBECONFIG", "").startswith(state) or (
-                    state in " ".join(proc.cmdline())):
-                out.append(proc)
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            continue
-    return out
 
 
 def label(proc: psutil.Process) -> str:
@@ -89,7 +77,7 @@ def main() -> int:
     drain = subprocess.Popen(["cat"], stdin=proc.stdout, stdout=subprocess.DEVNULL)
     try:
         time.sleep(args.settle_seconds)
-        procs = stack_processes(ROOT, proc.pid)
+        procs = stack_processes(ROOT)
         before = cpu_total(procs)
         time.sleep(args.idle_seconds)
         after = cpu_total(procs)

@@ -9,36 +9,16 @@ import signal
 import time
 
 import httpx
-import psutil
 import pytest
 
 from tests.helpers.procs import REPO, ProcessGroup
+from tests.helpers.stack import stack_processes
 
 pytestmark = pytest.mark.vllm  # the stack includes tiny-llama on a real vLLM
 
 
-def _processes_of_the_stack() -> list[psutil.Process]:
-    """Processes that belong to a `brix up` of this checkout: by their command
-    line, or by the environment localkube gives every pod (KUBECONFIG under .brix/)."""
-    state = str(REPO / ".brix")
-    me = psutil.Process()
-    ours = {me.pid, *(p.pid for p in me.parents())}  # the test run itself (make test, pytest)
-    found = []
-    for proc in psutil.process_iter(["pid", "cmdline"]):
-        if proc.pid in ours:
-            continue
-        try:
-            cmd = " ".join(proc.info["cmdline"] or [])
-            env = proc.environ()
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            continue
-        if "brix.cli up" in cmd or state in cmd or env.get("KUBECONFIG", "").startswith(state):
-            found.append(proc)
-    return found
-
-
 def test_make_up_serves_then_stops_cleanly(procs: ProcessGroup) -> None:
-    assert not _processes_of_the_stack(), "a brix up of this checkout is already running"
+    assert not stack_processes(REPO), "a brix up of this checkout is already running"
     for port in (6443, 9090, 8000):
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
@@ -59,7 +39,7 @@ def test_make_up_serves_then_stops_cleanly(procs: ProcessGroup) -> None:
     proc.popen.wait(120)
     assert "brix up: stopped" in proc.output()
     deadline = time.monotonic() + 30
-    while (left := _processes_of_the_stack()) and time.monotonic() < deadline:
+    while (left := stack_processes(REPO)) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert not left, f"left running: {[p.info['cmdline'] for p in left]}"
     with pytest.raises(httpx.ConnectError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import datetime as dt
 import json
 import time
 from collections.abc import Callable
@@ -13,8 +14,10 @@ import httpx
 import openai
 import pytest
 
+from brix.local import view
 from brix.local.stack import Stack
 from tests.helpers.localkube import kubectl
+from tests.helpers.procs import free_port
 from tests.helpers.prometheus import query
 
 T = TypeVar("T")
@@ -72,6 +75,45 @@ def test_openai_client_through_the_gateway(sim_stack: Stack) -> None:
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model="no-such-model",
                                        messages=[{"role": "user", "content": "x"}])
+
+
+def _scaler_event(name: str, message: str) -> dict[str, object]:
+    now = dt.datetime.now(dt.UTC).isoformat()
+    return {
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"generateName": f"{name}.", "namespace": "brix-models"},
+        "involvedObject": {"apiVersion": "apps/v1", "kind": "Deployment",
+                           "namespace": "brix-models", "name": name},
+        "reason": "Scaled", "message": message, "type": "Normal",
+        "source": {"component": "brix-scaler"}, "firstTimestamp": now, "lastTimestamp": now,
+    }
+
+
+def test_the_live_view_reads_the_stack_and_names_an_unreachable_prometheus(
+    sim_stack: Stack,
+) -> None:
+    apps, custom, core = sim_stack.clients()
+    core.create_namespaced_event("brix-models", _scaler_event("sim-model", "1 -> 2 replicas"))
+    # An Event of another Deployment is not sim-model's decision.
+    core.create_namespaced_event("brix-models", _scaler_event("sim-model-x", "9 -> 9 replicas"))
+    with httpx.Client(base_url=sim_stack.config.prometheus_url, timeout=5) as prometheus:
+        snap = eventually(
+            lambda: (s := view.gather(apps, custom, core, prometheus)).models
+            and s.models[0].waiting is not None and s, timeout=30,
+            what="sim-model's queue in Prometheus")
+    (row,) = snap.models
+    assert (row.model, row.namespace, row.ready) == ("sim-model", "brix-models", 1)
+    assert not snap.problems
+    decisions = [d.split(" ", 1)[1] for d in snap.decisions]  # without the time
+    assert "sim-model: 1 -> 2 replicas" in decisions
+    assert not [d for d in decisions if d.startswith("sim-model-x")]
+    with httpx.Client(base_url=f"http://127.0.0.1:{free_port()}", timeout=2) as nowhere:
+        snap = view.gather(apps, custom, core, nowhere)
+    assert [m.model for m in snap.models] == ["sim-model"]  # the rest still shows
+    assert snap.models[0].waiting is None
+    assert len(snap.problems) == 1
+    assert snap.problems[0].startswith("Prometheus: ")
+    assert "! Prometheus: " in view.render(snap)
 
 
 def test_load_scales_up_then_down(sim_stack: Stack) -> None:

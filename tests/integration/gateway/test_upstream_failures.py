@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import signal
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -161,9 +163,6 @@ def test_a_client_that_leaves_cancels_the_upstream_request(procs: ProcessGroup,
 def test_a_cookie_one_answer_sets_never_reaches_another_request(procs: ProcessGroup) -> None:
     # A stand-in pod (not an engine: no engine sets cookies) that sets one and
     # records the Cookie header of every request it gets.
-    import http.server
-    import threading
-
     seen: list[str | None] = []
 
     class Pod(http.server.BaseHTTPRequestHandler):

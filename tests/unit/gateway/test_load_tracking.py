@@ -148,21 +148,26 @@ async def _polls_on_demand() -> None:
         async with aiohttp.ClientSession() as client:
             poller = SidecarPoller(tracker, lambda: [endpoint], interval=0.01, client=client,
                                    idle_after=0.2)
+            def seen() -> tuple[int | None, int | None]:
+                (cand,) = tracker.candidates([endpoint])
+                return cand.waiting, cand.running
+
             task = asyncio.create_task(poller.run())
             await asyncio.sleep(0.3)
             assert hits == 0, "polled although no request wanted the queues"
+            assert seen() == (None, None)
             tracker.want_queues()
             for _ in range(200):
-                if tracker.queues:
+                if seen() != (None, None):
                     break
                 await asyncio.sleep(0.01)
-            assert tracker.queues == {endpoint.url: (3, 7)}
+            assert seen() == (3, 7)
             # No more requests want them: the polls stop and the stale numbers go.
             for _ in range(200):
-                if not tracker.queues:
+                if seen() == (None, None):
                     break
                 await asyncio.sleep(0.01)
-            assert tracker.queues == {}
+            assert seen() == (None, None)
             paused_at = hits
             await asyncio.sleep(0.2)
             assert hits == paused_at

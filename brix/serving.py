@@ -12,6 +12,7 @@ Tests and localkube wait for that line (``READY_PATTERN``).
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import re
@@ -20,6 +21,29 @@ import sys
 from typing import Any, Final
 
 READY_PATTERN: Final = re.compile(r"listening on (?P<url>(?:http|grpc)s?://\S+)")
+
+
+# The young generation's threshold for servers (CPython's default is 700).
+GC_THRESHOLD: Final = (10_000, 10, 10)
+
+
+def quiet_gc() -> None:
+    """Keep the cyclic garbage collector off a long-running server's request path.
+
+    What exists once a server listens (modules, the app, its clients) lives as
+    long as the process; ``gc.freeze()`` takes it out of the collector's scans,
+    so a full collection no longer walks tens of thousands of objects (tens of
+    milliseconds, paid by whatever requests wait meanwhile). The young
+    generation's threshold rises from 700 to 10,000 allocations: a request
+    allocates hundreds of objects, and with many requests in flight a small
+    threshold promotes their live objects only to scan them again. Cycles
+    are still collected, somewhat later; reference counting frees the rest at
+    once. Measured on the gateway under load: the collector's share of its
+    CPU went from 13% to under 1% (bench/gateway/RESULTS.md).
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLD)
 
 
 def bind_host(explicit: str | None = None) -> str:
@@ -80,6 +104,7 @@ def serve(
             await super().startup(sockets)
             if self.should_exit:
                 return
+            quiet_gc()  # the app's lifespan has run: what it made stays too
             for server in self.servers:
                 for sock in server.sockets:
                     host, port = sock.getsockname()[:2]

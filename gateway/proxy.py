@@ -92,6 +92,9 @@ class Proxy:
     rng: random.Random
     turns: dict[str, int] = field(default_factory=dict)
     urls: dict[tuple[str, str], URL] = field(default_factory=dict)
+    # The loop the calls run on, given explicitly to current_task and create_task:
+    # looking it up costs a getpid() system call each time on Python 3.11.
+    loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.get_running_loop)
 
     def url(self, endpoint: Endpoint, path: str) -> URL:
         """The parsed URL of ``path`` at ``endpoint`` (parsed once, not per request)."""
@@ -165,9 +168,10 @@ class ProxyCall:
         self._client_gone = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        task = asyncio.current_task()
+        loop = self.proxy.loop
+        task = asyncio.current_task(loop)
         assert task is not None
-        watcher = asyncio.create_task(self._watch_disconnect(receive, task))
+        watcher = loop.create_task(self._watch_disconnect(receive, task))
         try:
             await self._run(send)
         except asyncio.CancelledError:
@@ -320,9 +324,15 @@ class ProxyCall:
         self.proxy.metrics.first_byte(self.model, time.perf_counter() - self.started)
         await send({"type": "http.response.start", "status": response.status,
                     "headers": headers})
+        content = response.content
         try:
             while chunk is not None:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                # A body that has all come (a whole JSON answer, usually in one
+                # read) goes out as the last message: no empty one after it.
+                last = content.at_eof()
+                await send({"type": "http.response.body", "body": chunk, "more_body": not last})
+                if last:
+                    return True
                 if time.monotonic() > deadline:
                     raise TimeoutError("total timeout")
                 chunk = await anext(chunks, None)

@@ -143,6 +143,17 @@ def test_request_id_is_kept(stack: Stack) -> None:
     assert r.headers["x-request-id"] == "trace-42"
 
 
+def test_request_ids_are_made_when_missing_or_unusable(stack: Stack) -> None:
+    ids = []
+    for headers in ({}, {}, {"x-request-id": "has space"}, {"x-request-id": "x" * 201}):
+        r = httpx.post(stack.url + "/v1/completions", headers=headers,
+                       json={"model": "m1", "prompt": "x", "max_tokens": 1}, timeout=30)
+        assert r.status_code == 200
+        ids.append(r.headers["x-request-id"])
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    assert len(set(ids)) == len(ids)
+
+
 def test_requests_are_counted_by_model_and_code(stack: Stack) -> None:
     def count(code: str) -> float:
         text = httpx.get(stack.url + "/metrics", timeout=10).text

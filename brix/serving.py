@@ -119,13 +119,18 @@ def serve(
         access_log=False,
         timeout_graceful_shutdown=timeout_graceful_shutdown,
         lifespan="on",
+        # asyncio's own loop, not uvloop: libuv (since 1.45) accepts one
+        # connection per loop iteration, so a server saturated by its current
+        # clients let a burst of new ones wait in the accept queue for seconds
+        # (256 new connections to a busy gateway: ~1% of requests at 1.3-2 s).
+        # asyncio accepts up to the backlog at once; the CPU per request of
+        # the two loops was within this machine's noise (bench/gateway).
+        loop="asyncio",
         **uvicorn_options,
     )
     server = _Server(config, name=name)
     try:
-        # run(), not asyncio.run(serve()): it makes the loop uvicorn is configured
-        # for (uvloop when installed; about a tenth less gateway CPU per proxied
-        # request, bench/gateway/RESULTS.md).
+        # run(), not asyncio.run(serve()): it makes the loop configured above.
         server.run()
     except SystemExit:
         # uvicorn exits from startup when it cannot bind, after logging why.

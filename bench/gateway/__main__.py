@@ -8,11 +8,19 @@ and a load generator that is not the gateway's code: ``wrk`` (Debian's
 package) for non-streaming requests, ``bench.gateway.loadgen`` (raw asyncio
 HTTP/1.1) for streams and for mixed loads.
 
-1. Overhead: p50/p99 latency going direct to a sim and through the gateway at
-   1, 64 and 256 connections (the difference of the percentiles).
-2. Requests/s of the one gateway worker, and the CPU seconds each process
-   used per request (from /proc): the CPU per request is what bounds a
-   worker's rate on a machine of its own.
+1. Overhead against a sim, every process on the same CPUs: p50/p99 latency
+   going direct and through the gateway at 1, 64 and 256 connections (the
+   difference of the percentiles), and the CPU seconds each process used per
+   request (from /proc).
+2. One gateway worker on a CPU of its own (the last one; the upstream and
+   wrk on the others), with ``bench.gateway.replay`` as the upstream: an
+   answer recorded from the sim, replayed (a stand-in, not an engine; see
+   that module for why the sim cannot serve here):
+   a. the most requests/s the worker passes, and its CPU per request, with
+      answers that come at once;
+   b. the latency it adds to answers that take 50 ms (drawn from 25-75 ms
+      with more than one connection, so that clients do not move in
+      lockstep), at 1, 64 and 256 connections.
 3. Streaming: time to first byte with 200 concurrent streams, direct and
    through the gateway.
 4. Routing quality: three sims that each run at most 4 sequences at once, a
@@ -38,7 +46,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.machine import cpu_model
+import httpx
+
+from bench.machine import cpu_model, pin
+from bench.machine import cpu_seconds as pid_cpu_seconds
 from tests.helpers.gateway import start_gateway
 from tests.helpers.procs import Proc, ProcessGroup
 from tests.helpers.sim import slow, start_sim
@@ -49,12 +60,11 @@ LUA = """wrk.method = "POST"
 wrk.body = '{"model":"m1","prompt":"Hello there","max_tokens":1}'
 wrk.headers["Content-Type"] = "application/json"
 """
-CLOCK = os.sysconf("SC_CLK_TCK")
+ENGINE_MS = 50.0  # how long the replayed answers take in section 2b
 
 
 def cpu_seconds(proc: Proc) -> float:
-    fields = Path(f"/proc/{proc.popen.pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK
+    return pid_cpu_seconds(proc.popen.pid)
 
 
 def _ms(text: str) -> float:
@@ -127,6 +137,99 @@ def overhead(procs: ProcessGroup, duration: float, script: Path) -> list[str]:
     return lines
 
 
+def record_answer(procs: ProcessGroup, path: Path) -> None:
+    """The sim's answer to wrk's request, as the bytes of an HTTP/1.1 response."""
+    sim = start_sim(procs, name="m1", extra_args=INSTANT)
+    assert sim.url
+    r = httpx.post(sim.url + "/v1/completions", timeout=30,
+                   json={"model": "m1", "prompt": "Hello there", "max_tokens": 1})
+    r.raise_for_status()
+    head = f"HTTP/1.1 {r.status_code} {r.reason_phrase}\r\n".encode()
+    head += b"".join(k + b": " + v + b"\r\n" for k, v in r.headers.raw)
+    path.write_bytes(head + b"\r\n" + r.content)
+    procs.stop_all()
+
+
+def _replay_and_gateway(procs: ProcessGroup, answer: Path, gateway_cpus: set[int], *,
+                        delay_ms: float = 0.0, spread_ms: float = 0.0) -> tuple[Proc, Proc]:
+    up = procs.start(["-m", "bench.gateway.replay", "--answer", str(answer),
+                      "--delay-ms", str(delay_ms), "--spread-ms", str(spread_ms)],
+                     name="replay")
+    assert up.url
+    gw = start_gateway(procs, extra_args=["--static-routes", f"m1={up.url}",
+                                          "--log-level", "warning"])
+    pin(gw.popen.pid, gateway_cpus)
+    assert gw.url
+    return up, gw
+
+
+def own_cpu(procs: ProcessGroup, duration: float, script: Path,
+            answer: Path) -> list[tuple[str, list[str]]]:
+    """Section 2: one gateway worker pinned to the last CPU, everything else on the others."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return [("One gateway worker on a CPU of its own",
+                 ["Not measured: this machine has one CPU."])]
+    mine = os.sched_getaffinity(0)
+    gateway_cpus = {cpus[-1]}
+    os.sched_setaffinity(0, set(cpus[:-1]))  # what starts from here (wrk, replay) runs there
+    try:
+        rate = ["| connections | direct req/s | gateway req/s | gateway p50 ms "
+                "| gateway p99 ms | gateway CPU ms/req | replay CPU ms/req | wrk CPU ms/req "
+                "| errors |", "|---|---|---|---|---|---|---|---|---|"]
+        up, gw = _replay_and_gateway(procs, answer, gateway_cpus)
+        assert up.url
+        assert gw.url
+        wrk(gw.url, 16, 2, script)  # warm up
+        for rnd in (1, 2):
+            for conns in (64, 256):
+                # The direct run also lets the gateway close the last run's connections.
+                direct = wrk(up.url, conns, duration, script)
+                g0, u0 = cpu_seconds(gw), cpu_seconds(up)
+                via = wrk(gw.url, conns, duration, script)
+                g1, u1 = cpu_seconds(gw), cpu_seconds(up)
+                n = via["requests"]
+                rate.append(
+                    f"| {conns} (round {rnd}) | {direct['rps']:.0f} | {via['rps']:.0f} "
+                    f"| {via['p50']:.2f} | {via['p99']:.2f} | {1000 * (g1 - g0) / n:.3f} "
+                    f"| {1000 * (u1 - u0) / n:.3f} | {1000 * via['wrk_cpu'] / n:.3f} "
+                    f"| {int(direct['errors'] + via['errors'])} |")
+                print(rate[-1], flush=True)
+        procs.stop_all()
+
+        added = ["| connections | engine ms | direct p50 ms | direct p99 ms | gateway p50 ms "
+                 "| gateway p99 ms | added p50 ms | added p99 ms | gateway req/s "
+                 "| gateway CPU ms/req | errors |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for conns, spread in ((1, 0.0), (64, ENGINE_MS / 2), (256, ENGINE_MS / 2)):
+            up, gw = _replay_and_gateway(procs, answer, gateway_cpus, delay_ms=ENGINE_MS,
+                                         spread_ms=spread)
+            assert up.url
+            assert gw.url
+            wrk(gw.url, 16, 2, script)
+            engine = f"{ENGINE_MS:g}" + (f" +- {spread:g}" if spread else "")
+            for rnd in (1, 2):
+                direct = wrk(up.url, conns, duration, script)
+                g0 = cpu_seconds(gw)
+                via = wrk(gw.url, conns, duration, script)
+                g1 = cpu_seconds(gw)
+                added.append(
+                    f"| {conns} (round {rnd}) | {engine} | {direct['p50']:.2f} "
+                    f"| {direct['p99']:.2f} | {via['p50']:.2f} | {via['p99']:.2f} "
+                    f"| {via['p50'] - direct['p50']:+.2f} | {via['p99'] - direct['p99']:+.2f} "
+                    f"| {via['rps']:.0f} | {1000 * (g1 - g0) / via['requests']:.3f} "
+                    f"| {int(direct['errors'] + via['errors'])} |")
+                print(added[-1], flush=True)
+            procs.stop_all()
+    finally:
+        os.sched_setaffinity(0, mine)
+    where = (f"gateway on CPU {cpus[-1]}, replay and wrk on CPU "
+             f"{', '.join(str(c) for c in cpus[:-1])}")
+    return [(f"One gateway worker on a CPU of its own: most requests/s ({where}; "
+             "answers at once)", rate),
+            (f"One gateway worker on a CPU of its own: added latency ({where}; answers "
+             f"after {ENGINE_MS:g} ms)", added)]
+
+
 def streaming(procs: ProcessGroup, duration: float) -> list[str]:
     sim = start_sim(procs, name="m1", extra_args=(*slow(ms_per_token=50, max_num_seqs=512),
                                                   "--log-level", "warning"))
@@ -190,9 +293,12 @@ def main(argv: list[str] | None = None) -> int:
         script.write_text(LUA)
         procs = ProcessGroup(log_dir=Path(tmp) / "logs")
         try:
+            answer = Path(tmp) / "answer.http"
+            record_answer(procs, answer)
             sections = [
-                ("Overhead against going direct to a sim (non-streaming, wrk)",
-                 overhead(procs, args.duration, script)),
+                ("Overhead against going direct to a sim (non-streaming, wrk; every process "
+                 "on the same CPUs)", overhead(procs, args.duration, script)),
+                *own_cpu(procs, args.duration, script, answer),
                 ("Streaming time to first byte", streaming(procs, args.duration)),
                 ("Routing quality under skewed load (3 sims, 4 sequences each, 24 clients, "
                  "10% of requests 40x longer)", routing_quality(procs, args.duration * 2)),
@@ -205,8 +311,9 @@ def main(argv: list[str] | None = None) -> int:
         f"- date: {started:%Y-%m-%d %H:%M} UTC",
         f"- machine: {os.cpu_count()} CPUs (`nproc`), {cpu_model()}; load average "
         f"{load[0]:.1f} when it started (the machine is shared)",
-        "- processes: sim engines, one gateway process (uvicorn, one worker), the load "
-        "generator (wrk, or `bench.gateway.loadgen`), all on loopback, all on the same CPUs",
+        "- processes: sim engines (or the replay stand-in), one gateway process (uvicorn, "
+        "one worker), the load generator (wrk, or `bench.gateway.loadgen`), all on "
+        "loopback; on the same CPUs except where a section says otherwise",
         f"- command: `python -m bench.gateway --duration {args.duration:g}`",
         "",
     ]

@@ -119,12 +119,17 @@ def serve(
         access_log=False,
         timeout_graceful_shutdown=timeout_graceful_shutdown,
         lifespan="on",
-        # asyncio's own loop, not uvloop: libuv (since 1.45) accepts one
-        # connection per loop iteration, so a server saturated by its current
-        # clients let a burst of new ones wait in the accept queue for seconds
-        # (256 new connections to a busy gateway: ~1% of requests at 1.3-2 s).
-        # asyncio accepts up to the backlog at once; the CPU per request of
-        # the two loops was within this machine's noise (bench/gateway).
+        # asyncio's own loop, not uvloop, for two reasons. libuv (since 1.45)
+        # accepts one connection per loop iteration, so a server saturated by
+        # its current clients let a burst of new ones wait in the accept queue
+        # for seconds (256 new connections to a busy gateway: ~1% of their
+        # requests at 1.3-2 s); asyncio accepts up to the backlog at once. And
+        # uvloop has an open report of answers reaching the wrong requests
+        # under heavy load behind uvicorn (MagicStack/uvloop#645), which a
+        # gateway carrying many users' completions cannot risk. The price,
+        # measured in bench/gateway and bench/sim: about the same CPU per
+        # proxied request at 64 connections, up to a tenth more at 256, and a
+        # quarter more per streamed token at saturation.
         loop="asyncio",
         **uvicorn_options,
     )

@@ -101,6 +101,20 @@ def wrk(url: str, connections: int, duration: float, script: Path) -> dict[str, 
     return result
 
 
+def direct_and_via(upstream: Proc, gw: Proc, conns: int, duration: float,
+                   script: Path) -> tuple[dict[str, float], dict[str, float], float, float]:
+    """wrk straight to ``upstream``, then through ``gw``: both results, and the
+    gateway's and the upstream's CPU ms per request during the second run."""
+    assert upstream.url
+    assert gw.url
+    direct = wrk(upstream.url, conns, duration, script)
+    g0, u0 = cpu_seconds(gw), cpu_seconds(upstream)
+    via = wrk(gw.url, conns, duration, script)
+    g1, u1 = cpu_seconds(gw), cpu_seconds(upstream)
+    n = via["requests"]
+    return direct, via, 1000 * (g1 - g0) / n, 1000 * (u1 - u0) / n
+
+
 def loadgen(*args: str) -> dict[str, Any]:
     out = subprocess.run([sys.executable, "-m", "bench.gateway.loadgen", *args],
                          capture_output=True, text=True, check=True).stdout
@@ -121,17 +135,13 @@ def overhead(procs: ProcessGroup, duration: float, script: Path) -> list[str]:
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for rnd in (1, 2):  # two rounds, direct and gateway alternating: the machine is shared
         for conns in (1, 64, 256):
-            direct = wrk(sim.url, conns, duration, script)
-            g0, s0 = cpu_seconds(gw), cpu_seconds(sim)
-            via = wrk(gw.url, conns, duration, script)
-            g1, s1 = cpu_seconds(gw), cpu_seconds(sim)
-            n = via["requests"]
+            direct, via, gw_ms, sim_ms = direct_and_via(sim, gw, conns, duration, script)
             lines.append(
                 f"| {conns} (round {rnd}) | {direct['p50']:.2f} | {direct['p99']:.2f} "
                 f"| {via['p50']:.2f} | {via['p99']:.2f} | {via['p50'] - direct['p50']:+.2f} "
                 f"| {via['p99'] - direct['p99']:+.2f} | {direct['rps']:.0f} | {via['rps']:.0f} "
-                f"| {1000 * (g1 - g0) / n:.3f} | {1000 * (s1 - s0) / n:.3f} "
-                f"| {1000 * via['wrk_cpu'] / n:.3f} | {int(direct['errors'] + via['errors'])} |")
+                f"| {gw_ms:.3f} | {sim_ms:.3f} | {1000 * via['wrk_cpu'] / via['requests']:.3f} "
+                f"| {int(direct['errors'] + via['errors'])} |")
             print(lines[-1], flush=True)
     procs.stop_all()
     return lines
@@ -150,8 +160,10 @@ def record_answer(procs: ProcessGroup, path: Path) -> None:
     procs.stop_all()
 
 
-def _replay_and_gateway(procs: ProcessGroup, answer: Path, gateway_cpus: set[int], *,
-                        delay_ms: float = 0.0, spread_ms: float = 0.0) -> tuple[Proc, Proc]:
+def _replay_and_gateway(procs: ProcessGroup, answer: Path, gateway_cpus: set[int],
+                        script: Path, *, delay_ms: float = 0.0,
+                        spread_ms: float = 0.0) -> tuple[Proc, Proc]:
+    """The replay stand-in and a gateway to it on ``gateway_cpus``, warmed up."""
     up = procs.start(["-m", "bench.gateway.replay", "--answer", str(answer),
                       "--delay-ms", str(delay_ms), "--spread-ms", str(spread_ms)],
                      name="replay")
@@ -160,6 +172,7 @@ def _replay_and_gateway(procs: ProcessGroup, answer: Path, gateway_cpus: set[int
                                           "--log-level", "warning"])
     pin(gw.popen.pid, gateway_cpus)
     assert gw.url
+    wrk(gw.url, 16, 2, script)  # connections, imports, caches
     return up, gw
 
 
@@ -177,22 +190,14 @@ def own_cpu(procs: ProcessGroup, duration: float, script: Path,
         rate = ["| connections | direct req/s | gateway req/s | gateway p50 ms "
                 "| gateway p99 ms | gateway CPU ms/req | replay CPU ms/req | wrk CPU ms/req "
                 "| errors |", "|---|---|---|---|---|---|---|---|---|"]
-        up, gw = _replay_and_gateway(procs, answer, gateway_cpus)
-        assert up.url
-        assert gw.url
-        wrk(gw.url, 16, 2, script)  # warm up
+        up, gw = _replay_and_gateway(procs, answer, gateway_cpus, script)
         for rnd in (1, 2):
             for conns in (64, 256):
-                # The direct run also lets the gateway close the last run's connections.
-                direct = wrk(up.url, conns, duration, script)
-                g0, u0 = cpu_seconds(gw), cpu_seconds(up)
-                via = wrk(gw.url, conns, duration, script)
-                g1, u1 = cpu_seconds(gw), cpu_seconds(up)
-                n = via["requests"]
+                direct, via, gw_ms, up_ms = direct_and_via(up, gw, conns, duration, script)
                 rate.append(
                     f"| {conns} (round {rnd}) | {direct['rps']:.0f} | {via['rps']:.0f} "
-                    f"| {via['p50']:.2f} | {via['p99']:.2f} | {1000 * (g1 - g0) / n:.3f} "
-                    f"| {1000 * (u1 - u0) / n:.3f} | {1000 * via['wrk_cpu'] / n:.3f} "
+                    f"| {via['p50']:.2f} | {via['p99']:.2f} | {gw_ms:.3f} | {up_ms:.3f} "
+                    f"| {1000 * via['wrk_cpu'] / via['requests']:.3f} "
                     f"| {int(direct['errors'] + via['errors'])} |")
                 print(rate[-1], flush=True)
         procs.stop_all()
@@ -201,23 +206,16 @@ def own_cpu(procs: ProcessGroup, duration: float, script: Path,
                  "| gateway p99 ms | added p50 ms | added p99 ms | gateway req/s "
                  "| gateway CPU ms/req | errors |", "|---|---|---|---|---|---|---|---|---|---|---|"]
         for conns, spread in ((1, 0.0), (64, ENGINE_MS / 2), (256, ENGINE_MS / 2)):
-            up, gw = _replay_and_gateway(procs, answer, gateway_cpus, delay_ms=ENGINE_MS,
-                                         spread_ms=spread)
-            assert up.url
-            assert gw.url
-            wrk(gw.url, 16, 2, script)
+            up, gw = _replay_and_gateway(procs, answer, gateway_cpus, script,
+                                         delay_ms=ENGINE_MS, spread_ms=spread)
             engine = f"{ENGINE_MS:g}" + (f" +- {spread:g}" if spread else "")
             for rnd in (1, 2):
-                direct = wrk(up.url, conns, duration, script)
-                g0 = cpu_seconds(gw)
-                via = wrk(gw.url, conns, duration, script)
-                g1 = cpu_seconds(gw)
+                direct, via, gw_ms, _ = direct_and_via(up, gw, conns, duration, script)
                 added.append(
                     f"| {conns} (round {rnd}) | {engine} | {direct['p50']:.2f} "
                     f"| {direct['p99']:.2f} | {via['p50']:.2f} | {via['p99']:.2f} "
                     f"| {via['p50'] - direct['p50']:+.2f} | {via['p99'] - direct['p99']:+.2f} "
-                    f"| {via['rps']:.0f} | {1000 * (g1 - g0) / via['requests']:.3f} "
-                    f"| {int(direct['errors'] + via['errors'])} |")
+                    f"| {via['rps']:.0f} | {gw_ms:.3f} | {int(direct['errors'] + via['errors'])} |")
                 print(added[-1], flush=True)
             procs.stop_all()
     finally:

@@ -1,0 +1,1 @@
+"""Autoscaling policies the lab compares (see ``lab.policies.base`` for their interface)."""

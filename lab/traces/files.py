@@ -111,7 +111,8 @@ def read_mooncake_jsonl(f: IO[str], *, name: str) -> Trace:
             raise TraceError(f"{where}: timestamp is not a number: {stamp!r}")
         t = float(stamp) / 1000.0
         if t < last:
-            raise TraceError(f"{where}: timestamps are not sorted ({stamp} comes after a later one)")
+            raise TraceError(f"{where}: timestamps are not sorted "
+                             f"({stamp} comes after a later one)")
         last = t
         if start is None:
             start = t

@@ -43,7 +43,7 @@ def _instant(text: str, key: str) -> float:
             from None
 
 
-def _range(client: httpx.Client, url: str, promql: str, start: float, end: float,
+def _range(client: httpx.Client, url: str, promql: str, *, start: float, end: float,
            step: float) -> dict[float, float]:
     try:
         r = client.get(f"{url}/api/v1/query_range",
@@ -84,12 +84,12 @@ def from_prometheus(url: str, given: Mapping[str, str]) -> Trace:
     url = url.rstrip("/")
     with httpx.Client(timeout=30.0) as client:
         rates = _range(client, url, f"sum(rate(brix_gateway_requests_total{sel}[{window}]))",
-                       start, end, step)
+                       start=start, end=end, step=step)
         prompt = _range(client, url, f"sum(rate(brix_engine_prompt_tokens_total{sel}[{window}]))",
-                        start, end, step)
+                        start=start, end=end, step=step)
         gen = _range(client, url,
                      f"sum(rate(brix_engine_generation_tokens_total{sel}[{window}]))",
-                     start, end, step)
+                     start=start, end=end, step=step)
     if not rates:
         raise TraceError(f"prometheus: no brix_gateway_requests_total for model {model!r} "
                          f"between {start:.0f} and {end:.0f}")

@@ -83,11 +83,13 @@ class SimSettings:
     routing: str = "least-request"
     scrape_interval: float = 15.0
     hold_timeout: float = 60.0
-    initial_replicas: int = 1
+    initial_replicas: int | None = None
+    """Ready pods at the start; None: the policy's ``initial_replicas`` if it has one, else 1."""
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.scrape_interval <= 0 or self.hold_timeout < 0 or self.initial_replicas < 0:
+        if self.scrape_interval <= 0 or self.hold_timeout < 0 or (
+                self.initial_replicas is not None and self.initial_replicas < 0):
             raise ValueError("need scrape_interval > 0, hold_timeout >= 0, initial_replicas >= 0")
 
 
@@ -404,7 +406,12 @@ class _Sim:
     # --- the loop ---------------------------------------------------------
 
     def run(self, progress: Callable[[float], None] | None = None) -> Result:
-        for _ in range(self.s.initial_replicas):
+        initial = self.s.initial_replicas
+        if initial is None:
+            initial = getattr(self.policy, "initial_replicas", 1)
+        if isinstance(initial, bool) or not isinstance(initial, int) or initial < 0:
+            raise ValueError(f"initial replicas must be an integer >= 0, got {initial!r}")
+        for _ in range(initial):
             self.new_pod(ready_now=True)
         self.record()
         self.push(0.0, _EV_SCRAPE)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import itertools
 import json
 from pathlib import Path
 
@@ -102,7 +103,7 @@ def test_synthetic_is_seeded_and_follows_its_rate() -> None:
 
 def test_bursty_arrivals_vary_more_than_poisson() -> None:
     def cv(trace: Trace) -> float:
-        gaps = [b.arrival - a.arrival for a, b in zip(trace.requests, trace.requests[1:])]
+        gaps = [b.arrival - a.arrival for a, b in itertools.pairwise(trace.requests)]
         mean = sum(gaps) / len(gaps)
         var = sum((g - mean) ** 2 for g in gaps) / len(gaps)
         return float(var ** 0.5 / mean)

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import httpx
 import yaml
 
 from lab.engine import Result, SimSettings, simulate
@@ -92,6 +93,9 @@ def _parser() -> argparse.ArgumentParser:
     cal.add_argument("--model", default=None, help="model to ask (default: the first served)")
     cal.add_argument("--max-num-seqs", type=int, default=None,
                      help="the engine's --max-num-seqs (default: read from its metrics, else 256)")
+    cal.add_argument("--kv-cache-tokens", type=int, default=None,
+                     help="KV cache in tokens (default: vLLM's cache_config_info, else "
+                     "max_num_seqs x max_model_len)")
     cal.add_argument("--batch", type=int, default=8, help="concurrent streams of the batch run")
     cal.add_argument("--quiet", action="store_true")
     return parser
@@ -184,13 +188,13 @@ def _run_one(trace: Trace, profile: Any, policy: Any, settings: SimSettings, nam
         return simulate(trace, profile, policy, settings)
     from tqdm import tqdm
 
-    with tqdm(total=round(trace.duration), unit="s", desc=name, file=sys.stderr,
-              leave=False) as bar:
+    total = round(trace.duration)
+    with tqdm(total=total, unit="s", desc=name, file=sys.stderr, leave=False) as bar:
         def progress(t: float) -> None:
-            bar.update(max(0, min(round(t), bar.total) - bar.n))
+            bar.update(max(0, min(round(t), total) - bar.n))
 
         result = simulate(trace, profile, policy, settings, progress)
-        bar.update(bar.total - bar.n)
+        bar.update(total - bar.n)
     return result
 
 
@@ -212,7 +216,8 @@ def calibrate_command(args: argparse.Namespace) -> int:
 
     name = args.name or args.out.stem
     profile = calibrate(args.engine_url, name=name, model=args.model,
-                        max_num_seqs=args.max_num_seqs, batch=args.batch, quiet=args.quiet)
+                        max_num_seqs=args.max_num_seqs, kv_cache_tokens=args.kv_cache_tokens,
+                        batch=args.batch, quiet=args.quiet)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     import json
     args.out.write_text(json.dumps(profile.to_json(), indent=2) + "\n", encoding="utf-8")
@@ -226,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = {"backtest": backtest, "trace": trace_command, "calibrate": calibrate_command}
     try:
         return commands[args.command](args)
-    except (TraceError, ProfileError, UsageError, ValueError) as e:
+    except (TraceError, ProfileError, UsageError, ValueError, httpx.HTTPError) as e:
         message = str(e).splitlines()[0] if str(e) else type(e).__name__
         print(f"{PROG} {args.command}: error: {message}", file=sys.stderr)
         return 2

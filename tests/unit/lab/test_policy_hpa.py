@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pytest
 
 from lab.policies.hpa import (
@@ -18,7 +20,8 @@ pytestmark = pytest.mark.unit
 NO_WINDOW_DOWN = ScalingRules(0.0, DEFAULT_SCALE_DOWN.policies)
 
 
-def run(hpa: HpaController, replicas: int, steps: list[tuple[float, float | None]]) -> list[int]:
+def run(hpa: HpaController, replicas: int,
+        steps: Sequence[tuple[float, float | None]]) -> list[int]:
     """Sync at each (time, metric); the replicas after each sync."""
     out = []
     for now, value in steps:

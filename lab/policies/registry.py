@@ -24,6 +24,8 @@ from lab.policies.fixed import Fixed
 from lab.policies.hpa import DEFAULT_SCALE_DOWN, DEFAULT_SCALE_UP, ScalingRules
 from lab.policies.keda import KedaHpa
 from lab.policies.kpa import KPA_METRICS, Kpa
+from lab.policies.slo import BrixSlo
+from scaler.slo import Slo, SloPolicy
 
 __all__ = ["PolicySpec", "Setting", "describe", "names", "parse"]
 
@@ -49,6 +51,8 @@ class Setting:
     """The value must be greater than this (exclusive), if set."""
     maximum: float | None = None
     """The largest value allowed (inclusive), if any."""
+    required: bool = False
+    """The spec must give it (``default`` is then unused)."""
     choices: tuple[str, ...] = ()
     """For a ``str`` setting: the values allowed."""
 
@@ -142,6 +146,18 @@ def _kpa(*, target: float, metric: str, stable: float, panic_window: float, pani
                interval=interval, min_replicas=min, max_replicas=max)
 
 
+def _brix_slo(*, ttft: float, tpot: float | None, attainment: float, pod_start: float,
+              capacity: float | None, concurrency: float | None, utilization: float,
+              window: float, cooldown: float, trend: float, growth: float, gain: float,
+              interval: float, min: int, max: int) -> BrixSlo:
+    slo = Slo(ttft=ttft, tpot=tpot, attainment=attainment)
+    return BrixSlo(SloPolicy(slo=slo, pod_start=pod_start, capacity=capacity,
+                             concurrency=concurrency, min_replicas=min, max_replicas=max,
+                             utilization=utilization, scale_down_window=window,
+                             zero_cooldown=cooldown, trend_window=trend, max_growth=growth,
+                             capacity_gain=gain), interval=interval)
+
+
 _MAX = Setting(int, 100, "most replicas (KEDA's maxReplicaCount default: no policy is capped "
                "by its bound unless asked)", minimum=1)
 _TOLERANCE = Setting(float, 0.1, "the HPA's tolerance around the target ratio", minimum=0)
@@ -233,6 +249,40 @@ _POLICIES: dict[str, PolicyInfo] = {
         },
         build=_kpa,
     ),
+    "brix-slo": PolicyInfo(
+        summary="brix's SLO policy (scaler.slo): replicas for the demand expected a pod start "
+                "ahead and the backlog to drain within the TTFT target, at a capacity learnt "
+                "online.",
+        settings={
+            "ttft": Setting(float, 2.0, "TTFT target, seconds", above=0),
+            "tpot": Setting(float, None, "TPOT target, seconds (not observed in the lab)",
+                            above=0),
+            "attainment": Setting(float, 0.99, "share of requests within the targets, (0, 1]",
+                                  above=0, maximum=1),
+            "pod_start": Setting(float, 60.0, "seconds from scale-up to serving (the "
+                                 "lab's --cold-start)", minimum=0),
+            "capacity": Setting(float, None, "requests/s one replica serves within the SLO, "
+                                "from the profile (unset: learnt once targets are met "
+                                "under load; holds until then)", above=0),
+            "concurrency": Setting(float, None, "requests one replica runs at once (unset: "
+                                   "learnt from full replicas)", above=0),
+            "utilization": Setting(float, 0.8, "share of the capacity planned for, (0, 1]",
+                                   above=0, maximum=1),
+            "window": Setting(float, 300.0, "seconds demand must stay lower before a "
+                              "scale-down", minimum=0),
+            "cooldown": Setting(float, 300.0, "seconds idle before zero (min=0)", minimum=0),
+            "trend": Setting(float, 300.0, "seconds of rates the forecast fits", above=0),
+            "growth": Setting(float, 2.0, "the forecast's bound, a multiple of the rate now",
+                              minimum=1),
+            "gain": Setting(float, 0.2, "how far one contradicting observation moves the "
+                            "capacity, (0, 1]", above=0, maximum=1),
+            "interval": Setting(float, 15.0, "seconds between decisions", above=0),
+            "min": Setting(int, 1, "fewest replicas (0: to zero after the cooldown)",
+                           minimum=0),
+            "max": _MAX,
+        },
+        build=_brix_slo,
+    ),
     "fixed": PolicyInfo(
         summary="No autoscaling: a constant replica count.",
         settings={
@@ -256,7 +306,9 @@ def describe() -> str:
         info = _POLICIES[name]
         lines.append(f"  {name}: {info.summary}")
         for key, setting in info.settings.items():
-            default = "required" if setting.default is None else f"default {setting.default}"
+            default = ("required" if setting.required
+                       else "optional" if setting.default is None
+                       else f"default {setting.default}")
             lines.append(f"      {key} ({setting.kind.__name__}, {default}): {setting.help}")
     return "\n".join(lines)
 
@@ -304,7 +356,7 @@ def parse(spec: str) -> list[PolicySpec]:
         if key not in info.settings:
             known = ", ".join(info.settings) or "none"
             raise ValueError(f"{name}: unknown setting {key!r} (known: {known})")
-    missing = [k for k, s in info.settings.items() if s.default is None and k not in dict(pairs)]
+    missing = [k for k, s in info.settings.items() if s.required and k not in dict(pairs)]
     if missing:
         raise ValueError(f"{name}: setting {missing[0]!r} is required")
     parsed = [[(key, text, info.settings[key].parse(name, key, text)) for text in texts]
@@ -312,7 +364,7 @@ def parse(spec: str) -> list[PolicySpec]:
     sweep = any(len(texts) > 1 for _, texts in pairs)
     specs: list[PolicySpec] = []
     for combo in itertools.product(*parsed):
-        kwargs = {key: s.default for key, s in info.settings.items() if s.default is not None}
+        kwargs = {key: s.default for key, s in info.settings.items() if not s.required}
         kwargs.update({key: value for key, _, value in combo})
         for check in (_min_max, *info.checks):
             check(name, kwargs)

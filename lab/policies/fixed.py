@@ -23,9 +23,9 @@ class Fixed:
 
     def __post_init__(self) -> None:
         if self.replicas < 0:
-            raise ValueError(f"fixed: replicas must be >= 0, got {self.replicas}")
+            raise ValueError(f"replicas must be >= 0, got {self.replicas}")
         if self.interval <= 0:
-            raise ValueError(f"fixed: interval must be > 0, got {self.interval}")
+            raise ValueError(f"interval must be > 0, got {self.interval}")
 
     @property
     def initial_replicas(self) -> int:

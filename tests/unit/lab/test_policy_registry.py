@@ -100,3 +100,19 @@ def test_describe_lists_every_policy_and_setting() -> None:
     for name in names():
         assert f"  {name}:" in text
     assert "replicas (int, default 1)" in text
+
+
+@pytest.mark.parametrize("name", names())
+def test_every_policy_builds_with_its_defaults_and_answers_a_count(name: str) -> None:
+    (spec,) = parse(name)
+    policy = spec.make()
+    assert isinstance(policy, Autoscaler)
+    assert policy.interval > 0
+    answer = policy.decide(now=policy.interval, metrics=_NoMetrics(), replicas=2, ready=2)
+    assert isinstance(answer, int)
+    assert answer >= 0
+
+
+def test_the_name_of_a_spec_without_a_sweep_is_kept_as_given() -> None:
+    (spec,) = parse("kpa:target=4;panic=2")
+    assert spec.name == "kpa:target=4;panic=2"

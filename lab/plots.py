@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 
 import matplotlib as mpl
 
@@ -18,8 +19,13 @@ from lab.traces import Trace
 __all__ = ["plot_all"]
 
 def _style() -> AbstractContextManager[None]:
-    return plt.rc_context({"figure.figsize": (11, 5.5), "figure.dpi": 100, "font.size": 11,
+    return plt.rc_context({"figure.figsize": (13, 6), "figure.dpi": 100, "font.size": 11,
                            "axes.grid": True, "grid.alpha": 0.3, "legend.fontsize": 9})
+
+
+# Outside the axes, on the right: many policies' lines stay visible.
+_LEGEND: dict[str, Any] = {"loc": "upper left", "bbox_to_anchor": (1.01, 1.0),
+                           "borderaxespad": 0.0}
 
 
 def _minutes(t: np.ndarray) -> np.ndarray:
@@ -49,6 +55,7 @@ def plot_replicas(trace: Trace, results: Mapping[str, Result], path: Path) -> No
         rate_ax.set_xlabel("time (minutes)")
         rate_ax.set_ylabel("arrival rate (requests/s)")
         rep_ax = rate_ax.twinx()
+        legend_at = {**_LEGEND, "bbox_to_anchor": (1.08, 1.0)}
         for name, result in results.items():
             times, alive = _alive_steps(result)
             rep_ax.step(_minutes(times), alive, where="post", linewidth=1.6, label=name)
@@ -57,7 +64,7 @@ def plot_replicas(trace: Trace, results: Mapping[str, Result], path: Path) -> No
         rate_ax.set_ylim(bottom=0)
         handles = rate_ax.get_legend_handles_labels()
         more = rep_ax.get_legend_handles_labels()
-        rep_ax.legend(handles[0] + more[0], handles[1] + more[1], loc="upper left")
+        rep_ax.legend(handles[0] + more[0], handles[1] + more[1], **legend_at)
         rate_ax.set_title(f"Arrivals and replicas: {trace.name}")
         fig.tight_layout()
         fig.savefig(path)
@@ -84,7 +91,7 @@ def plot_ttft(trace: Trace, results: Mapping[str, Result], slo_ttft: float, path
         ax.set_xlabel("arrival time (minutes)")
         ax.set_ylabel("TTFT p99 of the minute's arrivals (s, log)")
         ax.set_title(f"Time to first token, p99 per minute: {trace.name}")
-        ax.legend(loc="upper left")
+        ax.legend(**_LEGEND)
         fig.tight_layout()
         fig.savefig(path)
         plt.close(fig)
@@ -101,7 +108,7 @@ def plot_cost(results: Mapping[str, Result], path: Path) -> None:
         ax.set_ylabel("cumulative replica-hours")
         ax.set_title("Cost: cumulative replica-hours")
         ax.set_ylim(bottom=0)
-        ax.legend(loc="upper left")
+        ax.legend(**_LEGEND)
         fig.tight_layout()
         fig.savefig(path)
         plt.close(fig)

@@ -48,7 +48,8 @@ def met(result: Result, slo: Slo) -> np.ndarray:
     in_time = np.nan_to_num(result.ttft, nan=math.inf) <= slo.ttft
     ok: np.ndarray = (result.outcome == Outcome.COMPLETED) & in_time
     if slo.tpot is not None:
-        ok = ok & np.isnan(result.tpot) | (np.nan_to_num(result.tpot, nan=0.0) <= slo.tpot)
+        tpot_ok = np.isnan(result.tpot) | (np.nan_to_num(result.tpot, nan=0.0) <= slo.tpot)
+        ok = ok & tpot_ok
     return ok
 
 

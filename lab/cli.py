@@ -98,6 +98,14 @@ def _parser() -> argparse.ArgumentParser:
                      "max_num_seqs x max_model_len)")
     cal.add_argument("--batch", type=int, default=8, help="concurrent streams of the batch run")
     cal.add_argument("--quiet", action="store_true")
+    val = sub.add_parser("validate", help="replay a trace against one live engine; compare "
+                         "its latencies with the lab's prediction for the same profile")
+    val.add_argument("--engine-url", required=True, help="the engine's base URL (vLLM or sim)")
+    val.add_argument("--trace", default="validate-5min")
+    val.add_argument("--profile", required=True, help="the profile the engine runs with")
+    val.add_argument("--slo-ttft", type=float, default=2.0)
+    val.add_argument("--out", type=Path, default=None, help="JSON of the comparison")
+    _add_trace_flags(val)
     return parser
 
 
@@ -225,10 +233,36 @@ def calibrate_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def validate_command(args: argparse.Namespace) -> int:
+    from lab.validate import validate
+
+    trace = _trace(args, args.trace)
+    profile = load_profile(args.profile)
+    comparison = validate(args.engine_url, trace, profile, Slo(ttft=args.slo_ttft))
+    ratios = comparison.ratios()
+    print(f"{'figure':<16}{'real':>10}{'lab':>10}{'lab/real':>10}")
+    for key, real in comparison.real.items():
+        sim = comparison.sim[key]
+        ratio = ratios[key]
+        print(f"{key:<16}{_num(real):>10}{_num(sim):>10}{_num(ratio):>10}")
+    if args.out is not None:
+        import json
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"trace": trace.describe(), "profile": profile.name,
+                                        **comparison.to_json()}, indent=2) + "\n")
+        print(f"written: {args.out}")
+    return 0
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    commands = {"backtest": backtest, "trace": trace_command, "calibrate": calibrate_command}
+    commands = {"backtest": backtest, "trace": trace_command, "calibrate": calibrate_command,
+                "validate": validate_command}
     try:
         return commands[args.command](args)
     except (TraceError, ProfileError, UsageError, ValueError, httpx.HTTPError) as e:

@@ -8,7 +8,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from scaler.slo import Load, Slo, SloError, SloPolicy, SloState, decide, forecast
+from scaler.slo import (
+    Load,
+    ProfileCapacity,
+    Slo,
+    SloError,
+    SloPolicy,
+    SloState,
+    decide,
+    forecast,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -230,3 +239,61 @@ def test_bad_input_raises_naming_the_key(make: object, key: str) -> None:
 
 def test_attainment_of_one_is_allowed() -> None:
     assert Slo(ttft=1.0, attainment=1.0).attainment == 1.0
+
+
+# --- a profile as the prior -------------------------------------------------------------
+
+GPU = {"prefill_tokens_per_s": 20000.0, "decode_ms_per_token": 8.0,
+       "decode_ms_per_token_per_seq": 0.08, "max_num_seqs": 256}
+
+
+def test_profile_capacity_falls_with_longer_requests_and_rises_with_a_bigger_batch() -> None:
+    profile = ProfileCapacity.from_mapping(GPU)
+    base = profile.requests_per_s(1000, 250)
+    assert profile.requests_per_s(4000, 250) < base
+    assert profile.requests_per_s(1000, 1000) < base
+    bigger = ProfileCapacity.from_mapping({**GPU, "max_num_seqs": 512})
+    assert bigger.requests_per_s(1000, 250) > base
+    # Prefill-only work runs at the prefill speed.
+    assert profile.requests_per_s(2000, 0) == pytest.approx(GPU["prefill_tokens_per_s"] / 2000)
+
+
+def test_profile_mapping_errors_name_the_key() -> None:
+    with pytest.raises(SloError) as info:
+        ProfileCapacity.from_mapping({k: v for k, v in GPU.items() if k != "max_num_seqs"})
+    assert info.value.key == "max_num_seqs"
+    with pytest.raises(SloError) as info:
+        ProfileCapacity.from_mapping({**GPU, "prefill_tokens_per_s": 0})
+    assert info.value.key == "prefill_tokens_per_s"
+
+
+def test_the_profile_prior_follows_the_measured_lengths() -> None:
+    profile = ProfileCapacity.from_mapping(GPU)
+    p = policy(capacity=None, profile=profile, max_replicas=100)
+    short = Load(rate=40.0, replicas=1, ready=1, prompt_tokens=500, output_tokens=100)
+    long_ = Load(rate=40.0, replicas=1, ready=1, prompt_tokens=4000, output_tokens=800)
+    d_short, _ = decide(p, SloState(), short, now=15.0)
+    d_long, _ = decide(p, SloState(), long_, now=15.0)
+    assert d_short.capacity == pytest.approx(profile.requests_per_s(500, 100))
+    assert d_short.desired == math.ceil(40.0 / (d_short.capacity * p.utilization))
+    assert d_long.desired > d_short.desired
+
+
+def test_a_correction_learnt_at_one_mix_carries_to_the_next() -> None:
+    profile = ProfileCapacity.from_mapping(GPU)
+    p = policy(capacity=None, profile=profile, capacity_gain=0.5, max_replicas=100)
+    prior = profile.requests_per_s(1000, 200)
+    # Missed at half the prior's load per replica: the estimate drops halfway to it.
+    missed = Load(rate=prior / 2 * 4, replicas=4, ready=4, prompt_tokens=1000,
+                  output_tokens=200, ttft=10.0)
+    d, state = decide(p, SloState(), missed, now=15.0)
+    assert d.capacity == pytest.approx(prior * 0.75)
+    other = Load(rate=1.0, replicas=4, ready=4, prompt_tokens=3000, output_tokens=100)
+    d, _ = decide(p, state, other, now=30.0)
+    assert d.capacity == pytest.approx(profile.requests_per_s(3000, 100) * 0.75)
+
+
+def test_with_a_profile_but_no_lengths_yet_the_capacity_is_unknown() -> None:
+    p = policy(capacity=None, profile=ProfileCapacity.from_mapping(GPU))
+    with pytest.raises(SloError, match="initialCapacity"):
+        decide(p, SloState(), load(3.0, 2), now=15.0)

@@ -14,10 +14,18 @@ The arithmetic of one decision::
 
     forecast  = the arrival rate expected at now + pod_start (below)
     ahead     = max(rate now, forecast)              requests/s
-    backlog   = queue / ttft                         requests/s to drain it in time
+    backlog   = persisting queue / ttft              requests/s to drain it in time
     desired   = ceil((ahead + backlog) / (capacity * utilization))
     floor     = ceil(running / concurrency)          what the running work needs
+                                                     (1 while any work runs or waits)
     desired   = max(desired, floor) within [min, max]
+
+The backlog counts only the queue that persisted: the least queue seen over
+the last ``backlog_window`` seconds (default 30: this decision's and the one
+before at 15 s). An engine's waiting queue is briefly non-empty at any load (a
+request waits for the next step, a burst for a few), and a new pod, a pod
+start away, cannot help a queue that drains by itself within seconds; a queue
+that persists is work the fleet does not absorb.
 
 then: up at once; down only to the highest desired of the last
 ``scale_down_window`` seconds (demand must have stayed lower that long); to
@@ -165,13 +173,17 @@ class SloPolicy:
     profile: ProfileCapacity | None = None
     """A timing profile: the prior follows the measured mean lengths (needs them in ``Load``)."""
     concurrency: float | None = None
-    """Requests one replica runs at once (the engine's max sequences), if known."""
+    """Requests one replica runs at once (the engine's max sequences); unset: the
+    profile's ``max_num_seqs``. Not learnt: an engine's waiting queue is briefly
+    non-empty at any load (a request waits for the next step), so "running while
+    something waits" says nothing about a full replica."""
     min_replicas: int = 0
     max_replicas: int = 10
     utilization: float = 0.8
     """The share of the capacity to plan for, in (0, 1]: headroom for bursts."""
     scale_down_window: float = 300.0
     zero_cooldown: float = 300.0
+    backlog_window: float = 30.0
     trend_window: float = 300.0
     max_growth: float = 2.0
     capacity_gain: float = 0.2
@@ -189,7 +201,7 @@ class SloPolicy:
                            f"got {self.max_replicas}")
         if not (math.isfinite(self.utilization) and 0 < self.utilization <= 1):
             raise SloError("utilization", f"must be within (0, 1], got {self.utilization!r}")
-        for key in ("scale_down_window", "zero_cooldown"):
+        for key in ("scale_down_window", "zero_cooldown", "backlog_window"):
             value = getattr(self, key)
             if not (math.isfinite(value) and value >= 0):
                 raise SloError(key, f"must be a number >= 0, got {value!r}")
@@ -248,6 +260,8 @@ class SloState:
 
     rates: tuple[tuple[float, float], ...] = ()
     """(time, arrival rate) within the trend window."""
+    queues: tuple[tuple[float, float], ...] = ()
+    """(time, queue) within the backlog window."""
     desired: tuple[tuple[float, int], ...] = ()
     """(time, desired before the window) within the scale-down window."""
     factor: float = 1.0
@@ -256,8 +270,6 @@ class SloState:
     """Without a prior: the capacity learnt from met targets (None: not yet)."""
     prior: float | None = None
     """The last prior the profile gave (kept while lengths cannot be measured)."""
-    concurrency: float | None = None
-    """The most requests a full replica was seen running (when a queue existed)."""
     last_busy: float | None = None
     """When anything last arrived, waited or ran."""
 
@@ -346,15 +358,14 @@ def decide(policy: SloPolicy, state: SloState, load: Load,
     current = load.replicas
     rates = (*((t, r) for t, r in state.rates if t > now - policy.trend_window),
              (now, load.rate))
+    queues = (*((t, q) for t, q in state.queues if t > now - policy.backlog_window),
+              (now, load.queue))
     busy = load.rate > 0 or load.queue > 0 or load.running > 0
     last_busy = now if busy or state.last_busy is None else state.last_busy
-    concurrency = state.concurrency
-    if load.queue > 0 and load.ready > 0 and load.running > 0:
-        concurrency = max(concurrency or 0.0, load.running / load.ready)
-    if policy.concurrency is not None:
-        concurrency = policy.concurrency
+    concurrency = policy.concurrency or (
+        float(policy.profile.max_num_seqs) if policy.profile is not None else None)
     capacity, next_state = _learn_capacity(policy, state, load, _prior(policy, state, load))
-    next_state = replace(next_state, rates=rates, concurrency=concurrency, last_busy=last_busy)
+    next_state = replace(next_state, rates=rates, queues=queues, last_busy=last_busy)
 
     if current == 0 and load.queue <= 0 and policy.min_replicas == 0:
         return SloDecision(0, 0, "0 -> 0: at zero, nothing waiting", capacity or 0.0,
@@ -371,7 +382,8 @@ def decide(policy: SloPolicy, state: SloState, load: Load,
     ahead_at = now + policy.pod_start
     predicted = forecast(rates, ahead_at, max_growth=policy.max_growth)
     ahead = max(load.rate, predicted)
-    backlog = load.queue / policy.slo.ttft
+    queued = min(q for _, q in queues)
+    backlog = queued / policy.slo.ttft
     per_replica = capacity * policy.utilization
     raw = math.ceil((ahead + backlog) / per_replica - 1e-9)
     floor_ = math.ceil(load.running / concurrency - 1e-9) if concurrency else 0
@@ -379,7 +391,7 @@ def decide(policy: SloPolicy, state: SloState, load: Load,
         floor_ = max(floor_, 1)
     wanted = min(max(raw, floor_, policy.min_replicas), policy.max_replicas)
     arithmetic = (f"demand {load.rate:.3g}/s, forecast {predicted:.3g}/s at "
-                  f"+{policy.pod_start:g}s, backlog {load.queue:g}/{policy.slo.ttft:g}s = "
+                  f"+{policy.pod_start:g}s, backlog {queued:g}/{policy.slo.ttft:g}s = "
                   f"{backlog:.3g}/s; capacity {capacity:.3g}/s x {policy.utilization:g} "
                   f"-> ceil({ahead + backlog:.3g}/{per_replica:.3g}) = {raw}"
                   + (f", running needs {floor_}" if floor_ > raw else ""))

@@ -287,7 +287,7 @@ _POLICIES: dict[str, PolicyInfo] = {
             "profile": Setting(str, None, "timing profile, a bundled name (gpu-8b) or a JSON "
                                "path: the capacity follows the measured lengths"),
             "concurrency": Setting(float, None, "requests one replica runs at once (unset: "
-                                   "learnt from full replicas)", above=0),
+                                   "the profile's max_num_seqs)", above=0),
             "utilization": Setting(float, 0.8, "share of the capacity planned for, (0, 1]",
                                    above=0, maximum=1),
             "window": Setting(float, 300.0, "seconds demand must stay lower before a "

@@ -22,6 +22,8 @@ from scaler.slo import (
 pytestmark = pytest.mark.unit
 
 SLO = Slo(ttft=2.0)
+GPU = {"prefill_tokens_per_s": 20000.0, "decode_ms_per_token": 8.0,
+       "decode_ms_per_token_per_seq": 0.08, "max_num_seqs": 256}
 
 
 def policy(**kwargs: object) -> SloPolicy:
@@ -67,6 +69,16 @@ def test_the_backlog_must_drain_within_the_ttft_target() -> None:
     assert with_queue.desired == math.ceil((4.0 + 16.0 / SLO.ttft) / per_replica)
 
 
+def test_only_a_queue_that_persists_counts_as_backlog() -> None:
+    p = policy()
+    per_replica = p.capacity * p.utilization  # type: ignore[operator]
+    _, state = decide(p, SloState(), load(4.0, 3), now=15.0)
+    blip, state = decide(p, state, load(4.0, 3, queue=16.0), now=30.0)
+    assert blip.desired == math.ceil(4.0 / per_replica)  # drained by itself or not yet seen twice
+    kept, _ = decide(p, state, load(4.0, 3, queue=20.0), now=45.0)
+    assert kept.desired == math.ceil((4.0 + 16.0 / SLO.ttft) / per_replica)
+
+
 def test_a_ramp_is_provisioned_for_a_pod_start_ahead() -> None:
     # The rate climbs 0.01/s per second; a pod started now serves 60 s later.
     p = policy(max_replicas=100)
@@ -86,12 +98,15 @@ def test_never_below_what_the_running_work_needs() -> None:
     assert decision.desired == math.ceil(30.0 / 8.0)
 
 
-def test_concurrency_is_learnt_from_full_replicas() -> None:
-    p = policy()
-    state = SloState()
-    _, state = decide(p, state, load(1.0, 2, running=16.0, queue=1.0), now=15.0)
-    decision, _ = decide(p, state, load(0.0, 6, running=24.0), now=30.0)
-    assert decision.desired >= math.ceil(24.0 / 8.0)
+def test_the_profiles_batch_is_the_concurrency_and_busy_work_keeps_one() -> None:
+    profile = ProfileCapacity.from_mapping({**GPU, "max_num_seqs": 8})
+    p = policy(capacity=2.0, profile=profile)
+    decision, _ = decide(p, SloState(), load(0.0, 6, running=30.0), now=15.0)
+    assert decision.desired == math.ceil(30.0 / 8)
+    # A brief queue beside a little running work is no sign of a full replica.
+    bare = policy(capacity=2.0, min_replicas=0)
+    decision, _ = decide(bare, SloState(), load(0.0, 3, running=2.0, queue=1.0), now=15.0)
+    assert decision.desired >= 1
 
 
 # --- windows and zero -----------------------------------------------------------------
@@ -242,9 +257,6 @@ def test_attainment_of_one_is_allowed() -> None:
 
 
 # --- a profile as the prior -------------------------------------------------------------
-
-GPU = {"prefill_tokens_per_s": 20000.0, "decode_ms_per_token": 8.0,
-       "decode_ms_per_token_per_seq": 0.08, "max_num_seqs": 256}
 
 
 def test_profile_capacity_falls_with_longer_requests_and_rises_with_a_bigger_batch() -> None:

@@ -14,16 +14,21 @@ Every ``interval`` (the loop's 15 s) it reads, as Prometheus has them:
 - with a profile, the mean lengths: ``rate(vllm:prompt_tokens_total)`` and
   ``rate(vllm:generation_tokens_total)`` over ``rate(vllm:request_success_total)``.
 
+Without a ``capacity`` or ``profile`` setting, a simulator may hand it the run's
+timing profile through ``use_profile`` (the profile's JSON object) before the
+first decision; the policy then starts from that profile as its prior.
+
 A ``SloError`` while deciding (the capacity cannot be known yet) holds the
 replicas, as the loop holds with a Warning Event; ``last_reason`` says why.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 
 from lab.policies.base import MetricsView
-from scaler.slo import Load, SloError, SloPolicy, SloState, decide
+from scaler.slo import Load, ProfileCapacity, SloError, SloPolicy, SloState, decide
 
 __all__ = ["BrixSlo"]
 
@@ -53,6 +58,14 @@ class BrixSlo:
             raise ValueError(f"interval must be > 0, got {self.interval}")
         if not self.rate_window > 0:
             raise ValueError(f"rate_window must be > 0, got {self.rate_window}")
+
+    def use_profile(self, profile: Mapping[str, object]) -> bool:
+        """Take the run's timing profile as the capacity prior, unless the settings gave
+        one; whether it was taken. ``SloError`` names a key the profile lacks."""
+        if self.policy.capacity is not None or self.policy.profile is not None:
+            return False
+        self.policy = replace(self.policy, profile=ProfileCapacity.from_mapping(profile))
+        return True
 
     def _mean(self, metrics: MetricsView, tokens: str) -> float | None:
         done = metrics.sum_rate(SUCCESS, self.rate_window)

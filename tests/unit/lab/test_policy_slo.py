@@ -114,3 +114,19 @@ def test_a_bad_profile_is_refused_at_parse_time(tmp_path: Path, content: str) ->
 def test_a_missing_profile_is_refused_naming_it(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="nowhere"):
         parse(f"brix-slo:profile={tmp_path / 'nowhere.json'}")
+
+
+def test_the_runs_profile_is_taken_only_when_the_settings_give_none() -> None:
+    bare = slo("brix-slo")
+    assert bare.use_profile(GPU)
+    assert bare.policy.profile is not None
+    done = 10.0
+    view = StaticMetrics(15.0, {REQUESTS: 30.0, SUCCESS: done, PROMPT: 1200.0 * done,
+                                OUTPUT: 300.0 * done})
+    answer = bare.decide(now=15.0, metrics=view, replicas=1, ready=1)
+    assert answer == math.ceil(30.0 / (bare.policy.profile.requests_per_s(1200, 300) * 0.8))
+    fixed = slo("brix-slo:capacity=3")
+    assert not fixed.use_profile(GPU)
+    assert fixed.policy.profile is None
+    with pytest.raises(ValueError, match="max_num_seqs"):
+        slo("brix-slo").use_profile({k: v for k, v in GPU.items() if k != "max_num_seqs"})

@@ -14,29 +14,41 @@ The arithmetic of one decision::
 
     forecast  = the arrival rate expected at now + pod_start (below)
     ahead     = max(rate now, forecast)              requests/s
-    backlog   = queue / ttft                         requests/s to drain it in time
+    backlog   = persisting queue / ttft              requests/s to drain it in time
     desired   = ceil((ahead + backlog) / (capacity * utilization))
     floor     = ceil(running / concurrency)          what the running work needs
+                                                     (1 while any work runs or waits)
     desired   = max(desired, floor) within [min, max]
+
+The backlog counts only the queue that persisted: the least queue seen over
+the last ``backlog_window`` seconds (default 30: this decision's and the one
+before at 15 s). An engine's waiting queue is briefly non-empty at any load (a
+request waits for the next step, a burst for a few), and a new pod, a pod
+start away, cannot help a queue that drains by itself within seconds; a queue
+that persists is work the fleet does not absorb.
 
 then: up at once; down only to the highest desired of the last
 ``scale_down_window`` seconds (demand must have stayed lower that long); to
 zero only after ``zero_cooldown`` seconds with nothing arriving, queued or
 running (and ``min_replicas`` 0); from zero on the first queued request.
 
-Capacity, kept honest online. The profile's capacity ``c`` is a prior. When a
-decision sees the ready replicas at load ``L = rate / ready`` and the observed
-quantile met the targets, the capacity is at least ``L``; when it missed them,
-at most ``L``. A contradicting observation moves ``c`` a fraction
-``capacity_gain`` (default 0.2) of the way to ``L``: at one decision per 15 s
-that closes 63 % of a gap in five decisions (75 s) and 90 % in ten, fast
-enough to follow a real change and slow enough that one noisy quantile does
-not swing the fleet. Observations that agree with ``c`` leave it alone, and it
-never leaves ``[prior / capacity_range, prior * capacity_range]`` (default 4),
-so a stretch of odd samples cannot run it away. Without a prior it is unknown
-until the first time the targets were met under load; then it is that load (a
-lower bound: it over-provisions and learns up). Until then ``decide`` raises
-``SloError`` naming ``initialCapacity``: never a silent 0.
+Capacity, kept honest online. The prior ``c0`` is the policy's ``capacity``
+(requests/s per replica) or, with a timing ``profile`` (the lab's calibrate
+format), the requests/s one replica sustains at the mean prompt and output
+lengths measured now (``ProfileCapacity``), so it follows the traffic's mix.
+The estimate is ``c = c0 * factor``. When a decision sees the ready replicas
+at load ``L = rate / ready`` and the observed quantile met the targets, the
+capacity is at least ``L``; when it missed them, at most ``L``. A
+contradicting observation moves ``c`` a fraction ``capacity_gain`` (default
+0.2) of the way to ``L``: at one decision per 15 s that closes 63 % of a gap
+in five decisions (75 s) and 90 % in ten, fast enough to follow a real change
+and slow enough that one noisy quantile does not swing the fleet.
+Observations that agree with ``c`` leave it alone, and ``factor`` stays
+within ``[1 / capacity_range, capacity_range]`` (default 4), so a stretch of
+odd samples cannot run it away. Without a prior the capacity is unknown until
+the first time the targets were met under load; then it is that load (a lower
+bound: it over-provisions, and learns up only when load outruns it). Until
+then ``decide`` raises ``SloError`` naming ``initialCapacity``: never a silent 0.
 
 The forecast. A least-squares line through the arrival rates of the last
 ``trend_window`` seconds (default 300), evaluated at ``now + pod_start``. A
@@ -52,10 +64,11 @@ the window instead.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-__all__ = ["Load", "Slo", "SloDecision", "SloError", "SloPolicy", "SloState", "decide",
-           "forecast"]
+__all__ = ["Load", "ProfileCapacity", "Slo", "SloDecision", "SloError", "SloPolicy", "SloState",
+           "decide", "forecast"]
 
 
 class SloError(ValueError):
@@ -94,6 +107,61 @@ class Slo:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class ProfileCapacity:
+    """One replica's sustainable request rate from a timing profile.
+
+    The profile is the sim engine's timing model (the lab's calibrate format):
+    a prefill of ``prefill_tokens_per_s`` and a decode step of
+    ``decode_ms_per_token + decode_ms_per_token_per_seq * (batch - 1)`` ms that
+    advances every running sequence by one token. With the batch full
+    (``max_num_seqs``) the decode runs ``T = batch / step`` tokens/s of the
+    time prefills leave; at mean lengths ``P`` (prompt) and ``O`` (output) a
+    rate ``r`` needs ``r * P / prefill`` of each second for prefills and
+    ``r * O / T`` for decodes, so ``r = 1 / (P / prefill + O / T)``. That is
+    the saturation throughput, an upper bound for a latency target; the
+    policy's utilisation and the online correction keep it honest.
+    """
+
+    prefill_tokens_per_s: float
+    decode_ms_per_token: float
+    decode_ms_per_token_per_seq: float
+    max_num_seqs: int
+
+    def __post_init__(self) -> None:
+        _positive("prefill_tokens_per_s", self.prefill_tokens_per_s)
+        _positive("decode_ms_per_token", self.decode_ms_per_token)
+        if not (math.isfinite(self.decode_ms_per_token_per_seq)
+                and self.decode_ms_per_token_per_seq >= 0):
+            raise SloError("decode_ms_per_token_per_seq",
+                           f"must be a number >= 0, got {self.decode_ms_per_token_per_seq!r}")
+        if self.max_num_seqs < 1:
+            raise SloError("max_num_seqs", f"must be >= 1, got {self.max_num_seqs}")
+
+    @classmethod
+    def from_mapping(cls, profile: Mapping[str, object]) -> ProfileCapacity:
+        """From a profile's JSON object; ``SloError`` names a missing or bad key."""
+        values: dict[str, float] = {}
+        for key in ("prefill_tokens_per_s", "decode_ms_per_token",
+                    "decode_ms_per_token_per_seq", "max_num_seqs"):
+            raw = profile.get(key)
+            if isinstance(raw, bool) or not isinstance(raw, int | float):
+                raise SloError(key, f"the profile needs it as a number, got {raw!r}")
+            values[key] = float(raw)
+        return cls(prefill_tokens_per_s=values["prefill_tokens_per_s"],
+                   decode_ms_per_token=values["decode_ms_per_token"],
+                   decode_ms_per_token_per_seq=values["decode_ms_per_token_per_seq"],
+                   max_num_seqs=int(values["max_num_seqs"]))
+
+    def requests_per_s(self, prompt_tokens: float, output_tokens: float) -> float:
+        """Requests/s one replica sustains at these mean lengths."""
+        step = (self.decode_ms_per_token
+                + self.decode_ms_per_token_per_seq * (self.max_num_seqs - 1)) / 1000
+        decode_rate = self.max_num_seqs / step
+        seconds = prompt_tokens / self.prefill_tokens_per_s + output_tokens / decode_rate
+        return math.inf if seconds <= 0 else 1.0 / seconds
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class SloPolicy:
     """How one model scales for its SLO."""
 
@@ -101,15 +169,21 @@ class SloPolicy:
     pod_start: float
     """Seconds from a scale-up to the new pod serving (metadata ``podStartSeconds``)."""
     capacity: float | None = None
-    """Requests/s one replica serves within the SLO, from a profile (``initialCapacity``)."""
+    """Requests/s one replica serves within the SLO (``initialCapacity``); overrides ``profile``."""
+    profile: ProfileCapacity | None = None
+    """A timing profile: the prior follows the measured mean lengths (needs them in ``Load``)."""
     concurrency: float | None = None
-    """Requests one replica runs at once (the engine's max sequences), if known."""
+    """Requests one replica runs at once (the engine's max sequences); unset: the
+    profile's ``max_num_seqs``. Not learnt: an engine's waiting queue is briefly
+    non-empty at any load (a request waits for the next step), so "running while
+    something waits" says nothing about a full replica."""
     min_replicas: int = 0
     max_replicas: int = 10
     utilization: float = 0.8
     """The share of the capacity to plan for, in (0, 1]: headroom for bursts."""
     scale_down_window: float = 300.0
     zero_cooldown: float = 300.0
+    backlog_window: float = 30.0
     trend_window: float = 300.0
     max_growth: float = 2.0
     capacity_gain: float = 0.2
@@ -127,7 +201,7 @@ class SloPolicy:
                            f"got {self.max_replicas}")
         if not (math.isfinite(self.utilization) and 0 < self.utilization <= 1):
             raise SloError("utilization", f"must be within (0, 1], got {self.utilization!r}")
-        for key in ("scale_down_window", "zero_cooldown"):
+        for key in ("scale_down_window", "zero_cooldown", "backlog_window"):
             value = getattr(self, key)
             if not (math.isfinite(value) and value >= 0):
                 raise SloError(key, f"must be a number >= 0, got {value!r}")
@@ -158,8 +232,16 @@ class Load:
     """Observed TTFT at the attainment quantile over the rate's window (None: no requests)."""
     tpot: float | None = None
     """Observed TPOT at the same quantile, if measured."""
+    prompt_tokens: float | None = None
+    """Mean prompt tokens per request lately (token counter rate / request rate)."""
+    output_tokens: float | None = None
+    """Mean generated tokens per request lately."""
 
     def __post_init__(self) -> None:
+        for key in ("prompt_tokens", "output_tokens"):
+            value = getattr(self, key)
+            if value is not None and not (math.isfinite(value) and value >= 0):
+                raise SloError(key, f"must be a finite number >= 0, got {value!r}")
         for key in ("rate", "queue", "running"):
             value = getattr(self, key)
             if not (math.isfinite(value) and value >= 0):
@@ -178,12 +260,16 @@ class SloState:
 
     rates: tuple[tuple[float, float], ...] = ()
     """(time, arrival rate) within the trend window."""
+    queues: tuple[tuple[float, float], ...] = ()
+    """(time, queue) within the backlog window."""
     desired: tuple[tuple[float, int], ...] = ()
     """(time, desired before the window) within the scale-down window."""
-    capacity: float | None = None
-    """The online capacity estimate (None: not yet; the policy's prior is used)."""
-    concurrency: float | None = None
-    """The most requests a full replica was seen running (when a queue existed)."""
+    factor: float = 1.0
+    """The online correction of the prior: capacity = prior x factor."""
+    learned: float | None = None
+    """Without a prior: the capacity learnt from met targets (None: not yet)."""
+    prior: float | None = None
+    """The last prior the profile gave (kept while lengths cannot be measured)."""
     last_busy: float | None = None
     """When anything last arrived, waited or ran."""
 
@@ -234,22 +320,32 @@ def _met(policy: SloPolicy, load: Load) -> bool | None:
     return met
 
 
-def _learn_capacity(policy: SloPolicy, state: SloState, load: Load) -> float | None:
-    """The capacity estimate after this observation (see the module's docstring)."""
-    current = state.capacity if state.capacity is not None else policy.capacity
-    met = _met(policy, load)
-    if met is None or load.ready == 0 or load.rate <= 0:
-        return current
-    per_replica = load.rate / load.ready
-    if current is None:
-        return per_replica if met else None
-    if (met and per_replica > current) or (not met and per_replica < current):
-        current += policy.capacity_gain * (per_replica - current)
+def _prior(policy: SloPolicy, state: SloState, load: Load) -> float | None:
+    """The capacity before correction: the setting, else the profile at the lengths now."""
     if policy.capacity is not None:
-        low = policy.capacity / policy.capacity_range
-        high = policy.capacity * policy.capacity_range
-        current = min(max(current, low), high)
-    return current
+        return policy.capacity
+    if (policy.profile is not None and load.prompt_tokens is not None
+            and load.output_tokens is not None):
+        return policy.profile.requests_per_s(load.prompt_tokens, load.output_tokens)
+    return state.prior
+
+
+def _learn_capacity(policy: SloPolicy, state: SloState, load: Load,
+                    prior: float | None) -> tuple[float | None, SloState]:
+    """The capacity after this observation, and the state that remembers it."""
+    current = prior * state.factor if prior is not None else state.learned
+    met = _met(policy, load)
+    if met is not None and load.ready > 0 and load.rate > 0:
+        per_replica = load.rate / load.ready
+        if current is None:
+            current = per_replica if met else None
+        elif (met and per_replica > current) or (not met and per_replica < current):
+            current += policy.capacity_gain * (per_replica - current)
+    if prior is None:
+        return current, replace(state, learned=current)
+    assert current is not None
+    factor = min(max(current / prior, 1 / policy.capacity_range), policy.capacity_range)
+    return prior * factor, replace(state, factor=factor, prior=prior)
 
 
 def decide(policy: SloPolicy, state: SloState, load: Load,
@@ -262,16 +358,14 @@ def decide(policy: SloPolicy, state: SloState, load: Load,
     current = load.replicas
     rates = (*((t, r) for t, r in state.rates if t > now - policy.trend_window),
              (now, load.rate))
+    queues = (*((t, q) for t, q in state.queues if t > now - policy.backlog_window),
+              (now, load.queue))
     busy = load.rate > 0 or load.queue > 0 or load.running > 0
     last_busy = now if busy or state.last_busy is None else state.last_busy
-    concurrency = state.concurrency
-    if load.queue > 0 and load.ready > 0 and load.running > 0:
-        concurrency = max(concurrency or 0.0, load.running / load.ready)
-    if policy.concurrency is not None:
-        concurrency = policy.concurrency
-    capacity = _learn_capacity(policy, state, load)
-    next_state = replace(state, rates=rates, capacity=capacity, concurrency=concurrency,
-                         last_busy=last_busy)
+    concurrency = policy.concurrency or (
+        float(policy.profile.max_num_seqs) if policy.profile is not None else None)
+    capacity, next_state = _learn_capacity(policy, state, load, _prior(policy, state, load))
+    next_state = replace(next_state, rates=rates, queues=queues, last_busy=last_busy)
 
     if current == 0 and load.queue <= 0 and policy.min_replicas == 0:
         return SloDecision(0, 0, "0 -> 0: at zero, nothing waiting", capacity or 0.0,
@@ -281,13 +375,15 @@ def decide(policy: SloPolicy, state: SloState, load: Load,
             first = max(1, policy.min_replicas)
             return SloDecision(first, 0, f"0 -> {first}: from zero (capacity not known yet)",
                                0.0, 0.0), next_state
-        raise SloError("initialCapacity", "the capacity cannot be measured yet: no profile "
-                       "capacity and the targets were never met under load; holding")
+        raise SloError("initialCapacity", "the capacity cannot be measured yet: no capacity "
+                       "setting, no profile with measured lengths, and the targets were never "
+                       "met under load; holding")
 
     ahead_at = now + policy.pod_start
     predicted = forecast(rates, ahead_at, max_growth=policy.max_growth)
     ahead = max(load.rate, predicted)
-    backlog = load.queue / policy.slo.ttft
+    queued = min(q for _, q in queues)
+    backlog = queued / policy.slo.ttft
     per_replica = capacity * policy.utilization
     raw = math.ceil((ahead + backlog) / per_replica - 1e-9)
     floor_ = math.ceil(load.running / concurrency - 1e-9) if concurrency else 0
@@ -295,7 +391,7 @@ def decide(policy: SloPolicy, state: SloState, load: Load,
         floor_ = max(floor_, 1)
     wanted = min(max(raw, floor_, policy.min_replicas), policy.max_replicas)
     arithmetic = (f"demand {load.rate:.3g}/s, forecast {predicted:.3g}/s at "
-                  f"+{policy.pod_start:g}s, backlog {load.queue:g}/{policy.slo.ttft:g}s = "
+                  f"+{policy.pod_start:g}s, backlog {queued:g}/{policy.slo.ttft:g}s = "
                   f"{backlog:.3g}/s; capacity {capacity:.3g}/s x {policy.utilization:g} "
                   f"-> ceil({ahead + backlog:.3g}/{per_replica:.3g}) = {raw}"
                   + (f", running needs {floor_}" if floor_ > raw else ""))

@@ -13,9 +13,11 @@ range raise ``ValueError`` with a one-line message naming them.
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from lab.policies.base import Autoscaler, MetricsView
@@ -25,7 +27,7 @@ from lab.policies.hpa import DEFAULT_SCALE_DOWN, DEFAULT_SCALE_UP, ScalingRules
 from lab.policies.keda import KedaHpa
 from lab.policies.kpa import KPA_METRICS, Kpa
 from lab.policies.slo import BrixSlo
-from scaler.slo import Slo, SloPolicy
+from scaler.slo import ProfileCapacity, Slo, SloPolicy
 
 __all__ = ["PolicySpec", "Setting", "describe", "names", "parse"]
 
@@ -59,7 +61,7 @@ class Setting:
     def parse(self, policy: str, key: str, text: str) -> int | float | bool | str:
         value: int | float
         if self.kind is str:
-            if text not in self.choices:
+            if self.choices and text not in self.choices:
                 allowed = ", ".join(self.choices)
                 raise ValueError(f"{policy}: {key}={text!r} is not one of {allowed}")
             return text
@@ -146,12 +148,30 @@ def _kpa(*, target: float, metric: str, stable: float, panic_window: float, pani
                interval=interval, min_replicas=min, max_replicas=max)
 
 
+PROFILES = Path(__file__).resolve().parents[1] / "profiles"
+"""Where the lab keeps its bundled timing profiles (``NAME.json``)."""
+
+
+def _profile(text: str) -> ProfileCapacity:
+    """A timing profile by bundled name or JSON path; ValueError naming it otherwise."""
+    path = Path(text) if text.endswith(".json") or "/" in text else PROFILES / f"{text}.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else "not JSON"
+        raise ValueError(f"profile {text!r} ({path}): {why}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"profile {text!r} ({path}): not a JSON object")
+    return ProfileCapacity.from_mapping(data)
+
+
 def _brix_slo(*, ttft: float, tpot: float | None, attainment: float, pod_start: float,
-              capacity: float | None, concurrency: float | None, utilization: float,
-              window: float, cooldown: float, trend: float, growth: float, gain: float,
-              interval: float, min: int, max: int) -> BrixSlo:
+              capacity: float | None, profile: str | None, concurrency: float | None,
+              utilization: float, window: float, cooldown: float, trend: float,
+              growth: float, gain: float, interval: float, min: int, max: int) -> BrixSlo:
     slo = Slo(ttft=ttft, tpot=tpot, attainment=attainment)
     return BrixSlo(SloPolicy(slo=slo, pod_start=pod_start, capacity=capacity,
+                             profile=None if profile is None else _profile(profile),
                              concurrency=concurrency, min_replicas=min, max_replicas=max,
                              utilization=utilization, scale_down_window=window,
                              zero_cooldown=cooldown, trend_window=trend, max_growth=growth,
@@ -263,9 +283,11 @@ _POLICIES: dict[str, PolicyInfo] = {
                                  "lab's --cold-start)", minimum=0),
             "capacity": Setting(float, None, "requests/s one replica serves within the SLO, "
                                 "from the profile (unset: learnt once targets are met "
-                                "under load; holds until then)", above=0),
+                                "under load; holds until then); overrides profile", above=0),
+            "profile": Setting(str, None, "timing profile, a bundled name (gpu-8b) or a JSON "
+                               "path: the capacity follows the measured lengths"),
             "concurrency": Setting(float, None, "requests one replica runs at once (unset: "
-                                   "learnt from full replicas)", above=0),
+                                   "the profile's max_num_seqs)", above=0),
             "utilization": Setting(float, 0.8, "share of the capacity planned for, (0, 1]",
                                    above=0, maximum=1),
             "window": Setting(float, 300.0, "seconds demand must stay lower before a "

@@ -10,7 +10,13 @@ Every ``interval`` (the loop's 15 s) it reads, as Prometheus has them:
 - the observed TTFT at the attainment quantile: ``histogram_quantile(attainment,
   sum by (le) (rate(vllm:time_to_first_token_seconds_bucket[1m])))``.
   TPOT is not observed here (the lab's engines export no TPOT histogram), so
-  only TTFT keeps the capacity honest.
+  only TTFT keeps the capacity honest;
+- with a profile, the mean lengths: ``rate(vllm:prompt_tokens_total)`` and
+  ``rate(vllm:generation_tokens_total)`` over ``rate(vllm:request_success_total)``.
+
+Without a ``capacity`` or ``profile`` setting, a simulator may hand it the run's
+timing profile through ``use_profile`` (the profile's JSON object) before the
+first decision; the policy then starts from that profile as its prior.
 
 A ``SloError`` while deciding (the capacity cannot be known yet) holds the
 replicas, as the loop holds with a Warning Event; ``last_reason`` says why.
@@ -18,10 +24,11 @@ replicas, as the loop holds with a Warning Event; ``last_reason`` says why.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 
 from lab.policies.base import MetricsView
-from scaler.slo import Load, SloError, SloPolicy, SloState, decide
+from scaler.slo import Load, ProfileCapacity, SloError, SloPolicy, SloState, decide
 
 __all__ = ["BrixSlo"]
 
@@ -30,6 +37,9 @@ WAITING = "vllm:num_requests_waiting"
 PENDING = "brix_gateway_requests_pending"
 RUNNING = "vllm:num_requests_running"
 TTFT = "vllm:time_to_first_token_seconds"
+PROMPT_TOKENS = "vllm:prompt_tokens_total"
+OUTPUT_TOKENS = "vllm:generation_tokens_total"
+SUCCESS = "vllm:request_success_total"
 
 
 @dataclass
@@ -49,9 +59,26 @@ class BrixSlo:
         if not self.rate_window > 0:
             raise ValueError(f"rate_window must be > 0, got {self.rate_window}")
 
+    def use_profile(self, profile: Mapping[str, object]) -> bool:
+        """Take the run's timing profile as the capacity prior, unless the settings gave
+        one; whether it was taken. ``SloError`` names a key the profile lacks."""
+        if self.policy.capacity is not None or self.policy.profile is not None:
+            return False
+        self.policy = replace(self.policy, profile=ProfileCapacity.from_mapping(profile))
+        return True
+
+    def _mean(self, metrics: MetricsView, tokens: str) -> float | None:
+        done = metrics.sum_rate(SUCCESS, self.rate_window)
+        counted = metrics.sum_rate(tokens, self.rate_window)
+        if not done or counted is None:
+            return None
+        return max(0.0, counted / done)
+
     def observe(self, metrics: MetricsView, replicas: int, ready: int) -> Load:
         """The load as the scaler's queries would measure it."""
         return Load(
+            prompt_tokens=self._mean(metrics, PROMPT_TOKENS),
+            output_tokens=self._mean(metrics, OUTPUT_TOKENS),
             rate=metrics.sum_rate(REQUESTS, self.rate_window) or 0.0,
             queue=(metrics.sum(WAITING) or 0.0) + (metrics.sum(PENDING) or 0.0),
             running=metrics.sum(RUNNING) or 0.0,

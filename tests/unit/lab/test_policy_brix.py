@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
+import yaml
 
 from lab.policies.brix import BrixLoop
+from lab.policies.keda import KedaHpa
 from lab.policies.registry import parse
 from lab.policies.static import StaticMetrics
 from scaler.settings import ScalerSettings
@@ -83,3 +86,32 @@ def test_bad_settings_name_the_field() -> None:
         BrixLoop(target=0.0)
     with pytest.raises(ValueError, match="interval"):
         BrixLoop(interval=0.0)
+
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def test_defaults_follow_the_sim_model_manifests() -> None:
+    deployment = yaml.safe_load((ROOT / "k8s/models/sim-model/deployment.yaml").read_text())
+    notes = deployment["metadata"]["annotations"]
+    looped = loop()
+    assert notes["brix.dev/autoscale-signal"] == "queue"
+    assert looped.policy.target == float(notes["brix.dev/autoscale-target"])
+    assert looped.policy.min_replicas == int(notes["brix.dev/autoscale-min"])
+
+    objects = list(yaml.safe_load_all(
+        (ROOT / "k8s/overlays/keda/scaledobjects.yaml").read_text()))
+    (sim,) = [o for o in objects if o["metadata"]["name"] == "sim-model"]
+    spec = sim["spec"]
+    (trigger,) = spec["triggers"]
+    keda = parse("brix-keda")[0].make()
+    assert isinstance(keda, KedaHpa)
+    assert trigger["metadata"]["signal"] == "queue"
+    assert keda.threshold == float(trigger["metadata"]["target"])
+    assert keda.activation_threshold == float(trigger["metadata"]["activationTarget"])
+    assert keda.polling_interval == spec["pollingInterval"]
+    assert keda.cooldown_period == spec["cooldownPeriod"]
+    assert keda.min_replicas == spec["minReplicaCount"]
+    behavior = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+    assert keda.scale_down.stabilization_window == \
+        behavior["scaleDown"]["stabilizationWindowSeconds"]

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from lab.policies.hpa import (
     DEFAULT_SCALE_DOWN,
@@ -162,3 +164,23 @@ def test_bad_policies_are_refused() -> None:
         ScalingPolicy("Percent", 10, 0.0)
     with pytest.raises(ValueError, match="policy"):
         ScalingRules(0.0, ())
+
+
+# --- properties over generated histories -----------------------------------------------
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(st.none(), st.floats(0, 500)), min_size=1, max_size=40),
+       st.integers(1, 5), st.integers(5, 60), st.integers(1, 30))
+def test_every_sync_respects_bounds_and_the_default_rates(
+        values: list[float | None], low: int, high: int, start: int) -> None:
+    hpa = HpaController(target=2.0, min_replicas=low, max_replicas=high)
+    replicas = start
+    for i, value in enumerate(values):
+        before = replicas
+        replicas = hpa.sync(now=15.0 * i, value=value, replicas=replicas)
+        if low <= before <= high:
+            assert low <= replicas <= high
+            # Each sync is a new 15 s period: up to max(2x, +4); down unlimited (100 %).
+            assert replicas <= max(2 * before, before + 4)
+        if value is None and low <= before <= high:
+            assert replicas == before

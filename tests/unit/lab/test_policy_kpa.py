@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from lab.policies.kpa import Kpa
 from lab.policies.registry import parse
@@ -141,3 +144,21 @@ def test_scale_to_zero_only_when_enabled() -> None:
 def test_bad_settings_are_refused_by_name(spec: str, word: str) -> None:
     with pytest.raises(ValueError, match=word):
         parse(spec)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.one_of(st.none(), st.floats(0, 400)), st.integers(0, 40)),
+                min_size=1, max_size=40),
+       st.integers(1, 3), st.integers(3, 50))
+def test_every_decision_is_within_bounds_and_the_rate_limits(
+        steps: list[tuple[float | None, int]], low: int, high: int) -> None:
+    policy = Kpa(metric="running", target=10.0, min_replicas=low, max_replicas=high,
+                 scale_down_delay=0.0)
+    replicas = low
+    for i, (value, ready_seen) in enumerate(steps):
+        ready = min(ready_seen, replicas)
+        answer = step(policy, 15.0 * (i + 1), value, replicas, ready=ready, metric=RUNNING)
+        assert low <= answer <= high or (value is None and answer == replicas)
+        if value is not None and answer > max(replicas, low):
+            assert answer <= math.ceil(2.0 * max(1, ready))  # at most doubles the ready pods
+        replicas = answer

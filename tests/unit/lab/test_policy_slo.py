@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +19,9 @@ WAITING = "vllm:num_requests_waiting"
 PENDING = "brix_gateway_requests_pending"
 RUNNING = "vllm:num_requests_running"
 TTFT = "vllm:time_to_first_token_seconds"
+SUCCESS = "vllm:request_success_total"
+PROMPT = "vllm:prompt_tokens_total"
+OUTPUT = "vllm:generation_tokens_total"
 
 
 def slo(spec: str = "brix-slo:capacity=2") -> BrixSlo:
@@ -78,3 +83,50 @@ def test_without_a_capacity_it_holds_and_says_why_then_learns() -> None:
 def test_bad_settings_name_the_key(spec: str, key: str) -> None:
     with pytest.raises(ValueError, match=key):
         parse(spec)
+
+
+GPU = {"name": "test-gpu", "prefill_tokens_per_s": 20000.0, "decode_ms_per_token": 8.0,
+       "decode_ms_per_token_per_seq": 0.08, "max_num_seqs": 256}
+
+
+def test_a_profile_sizes_for_the_measured_lengths(tmp_path: Path) -> None:
+    path = tmp_path / "gpu.json"
+    path.write_text(json.dumps(GPU), encoding="utf-8")
+    policy = slo(f"brix-slo:profile={path}")
+    assert policy.policy.profile is not None
+    done = 10.0  # completions/s: 1200 prompt and 300 output tokens each
+    view = StaticMetrics(15.0, {REQUESTS: 30.0, SUCCESS: done, PROMPT: 1200.0 * done,
+                                OUTPUT: 300.0 * done})
+    answer = policy.decide(now=15.0, metrics=view, replicas=1, ready=1)
+    per_replica = policy.policy.profile.requests_per_s(1200.0, 300.0) * 0.8
+    assert answer == math.ceil(30.0 / per_replica)
+
+
+@pytest.mark.parametrize("content", ["{not json", "[1, 2]", json.dumps({"name": "x"})])
+def test_a_bad_profile_is_refused_at_parse_time(tmp_path: Path, content: str) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(ValueError, match="brix-slo") as info:
+        parse(f"brix-slo:profile={path}")
+    assert "\n" not in str(info.value)
+
+
+def test_a_missing_profile_is_refused_naming_it(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="nowhere"):
+        parse(f"brix-slo:profile={tmp_path / 'nowhere.json'}")
+
+
+def test_the_runs_profile_is_taken_only_when_the_settings_give_none() -> None:
+    bare = slo("brix-slo")
+    assert bare.use_profile(GPU)
+    assert bare.policy.profile is not None
+    done = 10.0
+    view = StaticMetrics(15.0, {REQUESTS: 30.0, SUCCESS: done, PROMPT: 1200.0 * done,
+                                OUTPUT: 300.0 * done})
+    answer = bare.decide(now=15.0, metrics=view, replicas=1, ready=1)
+    assert answer == math.ceil(30.0 / (bare.policy.profile.requests_per_s(1200, 300) * 0.8))
+    fixed = slo("brix-slo:capacity=3")
+    assert not fixed.use_profile(GPU)
+    assert fixed.policy.profile is None
+    with pytest.raises(ValueError, match="max_num_seqs"):
+        slo("brix-slo").use_profile({k: v for k, v in GPU.items() if k != "max_num_seqs"})

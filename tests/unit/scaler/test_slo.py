@@ -8,11 +8,22 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from scaler.slo import Load, Slo, SloError, SloPolicy, SloState, decide, forecast
+from scaler.slo import (
+    Load,
+    ProfileCapacity,
+    Slo,
+    SloError,
+    SloPolicy,
+    SloState,
+    decide,
+    forecast,
+)
 
 pytestmark = pytest.mark.unit
 
 SLO = Slo(ttft=2.0)
+GPU = {"prefill_tokens_per_s": 20000.0, "decode_ms_per_token": 8.0,
+       "decode_ms_per_token_per_seq": 0.08, "max_num_seqs": 256}
 
 
 def policy(**kwargs: object) -> SloPolicy:
@@ -58,6 +69,16 @@ def test_the_backlog_must_drain_within_the_ttft_target() -> None:
     assert with_queue.desired == math.ceil((4.0 + 16.0 / SLO.ttft) / per_replica)
 
 
+def test_only_a_queue_that_persists_counts_as_backlog() -> None:
+    p = policy()
+    per_replica = p.capacity * p.utilization  # type: ignore[operator]
+    _, state = decide(p, SloState(), load(4.0, 3), now=15.0)
+    blip, state = decide(p, state, load(4.0, 3, queue=16.0), now=30.0)
+    assert blip.desired == math.ceil(4.0 / per_replica)  # drained by itself or not yet seen twice
+    kept, _ = decide(p, state, load(4.0, 3, queue=20.0), now=45.0)
+    assert kept.desired == math.ceil((4.0 + 16.0 / SLO.ttft) / per_replica)
+
+
 def test_a_ramp_is_provisioned_for_a_pod_start_ahead() -> None:
     # The rate climbs 0.01/s per second; a pod started now serves 60 s later.
     p = policy(max_replicas=100)
@@ -77,12 +98,15 @@ def test_never_below_what_the_running_work_needs() -> None:
     assert decision.desired == math.ceil(30.0 / 8.0)
 
 
-def test_concurrency_is_learnt_from_full_replicas() -> None:
-    p = policy()
-    state = SloState()
-    _, state = decide(p, state, load(1.0, 2, running=16.0, queue=1.0), now=15.0)
-    decision, _ = decide(p, state, load(0.0, 6, running=24.0), now=30.0)
-    assert decision.desired >= math.ceil(24.0 / 8.0)
+def test_the_profiles_batch_is_the_concurrency_and_busy_work_keeps_one() -> None:
+    profile = ProfileCapacity.from_mapping({**GPU, "max_num_seqs": 8})
+    p = policy(capacity=2.0, profile=profile)
+    decision, _ = decide(p, SloState(), load(0.0, 6, running=30.0), now=15.0)
+    assert decision.desired == math.ceil(30.0 / 8)
+    # A brief queue beside a little running work is no sign of a full replica.
+    bare = policy(capacity=2.0, min_replicas=0)
+    decision, _ = decide(bare, SloState(), load(0.0, 3, running=2.0, queue=1.0), now=15.0)
+    assert decision.desired >= 1
 
 
 # --- windows and zero -----------------------------------------------------------------
@@ -230,3 +254,58 @@ def test_bad_input_raises_naming_the_key(make: object, key: str) -> None:
 
 def test_attainment_of_one_is_allowed() -> None:
     assert Slo(ttft=1.0, attainment=1.0).attainment == 1.0
+
+
+# --- a profile as the prior -------------------------------------------------------------
+
+
+def test_profile_capacity_falls_with_longer_requests_and_rises_with_a_bigger_batch() -> None:
+    profile = ProfileCapacity.from_mapping(GPU)
+    base = profile.requests_per_s(1000, 250)
+    assert profile.requests_per_s(4000, 250) < base
+    assert profile.requests_per_s(1000, 1000) < base
+    bigger = ProfileCapacity.from_mapping({**GPU, "max_num_seqs": 512})
+    assert bigger.requests_per_s(1000, 250) > base
+    # Prefill-only work runs at the prefill speed.
+    assert profile.requests_per_s(2000, 0) == pytest.approx(GPU["prefill_tokens_per_s"] / 2000)
+
+
+def test_profile_mapping_errors_name_the_key() -> None:
+    with pytest.raises(SloError) as info:
+        ProfileCapacity.from_mapping({k: v for k, v in GPU.items() if k != "max_num_seqs"})
+    assert info.value.key == "max_num_seqs"
+    with pytest.raises(SloError) as info:
+        ProfileCapacity.from_mapping({**GPU, "prefill_tokens_per_s": 0})
+    assert info.value.key == "prefill_tokens_per_s"
+
+
+def test_the_profile_prior_follows_the_measured_lengths() -> None:
+    profile = ProfileCapacity.from_mapping(GPU)
+    p = policy(capacity=None, profile=profile, max_replicas=100)
+    short = Load(rate=40.0, replicas=1, ready=1, prompt_tokens=500, output_tokens=100)
+    long_ = Load(rate=40.0, replicas=1, ready=1, prompt_tokens=4000, output_tokens=800)
+    d_short, _ = decide(p, SloState(), short, now=15.0)
+    d_long, _ = decide(p, SloState(), long_, now=15.0)
+    assert d_short.capacity == pytest.approx(profile.requests_per_s(500, 100))
+    assert d_short.desired == math.ceil(40.0 / (d_short.capacity * p.utilization))
+    assert d_long.desired > d_short.desired
+
+
+def test_a_correction_learnt_at_one_mix_carries_to_the_next() -> None:
+    profile = ProfileCapacity.from_mapping(GPU)
+    p = policy(capacity=None, profile=profile, capacity_gain=0.5, max_replicas=100)
+    prior = profile.requests_per_s(1000, 200)
+    # Missed at half the prior's load per replica: the estimate drops halfway to it.
+    missed = Load(rate=prior / 2 * 4, replicas=4, ready=4, prompt_tokens=1000,
+                  output_tokens=200, ttft=10.0)
+    d, state = decide(p, SloState(), missed, now=15.0)
+    assert d.capacity == pytest.approx(prior * 0.75)
+    other = Load(rate=1.0, replicas=4, ready=4, prompt_tokens=3000, output_tokens=100)
+    d, _ = decide(p, state, other, now=30.0)
+    assert d.capacity == pytest.approx(profile.requests_per_s(3000, 100) * 0.75)
+
+
+def test_with_a_profile_but_no_lengths_yet_the_capacity_is_unknown() -> None:
+    p = policy(capacity=None, profile=ProfileCapacity.from_mapping(GPU))
+    with pytest.raises(SloError, match="initialCapacity"):
+        decide(p, SloState(), load(3.0, 2), now=15.0)

@@ -237,3 +237,21 @@ def test_what_policies_read_follows_the_traffic() -> None:
     seen = [row["ttft_p50"] for row in steady if row["ttft_p50"] is not None]
     assert len(seen) == len(steady)
     assert all(abs(q - true_p50) <= 0.02 for q in seen), (true_p50, seen)
+
+
+def test_a_policy_that_asks_for_the_profile_gets_it_before_deciding() -> None:
+    class Wants(Steps):
+        def __init__(self) -> None:
+            super().__init__([])
+            self.profile: dict[str, object] | None = None
+
+        def use_profile(self, profile: dict[str, object]) -> bool:
+            assert not self.seen  # before the first decision
+            self.profile = profile
+            return True
+
+    policy = Wants()
+    run(trace_of((0.0, 10, 2), (40.0, 10, 2)), policy)
+    assert policy.profile is not None
+    assert policy.profile["prefill_tokens_per_s"] == PROFILE.prefill_tokens_per_s
+    assert policy.seen

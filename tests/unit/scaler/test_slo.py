@@ -1,0 +1,311 @@
+"""The SLO policy core: arithmetic, forecast, backlog, windows, zero, capacity, bad input."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from scaler.slo import (
+    Load,
+    ProfileCapacity,
+    Slo,
+    SloError,
+    SloPolicy,
+    SloState,
+    decide,
+    forecast,
+)
+
+pytestmark = pytest.mark.unit
+
+SLO = Slo(ttft=2.0)
+GPU = {"prefill_tokens_per_s": 20000.0, "decode_ms_per_token": 8.0,
+       "decode_ms_per_token_per_seq": 0.08, "max_num_seqs": 256}
+
+
+def policy(**kwargs: object) -> SloPolicy:
+    base: dict[str, object] = {"slo": SLO, "pod_start": 60.0, "capacity": 2.0,
+                               "min_replicas": 1, "max_replicas": 50}
+    base.update(kwargs)
+    return SloPolicy(**base)  # type: ignore[arg-type]
+
+
+def load(rate: float, replicas: int, *, queue: float = 0.0, running: float = 0.0,
+         ttft: float | None = None, tpot: float | None = None) -> Load:
+    """A measured load with every replica ready."""
+    return Load(rate=rate, replicas=replicas, ready=replicas, queue=queue, running=running,
+                ttft=ttft, tpot=tpot)
+
+
+def run(p: SloPolicy, steps: list[tuple[float, Load]]) -> list[int]:
+    state = SloState()
+    out = []
+    for now, observed in steps:
+        decision, state = decide(p, state, observed, now)
+        out.append(decision.desired)
+    return out
+
+
+# --- the arithmetic -------------------------------------------------------------------
+
+def test_steady_demand_over_capacity_times_utilisation() -> None:
+    p = policy()
+    decision, _ = decide(p, SloState(), load(10.0, 1), now=15.0)
+    assert decision.desired == math.ceil(10.0 / (p.capacity * p.utilization))  # type: ignore[operator]
+    assert "\n" not in decision.reason
+    assert "capacity" in decision.reason
+    assert "forecast" in decision.reason
+
+
+def test_the_backlog_must_drain_within_the_ttft_target() -> None:
+    p = policy()
+    without, _ = decide(p, SloState(), load(4.0, 3), now=15.0)
+    with_queue, _ = decide(p, SloState(), load(4.0, 3, queue=16.0), now=15.0)
+    per_replica = p.capacity * p.utilization  # type: ignore[operator]
+    assert without.desired == math.ceil(4.0 / per_replica)
+    assert with_queue.desired == math.ceil((4.0 + 16.0 / SLO.ttft) / per_replica)
+
+
+def test_only_a_queue_that_persists_counts_as_backlog() -> None:
+    p = policy()
+    per_replica = p.capacity * p.utilization  # type: ignore[operator]
+    _, state = decide(p, SloState(), load(4.0, 3), now=15.0)
+    blip, state = decide(p, state, load(4.0, 3, queue=16.0), now=30.0)
+    assert blip.desired == math.ceil(4.0 / per_replica)  # drained by itself or not yet seen twice
+    kept, _ = decide(p, state, load(4.0, 3, queue=20.0), now=45.0)
+    assert kept.desired == math.ceil((4.0 + 16.0 / SLO.ttft) / per_replica)
+
+
+def test_a_ramp_is_provisioned_for_a_pod_start_ahead() -> None:
+    # The rate climbs 0.01/s per second; a pod started now serves 60 s later.
+    p = policy(max_replicas=100)
+    steps = [(t, load(0.01 * t, 50)) for t in range(15, 301, 15)]
+    state = SloState()
+    for now, observed in steps:
+        decision, state = decide(p, state, observed, float(now))
+    assert decision.forecast == pytest.approx(0.01 * (300 + 60))
+    per_replica = p.capacity * p.utilization  # type: ignore[operator]
+    assert decision.desired == math.ceil(0.01 * 360 / per_replica - 1e-9)
+    assert decision.desired > math.ceil(0.01 * 300 / per_replica)
+
+
+def test_never_below_what_the_running_work_needs() -> None:
+    p = policy(concurrency=8.0)
+    decision, _ = decide(p, SloState(), load(0.0, 6, running=30.0), now=15.0)
+    assert decision.desired == math.ceil(30.0 / 8.0)
+
+
+def test_the_profiles_batch_is_the_concurrency_and_busy_work_keeps_one() -> None:
+    profile = ProfileCapacity.from_mapping({**GPU, "max_num_seqs": 8})
+    p = policy(capacity=2.0, profile=profile)
+    decision, _ = decide(p, SloState(), load(0.0, 6, running=30.0), now=15.0)
+    assert decision.desired == math.ceil(30.0 / 8)
+    # A brief queue beside a little running work is no sign of a full replica.
+    bare = policy(capacity=2.0, min_replicas=0)
+    decision, _ = decide(bare, SloState(), load(0.0, 3, running=2.0, queue=1.0), now=15.0)
+    assert decision.desired >= 1
+
+
+# --- windows and zero -----------------------------------------------------------------
+
+def test_scale_down_waits_until_demand_has_stayed_lower_for_the_window() -> None:
+    p = policy(scale_down_window=120.0)
+    high = math.ceil(20.0 / (p.capacity * p.utilization))  # type: ignore[operator]
+    got = run(p, [(15.0, load(20.0, 1))] + [(15.0 * i, load(1.0, high))
+                                            for i in range(2, 12)])
+    assert got[0] == high
+    times = [15.0 * i for i in range(2, 12)]
+    held = [g for t, g in zip(times, got[1:], strict=True) if t - 15.0 < 120.0]
+    after = [g for t, g in zip(times, got[1:], strict=True) if t - 15.0 >= 120.0]
+    assert set(held) == {high}
+    assert after[0] < high
+
+
+def test_to_zero_after_the_cooldown_and_back_on_the_first_queued_request() -> None:
+    p = policy(min_replicas=0, zero_cooldown=60.0)
+    state = SloState()
+    d, state = decide(p, state, load(1.0, 1), now=15.0)
+    assert d.desired == 1
+    answers = []
+    for now in (30.0, 45.0, 60.0, 75.0):
+        d, state = decide(p, state, load(0.0, 1), now=now)
+        answers.append(d.desired)
+    assert answers == [1, 1, 1, 0]  # idle since t=15: 60 s at t=75
+    assert "cooldown" in d.reason
+    d, state = decide(p, state, load(0.0, 0), now=90.0)
+    assert d.desired == 0
+    d, state = decide(p, state, load(0.0, 0, queue=1.0), now=105.0)
+    assert d.desired >= 1
+
+
+# --- capacity ---------------------------------------------------------------------------
+
+def test_met_targets_at_a_higher_load_raise_the_capacity_a_fraction_of_the_gap() -> None:
+    p = policy(capacity=2.0, capacity_gain=0.2)
+    d, _ = decide(p, SloState(), load(12.0, 4, ttft=0.5), now=15.0)  # 3/s per replica, met
+    assert d.capacity == pytest.approx(2.0 + 0.2 * (3.0 - 2.0))
+
+
+def test_missed_targets_at_a_lower_load_lower_it() -> None:
+    p = policy(capacity=2.0, capacity_gain=0.2)
+    d, _ = decide(p, SloState(), load(4.0, 4, ttft=5.0), now=15.0)  # 1/s per replica, missed
+    assert d.capacity == pytest.approx(2.0 - 0.2 * (2.0 - 1.0))
+
+
+def test_agreeing_observations_leave_it_alone() -> None:
+    p = policy(capacity=2.0)
+    met_below, _ = decide(p, SloState(), load(4.0, 4, ttft=0.5), now=15.0)
+    missed_above, _ = decide(p, SloState(), load(12.0, 4, ttft=5.0), now=15.0)
+    assert met_below.capacity == missed_above.capacity == 2.0
+
+
+def test_it_stays_within_the_range_of_the_prior() -> None:
+    p = policy(capacity=2.0, capacity_gain=1.0, capacity_range=4.0)
+    d, _ = decide(p, SloState(), load(100.0, 1, ttft=0.1), now=15.0)
+    assert d.capacity == 8.0
+
+
+def test_tpot_misses_count_as_misses() -> None:
+    p = policy(slo=Slo(ttft=2.0, tpot=0.05), capacity=2.0)
+    d, _ = decide(p, SloState(), load(4.0, 4, ttft=0.5, tpot=0.2), now=15.0)
+    assert d.capacity < 2.0
+
+
+def test_without_a_profile_it_refuses_until_targets_are_met_under_load() -> None:
+    p = policy(capacity=None)
+    with pytest.raises(SloError, match="initialCapacity") as info:
+        decide(p, SloState(), load(3.0, 2, ttft=9.0), now=15.0)
+    assert info.value.key == "initialCapacity"
+    d, _ = decide(p, SloState(), load(3.0, 2, ttft=1.0), now=15.0)
+    assert d.capacity == 1.5  # at least the load it was seen to meet
+
+
+def test_from_zero_needs_no_capacity() -> None:
+    p = policy(capacity=None, min_replicas=0)
+    d, _ = decide(p, SloState(), load(0.0, 0, queue=2.0), now=15.0)
+    assert d.desired == 1
+
+
+# --- the forecast ---------------------------------------------------------------------
+
+def test_forecast_is_the_fitted_line_bounded() -> None:
+    line = tuple((t, 1.0 + 0.02 * t) for t in (0.0, 15.0, 30.0, 45.0))
+    assert forecast(line, 105.0, max_growth=10.0) == pytest.approx(1.0 + 0.02 * 105.0)
+    assert forecast(line, 105.0, max_growth=1.5) == pytest.approx(1.5 * line[-1][1])
+    falling = tuple((t, 10.0 - 0.1 * t) for t in (0.0, 15.0, 30.0))
+    assert forecast(falling, 500.0, max_growth=2.0) == 0.0
+    assert forecast((), 10.0, max_growth=2.0) == 0.0
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.floats(0, 1e4), min_size=1, max_size=30), st.floats(0, 600),
+       st.floats(1, 5))
+def test_forecast_never_leaves_its_bounds(rates: list[float], ahead: float,
+                                          growth: float) -> None:
+    samples = tuple((15.0 * i, r) for i, r in enumerate(rates))
+    value = forecast(samples, samples[-1][0] + ahead, max_growth=growth)
+    assert 0.0 <= value <= growth * rates[-1] + 1e-9
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.floats(0, 200), st.floats(0, 100), st.floats(0, 100),
+                          st.integers(0, 30)), min_size=1, max_size=25),
+       st.integers(0, 3), st.integers(4, 40))
+def test_decisions_stay_within_bounds_and_explain_themselves(
+        steps: list[tuple[float, float, float, int]], low: int, high: int) -> None:
+    p = policy(min_replicas=low, max_replicas=high)
+    state = SloState()
+    for i, (rate, queue, running, replicas) in enumerate(steps):
+        d, state = decide(p, state, Load(rate=rate, queue=queue, running=running,
+                                         replicas=replicas, ready=replicas), 15.0 * (i + 1))
+        assert d.desired == 0 or low <= d.desired <= high
+        if d.desired == 0:
+            assert low == 0
+        assert d.reason.startswith(f"{replicas} -> {d.desired}: ")
+        assert "\n" not in d.reason
+
+
+# --- bad input --------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("make", "key"), [
+    (lambda: Slo(ttft=0.0), "ttft"),
+    (lambda: Slo(ttft=-1.0), "ttft"),
+    (lambda: Slo(ttft=math.nan), "ttft"),
+    (lambda: Slo(ttft=1.0, tpot=0.0), "tpot"),
+    (lambda: Slo(ttft=1.0, attainment=0.0), "attainment"),
+    (lambda: Slo(ttft=1.0, attainment=1.01), "attainment"),
+    (lambda: SloPolicy(slo=SLO, pod_start=-1.0), "podStartSeconds"),
+    (lambda: SloPolicy(slo=SLO, pod_start=60.0, capacity=0.0), "initialCapacity"),
+    (lambda: SloPolicy(slo=SLO, pod_start=60.0, utilization=1.5), "utilization"),
+    (lambda: SloPolicy(slo=SLO, pod_start=60.0, min_replicas=3, max_replicas=2),
+     "maxReplicas"),
+    (lambda: Load(rate=-1.0, replicas=1, ready=1), "rate"),
+    (lambda: Load(rate=1.0, queue=math.inf, replicas=1, ready=1), "queue"),
+])
+def test_bad_input_raises_naming_the_key(make: object, key: str) -> None:
+    with pytest.raises(SloError) as info:
+        make()  # type: ignore[operator]
+    assert info.value.key == key
+    assert str(info.value).startswith(f"{key}: ")
+
+
+def test_attainment_of_one_is_allowed() -> None:
+    assert Slo(ttft=1.0, attainment=1.0).attainment == 1.0
+
+
+# --- a profile as the prior -------------------------------------------------------------
+
+
+def test_profile_capacity_falls_with_longer_requests_and_rises_with_a_bigger_batch() -> None:
+    profile = ProfileCapacity.from_mapping(GPU)
+    base = profile.requests_per_s(1000, 250)
+    assert profile.requests_per_s(4000, 250) < base
+    assert profile.requests_per_s(1000, 1000) < base
+    bigger = ProfileCapacity.from_mapping({**GPU, "max_num_seqs": 512})
+    assert bigger.requests_per_s(1000, 250) > base
+    # Prefill-only work runs at the prefill speed.
+    assert profile.requests_per_s(2000, 0) == pytest.approx(GPU["prefill_tokens_per_s"] / 2000)
+
+
+def test_profile_mapping_errors_name_the_key() -> None:
+    with pytest.raises(SloError) as info:
+        ProfileCapacity.from_mapping({k: v for k, v in GPU.items() if k != "max_num_seqs"})
+    assert info.value.key == "max_num_seqs"
+    with pytest.raises(SloError) as info:
+        ProfileCapacity.from_mapping({**GPU, "prefill_tokens_per_s": 0})
+    assert info.value.key == "prefill_tokens_per_s"
+
+
+def test_the_profile_prior_follows_the_measured_lengths() -> None:
+    profile = ProfileCapacity.from_mapping(GPU)
+    p = policy(capacity=None, profile=profile, max_replicas=100)
+    short = Load(rate=40.0, replicas=1, ready=1, prompt_tokens=500, output_tokens=100)
+    long_ = Load(rate=40.0, replicas=1, ready=1, prompt_tokens=4000, output_tokens=800)
+    d_short, _ = decide(p, SloState(), short, now=15.0)
+    d_long, _ = decide(p, SloState(), long_, now=15.0)
+    assert d_short.capacity == pytest.approx(profile.requests_per_s(500, 100))
+    assert d_short.desired == math.ceil(40.0 / (d_short.capacity * p.utilization))
+    assert d_long.desired > d_short.desired
+
+
+def test_a_correction_learnt_at_one_mix_carries_to_the_next() -> None:
+    profile = ProfileCapacity.from_mapping(GPU)
+    p = policy(capacity=None, profile=profile, capacity_gain=0.5, max_replicas=100)
+    prior = profile.requests_per_s(1000, 200)
+    # Missed at half the prior's load per replica: the estimate drops halfway to it.
+    missed = Load(rate=prior / 2 * 4, replicas=4, ready=4, prompt_tokens=1000,
+                  output_tokens=200, ttft=10.0)
+    d, state = decide(p, SloState(), missed, now=15.0)
+    assert d.capacity == pytest.approx(prior * 0.75)
+    other = Load(rate=1.0, replicas=4, ready=4, prompt_tokens=3000, output_tokens=100)
+    d, _ = decide(p, state, other, now=30.0)
+    assert d.capacity == pytest.approx(profile.requests_per_s(3000, 100) * 0.75)
+
+
+def test_with_a_profile_but_no_lengths_yet_the_capacity_is_unknown() -> None:
+    p = policy(capacity=None, profile=ProfileCapacity.from_mapping(GPU))
+    with pytest.raises(SloError, match="initialCapacity"):
+        decide(p, SloState(), load(3.0, 2), now=15.0)

@@ -18,7 +18,8 @@ def test_a_block_hash_covers_its_parent_its_tokens_and_the_adapter() -> None:
     assert block_hashes([1, 2, 3, 4, 5, 6, 7, 8, 0], block_size=4) == a
     # Same second block after a different first one: a different hash (chained).
     b = block_hashes([0, 2, 3, 4, 5, 6, 7, 8], block_size=4)
-    assert b[0] != a[0] and b[1] != a[1]
+    assert b[0] != a[0]
+    assert b[1] != a[1]
     # Same tokens for an adapter: no block in common.
     c = block_hashes([1, 2, 3, 4, 5, 6, 7, 8], block_size=4, extra="lora-1")
     assert not set(c) & set(a)
@@ -45,15 +46,18 @@ def test_bad_sizes_are_refused() -> None:
 def test_a_shared_prefix_is_held_once_and_hit_by_the_second_sequence() -> None:
     cache = PrefixCache(num_blocks=10, block_size=4)
     first = cache.allocate((1, 2, 3), blocks=4)
-    assert first is not None and first.hit_blocks == 0
+    assert first is not None
+    assert first.hit_blocks == 0
     assert cache.used_blocks == 4
     second = cache.allocate((1, 2, 9), blocks=4)
-    assert second is not None and second.hit_blocks == 2
+    assert second is not None
+    assert second.hit_blocks == 2
     assert cache.used_blocks == 4 + 2  # blocks 1 and 2 are shared
     cache.release(first)
     assert cache.used_blocks == 4  # 1 and 2 are still held by the second
     cache.release(second)
-    assert cache.used_blocks == 0 and cache.usage == 0
+    assert cache.used_blocks == 0
+    assert cache.usage == 0
     assert cache.cached_blocks == 4  # 1, 2, 3 and 9 stay for later hits
     assert cache.hit_length((1, 2, 3, 4)) == 3
 
@@ -64,7 +68,8 @@ def test_the_hit_is_capped_by_max_hit_blocks() -> None:
     assert alloc is not None
     cache.release(alloc)
     again = cache.allocate((1, 2), blocks=3, max_hit_blocks=1)
-    assert again is not None and again.hit_blocks == 1
+    assert again is not None
+    assert again.hit_blocks == 1
 
 
 def test_unheld_blocks_are_evicted_least_recently_used_first_and_tail_first() -> None:
@@ -91,7 +96,8 @@ def test_a_hit_refreshes_a_block_so_it_is_evicted_later() -> None:
         assert alloc is not None
         cache.release(alloc)
     hit = cache.allocate((1,), blocks=1)
-    assert hit is not None and hit.hit_blocks == 1
+    assert hit is not None
+    assert hit.hit_blocks == 1
     cache.release(hit)
     assert cache.allocate((9,), blocks=1) is not None
     assert [cache.contains(h) for h in (1, 2, 3)] == [True, False, True]
@@ -102,7 +108,8 @@ def test_held_blocks_are_never_evicted_and_what_does_not_fit_is_refused() -> Non
     held = cache.allocate((1, 2, 3), blocks=3)
     assert held is not None
     assert cache.allocate((7, 8), blocks=2) is None  # only one block left
-    assert cache.used_blocks == 3 and not cache.contains(7)
+    assert cache.used_blocks == 3
+    assert not cache.contains(7)
     assert all(cache.held(h) for h in (1, 2, 3))
 
 
@@ -128,7 +135,7 @@ def test_lookups_are_counted_only_as_recorded() -> None:
 
 # Chains drawn from a small tree of prefixes, so that sequences share blocks often.
 _chains = st.lists(st.integers(0, 2), min_size=0, max_size=6).map(
-    lambda path: chain_keys(path)
+    chain_keys
 )
 
 

@@ -93,12 +93,14 @@ def test_running_sequences_share_their_prefix_blocks_once() -> None:
     s.add(a)
     s.add(b)
     step = s.plan()
-    assert step is not None and step.prefill == (a, b)
+    assert step is not None
+    assert step.prefill == (a, b)
     assert b.cached_tokens == 80  # cached as soon as a was admitted, as in vLLM
     assert s.kv_usage == pytest.approx((22 + 2) / 100)
     assert step.prefill_tokens == 84 + 4
     _run(s)
-    assert s.kv_usage == 0 and s.kv_used == 0
+    assert s.kv_usage == 0
+    assert s.kv_used == 0
 
 
 def test_sharing_lets_more_sequences_fit_than_without_it() -> None:
@@ -158,7 +160,8 @@ def test_with_prefix_caching_off_nothing_is_shared() -> None:
     _run(s)
     again = _seq(tokens)
     step = _first_step(s, again)
-    assert again.cached_tokens == 0 and step.prefill_tokens == 40
+    assert again.cached_tokens == 0
+    assert step.prefill_tokens == 40
     assert s.prefix_cache is None
 
 
@@ -203,7 +206,9 @@ def test_invariants_hold_with_prefix_caching(
         for seq in result.first_tokens:
             if seq.id in aborts and not seq.done:
                 s.abort(seq)
-    assert s.num_waiting == 0 and s.num_running == 0
-    assert cache.used_blocks == 0 and s.kv_usage == 0
+    assert s.num_waiting == 0
+    assert s.num_running == 0
+    assert cache.used_blocks == 0
+    assert s.kv_usage == 0
     assert cache.queries == sum(x.prompt_tokens for x in seqs)
     assert cache.hits == sum(x.cached_tokens for x in seqs)

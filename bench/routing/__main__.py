@@ -34,6 +34,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -146,31 +147,38 @@ def profiles() -> list[str]:
     return list(load_routing_config(CONFIG).profiles)
 
 
+def _at_rate(make: Callable[[int, float], list[wl.Request]], fleet: float,
+             duration: float) -> list[wl.Request]:
+    """Requests at ``fleet`` prompt tokens per second for about ``duration`` seconds.
+
+    The rate follows from the mean prompt of the requests themselves, so a
+    first guess is refined twice (the sample changes with the count).
+    """
+    reqs = make(50, 1.0)
+    for _ in range(3):
+        rate = fleet / wl.mean_prompt_tokens(reqs)
+        reqs = make(max(10, round(rate * duration)), rate)
+    return reqs
+
+
 def build_workloads(duration: float, utilisation: float) -> dict[str, list[wl.Request]]:
     """Each workload's requests for about ``duration`` seconds at its rate."""
     fleet = REPLICAS * PREFILL * utilisation  # prompt tokens per second the fleet is offered
-    out: dict[str, list[wl.Request]] = {}
     rows = wl.load_mooncake()
-    probe = wl.mooncake(rows, n=len(rows), rate=1, block_words=BLOCK_WORDS,
-                        output_scale=OUTPUT_SCALE, salt="p")
-    rate = fleet / wl.mean_prompt_tokens(probe)
-    out["A: Mooncake conversation"] = wl.mooncake(
-        rows, n=max(10, round(rate * duration)), rate=rate, block_words=BLOCK_WORDS,
-        output_scale=OUTPUT_SCALE, salt="")
-    chat_args = {"system_prompts": 4, "system_words": 400, "turn_words": 40,
-                 "answer_words": 60, "max_tokens": 16, "turns": 6}
-    probe = wl.chat(sessions=8, rate=1, salt="p", **chat_args)
-    rate = fleet / wl.mean_prompt_tokens(probe)
-    sessions = max(2, round(rate * duration / chat_args["turns"]))
-    out["A: multi-turn chat"] = wl.chat(sessions=sessions, rate=rate, salt="", **chat_args)
     arows = wl.load_azure()
-    probe = wl.azure(arows, n=len(arows), rate=1, token_scale=AZURE_SCALE,
-                     output_scale=AZURE_OUTPUT_SCALE, salt="p")
-    rate = fleet / wl.mean_prompt_tokens(probe)
-    out["B: Azure conversation"] = wl.azure(
-        arows, n=max(10, round(rate * duration)), rate=rate, token_scale=AZURE_SCALE,
-        output_scale=AZURE_OUTPUT_SCALE, salt="")
-    return out
+    turns = 6
+    return {
+        "A: Mooncake conversation": _at_rate(lambda n, rate: wl.mooncake(
+            rows, n=n, rate=rate, block_words=BLOCK_WORDS, output_scale=OUTPUT_SCALE,
+            salt=""), fleet, duration),
+        "A: multi-turn chat": _at_rate(lambda n, rate: wl.chat(
+            sessions=max(2, round(n / turns)), turns=turns, rate=rate, system_prompts=4,
+            system_words=400, turn_words=40, answer_words=60, max_tokens=16, salt=""),
+            fleet, duration),
+        "B: Azure conversation": _at_rate(lambda n, rate: wl.azure(
+            arows, n=n, rate=rate, token_scale=AZURE_SCALE, output_scale=AZURE_OUTPUT_SCALE,
+            salt=""), fleet, duration),
+    }
 
 
 def salted(requests: list[wl.Request], salt: str) -> list[wl.Request]:

@@ -84,9 +84,33 @@ def load_azure(path: Path = AZURE) -> list[tuple[float, int, int]]:
     return out
 
 
+def sample_conversations(rows: Iterable[dict[str, Any]], n: int, *, seed: int = 0,
+                         ) -> list[dict[str, Any]]:
+    """About ``n`` rows: whole conversations drawn at random, in their time order.
+
+    A conversation is the rows that share their first two blocks (every row
+    of the trace starts with block 0). A time window of the trace would hold
+    few second turns, which come minutes after the first; sampling
+    conversations keeps the trace's mix of one-turn and many-turn ones across
+    its whole span, and the compression of time brings the turns together.
+    """
+    all_rows = list(rows)
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, r in enumerate(all_rows):
+        groups.setdefault(tuple(r["hash_ids"][:2]), []).append(i)
+    keys = list(groups)
+    random.Random(seed).shuffle(keys)
+    chosen: list[int] = []
+    for key in keys:
+        if len(chosen) >= n:
+            break
+        chosen += groups[key]
+    return [all_rows[i] for i in sorted(chosen)]
+
+
 def mooncake(rows: Iterable[dict[str, Any]], *, n: int, rate: float, block_words: int,
              output_scale: float, salt: str, max_tokens_cap: int = 256) -> list[Request]:
-    picked = list(rows)[:n]
+    picked = sample_conversations(rows, n)
     times = _rescale([r["timestamp"] / 1000.0 for r in picked], rate)
     out = []
     for at, r in zip(times, picked, strict=True):
@@ -118,19 +142,26 @@ def azure(rows: Iterable[tuple[float, int, int]], *, n: int, rate: float, token_
 def chat(*, sessions: int, turns: int, rate: float, system_prompts: int, system_words: int,
          turn_words: int, answer_words: int, max_tokens: int, salt: str,
          seed: int = 0) -> list[Request]:
-    """Multi-turn chats at ``rate`` requests per second in all (turns interleave)."""
+    """Multi-turn chats at ``rate`` requests per second in all (sessions overlap).
+
+    Sessions start at random in the first third of the run; each waits a
+    random think time (0.5-1.5 of the mean) between its turns.
+    """
     rng = random.Random(seed)
     n = sessions * turns
-    # Each session's turns come one after another; sessions overlap. Turn k of
-    # session s is request number k * sessions + s in arrival order, with jitter.
-    gap = 1.0 / rate
+    think = 2.0 / 3.0 / turns  # in units of the run's length, rescaled below
+    starts = [rng.uniform(0, 1 / 3) for _ in range(sessions)]
+    times = {(s, k): starts[s] + sum(rng.uniform(0.5, 1.5) * think for _ in range(k))
+             for s in range(sessions) for k in range(turns)}
+    order = sorted(times, key=lambda sk: times[sk])
+    scaled = dict(zip(order, _rescale([times[sk] for sk in order], rate), strict=True))
     out = []
     for s in range(sessions):
         system = words(f"sys{s % system_prompts}", system_words, salt)
         history: list[dict[str, str]] = [{"role": "system", "content": system}]
         for k in range(turns):
             history.append({"role": "user", "content": words(f"s{s}u{k}", turn_words, salt)})
-            at = (k * sessions + s + rng.uniform(-0.4, 0.4)) * gap
+            at = scaled[(s, k)]
             tokens = sum(len(m["content"].split()) for m in history)
             out.append(Request(at=max(0.0, at), messages=tuple(history),
                                max_tokens=max_tokens, prompt_tokens=tokens))

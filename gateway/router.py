@@ -81,8 +81,10 @@ class ProfileRouter:
         window = self.config.lora_window
         adapter = name != model
         lora = self._lora
+        kv = tracker.kv_cache
         signals = [
-            Signals(prefix_chunks=matches.get(e.url, 0), kv_cache=tracker.kv_cache.get(e.url),
+            Signals(prefix_chunks=matches.get(e.url, 0) if matches else 0,
+                    kv_cache=kv.get(e.url) if kv else None,
                     lora_active=adapter and now - lora.get((e.url, name), -1e18) <= window)
             for e in endpoints
         ]

@@ -75,7 +75,7 @@ class Profile:
         return "prefix" in self.weights
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per candidate per request, and frozen inits cost
 class Signals:
     """What the caller knows of one candidate beyond its load."""
 
@@ -109,58 +109,63 @@ def _load_score(values: Sequence[float]) -> list[float]:
     return [1.0 - v / top for v in values]
 
 
-def _passes(f: Filter, c: Candidate, s: Signals, mean_in_flight: float) -> bool:
+def _passing(f: Filter, cands: Sequence[Candidate], sig: Sequence[Signals],
+             among: Sequence[int]) -> list[int]:
     if f.kind == "load":
-        return c.in_flight < f.params.get("factor", 1.5) * mean_in_flight + f.params.get(
-            "slack", 0.0)
+        mean = (sum(c.in_flight for c in cands) + 1) / len(cands)  # the new request counted
+        bound = f.params.get("factor", 1.5) * mean + f.params.get("slack", 0.0)
+        return [i for i in among if cands[i].in_flight < bound]
     if f.kind == "queue":
-        return (c.waiting or 0) <= f.params["max"]
+        top = f.params["max"]
+        return [i for i in among if (cands[i].waiting or 0) <= top]
     if f.kind == "kv-cache":
-        return (s.kv_cache or 0.0) <= f.params["max"]
+        top = f.params["max"]
+        return [i for i in among if (sig[i].kv_cache or 0.0) <= top]
     raise ValueError(f"unknown filter {f.kind!r}")
 
 
 def _kept(profile: Profile, cands: Sequence[Candidate], sig: Sequence[Signals]) -> list[int]:
-    kept = list(range(len(cands)))
-    mean = (sum(c.in_flight for c in cands) + 1) / len(cands)  # the new request counted
+    kept: list[int] = list(range(len(cands)))
     for f in profile.filters:
-        narrowed = [i for i in kept if _passes(f, cands[i], sig[i], mean)]
+        narrowed = _passing(f, cands, sig, kept)
         if narrowed:
             kept = narrowed
     return kept
+
+
+def _part(name: str, cands: Sequence[Candidate], sig: Sequence[Signals],
+          prefix_total: int) -> list[float]:
+    """One scorer's scores, one per candidate, each in [0, 1]."""
+    if name == "prefix":
+        if not prefix_total:
+            return [0.0] * len(cands)
+        return [min(1.0, s.prefix_chunks / prefix_total) for s in sig]
+    if name == "queue":
+        return _load_score([float(c.in_flight if c.waiting is None else c.waiting)
+                            for c in cands])
+    if name == "running":
+        return _load_score([float(max(c.running or 0, c.in_flight)) for c in cands])
+    if name == "kv-cache":
+        return [1.0 - min(1.0, max(0.0, s.kv_cache or 0.0)) for s in sig]
+    if name == "lora":
+        return [1.0 if s.lora_active else 0.0 for s in sig]
+    raise ValueError(f"unknown scorer {name!r}")
 
 
 def score(
     profile: Profile, candidates: Sequence[Candidate], signals: Sequence[Signals],
     *, prefix_total: int,
 ) -> list[Scored]:
-    """Each candidate's filter outcome and weighted score (for pick and for explaining it)."""
+    """Each candidate's filter outcome, weighted score and scorer parts (to explain a pick)."""
     if len(signals) != len(candidates):
         raise ValueError("one Signals per candidate")
-    n = len(candidates)
-    parts: dict[str, list[float]] = {}
-    for name in profile.weights:
-        if name == "queue":
-            parts[name] = _load_score([float(c.in_flight if c.waiting is None else c.waiting)
-                                       for c in candidates])
-        elif name == "running":
-            parts[name] = _load_score([float(max(c.running or 0, c.in_flight))
-                                       for c in candidates])
-        elif name == "kv-cache":
-            parts[name] = [1.0 - min(1.0, max(0.0, s.kv_cache or 0.0)) for s in signals]
-        elif name == "prefix":
-            parts[name] = [min(1.0, s.prefix_chunks / prefix_total) if prefix_total else 0.0
-                           for s in signals]
-        elif name == "lora":
-            parts[name] = [1.0 if s.lora_active else 0.0 for s in signals]
-        else:
-            raise ValueError(f"unknown scorer {name!r}")
+    parts = {name: _part(name, candidates, signals, prefix_total) for name in profile.weights}
     kept = set(_kept(profile, candidates, signals))
     return [
         Scored(kept=i in kept,
                score=sum(w * parts[name][i] for name, w in profile.weights.items()),
                parts={name: parts[name][i] for name in profile.weights})
-        for i in range(n)
+        for i in range(len(candidates))
     ]
 
 
@@ -168,15 +173,28 @@ def pick_scored(
     profile: Profile, candidates: Sequence[Candidate], signals: Sequence[Signals],
     *, prefix_total: int, rng: random.Random,
 ) -> int:
-    """The index in ``candidates`` that ``profile`` sends the request to."""
-    if not candidates:
+    """The index in ``candidates`` that ``profile`` sends the request to.
+
+    The same outcome as the best of ``score``, computed without its objects
+    (this runs once per request).
+    """
+    n = len(candidates)
+    if n == 0:
         raise ValueError("no candidates to pick from")
-    if len(candidates) == 1:
+    if len(signals) != n:
+        raise ValueError("one Signals per candidate")
+    if n == 1:
         return 0
-    scored = score(profile, candidates, signals, prefix_total=prefix_total)
-    kept = [i for i, s in enumerate(scored) if s.kept]
-    best = max(scored[i].score for i in kept)
-    top = [i for i in kept if scored[i].score >= best - _EPS]
+    totals = [0.0] * n
+    for name, weight in profile.weights.items():
+        if weight:
+            for i, v in enumerate(_part(name, candidates, signals, prefix_total)):
+                totals[i] += weight * v
+    kept = _kept(profile, candidates, signals) if profile.filters else range(n)
+    best = max(totals[i] for i in kept)
+    top = [i for i in kept if totals[i] >= best - _EPS]
+    if len(top) == 1:
+        return top[0]
     least = min(candidates[i].in_flight for i in top)
     ties = [i for i in top if candidates[i].in_flight == least]
     return ties[0] if len(ties) == 1 else ties[rng.randrange(len(ties))]

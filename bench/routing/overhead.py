@@ -4,8 +4,10 @@ One gateway process pinned to the last CPU, in front of four
 ``bench.gateway.replay`` stand-ins (the sim's recorded answer, replayed: they
 cost next to nothing), and 64 keep-alive connections of
 ``bench.gateway.loadgen.Conn`` on the other CPUs sending chat completions
-with a 2,000-character system prompt shared by all and a user message of its
-own (so ``prefix-cache`` hashes 8-9 chunks and looks each up). Rounds
+with a 2,000-character system prompt and a user message (so ``prefix-cache``
+hashes 8-9 chunks and looks each up). Each request's prompt is its own unless
+``--shared``: ``prefix-cache`` then misses every time and spreads the requests
+as ``least-request`` does, so what differs is the routing's own work. Rounds
 alternate ``least-request`` and ``prefix-cache`` on the same gateway, so a
 slow minute of the shared machine hits both; the gateway's CPU seconds
 (from /proc) over the requests it answered give its CPU per request.
@@ -35,7 +37,8 @@ SYSTEM = ("You are the brix assistant. Answer briefly, cite the design document,
           "when you do not know. ") * 20
 
 
-async def load(url: str, routing: str, connections: int, duration: float) -> tuple[int, int]:
+async def load(url: str, routing: str, connections: int, duration: float, *,
+               shared: bool = False) -> tuple[int, int]:
     """(answered, errors) in ``duration`` seconds over ``connections`` connections."""
     parts = urlsplit(url)
     rng = random.Random(1)
@@ -47,8 +50,12 @@ async def load(url: str, routing: str, connections: int, duration: float) -> tup
         conn = Conn(parts.hostname or "127.0.0.1", parts.port or 80)
         try:
             while time.perf_counter() < deadline:
+                # A prompt of its own (the system prompt after a unique line) unless
+                # --shared: every request then misses and goes to the least loaded,
+                # as least-request sends it, so both spread alike over the upstreams.
+                system = SYSTEM if shared else f"{rng.random()}\n{SYSTEM}"
                 body = json.dumps({"model": "m1", "max_tokens": 1, "messages": [
-                    {"role": "system", "content": SYSTEM},
+                    {"role": "system", "content": system},
                     {"role": "user", "content": f"question {rng.random()} " * 8}]}).encode()
                 try:
                     status, _, _ = await conn.request("/v1/chat/completions", body,
@@ -69,7 +76,8 @@ async def load(url: str, routing: str, connections: int, duration: float) -> tup
     return answered, errors
 
 
-def measure(duration: float, rounds: int, connections: int) -> list[str]:
+def measure(duration: float, rounds: int, connections: int, *, shared: bool = False,
+            ) -> list[str]:
     cpus = sorted(os.sched_getaffinity(0))
     lines = ["| round | routing | requests | req/s | gateway CPU ms/req | errors |",
              "|---|---|---|---|---|---|"]
@@ -96,7 +104,8 @@ def measure(duration: float, rounds: int, connections: int) -> list[str]:
                 for routing in order:
                     c0 = cpu_seconds(gw.popen.pid)
                     t0 = time.perf_counter()
-                    n, errors = asyncio.run(load(gw.url, routing, connections, duration))
+                    n, errors = asyncio.run(load(gw.url, routing, connections, duration,
+                                                 shared=shared))
                     spent = time.perf_counter() - t0
                     ms = 1000 * (cpu_seconds(gw.popen.pid) - c0) / max(1, n)
                     per[routing].append(ms)
@@ -118,8 +127,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=5.0, help="Seconds per round.")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--shared", action="store_true",
+                        help="One system prompt for all (prefix-cache then keeps them on one "
+                        "upstream, which changes the upstreams' share of the CPU as well).")
     args = parser.parse_args(argv)
-    print("\n".join(measure(args.duration, args.rounds, args.connections)))
+    print("\n".join(measure(args.duration, args.rounds, args.connections,
+                            shared=args.shared)))
     return 0
 
 

@@ -84,9 +84,13 @@ class PrefixIndex:
         for h in hashes:
             if h in lru:
                 lru.move_to_end(h)
+                continue
+            lru[h] = None
+            pods = holders.get(h)
+            if pods is None:
+                holders[h] = {pod}
             else:
-                lru[h] = None
-                holders.setdefault(h, set()).add(pod)
+                pods.add(pod)
         while len(lru) > self.chunks_per_pod:
             old, _ = lru.popitem(last=False)
             self._drop(old, pod)

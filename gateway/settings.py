@@ -53,8 +53,10 @@ class GatewaySettings:
 
     # --- routing ----------------------------------------------------------------
     routing: str = setting(
-        "least-request", help="Default strategy or profile (header x-brix-routing overrides it "
-        f"per request): {', '.join(STRATEGIES)}, or a profile of --routing-config.",
+        "prefix-cache", help="Default strategy or profile (header x-brix-routing overrides it "
+        f"per request): {', '.join(STRATEGIES)}, or a profile of --routing-config. "
+        "prefix-cache by default: best or even on every workload of bench/routing, and "
+        "least-request itself for prompts shorter than one chunk.",
     )
     routing_config: str | None = setting(
         None, help="Routing config file (YAML): profiles of weighted scorers and filters, and "

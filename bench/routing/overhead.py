@@ -24,7 +24,9 @@ import random
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from bench.gateway.__main__ import record_answer
@@ -122,6 +124,52 @@ def measure(duration: float, rounds: int, connections: int, *, shared: bool = Fa
     return lines
 
 
+def decision_cost(rounds: int = 5, n: int = 10_000) -> list[str]:
+    """The routing work alone, in this process: what prefix-cache adds to a request.
+
+    least-request: the load lookup and the pick. prefix-cache: rendering the
+    prompt, hashing its chunks, the index lookup and update, and the scored
+    pick. Alternated ``rounds`` times; microseconds per request.
+    """
+    from gateway.load import LoadTracker
+    from gateway.picker import pick
+    from gateway.router import ProfileRouter
+    from gateway.routing_config import RoutingConfig
+    from gateway.table import Endpoint, RoutingTable
+
+    eps = [Endpoint(f"p{i}", f"http://127.0.0.{i + 1}:8000") for i in range(4)]
+    tracker = LoadTracker()
+    router = ProfileRouter(RoutingConfig(), table=RoutingTable(static={"m1": eps}),
+                           tracker=tracker)
+    rng = random.Random(1)
+    lines = ["| prompts | least-request us/req (median of rounds) | prefix-cache us/req "
+             "| added us |", "|---|---|---|---|"]
+    for label, shared in (("own", False), ("shared system prompt", True)):
+        bodies = [{"model": "m1", "messages": [
+            {"role": "system", "content": SYSTEM if shared else f"{rng.random()}\n{SYSTEM}"},
+            {"role": "user", "content": f"question {rng.random()} " * 8}]} for _ in range(n)]
+        it = iter(bodies * (rounds + 1))
+
+        def prefix_cache(it: Iterator[dict[str, Any]] = it) -> None:
+            body = next(it)
+            router.choose("prefix-cache", eps, name="m1", model="m1",
+                          hashes=router.hashes(body, "m1"), rng=rng)
+
+        def least_request() -> None:
+            pick("least-request", tracker.candidates(eps), rng=rng)
+
+        times: dict[str, list[float]] = {"lr": [], "pc": []}
+        for _ in range(rounds):
+            for key, fn in (("lr", least_request), ("pc", prefix_cache)):
+                t0 = time.perf_counter()
+                for _ in range(n):
+                    fn()
+                times[key].append(1e6 * (time.perf_counter() - t0) / n)
+        lr, pc = (sorted(v)[len(v) // 2] for v in times.values())
+        lines.append(f"| {label} | {lr:.1f} | {pc:.1f} | {pc - lr:+.1f} |")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.routing.overhead")
     parser.add_argument("--duration", type=float, default=5.0, help="Seconds per round.")
@@ -130,7 +178,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shared", action="store_true",
                         help="One system prompt for all (prefix-cache then keeps them on one "
                         "upstream, which changes the upstreams' share of the CPU as well).")
+    parser.add_argument("--in-process", action="store_true",
+                        help="Only the routing work, timed in this process (no servers).")
     args = parser.parse_args(argv)
+    if args.in_process:
+        print("\n".join(decision_cost()))
+        return 0
     print("\n".join(measure(args.duration, args.rounds, args.connections,
                             shared=args.shared)))
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 
 import pytest
@@ -59,7 +60,7 @@ def test_arrivals_are_rescaled_to_the_rate(rate: float) -> None:
                     salt="")
     assert reqs[0].at == 0
     assert (len(reqs) - 1) / reqs[-1].at == pytest.approx(rate)
-    assert all(a.at <= b.at for a, b in zip(reqs, reqs[1:], strict=False))
+    assert all(a.at <= b.at for a, b in itertools.pairwise(reqs))
 
 
 def test_azure_requests_share_nothing() -> None:
@@ -78,7 +79,7 @@ def test_chat_turns_grow_their_conversation_and_share_system_prompts() -> None:
         by_session.setdefault(r.messages[1]["content"], []).append(r)
     for turns in by_session.values():
         assert [len(t.messages) for t in turns] == [2, 4, 6, 8]
-        for a, b in zip(turns, turns[1:], strict=False):
+        for a, b in itertools.pairwise(turns):
             assert b.messages[:len(a.messages)] == a.messages
     systems = {r.messages[0]["content"] for r in reqs}
     assert len(systems) == 2

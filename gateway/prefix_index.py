@@ -23,7 +23,7 @@ process, and they cost a fraction of a microsecond per chunk.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 
 
 def chunk_hashes(text: str, *, model: str, chunk_chars: int, max_chunks: int) -> tuple[int, ...]:
@@ -114,7 +114,3 @@ class PrefixIndex:
             if not holders:
                 del self._holders[h]
 
-
-def longest_match(matches: Mapping[str, int]) -> int:
-    """The most leading chunks any pod holds (0 when none does)."""
-    return max(matches.values(), default=0)

@@ -14,6 +14,8 @@ from brix.config import build_parser, describe, load_settings
 from brix.serving import configure_logging, serve
 from gateway.app import GatewayApp, create_app, load_api_keys
 from gateway.load import LoadTracker, SidecarPoller
+from gateway.picker import STRATEGIES
+from gateway.routing_config import RoutingConfigError, load_routing_config
 from gateway.settings import GatewaySettings
 from gateway.static import ConfigError, parse_services, parse_static_routes
 from gateway.table import RoutingTable
@@ -28,6 +30,14 @@ def build(settings: GatewaySettings) -> FastAPI:
     static = parse_static_routes(settings.static_routes)
     for model, endpoints in parse_services(settings.services).items():
         static.setdefault(model, []).extend(endpoints)
+    try:
+        routing = load_routing_config(settings.routing_config)
+    except RoutingConfigError as exc:
+        raise RoutingConfigError(f"--routing-config {settings.routing_config}: {exc}") from exc
+    if settings.routing not in STRATEGIES and settings.routing not in routing.profiles:
+        known = ", ".join(sorted(STRATEGIES | routing.profiles.keys()))
+        raise RoutingConfigError(f"--routing: unknown strategy or profile "
+                                 f"{settings.routing!r} (known: {known})")
     table = RoutingTable(static=static, hold_models=settings.hold_models)
     tracker = LoadTracker()
     watch = settings.discovery == "kubernetes"
@@ -62,7 +72,8 @@ def build(settings: GatewaySettings) -> FastAPI:
             if discovery is not None:
                 discovery.stop()
 
-    return create_app(settings, table=table, tracker=tracker, lifespan=lifespan)
+    return create_app(settings, table=table, tracker=tracker, lifespan=lifespan,
+                      routing=routing)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -72,6 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         load_api_keys(settings)
         app = build(settings)
+    except RoutingConfigError as exc:  # one line, naming the key at fault
+        parser.exit(2, f"{PROG}: error: {exc}\n")
     except (ConfigError, OSError) as exc:
         parser.error(str(exc))
     log.info("settings: %s", describe(settings))

@@ -29,6 +29,8 @@ from gateway.keys import ApiKeys
 from gateway.load import LoadTracker
 from gateway.metrics import GatewayMetrics
 from gateway.proxy import SKIP_AUTO_HEADERS, Proxy
+from gateway.router import ProfileRouter
+from gateway.routing_config import RoutingConfig
 from gateway.settings import GatewaySettings
 from gateway.table import RoutingTable
 
@@ -53,6 +55,7 @@ def create_app(
     lifespan: Lifespan | None = None,
     metrics: GatewayMetrics | None = None,
     tracker: LoadTracker | None = None,
+    routing: RoutingConfig | None = None,
 ) -> FastAPI:
     """The app, around a routing table that something else fills (discovery, config).
 
@@ -61,6 +64,7 @@ def create_app(
     """
     metrics = metrics or GatewayMetrics()
     tracker = tracker or LoadTracker()
+    router = ProfileRouter(routing or RoutingConfig(), table=table, tracker=tracker)
     api_keys = load_api_keys(settings)
     proxy_holder: dict[str, Proxy] = {}
     created = int(time.time())
@@ -77,6 +81,7 @@ def create_app(
             proxy_holder["proxy"] = Proxy(
                 settings=settings, table=table, tracker=tracker, metrics=metrics,
                 client=client, rng=random.Random(settings.seed),  # noqa: S311 - not crypto
+                router=router,
             )
             app.state.proxy = proxy_holder["proxy"]
             if lifespan is None:

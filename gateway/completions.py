@@ -135,13 +135,19 @@ class Completions:
             return
         strategy = (routing.decode("latin-1").strip().lower() if routing is not None
                     else settings.routing)
-        if strategy not in STRATEGIES:
+        proxy = self._proxy()
+        router = proxy.router
+        profiles = router.profiles if router is not None else {}
+        if strategy not in STRATEGIES and strategy not in profiles:
             await fail(400, f"Unknown routing strategy {strategy!r} in {ROUTING_HEADER}; "
-                       f"one of: {', '.join(sorted(STRATEGIES))}.", "invalid_routing")
+                       f"one of: {', '.join(sorted(STRATEGIES | profiles.keys()))}.",
+                       "invalid_routing")
             return
         prefix = (prompt_prefix(parsed, settings.prefix_chars) if strategy == PREFIX_AFFINITY
                   else "")
-        call = ProxyCall(self._proxy(), path=scope["path"], body=body, headers=forward,
+        hashes = (router.hashes(parsed, model) if router is not None and strategy in profiles
+                  else ())
+        call = ProxyCall(proxy, path=scope["path"], body=body, headers=forward,
                          name=model, strategy=strategy, prefix=prefix, request_id=rid,
-                         started=started)
+                         started=started, hashes=hashes)
         await call(scope, receive, send)

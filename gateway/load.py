@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 _WAITING = "brix_engine_requests_waiting"
 _RUNNING = "brix_engine_requests_running"
+_KV = "brix_engine_kv_cache_usage_ratio"
 
 
 class LoadTracker:
@@ -37,6 +38,8 @@ class LoadTracker:
     def __init__(self) -> None:
         self.in_flight: dict[str, int] = {}
         self.queues: dict[str, tuple[int, int]] = {}
+        self.kv_cache: dict[str, float] = {}
+        """KV-cache usage ratio per endpoint URL, as its sidecar last reported it."""
         self.queues_wanted_at = -float("inf")
         """When a request last asked for the sidecars' queues (monotonic seconds)."""
         self.queues_wanted = asyncio.Event()
@@ -90,6 +93,20 @@ def parse_queue(text: str) -> tuple[int, int] | None:
     return (int(waiting), int(running)) if seen else None
 
 
+def parse_kv_cache(text: str) -> float | None:
+    """The largest ``brix_engine_kv_cache_usage_ratio`` in a sidecar's text; None if absent."""
+    found: float | None = None
+    for line in text.splitlines():
+        if not line.startswith(_KV):
+            continue
+        try:
+            value = float(line.rsplit(None, 1)[-1])
+        except ValueError:
+            continue
+        found = value if found is None else max(found, value)
+    return found
+
+
 class SidecarPoller:
     """Polls the sidecars of the table's endpoints into ``LoadTracker.queues``."""
 
@@ -114,6 +131,7 @@ class SidecarPoller:
         while True:
             if (self._idle_after is not None
                     and time.monotonic() - tracker.queues_wanted_at > self._idle_after):
+                tracker.kv_cache = {}
                 tracker.queues = {}  # stale numbers would mislead the next least-queue pick
                 tracker.queues_wanted.clear()
                 log.debug("no least-queue request for %.0fs: polling paused", self._idle_after)
@@ -123,16 +141,24 @@ class SidecarPoller:
 
     async def poll_once(self) -> None:
         targets = [e for e in self._endpoints() if e.sidecar_url]
-        results = await asyncio.gather(*(self._poll(e) for e in targets))
-        queues = {e.url: q for e, q in zip(targets, results, strict=True) if q is not None}
+        texts = await asyncio.gather(*(self._poll(e) for e in targets))
+        queues, kv = {}, {}
+        for e, text in zip(targets, texts, strict=True):
+            if text is None:
+                continue
+            if (q := parse_queue(text)) is not None:
+                queues[e.url] = q
+            if (k := parse_kv_cache(text)) is not None:
+                kv[e.url] = k
         self._tracker.queues = queues
+        self._tracker.kv_cache = kv
 
-    async def _poll(self, endpoint: Endpoint) -> tuple[int, int] | None:
+    async def _poll(self, endpoint: Endpoint) -> str | None:
         timeout = aiohttp.ClientTimeout(total=min(self._interval, 2.0))
         with contextlib.suppress(aiohttp.ClientError, TimeoutError):
             async with self._client.get(f"{endpoint.sidecar_url}/metrics",
                                         timeout=timeout) as r:
                 if r.status == 200:
-                    return parse_queue(await r.text())
+                    return await r.text()
                 log.debug("sidecar of %s answered %s", endpoint.name, r.status)
         return None

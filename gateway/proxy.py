@@ -45,6 +45,7 @@ import json
 import logging
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +58,7 @@ from gateway.hold import wait_for_route
 from gateway.load import LoadTracker
 from gateway.metrics import UNKNOWN_MODEL, GatewayMetrics
 from gateway.picker import LEAST_QUEUE, pick
+from gateway.router import ProfileRouter
 from gateway.settings import GatewaySettings
 from gateway.table import Endpoint, Route, RoutingTable
 
@@ -92,6 +94,8 @@ class Proxy:
     rng: random.Random
     turns: dict[str, int] = field(default_factory=dict)
     urls: dict[tuple[str, str], URL] = field(default_factory=dict)
+    router: ProfileRouter | None = None
+    """Routes requests whose strategy is a profile (gateway.router); None: strategies only."""
     # The loop the calls run on, given explicitly to current_task and create_task:
     # looking it up costs a getpid() system call each time on Python 3.11.
     loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.get_running_loop)
@@ -107,10 +111,14 @@ class Proxy:
 
     def choose(
         self, route: Route, exclude: set[str], strategy: str, prefix: str,
+        *, name: str = "", hashes: Sequence[int] = (),
     ) -> Endpoint | None:
         endpoints = [e for e in route.endpoints if e.url not in exclude]
         if not endpoints:
             return None
+        if self.router is not None and strategy in self.router.profiles:
+            return self.router.choose(strategy, endpoints, name=name or route.model,
+                                      model=route.model, hashes=hashes, rng=self.rng)
         turn = self.turns.get(route.model, 0)
         self.turns[route.model] = turn + 1
         if strategy == LEAST_QUEUE:
@@ -152,6 +160,7 @@ class ProxyCall:
         prefix: str,
         request_id: str,
         started: float,
+        hashes: Sequence[int] = (),
     ) -> None:
         self.proxy = proxy
         self.path = path
@@ -160,6 +169,7 @@ class ProxyCall:
         self.name = name
         self.strategy = strategy
         self.prefix = prefix
+        self.hashes = hashes
         self.request_id = request_id
         self.started = started
         self.model = UNKNOWN_MODEL
@@ -236,7 +246,8 @@ class ProxyCall:
         attempts = 0
         while attempts <= s.retries:
             current = p.table.route(self.name) or route
-            endpoint = p.choose(current, tried, self.strategy, self.prefix)
+            endpoint = p.choose(current, tried, self.strategy, self.prefix, name=self.name,
+                                hashes=self.hashes)
             if endpoint is None:
                 break
             timeout = aiohttp.ClientTimeout(

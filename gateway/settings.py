@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from brix.config import setting
 
 STRATEGIES: tuple[str, ...] = (
-    "random", "round-robin", "least-request", "least-queue", "prefix-affinity",
+    "random", "round-robin", "least-request", "least-queue", "prefix-affinity", "prefix-cache",
 )
+"""The picker's strategies and the built-in profile; --routing-config may add profiles."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,8 +53,14 @@ class GatewaySettings:
 
     # --- routing ----------------------------------------------------------------
     routing: str = setting(
-        "least-request", help="Default strategy (header x-brix-routing overrides it per request).",
-        choices=list(STRATEGIES),
+        "prefix-cache", help="Default strategy or profile (header x-brix-routing overrides it "
+        f"per request): {', '.join(STRATEGIES)}, or a profile of --routing-config. "
+        "prefix-cache by default: best or even on every workload of bench/routing, and "
+        "least-request itself for prompts shorter than one chunk.",
+    )
+    routing_config: str | None = setting(
+        None, help="Routing config file (YAML): profiles of weighted scorers and filters, and "
+        "the prefix index's bounds (see gateway/routing.example.yaml).",
     )
     prefix_chars: int = setting(
         256, help="How many characters of the prompt prefix-affinity hashes: enough to cover "

@@ -43,6 +43,9 @@ GAUGES: tuple[tuple[str, str, Aggregate], ...] = (
 COUNTERS: tuple[tuple[str, str], ...] = (
     ("brix_engine_prompt_tokens_total", "vllm:prompt_tokens_total"),
     ("brix_engine_generation_tokens_total", "vllm:generation_tokens_total"),
+    # In tokens, counted when a request is scheduled (vLLM and the sim alike).
+    ("brix_engine_prefix_cache_queries_total", "vllm:prefix_cache_queries_total"),
+    ("brix_engine_prefix_cache_hits_total", "vllm:prefix_cache_hits_total"),
 )
 HISTOGRAMS: tuple[tuple[str, str], ...] = (
     ("brix_engine_time_to_first_token_seconds", "vllm:time_to_first_token_seconds"),

@@ -41,6 +41,9 @@ class AdapterRegistry:
     def list(self) -> list[Adapter]:
         return list(self._adapters.values())
 
+    def get(self, name: str) -> Adapter | None:
+        return self._adapters.get(name)
+
     def load(self, name: str, path: str, *, load_inplace: bool = False) -> str:
         """Load ``name`` from ``path``; returns vLLM's success text or raises ApiError."""
         if not name or not path:

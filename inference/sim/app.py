@@ -25,11 +25,18 @@ from inference.sim import responses as r
 from inference.sim.adapters import AdapterRegistry, check_model
 from inference.sim.errors import ApiError, invalid_body
 from inference.sim.metrics import SimMetrics
+from inference.sim.prefix_cache import block_hashes
 from inference.sim.protocol import GenerationRequest, Kind, output_length, parse
 from inference.sim.runner import Handle, Runner
 from inference.sim.scheduler import Scheduler
 from inference.sim.settings import SimSettings
-from inference.sim.text import natural_length, output_text, sequence_seed
+from inference.sim.text import (
+    natural_length,
+    output_text,
+    output_token_ids,
+    sequence_seed,
+    text_token_ids,
+)
 from inference.sim.timing import TimingModel
 
 VERSION = "0.32.0+brix.sim"
@@ -45,6 +52,7 @@ class SimEngine:
         self.scheduler = Scheduler(
             max_num_seqs=settings.max_num_seqs, kv_cache_tokens=settings.kv_cache_tokens,
             max_loras=settings.max_loras,
+            enable_prefix_caching=settings.enable_prefix_caching, block_size=settings.block_size,
             timing=TimingModel(
                 prefill_tokens_per_s=settings.prefill_tokens_per_s,
                 decode_ms_per_token=settings.decode_ms_per_token,
@@ -54,6 +62,21 @@ class SimEngine:
         self.metrics = SimMetrics(scheduler=self.scheduler, model_name=self.name,
                                   max_loras=settings.max_loras, clock=time.time)
         self.runner = Runner(scheduler=self.scheduler, metrics=self.metrics)
+
+    def block_hashes(
+        self, prompt: str | tuple[int, ...], *, adapter: str | None, seed: int, output_len: int,
+    ) -> tuple[int, ...]:
+        """The chained hashes of the full blocks of a request's prompt and output tokens
+        (none with prefix caching off). An adapter's blocks are its own (name and path)."""
+        if not self.settings.enable_prefix_caching:
+            return ()
+        ids = text_token_ids(prompt) if isinstance(prompt, str) else prompt
+        extra = None
+        if adapter is not None:
+            found = self.adapters.get(adapter)
+            extra = f"{adapter}\0{found.path if found is not None else ''}"
+        return block_hashes((*ids, *output_token_ids(seed, 0, output_len)),
+                            block_size=self.settings.block_size, extra=extra)
 
     def models(self) -> dict[str, Any]:
         created = int(time.time())
@@ -183,8 +206,10 @@ def create_app(engine: SimEngine) -> FastAPI:
         if engine.runner.dead:
             raise ApiError(503, "The engine's scheduler has stopped; restart the engine.",
                            type_="ServiceUnavailableError")
+        hashes = engine.block_hashes(req.prompt, adapter=adapter, seed=seed, output_len=out_len)
         handle = engine.runner.submit(prompt_tokens=req.prompt_tokens, output_len=out_len,
-                                      adapter=adapter, finish_reason=reason, stream=req.stream)
+                                      adapter=adapter, finish_reason=reason, stream=req.stream,
+                                      block_hashes=hashes)
         id_, created = r.new_id(kind), r.now()
         if req.stream:
             return StreamingResponse(

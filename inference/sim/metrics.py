@@ -82,6 +82,15 @@ class SimMetrics:
             "vllm:request_queue_time_seconds",
             "Histogram of time spent in WAITING phase for request.",
             LABELS, buckets=LATENCY_BUCKETS, registry=self.registry).labels(*labels)
+        # vLLM counts these at admission, in tokens, whether or not prefix caching is
+        # on (off: they stay 0, as vLLM's do).
+        self.prefix_cache_queries = Counter(
+            "vllm:prefix_cache_queries",
+            "Prefix cache queries, in terms of number of queried tokens.", LABELS,
+            registry=self.registry).labels(*labels)
+        self.prefix_cache_hits = Counter(
+            "vllm:prefix_cache_hits", "Prefix cache hits, in terms of number of cached tokens.",
+            LABELS, registry=self.registry).labels(*labels)
         self.lora_info = Gauge(
             "vllm:lora_requests_info", "Running stats on lora requests.",
             ("max_lora", "waiting_lora_adapters", "running_lora_adapters"),
@@ -104,8 +113,12 @@ class SimMetrics:
         self.update_lora_info()
 
     def observe_admitted(self, seqs: Iterable[Sequence], now: float) -> None:
+        caching = self._scheduler.prefix_cache is not None
         for seq in seqs:
             self.queue_time.observe(now - seq.arrival)
+            if caching:
+                self.prefix_cache_queries.inc(seq.prompt_tokens)
+                self.prefix_cache_hits.inc(seq.cached_tokens)
 
     def observe_abort(self) -> None:
         self.success["abort"].inc()

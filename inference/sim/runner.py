@@ -69,10 +69,10 @@ class Runner:
 
     def submit(
         self, *, prompt_tokens: int, output_len: int, adapter: str | None, finish_reason: str,
-        stream: bool = True,
+        stream: bool = True, block_hashes: tuple[int, ...] = (),
     ) -> Handle:
         seq = Sequence(id=next(self._ids), prompt_tokens=prompt_tokens, output_len=output_len,
-                       adapter=adapter, arrival=self._clock())
+                       adapter=adapter, arrival=self._clock(), block_hashes=block_hashes)
         self.scheduler.add(seq)
         handle = Handle(seq, finish_reason, stream)
         self._handles[seq.id] = handle

@@ -9,6 +9,14 @@ Like vLLM's scheduler, first come first served:
 - a running batch uses at most ``max_loras`` distinct adapters; a request for a
   further adapter is skipped (it keeps its place) until one is free.
 
+With ``enable_prefix_caching`` the KV cache is counted in blocks of
+``block_size`` tokens and indexed by the sequences' ``block_hashes``
+(``prefix_cache``, vLLM's automatic prefix caching): a sequence's cached
+prefix is shared with the sequences that hold it (counted once) and is not
+prefilled again, so only its uncached prompt tokens take prefill time. Without
+it (the default here; the sim turns it on as vLLM does) KV is counted in tokens
+and nothing is shared.
+
 ``plan()`` picks the next step; the caller lets its duration pass and then
 ``commit()`` applies it (tokens produced, sequences finished). Nothing here
 knows about time, asyncio or HTTP: the clock's readings are passed in.
@@ -20,6 +28,7 @@ import enum
 from collections import deque
 from dataclasses import dataclass, field
 
+from inference.sim.prefix_cache import DEFAULT_BLOCK_SIZE, Allocation, PrefixCache
 from inference.sim.timing import TimingModel
 
 
@@ -32,13 +41,22 @@ class State(enum.Enum):
 
 @dataclass(eq=False, slots=True, kw_only=True)
 class Sequence:
-    """One request in the engine. ``output_len`` is how many tokens it will produce."""
+    """One request in the engine. ``output_len`` is how many tokens it will produce.
+
+    ``block_hashes``: the chained hashes of its full blocks of tokens
+    (``prefix_cache.block_hashes``), those of its prompt first and, when its
+    output's tokens are known, those of the blocks its output fills; only read
+    with prefix caching on. ``cached_tokens`` is set when it is admitted: how
+    many of its prompt tokens were found in the prefix cache.
+    """
 
     id: int
     prompt_tokens: int
     output_len: int
     adapter: str | None = None
     arrival: float = 0.0
+    block_hashes: tuple[int, ...] = ()
+    cached_tokens: int = 0
     state: State = State.WAITING
     generated: int = 0
     first_token_at: float | None = None
@@ -64,7 +82,8 @@ class Step:
 
     @property
     def prefill_tokens(self) -> int:
-        return sum(s.prompt_tokens for s in self.prefill)
+        """Prompt tokens computed in this step (cached prefixes are not)."""
+        return sum(s.prompt_tokens - s.cached_tokens for s in self.prefill)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +93,7 @@ class StepResult:
     advanced: tuple[Sequence, ...]   # each got one more token
     first_tokens: tuple[Sequence, ...]  # of those, the ones that got their first
     finished: tuple[Sequence, ...]
-    prompt_tokens: int
+    prompt_tokens: int  # whole prompts, cached prefixes included (as vllm:prompt_tokens)
     generation_tokens: int
 
 
@@ -84,18 +103,31 @@ class Scheduler:
     kv_cache_tokens: int
     max_loras: int
     timing: TimingModel
+    enable_prefix_caching: bool = False
+    block_size: int = DEFAULT_BLOCK_SIZE
     waiting: deque[Sequence] = field(default_factory=deque)
     running: list[Sequence] = field(default_factory=list)
-    kv_used: int = 0
+    kv_used: int = 0  # KV tokens held (whole blocks with prefix caching)
+    prefix_cache: PrefixCache | None = field(init=False, default=None)
     _new: set[int] = field(default_factory=set)  # admitted, not yet prefilled
+    _allocs: dict[int, Allocation] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.enable_prefix_caching:
+            self.prefix_cache = PrefixCache(num_blocks=self.kv_cache_tokens // self.block_size,
+                                            block_size=self.block_size)
 
     def add(self, seq: Sequence) -> None:
         if seq.output_len < 1:
             raise ValueError("a sequence produces at least one token")
-        if seq.kv_tokens > self.kv_cache_tokens:
-            raise ValueError(
-                f"sequence needs {seq.kv_tokens} KV tokens, the cache holds {self.kv_cache_tokens}"
-            )
+        cache = self.prefix_cache
+        if cache is None:
+            need, room = seq.kv_tokens, self.kv_cache_tokens
+        else:
+            need = cache.blocks_for(seq.kv_tokens) * cache.block_size
+            room = cache.num_blocks * cache.block_size
+        if need > room:
+            raise ValueError(f"sequence needs {need} KV tokens, the cache holds {room}")
         seq.state = State.WAITING
         self.waiting.append(seq)
 
@@ -105,7 +137,7 @@ class Scheduler:
             self.waiting.remove(seq)
         elif seq.state is State.RUNNING:
             self.running.remove(seq)
-            self.kv_used -= seq.kv_tokens
+            self._release(seq)
             self._new.discard(seq.id)
         else:
             return False
@@ -123,7 +155,43 @@ class Scheduler:
     @property
     def kv_usage(self) -> float:
         """Fraction of the KV cache held by running sequences (0-1)."""
+        if self.prefix_cache is not None:
+            return self.prefix_cache.usage
         return self.kv_used / self.kv_cache_tokens
+
+    def _hold(self, seq: Sequence) -> bool:
+        """Take the sequence's KV if it fits (looking its prefix up in the cache)."""
+        cache = self.prefix_cache
+        if cache is None:
+            if self.kv_used + seq.kv_tokens > self.kv_cache_tokens:
+                return False
+            self.kv_used += seq.kv_tokens
+            return True
+        bs = cache.block_size
+        alloc = cache.allocate(
+            seq.block_hashes[:seq.prompt_tokens // bs], blocks=cache.blocks_for(seq.kv_tokens),
+            # vLLM computes at least the prompt's last token (its logits are needed).
+            max_hit_blocks=(seq.prompt_tokens - 1) // bs,
+        )
+        if alloc is None:
+            return False
+        seq.cached_tokens = alloc.hit_blocks * bs
+        cache.record(prompt_tokens=seq.prompt_tokens, hit_tokens=seq.cached_tokens)
+        self._allocs[seq.id] = alloc
+        self.kv_used = cache.used_blocks * bs
+        return True
+
+    def _release(self, seq: Sequence) -> None:
+        cache = self.prefix_cache
+        if cache is None:
+            self.kv_used -= seq.kv_tokens
+            return
+        alloc = self._allocs.pop(seq.id)
+        bs = cache.block_size
+        # The KV it computed: its prompt and all its output but the last token.
+        filled = (seq.prompt_tokens + max(seq.generated - 1, 0)) // bs
+        cache.release(alloc, more_hashes=seq.block_hashes[seq.prompt_tokens // bs:filled])
+        self.kv_used = cache.used_blocks * bs
 
     def running_adapters(self) -> list[str]:
         return sorted({s.adapter for s in self.running if s.adapter is not None})
@@ -140,14 +208,13 @@ class Scheduler:
                     and len(adapters) >= self.max_loras):
                 skipped.append(self.waiting.popleft())
                 continue
-            if self.kv_used + seq.kv_tokens > self.kv_cache_tokens:
+            if not self._hold(seq):
                 break  # head of line waits for KV, as in vLLM
             self.waiting.popleft()
             if seq.adapter is not None:
                 adapters.add(seq.adapter)
             seq.state = State.RUNNING
             self.running.append(seq)
-            self.kv_used += seq.kv_tokens
             self._new.add(seq.id)
         self.waiting.extendleft(reversed(skipped))
 
@@ -159,7 +226,8 @@ class Scheduler:
         prefill = tuple(s for s in self.running if s.id in self._new)
         decode = tuple(s for s in self.running if s.id not in self._new)
         seconds = self.timing.step_seconds(
-            prefill_tokens=sum(s.prompt_tokens for s in prefill), batch=len(self.running),
+            prefill_tokens=sum(s.prompt_tokens - s.cached_tokens for s in prefill),
+            batch=len(self.running),
         )
         return Step(prefill=prefill, decode=decode, seconds=seconds)
 
@@ -187,7 +255,8 @@ class Scheduler:
         if finished:
             done = {s.id for s in finished}
             self.running = [s for s in self.running if s.id not in done]
-            self.kv_used -= sum(s.kv_tokens for s in finished)
+            for s in finished:
+                self._release(s)
         return StepResult(
             advanced=tuple(advanced), first_tokens=tuple(first), finished=tuple(finished),
             prompt_tokens=prompt_tokens, generation_tokens=len(advanced),

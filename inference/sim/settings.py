@@ -48,6 +48,15 @@ class SimSettings:
         65536, help="KV cache capacity in tokens. A sequence holds prompt + output tokens "
         "while it runs; requests that do not fit wait.",
     )
+    enable_prefix_caching: bool = setting(
+        True, help="vLLM's automatic prefix caching (on by default, as in vLLM's V1 engine): "
+        "KV is held in blocks of --block-size tokens, and a prompt's leading blocks already "
+        "in the cache (same tokens after the same prefix, same adapter) are shared and not "
+        "prefilled again. --no-enable-prefix-caching counts KV in tokens, shares nothing.",
+    )
+    block_size: int = setting(
+        16, help="Tokens per KV-cache block (vLLM's --block-size), the unit of prefix caching.",
+    )
     max_model_len: int = setting(
         4096, help="Longest sequence (prompt + output) in tokens, as vLLM's --max-model-len.",
     )
@@ -78,6 +87,7 @@ class SimSettings:
             "--kv-cache-tokens": self.kv_cache_tokens,
             "--max-model-len": self.max_model_len,
             "--max-loras": self.max_loras,
+            "--block-size": self.block_size,
             "--max-lora-rank": self.max_lora_rank,
             "--min-output-tokens": self.min_output_tokens,
         }
@@ -99,6 +109,15 @@ class SimSettings:
                 f"--kv-cache-tokens ({self.kv_cache_tokens}) must hold one sequence of "
                 f"--max-model-len ({self.max_model_len}) tokens"
             )
+        if self.enable_prefix_caching:
+            bs = self.block_size
+            blocks, needed = self.kv_cache_tokens // bs, -(-self.max_model_len // bs)
+            if blocks < needed:
+                raise ValueError(
+                    f"--kv-cache-tokens ({self.kv_cache_tokens}) holds {blocks} blocks of "
+                    f"--block-size {bs}; one sequence of --max-model-len ({self.max_model_len}) "
+                    f"tokens needs {needed}"
+                )
 
     @property
     def name(self) -> str:

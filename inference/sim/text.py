@@ -1,14 +1,21 @@
 """Deterministic tokens and text: pure functions, no state.
 
-The sim has no tokenizer. A prompt counts one token for the start of sequence
-plus one per word or punctuation mark; token-id prompts count their ids. The
-output is a sequence of words, each a function of (seed, model or adapter
-name, prompt, position): the same request gives the same text, and an adapter
-gives text different from its base model's.
+The sim has no real tokenizer. A prompt counts one token for the start of
+sequence plus one per word or punctuation mark (``\\w+`` runs and single other
+non-space characters; whitespace is not a token); token-id prompts count their
+ids. For prefix caching each such piece has a stable id, a hash of its text
+(``text_token_ids``), so equal texts give equal ids and a text that starts
+another starts its ids too (up to a word cut in two). The output is a
+sequence of words, each a function of (seed, model or adapter name, prompt,
+position): the same request gives the same text, and an adapter gives text
+different from its base model's. An output word's id is the id the same word
+gets in a prompt (``output_token_ids``), so a conversation that sends an
+answer back shares its tokens.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Sequence
@@ -33,6 +40,24 @@ VOCAB: Final[tuple[str, ...]] = tuple(_WORDS.split())
 def count_text_tokens(text: str) -> int:
     """Tokens of a text prompt: one for the start of sequence, one per word or mark."""
     return 1 + sum(1 for _ in _TOKEN_RE.finditer(text))
+
+
+BOS_TOKEN_ID: Final = 1
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def piece_id(piece: str) -> int:
+    """The stable id of one word or mark: 32 bits of its hash, above the special ids."""
+    digest = hashlib.blake2b(piece.encode("utf-8", "surrogatepass"), digest_size=4).digest()
+    return 2 + int.from_bytes(digest, "little")
+
+
+def text_token_ids(text: str) -> tuple[int, ...]:
+    """A text prompt's token ids: the start of sequence, then one per word or mark.
+
+    ``len(text_token_ids(t)) == count_text_tokens(t)``.
+    """
+    return (BOS_TOKEN_ID, *(piece_id(m.group()) for m in _TOKEN_RE.finditer(text)))
 
 
 def sequence_seed(*, seed: int, model: str, prompt: str | Sequence[int]) -> int:
@@ -60,6 +85,11 @@ def _mix(x: int) -> int:
 def token_text(seq_seed: int, position: int) -> str:
     """The text of output token ``position`` (0-based): a word with its leading space."""
     return " " + VOCAB[_mix(seq_seed ^ (position * 0xD1B54A32D192ED03 & _MASK64)) % len(VOCAB)]
+
+
+def output_token_ids(seq_seed: int, start: int, stop: int) -> tuple[int, ...]:
+    """The ids of output tokens ``start`` up to ``stop``: each word's prompt id."""
+    return tuple(piece_id(token_text(seq_seed, i)[1:]) for i in range(start, stop))
 
 
 def output_text(seq_seed: int, start: int, stop: int) -> str:

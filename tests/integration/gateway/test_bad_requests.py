@@ -129,7 +129,8 @@ def test_unknown_routing_strategy_is_400(gw: httpx.Client) -> None:
     error = error_of(r, 400)
     assert error["code"] == "invalid_routing"
     assert "fastest" in error["message"]
-    for strategy in ("random", "round-robin", "least-request", "least-queue", "prefix-affinity"):
+    for strategy in ("random", "round-robin", "least-request", "least-queue", "prefix-affinity",
+                     "prefix-cache"):
         r = gw.post("/v1/completions", json=GOOD, headers={"x-brix-routing": strategy})
         assert r.status_code == 200, (strategy, r.text)
 
@@ -211,7 +212,7 @@ def test_keys_rotated_in_the_mounted_file_apply_without_a_restart(
 @pytest.mark.parametrize(("args", "message"), [
     (["--static-routes", "m1"], "expected MODEL=URL"),
     (["--services", "m1=svc:http"], "expected SERVICE"),
-    (["--routing", "fastest"], "invalid choice"),
+    (["--routing", "fastest"], "unknown strategy or profile 'fastest'"),
     (["--hold-timeout", "soon"], "expected a number"),
     (["--api-keys-file", "/nonexistent/keys"], "No such file"),
     (["--retries", "-1"], "retries must be >= 0"),

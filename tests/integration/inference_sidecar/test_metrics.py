@@ -53,6 +53,8 @@ def _as_brix(engine: Samples) -> Samples:
         "vllm:kv_cache_usage_perc": "brix_engine_kv_cache_usage_ratio",
         "vllm:prompt_tokens_total": "brix_engine_prompt_tokens_total",
         "vllm:generation_tokens_total": "brix_engine_generation_tokens_total",
+        "vllm:prefix_cache_queries_total": "brix_engine_prefix_cache_queries_total",
+        "vllm:prefix_cache_hits_total": "brix_engine_prefix_cache_hits_total",
     }
     for vllm, brix in (("vllm:time_to_first_token_seconds",
                         "brix_engine_time_to_first_token_seconds"),
@@ -112,6 +114,33 @@ def test_metrics_follow_the_engine_under_load_and_match_its_figures(
     assert value(mine, "brix_engine_e2e_request_latency_seconds_count") == 8
     assert value(mine, "brix_engine_prompt_tokens_total") == sim_value(
         engine.url, "vllm:prompt_tokens_total") > 0
+
+
+def test_prefix_cache_counters_match_the_engines_and_rise_on_a_shared_prefix(
+    procs: ProcessGroup,
+) -> None:
+    engine = start_sim(procs, name=MODEL, extra_args=FAST)
+    assert engine.url is not None
+    sidecar = start_sidecar(procs, engine_url=engine.url)
+    shared = " ".join(f"rule{i}" for i in range(120))  # 120 tokens in common
+
+    def ask(question: str) -> None:
+        r = httpx.post(f"{engine.url}/v1/chat/completions", timeout=60, json={
+            "model": MODEL, "max_tokens": 4, "messages": [
+                {"role": "system", "content": shared}, {"role": "user", "content": question}]})
+        assert r.status_code == 200, r.text
+
+    ask("first question")
+    before = scrape(sidecar)
+    assert value(before, "brix_engine_prefix_cache_queries_total", model=MODEL) == sim_value(
+        engine.url, "vllm:prefix_cache_queries_total") > 0
+    ask("a second question")
+    after = scrape(sidecar)
+    hits = value(after, "brix_engine_prefix_cache_hits_total", model=MODEL)
+    assert hits == sim_value(engine.url, "vllm:prefix_cache_hits_total")
+    assert hits is not None
+    assert hits - (value(before, "brix_engine_prefix_cache_hits_total") or 0) >= 112
+    assert _engine_part(after) == _as_brix(sim_metrics(engine.url))
 
 
 def test_every_series_is_in_the_contract_and_gpu_series_are_absent_without_nvml(

@@ -176,3 +176,15 @@ async def _polls_on_demand() -> None:
                 await task
     finally:
         await runner.cleanup()
+
+
+def test_kv_cache_usage_is_read_from_the_sidecars_text() -> None:
+    from gateway.load import parse_kv_cache
+
+    text = ("# HELP brix_engine_kv_cache_usage_ratio KV\n"
+            'brix_engine_kv_cache_usage_ratio{model="m"} 0.25\n'
+            'brix_engine_kv_cache_usage_ratio{model="m-lora"} 0.5\n'
+            "brix_engine_requests_waiting 3\n")
+    assert parse_kv_cache(text) == 0.5
+    assert parse_kv_cache("brix_engine_requests_waiting 3\n") is None
+    assert parse_kv_cache("brix_engine_kv_cache_usage_ratio oops\n") is None

@@ -44,6 +44,8 @@ def test_recorded_two_engine_exposition_is_added_up() -> None:
     assert got[("brix_engine_kv_cache_usage_ratio", M)] == pytest.approx(0.375)
     assert got[("brix_engine_prompt_tokens_total", M)] == 2000.0
     assert got[("brix_engine_generation_tokens_total", M)] == 5120.0
+    assert got[("brix_engine_prefix_cache_queries_total", M)] == 2000.0
+    assert got[("brix_engine_prefix_cache_hits_total", M)] == 640.0
     assert got[("brix_lora_adapters_loaded", M)] == 2.0
     ttft = "brix_engine_time_to_first_token_seconds"
     for le, count in (("0.01", 1.0), ("0.1", 6.0), ("1.0", 14.0), ("+Inf", 16.0)):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from prometheus_client.parser import text_string_to_metric_families
 
 from inference.sim.metrics import MAX_LORA_INFO_SERIES, SimMetrics
+from inference.sim.prefix_cache import block_hashes
 from inference.sim.scheduler import Scheduler, Sequence
 from inference.sim.timing import TimingModel
 
@@ -67,3 +68,39 @@ def test_lora_info_keeps_a_bounded_number_of_label_sets() -> None:
     latest = dict(max(series, key=lambda k: series[k]))
     assert latest == {"max_lora": "4", "running_lora_adapters": "",
                       "waiting_lora_adapters": f"a{MAX_LORA_INFO_SERIES + 9}"}
+
+
+def test_prefix_cache_counters_count_queried_and_cached_prompt_tokens_at_admission() -> None:
+    scheduler = Scheduler(max_num_seqs=4, kv_cache_tokens=1024, max_loras=4,
+                          timing=TimingModel(prefill_tokens_per_s=1000, decode_ms_per_token=10,
+                                             decode_ms_per_token_per_seq=0),
+                          enable_prefix_caching=True, block_size=16)
+    metrics = SimMetrics(scheduler=scheduler, model_name="m", max_loras=4, clock=lambda: 0.0)
+    labels = (("engine", "0"), ("model_name", "m"))
+    got = _samples(metrics)
+    assert got[("vllm:prefix_cache_queries_total", labels)] == 0
+    assert got[("vllm:prefix_cache_hits_total", labels)] == 0
+    tokens = list(range(40))
+    for i, prompt in enumerate((tokens, [*tokens, 99])):
+        seq = Sequence(id=i, prompt_tokens=len(prompt), output_len=1,
+                       block_hashes=block_hashes(prompt, block_size=16))
+        scheduler.add(seq)
+        step = scheduler.plan()
+        assert step is not None
+        metrics.observe_admitted(step.prefill, now=0.0)
+        metrics.observe_step(scheduler.commit(step, 1.0), reasons={})
+    got = _samples(metrics)
+    assert got[("vllm:prefix_cache_queries_total", labels)] == 40 + 41
+    assert got[("vllm:prefix_cache_hits_total", labels)] == 32  # two whole blocks
+    assert got[("vllm:prompt_tokens_total", labels)] == 40 + 41
+
+
+def test_prefix_cache_counters_stay_zero_with_caching_off() -> None:
+    scheduler, metrics, _ = _metrics()
+    seq = Sequence(id=1, prompt_tokens=30, output_len=1)
+    scheduler.add(seq)
+    step = scheduler.plan()
+    assert step is not None
+    metrics.observe_admitted(step.prefill, now=0.0)
+    labels = (("engine", "0"), ("model_name", "m"))
+    assert _samples(metrics)[("vllm:prefix_cache_queries_total", labels)] == 0

@@ -28,6 +28,17 @@ def test_timing_flags_and_their_environment_variables() -> None:
         == (3, 9000, 100.0, 2.5)
 
 
+def test_prefix_caching_is_on_by_default_with_vllms_block_size_and_can_be_turned_off() -> None:
+    default = _load([])
+    assert (default.enable_prefix_caching, default.block_size) == (True, 16)
+    off = _load(["--no-enable-prefix-caching", "--block-size", "32"])
+    assert (off.enable_prefix_caching, off.block_size) == (False, 32)
+    assert not _load([], {"BRIX_ENABLE_PREFIX_CACHING": "false"}).enable_prefix_caching
+    # Without prefix caching KV is counted in tokens: no whole blocks to fit.
+    assert _load(["--no-enable-prefix-caching", "--kv-cache-tokens", "4100",
+                  "--max-model-len", "4097"]).kv_cache_tokens == 4100
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -39,6 +50,10 @@ def test_timing_flags_and_their_environment_variables() -> None:
         (["--port", "70000"], "--port must be 0..65535"),
         (["--max-num-seqs", "many"], "expected an integer"),
         (["--enable-lora"], "unrecognized arguments: --enable-lora"),
+        (["--block-size", "0"], "--block-size must be positive"),
+        (["--kv-cache-tokens", "4100", "--max-model-len", "4097"],
+         "holds 256 blocks of --block-size 16; one sequence of --max-model-len (4097) tokens "
+         "needs 257"),
     ],
 )
 def test_bad_flags_exit_2_with_one_clear_line(

@@ -6,10 +6,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from inference.sim.text import (
+    BOS_TOKEN_ID,
     count_text_tokens,
     natural_length,
     output_text,
+    output_token_ids,
     sequence_seed,
+    text_token_ids,
     token_text,
 )
 
@@ -48,3 +51,25 @@ def test_text_in_pieces_is_the_text_in_one(seed: int, cut: int, extra: int) -> N
 @given(st.integers(0, 2**64 - 1), st.integers(1, 100), st.integers(0, 100))
 def test_natural_length_is_within_its_bounds(seed: int, low: int, span: int) -> None:
     assert low <= natural_length(seed, low, low + span) <= low + span
+
+
+@given(st.text(max_size=200))
+def test_token_ids_count_as_the_prompt_counts_and_are_stable(text: str) -> None:
+    ids = text_token_ids(text)
+    assert len(ids) == count_text_tokens(text)
+    assert ids == text_token_ids(text)
+    assert ids[0] == BOS_TOKEN_ID
+
+
+def test_a_text_that_starts_another_starts_its_token_ids() -> None:
+    first = "<|system|>\nYou are terse.\n<|user|>\nHi, there!\n<|assistant|>\n"
+    longer = first + "Hello again.\n<|user|>\nMore?\n<|assistant|>\n"
+    assert text_token_ids(longer)[:len(text_token_ids(first))] == text_token_ids(first)
+    assert text_token_ids("cat") != text_token_ids("dog")
+
+
+def test_an_answer_sent_back_in_a_prompt_has_the_ids_the_output_had() -> None:
+    seed = sequence_seed(seed=0, model="m", prompt="q")
+    answer = output_text(seed, 0, 12)
+    assert text_token_ids(answer)[1:] == output_token_ids(seed, 0, 12)
+    assert output_token_ids(seed, 3, 7) == output_token_ids(seed, 0, 12)[3:7]

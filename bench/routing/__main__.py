@@ -1,0 +1,272 @@
+"""Routing benchmark: ``python -m bench.routing [--duration 15] [--write FILE]``.
+
+Results are kept in bench/routing/RESULTS.md (``--write bench/routing/RESULTS.md``).
+
+Four sim replicas (``python -m inference.sim``, with its prefix cache when the
+sim has one: ``--enable-prefix-caching`` in its --help) behind one real
+gateway (``python -m gateway`` with ``gateway/routing.example.yaml``), and an
+open-loop client (aiohttp, streaming chat completions) that sends each
+workload of ``bench.routing.workloads`` once per strategy and profile, with the
+arrival times the workload gives. Per run: TTFT p50/p90/p99 (first content
+chunk), end-to-end p99, throughput (requests and output tokens per second
+from the first send to the last answer), errors, and the prefix-cache hit
+ratio (the sims' ``vllm:prefix_cache_hits`` over ``_queries``, the run's
+increase).
+
+Capacity and rate: the sims prefill ``PREFILL`` tokens per second, so one
+replica prefills at most ``PREFILL / mean prompt tokens`` requests per second
+when nothing is cached (decoding shares a step with prefill and adds little
+at these batch sizes). Each workload's rate is ``--utilisation`` (0.75) of
+four times that: three quarters of the fleet's capacity without a cache.
+
+Goals (issue 14): on A (Mooncake, chat), the winning profile's P99 TTFT at
+least 79 % below round-robin's and 50 % below least-request's, throughput not
+lower; on B (Azure, nothing shared) within 5 % of least-request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from bench.machine import cpu_model
+from bench.routing import workloads as wl
+from tests.helpers.gateway import start_gateway
+from tests.helpers.procs import REPO, Proc, ProcessGroup
+from tests.helpers.sim import start_sim
+
+REPLICAS = 4
+PREFILL = 1000.0  # prompt tokens per second per replica
+DECODE_MS = 10.0
+BLOCK_WORDS = 16  # tokens per Mooncake block (512 in the trace): prompts 1/32 as long
+OUTPUT_SCALE = 1 / 16
+# Azure's prompts are 1/14 of Mooncake's: scaled so both have a few hundred tokens.
+AZURE_SCALE = 0.4
+AZURE_OUTPUT_SCALE = 1 / 8
+STRATEGIES = ("round-robin", "random", "least-request", "least-queue", "prefix-affinity")
+CONFIG = REPO / "gateway" / "routing.example.yaml"
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    ok: bool
+    ttft: float
+    e2e: float
+    tokens: int
+    end: float
+
+
+def pct(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, round(p / 100 * len(s) + 0.5) - 1))]
+
+
+async def one(session: aiohttp.ClientSession, url: str, routing: str, req: wl.Request,
+              salt_model: str) -> Result:
+    body = {"model": salt_model, "messages": list(req.messages), "max_tokens": req.max_tokens,
+            "stream": True, "ignore_eos": True}
+    t0 = time.perf_counter()
+    ttft = -1.0
+    tokens = 0
+    try:
+        async with session.post(f"{url}/v1/chat/completions", json=body,
+                                headers={"x-brix-routing": routing}) as r:
+            if r.status != 200:
+                await r.read()
+                return Result(False, 0, 0, 0, time.perf_counter())
+            async for line in r.content:
+                if not line.startswith(b"data: ") or line.startswith(b"data: [DONE]"):
+                    continue
+                chunk = json.loads(line[6:])
+                if "error" in chunk:
+                    return Result(False, 0, 0, tokens, time.perf_counter())
+                if any(c.get("delta", {}).get("content") for c in chunk.get("choices", ())):
+                    tokens += 1
+                    if ttft < 0:
+                        ttft = time.perf_counter() - t0
+    except (aiohttp.ClientError, TimeoutError):
+        return Result(False, 0, 0, tokens, time.perf_counter())
+    end = time.perf_counter()
+    return Result(ttft >= 0, ttft, end - t0, tokens, end)
+
+
+async def replay(url: str, routing: str, requests: list[wl.Request], model: str,
+                 ) -> tuple[list[Result], float]:
+    timeout = aiohttp.ClientTimeout(total=600)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
+                                     timeout=timeout) as session:
+        start = time.perf_counter()
+        tasks = []
+        for req in requests:
+            delay = start + req.at - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(session, url, routing, req, model)))
+        results = await asyncio.gather(*tasks)
+    return list(results), start
+
+
+def prefix_counters(sims: list[Proc]) -> tuple[float, float]:
+    """(hits, queries) summed over the sims, in tokens (0, 0 where the sim has none)."""
+    hits = queries = 0.0
+    for sim in sims:
+        text = httpx.get(f"{sim.url}/metrics", timeout=10).text
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                if s.name in ("vllm:prefix_cache_hits_total", "vllm:prefix_cache_hits"):
+                    hits += s.value
+                elif s.name in ("vllm:prefix_cache_queries_total", "vllm:prefix_cache_queries"):
+                    queries += s.value
+    return hits, queries
+
+
+def sim_has_prefix_cache() -> bool:
+    out = subprocess.run([sys.executable, "-m", "inference.sim", "--help"], capture_output=True,
+                         text=True, check=True, cwd=REPO).stdout
+    return "--enable-prefix-caching" in out
+
+
+def profiles() -> list[str]:
+    from gateway.routing_config import load_routing_config
+
+    return list(load_routing_config(CONFIG).profiles)
+
+
+def _at_rate(make: Callable[[int, float], list[wl.Request]], fleet: float,
+             duration: float) -> list[wl.Request]:
+    """Requests at ``fleet`` prompt tokens per second for about ``duration`` seconds.
+
+    The rate follows from the mean prompt of the requests themselves, so a
+    first guess is refined twice (the sample changes with the count).
+    """
+    reqs = make(50, 1.0)
+    for _ in range(3):
+        rate = fleet / wl.mean_prompt_tokens(reqs)
+        reqs = make(max(10, round(rate * duration)), rate)
+    return reqs
+
+
+def build_workloads(duration: float, utilisation: float) -> dict[str, list[wl.Request]]:
+    """Each workload's requests for about ``duration`` seconds at its rate."""
+    fleet = REPLICAS * PREFILL * utilisation  # prompt tokens per second the fleet is offered
+    rows = wl.load_mooncake()
+    arows = wl.load_azure()
+    turns = 6
+    return {
+        "A: Mooncake conversation": _at_rate(lambda n, rate: wl.mooncake(
+            rows, n=n, rate=rate, block_words=BLOCK_WORDS, output_scale=OUTPUT_SCALE,
+            salt=""), fleet, duration),
+        "A: multi-turn chat": _at_rate(lambda n, rate: wl.chat(
+            sessions=max(2, round(n / turns)), turns=turns, rate=rate, system_prompts=4,
+            system_words=400, turn_words=40, answer_words=60, max_tokens=16, salt=""),
+            fleet, duration),
+        "B: Azure conversation": _at_rate(lambda n, rate: wl.azure(
+            arows, n=n, rate=rate, token_scale=AZURE_SCALE, output_scale=AZURE_OUTPUT_SCALE,
+            salt=""), fleet, duration),
+    }
+
+
+def salted(requests: list[wl.Request], salt: str) -> list[wl.Request]:
+    """The same requests with every word prefixed by ``salt`` (no sharing across runs)."""
+    return [wl.Request(at=r.at, max_tokens=r.max_tokens, prompt_tokens=r.prompt_tokens,
+                       messages=tuple({"role": m["role"], "content": " ".join(
+                           salt + w for w in m["content"].split())} for m in r.messages))
+            for r in requests]
+
+
+def run(duration: float, utilisation: float, only: list[str] | None) -> list[str]:
+    cache = sim_has_prefix_cache()
+    sim_args = ["--prefill-tokens-per-s", str(PREFILL), "--decode-ms-per-token", str(DECODE_MS),
+                "--decode-ms-per-token-per-seq", "0.05", "--max-model-len", "16384",
+                "--kv-cache-tokens", "65536", "--log-level", "warning",
+                *(["--enable-prefix-caching"] if cache else [])]
+    strategies = only or [*STRATEGIES, *profiles()]
+    loads = build_workloads(duration, utilisation)
+    lines = [f"- sims: {REPLICAS} x `python -m inference.sim {' '.join(sim_args)}`; "
+             f"prefix cache in the sim: {'yes' if cache else 'no (the sim has none yet)'}",
+             f"- rates: {utilisation:.0%} of the fleet's prefill capacity without a cache; "
+             f"{duration:g} s of arrivals per run", ""]
+    head = ("| workload | routing | requests | rate req/s | TTFT p50 ms | TTFT p90 ms "
+            "| TTFT p99 ms | e2e p99 ms | throughput req/s | output tok/s | hit ratio "
+            "| errors |")
+    lines += [head, "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    log_dir = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-routing-{os.getpid()}"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    procs = ProcessGroup(log_dir)
+    try:
+        sims = [start_sim(procs, name="m1", extra_args=sim_args) for _ in range(REPLICAS)]
+        gw = start_gateway(procs, extra_args=[
+            "--static-routes", ",".join(f"m1={s.url}" for s in sims),
+            "--routing-config", str(CONFIG), "--log-level", "warning", "--seed", "1",
+        ])
+        assert gw.url
+        for n, (name, requests) in enumerate(loads.items()):
+            rate = (len(requests) - 1) / max(1e-9, requests[-1].at)
+            for k, routing in enumerate(strategies):
+                reqs = salted(requests, f"r{n}s{k}")
+                h0, q0 = prefix_counters(sims)
+                results, start = asyncio.run(replay(gw.url, routing, reqs, "m1"))
+                h1, q1 = prefix_counters(sims)
+                ok = [r for r in results if r.ok]
+                span = max((r.end for r in ok), default=start) - start
+                ttft = [1000 * r.ttft for r in ok]
+                hit = f"{(h1 - h0) / (q1 - q0):.2f}" if q1 > q0 else "n/a"
+                lines.append(
+                    f"| {name} | {routing} | {len(results)} | {rate:.2f} | {pct(ttft, 50):.0f} "
+                    f"| {pct(ttft, 90):.0f} | {pct(ttft, 99):.0f} "
+                    f"| {pct([1000 * r.e2e for r in ok], 99):.0f} "
+                    f"| {len(ok) / span if span > 0 else 0:.2f} "
+                    f"| {sum(r.tokens for r in ok) / span if span > 0 else 0:.0f} | {hit} "
+                    f"| {len(results) - len(ok)} |")
+                print(lines[-1], flush=True)
+    finally:
+        procs.stop_all()
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.routing", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=float, default=15.0,
+                        help="Seconds of arrivals per workload and strategy.")
+    parser.add_argument("--utilisation", type=float, default=0.75,
+                        help="Offered load as a share of the fleet's prefill capacity.")
+    parser.add_argument("--routing", action="append",
+                        help="Only these strategies or profiles (repeatable).")
+    parser.add_argument("--write", type=Path, help="Write the results (markdown) here.")
+    args = parser.parse_args(argv)
+    started = datetime.datetime.now(datetime.UTC)
+    load = os.getloadavg()[0]
+    table = run(args.duration, args.utilisation, args.routing)
+    text = "\n".join([
+        "# Routing benchmark", "",
+        f"- date: {started:%Y-%m-%d %H:%M} UTC",
+        f"- machine: {os.cpu_count()} CPUs, {cpu_model()}; load average {load:.1f} when it "
+        f"started, {os.getloadavg()[0]:.1f} at the end (the machine is shared)",
+        f"- command: `python -m bench.routing --duration {args.duration:g}`", "", *table, ""])
+    print(text)
+    if args.write:
+        notes = ""
+        if args.write.exists() and "<!-- notes -->" in args.write.read_text():
+            notes = args.write.read_text().split("<!-- notes -->", 1)[1]
+        args.write.write_text(text + "\n<!-- notes -->" + notes if notes else text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,200 @@
+"""Routing profiles made of weighted scorers and filters: the pure decision.
+
+A profile first filters the candidates (a filter that would leave none is
+skipped), then gives each one the weighted sum of its scorers' scores, each
+in [0, 1], higher is better. The best sum wins; candidates within 1e-9 of it
+tie, and ties go to the fewest requests in flight, then at random. Nothing
+here does I/O or keeps state: what a scorer needs comes in as ``Signals``.
+
+Scorers (load scorers score ``1 - value / max value`` over the candidates,
+so the least loaded gets 1 and the most loaded 0; all equal: all 1):
+
+- ``queue``: the engine's waiting requests (its sidecar's; this gateway's
+  in-flight count where the sidecar's is not known);
+- ``running``: requests running in the engine, never less than this
+  gateway's in-flight count (which is fresher than a poll);
+- ``kv-cache``: the engine's KV-cache usage ratio (unknown counts as 0);
+- ``prefix``: the share of the request's prompt chunks that the pod was
+  recently sent in a row from the start (``gateway.prefix_index``);
+- ``lora``: 1 when the request's adapter was routed to the pod within the
+  last few seconds (so it is likely active in its batch), else 0.
+
+Filters:
+
+- ``load``: drop pods whose in-flight count is past ``factor`` times the
+  mean in-flight count plus ``slack`` (the new request counted in the mean);
+- ``queue``: drop pods with more than ``max`` waiting requests;
+- ``kv-cache``: drop pods whose KV-cache usage is above ``max``.
+
+The built-in ``prefix-cache`` profile is the prefix scorer alone behind the
+load filter: the pod with the longest matching prefix wins unless it is past
+the load threshold; ties and misses go to the least loaded pod.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Final
+
+from gateway.picker import Candidate
+
+SCORERS: Final[tuple[str, ...]] = ("kv-cache", "lora", "prefix", "queue", "running")
+FILTERS: Final[Mapping[str, tuple[str, ...]]] = {
+    "kv-cache": ("max",), "load": ("factor", "slack"), "queue": ("max",),
+}
+SIDECAR_SCORERS: Final = frozenset({"queue", "running", "kv-cache"})
+"""Scorers that read what the sidecars report (the gateway polls them while in use)."""
+_EPS = 1e-9
+
+
+@dataclass(frozen=True, slots=True)
+class Filter:
+    kind: str
+    """One of ``FILTERS``."""
+    params: Mapping[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """A named routing strategy: weighted scorers behind optional filters."""
+
+    name: str
+    weights: Mapping[str, float]
+    """Scorer name -> weight (>= 0); at least one."""
+    filters: tuple[Filter, ...] = ()
+
+    @property
+    def uses_sidecars(self) -> bool:
+        return any(s in SIDECAR_SCORERS for s in self.weights) or any(
+            f.kind in {"queue", "kv-cache"} for f in self.filters)
+
+    @property
+    def uses_prefix(self) -> bool:
+        return "prefix" in self.weights
+
+
+@dataclass(slots=True)  # not frozen: one per candidate per request, and frozen inits cost
+class Signals:
+    """What the caller knows of one candidate beyond its load."""
+
+    prefix_chunks: int = 0
+    """Leading chunks of the request's prompt this pod was recently sent."""
+    kv_cache: float | None = None
+    """KV-cache usage ratio from the pod's sidecar (None: not known)."""
+    lora_active: bool = False
+    """The request's adapter was routed here moments ago."""
+
+
+@dataclass(frozen=True, slots=True)
+class Scored:
+    """A candidate's outcome: kept by the filters or not, and its score."""
+
+    kept: bool
+    score: float
+    parts: Mapping[str, float] = field(default_factory=dict)
+
+
+PREFIX_CACHE: Final = Profile(
+    name="prefix-cache", weights={"prefix": 1.0},
+    filters=(Filter("load", {"factor": 1.5, "slack": 2.0}),),
+)
+
+
+def _load_score(values: Sequence[float]) -> list[float]:
+    top = max(values)
+    if top <= 0:
+        return [1.0] * len(values)
+    return [1.0 - v / top for v in values]
+
+
+def _passing(f: Filter, cands: Sequence[Candidate], sig: Sequence[Signals],
+             among: Sequence[int]) -> list[int]:
+    if f.kind == "load":
+        mean = (sum(c.in_flight for c in cands) + 1) / len(cands)  # the new request counted
+        bound = f.params.get("factor", 1.5) * mean + f.params.get("slack", 0.0)
+        return [i for i in among if cands[i].in_flight < bound]
+    if f.kind == "queue":
+        top = f.params["max"]
+        return [i for i in among if (cands[i].waiting or 0) <= top]
+    if f.kind == "kv-cache":
+        top = f.params["max"]
+        return [i for i in among if (sig[i].kv_cache or 0.0) <= top]
+    raise ValueError(f"unknown filter {f.kind!r}")
+
+
+def _kept(profile: Profile, cands: Sequence[Candidate], sig: Sequence[Signals]) -> list[int]:
+    kept: list[int] = list(range(len(cands)))
+    for f in profile.filters:
+        narrowed = _passing(f, cands, sig, kept)
+        if narrowed:
+            kept = narrowed
+    return kept
+
+
+def _part(name: str, cands: Sequence[Candidate], sig: Sequence[Signals],
+          prefix_total: int) -> list[float]:
+    """One scorer's scores, one per candidate, each in [0, 1]."""
+    if name == "prefix":
+        if not prefix_total:
+            return [0.0] * len(cands)
+        return [min(1.0, s.prefix_chunks / prefix_total) for s in sig]
+    if name == "queue":
+        return _load_score([float(c.in_flight if c.waiting is None else c.waiting)
+                            for c in cands])
+    if name == "running":
+        return _load_score([float(max(c.running or 0, c.in_flight)) for c in cands])
+    if name == "kv-cache":
+        return [1.0 - min(1.0, max(0.0, s.kv_cache or 0.0)) for s in sig]
+    if name == "lora":
+        return [1.0 if s.lora_active else 0.0 for s in sig]
+    raise ValueError(f"unknown scorer {name!r}")
+
+
+def score(
+    profile: Profile, candidates: Sequence[Candidate], signals: Sequence[Signals],
+    *, prefix_total: int,
+) -> list[Scored]:
+    """Each candidate's filter outcome, weighted score and scorer parts (to explain a pick)."""
+    if len(signals) != len(candidates):
+        raise ValueError("one Signals per candidate")
+    parts = {name: _part(name, candidates, signals, prefix_total) for name in profile.weights}
+    kept = set(_kept(profile, candidates, signals))
+    return [
+        Scored(kept=i in kept,
+               score=sum(w * parts[name][i] for name, w in profile.weights.items()),
+               parts={name: parts[name][i] for name in profile.weights})
+        for i in range(len(candidates))
+    ]
+
+
+def pick_scored(
+    profile: Profile, candidates: Sequence[Candidate], signals: Sequence[Signals],
+    *, prefix_total: int, rng: random.Random,
+) -> int:
+    """The index in ``candidates`` that ``profile`` sends the request to.
+
+    The same outcome as the best of ``score``, computed without its objects
+    (this runs once per request).
+    """
+    n = len(candidates)
+    if n == 0:
+        raise ValueError("no candidates to pick from")
+    if len(signals) != n:
+        raise ValueError("one Signals per candidate")
+    if n == 1:
+        return 0
+    totals = [0.0] * n
+    for name, weight in profile.weights.items():
+        if weight:
+            for i, v in enumerate(_part(name, candidates, signals, prefix_total)):
+                totals[i] += weight * v
+    kept = _kept(profile, candidates, signals) if profile.filters else range(n)
+    best = max(totals[i] for i in kept)
+    top = [i for i in kept if totals[i] >= best - _EPS]
+    if len(top) == 1:
+        return top[0]
+    least = min(candidates[i].in_flight for i in top)
+    ties = [i for i in top if candidates[i].in_flight == least]
+    return ties[0] if len(ties) == 1 else ties[rng.randrange(len(ties))]

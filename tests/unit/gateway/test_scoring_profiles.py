@@ -1,0 +1,189 @@
+"""Profiles of weighted scorers and filters: the pure decision, and the router around it."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway.load import LoadTracker
+from gateway.picker import Candidate
+from gateway.router import ProfileRouter
+from gateway.routing_config import RoutingConfig, parse_routing_config
+from gateway.scoring import PREFIX_CACHE, SCORERS, Filter, Profile, Signals, pick_scored, score
+from gateway.table import Endpoint, RoutingTable
+
+pytestmark = pytest.mark.unit
+
+KEYS = [f"http://10.0.0.{i}:8000" for i in range(1, 7)]
+
+
+def pick(profile: Profile, cands: list[Candidate], sig: list[Signals], total: int = 10,
+         seed: int = 0) -> int:
+    return pick_scored(profile, cands, sig, prefix_total=total, rng=random.Random(seed))
+
+
+def test_longest_prefix_wins_under_the_load_threshold() -> None:
+    cands = [Candidate(KEYS[0], in_flight=2), Candidate(KEYS[1], in_flight=0),
+             Candidate(KEYS[2], in_flight=1)]
+    sig = [Signals(prefix_chunks=3), Signals(prefix_chunks=0), Signals(prefix_chunks=8)]
+    assert pick(PREFIX_CACHE, cands, sig) == 2
+
+
+def test_a_pod_past_the_load_threshold_loses_its_prefix() -> None:
+    # mean with the new request = (12 + 0 + 0 + 1) / 4 = 3.25; bound 1.5 * 3.25 + 2 = 6.9
+    cands = [Candidate(KEYS[0], in_flight=12), Candidate(KEYS[1], in_flight=0),
+             Candidate(KEYS[2], in_flight=0), Candidate(KEYS[3], in_flight=0)]
+    sig = [Signals(prefix_chunks=10), Signals(), Signals(prefix_chunks=2), Signals()]
+    assert pick(PREFIX_CACHE, cands, sig) == 2  # the next longest prefix among the rest
+    cands[0] = Candidate(KEYS[0], in_flight=4)  # bound (4 + 1) / 4 * 1.5 + 2 = 3.875: past
+    assert pick(PREFIX_CACHE, cands, sig) == 2
+    cands[0] = Candidate(KEYS[0], in_flight=3)  # bound (3 + 1) / 4 * 1.5 + 2 = 3.5: within
+    assert pick(PREFIX_CACHE, cands, sig) == 0
+
+
+@settings(deadline=None)
+@given(st.lists(st.integers(0, 20), min_size=2, max_size=6), st.integers(0, 2**32))
+def test_misses_go_to_the_least_loaded(loads: list[int], seed: int) -> None:
+    cands = [Candidate(KEYS[i], in_flight=n) for i, n in enumerate(loads)]
+    i = pick(PREFIX_CACHE, cands, [Signals()] * len(cands), seed=seed)
+    assert cands[i].in_flight == min(loads)
+
+
+def test_ties_in_score_go_to_the_least_loaded_then_at_random() -> None:
+    cands = [Candidate(KEYS[0], in_flight=3), Candidate(KEYS[1], in_flight=1),
+             Candidate(KEYS[2], in_flight=1)]
+    sig = [Signals(prefix_chunks=5)] * 3
+    chosen = Counter(pick(PREFIX_CACHE, cands, sig, seed=s) for s in range(200))
+    assert set(chosen) == {1, 2}
+    assert min(chosen.values()) > 60
+
+
+@settings(deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 30), st.none() | st.integers(0, 30),
+                          st.none() | st.integers(0, 30), st.integers(0, 12),
+                          st.none() | st.floats(0, 1), st.booleans()), min_size=1, max_size=6),
+       st.dictionaries(st.sampled_from(SCORERS), st.floats(0, 5), min_size=1),
+       st.integers(0, 2**32))
+def test_every_profile_picks_a_kept_candidate_with_the_best_score(
+    rows: list[tuple[int, int | None, int | None, int, float | None, bool]],
+    weights: dict[str, float], seed: int,
+) -> None:
+    profile = Profile("p", weights, (Filter("load", {"factor": 1.2, "slack": 0}),
+                                     Filter("kv-cache", {"max": 0.8})))
+    cands = [Candidate(KEYS[i], in_flight=f, waiting=w, running=r)
+             for i, (f, w, r, _, _, _) in enumerate(rows)]
+    sig = [Signals(prefix_chunks=p, kv_cache=k, lora_active=la) for _, _, _, p, k, la in rows]
+    i = pick(profile, cands, sig, total=12, seed=seed)
+    if len(cands) == 1:
+        assert i == 0
+        return
+    scored = score(profile, cands, sig, prefix_total=12)
+    assert scored[i].kept
+    assert scored[i].score >= max(s.score for s in scored if s.kept) - 1e-9
+    assert all(0.0 <= v <= 1.0 for s in scored for v in s.parts.values())
+
+
+def test_each_scorer_prefers_what_it_says() -> None:
+    cands = [Candidate(KEYS[0], in_flight=1, waiting=5, running=9),
+             Candidate(KEYS[1], in_flight=1, waiting=0, running=2)]
+    assert pick(Profile("q", {"queue": 1}), cands, [Signals()] * 2) == 1
+    assert pick(Profile("r", {"running": 1}), cands, [Signals()] * 2) == 1
+    assert pick(Profile("k", {"kv-cache": 1}), cands,
+                [Signals(kv_cache=0.1), Signals(kv_cache=0.9)]) == 0
+    assert pick(Profile("l", {"lora": 1}), cands,
+                [Signals(lora_active=True), Signals()]) == 0
+    # weights trade them off: the LoRA pod wins only while lora outweighs the queue
+    sig = [Signals(lora_active=True), Signals()]
+    assert pick(Profile("lq", {"lora": 2, "queue": 1}), cands, sig) == 0
+    assert pick(Profile("lq", {"lora": 0.5, "queue": 1}), cands, sig) == 1
+
+
+def test_a_filter_that_would_leave_none_is_skipped() -> None:
+    cands = [Candidate(KEYS[0], waiting=9), Candidate(KEYS[1], waiting=7)]
+    strict = Profile("s", {"queue": 1}, (Filter("queue", {"max": 2}),))
+    assert pick(strict, cands, [Signals()] * 2) == 1
+    kv = Profile("kv", {"lora": 1}, (Filter("kv-cache", {"max": 0.5}),))
+    assert pick(kv, cands, [Signals(kv_cache=0.9, lora_active=True),
+                            Signals(kv_cache=0.2)]) == 1
+
+
+def test_bad_calls_are_errors() -> None:
+    with pytest.raises(ValueError, match="no candidates"):
+        pick(PREFIX_CACHE, [], [])
+    with pytest.raises(ValueError, match="one Signals per candidate"):
+        score(PREFIX_CACHE, [Candidate("a")], [], prefix_total=0)
+    with pytest.raises(ValueError, match="unknown scorer 'speed'"):
+        score(Profile("x", {"speed": 1}), [Candidate("a")], [Signals()], prefix_total=0)
+
+
+# --- the router: the index and LoRA recency around the pure decision ----------
+
+def router_for(eps: list[Endpoint], config: RoutingConfig | None = None,
+               clock: list[float] | None = None) -> tuple[ProfileRouter, RoutingTable,
+                                                        LoadTracker]:
+    table = RoutingTable(static={"m": eps})
+    tracker = LoadTracker()
+    now = clock if clock is not None else [0.0]
+    router = ProfileRouter(config or RoutingConfig(), table=table, tracker=tracker,
+                           clock=lambda: now[0])
+    return router, table, tracker
+
+
+def ask(router: ProfileRouter, eps: list[Endpoint], text: str, name: str = "m",
+        profile: str = "prefix-cache") -> Endpoint:
+    body = {"model": name, "messages": [{"role": "system", "content": "S" * 600},
+                                        {"role": "user", "content": text}]}
+    return router.choose(profile, eps, name=name, model="m", hashes=router.hashes(body, name),
+                         rng=random.Random(0))
+
+
+def test_requests_sharing_a_prefix_follow_the_first_one() -> None:
+    eps = [Endpoint(f"p{i}", KEYS[i]) for i in range(4)]
+    router, _, tracker = router_for(eps)
+    first = ask(router, eps, "conversation one " * 40)
+    tracker.started(first)  # it is still running: load alone would send the next elsewhere
+    for turn in range(3):
+        assert ask(router, eps, "conversation one " * 40 + f"turn {turn} " * 40) == first
+
+
+def test_an_adapter_does_not_match_its_base_models_prefix() -> None:
+    eps = [Endpoint(f"p{i}", KEYS[i]) for i in range(2)]
+    router, _, tracker = router_for(eps)
+    base = ask(router, eps, "x" * 1000)
+    tracker.started(base)
+    assert ask(router, eps, "x" * 1000, name="m-lora") != base
+
+
+def test_lora_affinity_lasts_the_window() -> None:
+    eps = [Endpoint(f"p{i}", KEYS[i]) for i in range(3)]
+    config = parse_routing_config({"lora-window": 5,
+                                   "profiles": {"la": {"scorers": {"lora": 1}}}})
+    clock = [100.0]
+    router, _, tracker = router_for(eps, config, clock)
+    first = ask(router, eps, "a", name="ad1", profile="la")
+    tracker.started(first)
+    assert ask(router, eps, "b", name="ad1", profile="la") == first
+    clock[0] += 6
+    tracker.started(first)
+    assert ask(router, eps, "c", name="ad1", profile="la") != first
+
+
+def test_pods_that_leave_the_table_leave_the_index() -> None:
+    eps = [Endpoint(f"p{i}", KEYS[i]) for i in range(2)]
+    router, table, _ = router_for(eps)
+    chosen = ask(router, eps, "y" * 1000)
+    assert router.index.pods() == {chosen.url}
+    table.replace("pods", {})  # a change: the static routes stay, nothing else
+    ask(router, eps, "z" * 1000)
+    assert chosen.url in router.index.pods()  # still in the table: kept
+    gone = RoutingTable(static={"m": [e for e in eps if e != chosen]})
+    router2 = ProfileRouter(RoutingConfig(), table=gone, tracker=LoadTracker())
+    router2.index.record(chosen.url, (1, 2, 3))
+    left = [e for e in eps if e != chosen]
+    router2.choose("prefix-cache", left, name="m", model="m", hashes=(1,),
+                   rng=random.Random(0))
+    assert chosen.url not in router2.index.pods()

@@ -72,7 +72,6 @@ proto: $(STAMP)
 .PHONY: lint
 lint: $(STAMP) proto
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check brix || true
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 

@@ -32,6 +32,7 @@ from gateway.completions import PATHS, Completions
 from gateway.keys import ApiKeys
 from gateway.load import LoadTracker
 from gateway.metrics import GatewayMetrics
+from gateway.openapi import describe_completions
 from gateway.proxy import SKIP_AUTO_HEADERS, Proxy
 from gateway.settings import GatewaySettings
 from gateway.table import RoutingTable
@@ -115,6 +116,7 @@ def create_app(
         # An ASGI endpoint: Starlette hands it the raw request (see gateway.completions).
         app.router.routes.append(Route(path, completions, methods=["POST"]))
     app.state.completions = completions
+    describe_completions(app)
 
     @app.get("/v1/models", response_model=None)
     async def models(request: Request) -> Response:

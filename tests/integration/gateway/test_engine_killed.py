@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.helpers.gateway import start_gateway
 from tests.helpers.procs import Proc, ProcessGroup, free_port
@@ -30,6 +31,7 @@ from tests.helpers.sim import slow, start_sim
 
 # 50 tokens at 20 ms: a second a request; 8 run at once per engine, the rest wait.
 SEQS = 8
+pytestmark = pytest.mark.integration
 BODY = {"model": "m1", "prompt": "x", "max_tokens": 50, "stream": True, "ignore_eos": True}
 
 

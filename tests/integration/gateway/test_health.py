@@ -6,11 +6,14 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.helpers.gateway import start_gateway
 from tests.helpers.localkube import kubectl, start_localkube
 from tests.helpers.procs import REPO, ProcessGroup, free_port
 from tests.helpers.sim import FAST, start_sim
+
+pytestmark = pytest.mark.integration
 
 
 def test_health_is_200_with_configured_routes(procs: ProcessGroup) -> None:

@@ -31,6 +31,7 @@ from tests.helpers.gateway import start_gateway
 from tests.helpers.procs import Proc, ProcessGroup
 from tests.helpers.sim import sim_value, slow, start_sim
 
+pytestmark = pytest.mark.integration
 MAX_IN_FLIGHT = 6
 MAX_PENDING = 2
 STREAM = {"model": "m1", "prompt": "x", "max_tokens": 2000, "stream": True, "ignore_eos": True}

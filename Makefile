@@ -25,6 +25,7 @@ help:
 	@echo "make lint        ruff, mypy --strict, import-linter"
 	@echo "make demo        while make up runs: a LoRA adapter, then autoscaling under load"
 	@echo "make bench       run the benchmarks in bench/"
+	@echo "make reliability the fault tests and the long fuzzing campaign (docs/RELIABILITY.md)"
 	@echo "make clean       remove the virtual environment and .brix/"
 
 # --- set-up -----------------------------------------------------------------
@@ -95,6 +96,18 @@ bench: $(STAMP) $(SYSTEM_STAMP) proto tiny-model
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null; } \
 	  || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
 	$(PY) -m bench
+
+# The reliability campaign (docs/RELIABILITY.md): the fault tests, and the
+# fuzzers at 5,000 examples per operation (>= 10,000 requests per service);
+# `make test` runs the same tests with short counts.
+RELIABILITY_TESTS := tests/integration/test_schema_fuzz.py \
+  tests/integration/gateway/test_engine_killed.py \
+  tests/integration/gateway/test_overload_and_abuse.py \
+  tests/integration/scaler/test_fallback_loop.py::test_a_prometheus_outage_holds_every_interval_then_waits_a_window_of_fresh_data
+
+.PHONY: reliability
+reliability: $(STAMP) $(SYSTEM_STAMP) proto
+	@BRIX_FUZZ_EXAMPLES=$${BRIX_FUZZ_EXAMPLES:-5000} $(call run_pytest,-q -s -p no:cacheprovider $(RELIABILITY_TESTS))
 
 # --- running ----------------------------------------------------------------
 

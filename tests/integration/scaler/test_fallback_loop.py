@@ -227,6 +227,14 @@ def test_two_scalers_one_acts_and_the_other_takes_over(
     exporter.pod(model, "p0", namespace=namespace, waiting=5)
     wait_until(lambda: replicas(api, namespace, "engine") == 5, "the new leader scales")
     assert decisions(follower) >= 1
+    # No two acted at once: by their Events, the old leader's scalings all come
+    # before the new one's, and only the Lease holders of the time made any.
+    scaled = sorted((e for e in events(api, namespace, "engine") if e.reason == "Scaled"),
+                    key=lambda e: e.first_timestamp)
+    by = [e.reporting_instance for e in scaled]
+    assert set(by) <= {leader, follower}, by
+    assert by == sorted(by, key=lambda name: name == follower), by
+    assert by[-1] == follower, by
 
 
 def test_a_prometheus_outage_holds_every_interval_then_waits_a_window_of_fresh_data(

@@ -147,6 +147,8 @@ async def test_one_replica_killed_and_restarted_holds_the_waiting_requests(
         assert o.started
     assert 0 < len(broken) <= SEQS
     assert sum(o.done for o in outcomes) == 40 - len(broken)
+    print(f"\none replica: {len(broken)} of 40 streams broken (error event), "
+          f"{40 - len(broken)} held or retried and completed")
     # The restarted engine is routed to again; held requests count back to zero.
     async with httpx.AsyncClient(timeout=30) as client:
         r = await client.post(f"{gw.url}/v1/completions",

@@ -294,12 +294,13 @@ class ProxyCall:
                 if hold_until is None:
                     if s.reconnect_hold <= 0:
                         break
+                    hold_until = now + s.reconnect_hold
+                if not held:  # (again, when an answer broke before it started)
                     if not p.admission.hold():
                         await self._overloaded(send)
                         return
                     held = True
                     p.metrics.pending.labels(self.model).inc()
-                    hold_until = now + s.reconnect_hold
                 left = hold_until - now
                 if left <= 0:
                     break

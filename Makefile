@@ -26,6 +26,8 @@ help:
 	@echo "make demo        while make up runs: a LoRA adapter, then autoscaling under load"
 	@echo "make bench       run the benchmarks in bench/"
 	@echo "make lab         compare the autoscalers on the bundled traces (scaling lab)"
+
+	@echo "make reliability the fault tests and the long fuzzing campaign (docs/RELIABILITY.md)"
 	@echo "make clean       remove the virtual environment and .brix/"
 
 # --- set-up -----------------------------------------------------------------
@@ -73,7 +75,6 @@ proto: $(STAMP)
 .PHONY: lint
 lint: $(STAMP) proto
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check brix || true
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
@@ -108,6 +109,23 @@ lab: $(STAMP)
 	  $(PY) -m lab backtest --trace $$trace --policies $(LAB_POLICIES) --profile gpu-8b \
 	    --cold-start 60 --slo-ttft 2.0 --quiet --out $(LAB_OUT)/$$trace; \
 	done
+
+# The reliability campaign (docs/RELIABILITY.md): the fault tests, and the
+# fuzzers at 5,000 examples per operation (>= 10,000 requests per service);
+# `make test` runs the same tests with short counts.
+RELIABILITY_TESTS := tests/integration/test_schema_fuzz.py \
+  tests/unit/test_engine_output_parsers_fuzz.py \
+  tests/integration/gateway/test_engine_killed.py \
+  tests/integration/gateway/test_overload_and_abuse.py \
+  tests/integration/lora_operator/test_operator_faults.py \
+  tests/integration/scaler/test_fallback_loop.py::test_a_prometheus_outage_holds_every_interval_then_waits_a_window_of_fresh_data \
+  tests/integration/scaler/test_fallback_loop.py::test_two_scalers_one_acts_and_the_other_takes_over
+
+.PHONY: reliability
+reliability: $(STAMP) $(SYSTEM_STAMP) proto
+	@BRIX_FUZZ_EXAMPLES=$${BRIX_FUZZ_EXAMPLES:-5000} BRIX_PARSER_EXAMPLES=$${BRIX_PARSER_EXAMPLES:-1000} \
+	  BRIX_CRD_EXAMPLES=$${BRIX_CRD_EXAMPLES:-300} \
+	  $(call run_pytest,-q -s -p no:cacheprovider $(RELIABILITY_TESTS))
 
 # --- running ----------------------------------------------------------------
 

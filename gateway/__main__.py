@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Sequence
 from fastapi import FastAPI
 
 from brix.config import build_parser, describe, load_settings
+from brix.http_guard import guarded_protocol
 from brix.serving import configure_logging, serve
 from gateway.app import GatewayApp, create_app, load_api_keys
 from gateway.load import LoadTracker, SidecarPoller
@@ -88,8 +89,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, OSError) as exc:
         parser.error(str(exc))
     log.info("settings: %s", describe(settings))
+    # Slow or oversized request heads are bounded by the HTTP protocol (brix.http_guard),
+    # idle kept-alive connections by uvicorn (timeout_keep_alive, 5 s), bodies by the app.
     serve(GatewayApp(app), name="brix gateway", port=settings.port, host=settings.host,
-          log_level=settings.log_level)
+          log_level=settings.log_level,
+          http=guarded_protocol(header_timeout=settings.header_timeout,
+                                max_header_bytes=settings.max_header_bytes))
     return 0
 
 

@@ -2,9 +2,13 @@
 
 Routes (DESIGN.md, "Gateway"): ``POST /v1/chat/completions`` and
 ``POST /v1/completions`` go to a pod (``gateway.completions`` checks them);
-``GET /v1/models`` lists what is ready; ``/healthz`` and ``/metrics``
-(Prometheus text, the gateway's own registry). Unknown paths 404, wrong
-methods 405, API keys (when configured) on every ``/v1`` route, 401 without.
+``GET /v1/models`` lists what is ready; ``/healthz`` (alive) and ``/health``
+(can route, the path vLLM's and other OpenAI-compatible servers' probes use:
+200 once the app has started and, under Kubernetes discovery, the first list
+of Pods, Deployments and LoraAdapters is in the routing table; 503 before, or
+while shutting down); ``/metrics`` (Prometheus text, the gateway's own
+registry). Unknown paths 404, wrong methods 405, API keys (when configured)
+on every ``/v1`` route, 401 without.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from gateway.completions import PATHS, Completions
 from gateway.keys import ApiKeys
 from gateway.load import LoadTracker
 from gateway.metrics import GatewayMetrics
+from gateway.openapi import describe_completions
 from gateway.proxy import SKIP_AUTO_HEADERS, Proxy
 from gateway.router import ProfileRouter
 from gateway.routing_config import RoutingConfig
@@ -116,6 +121,7 @@ def create_app(
         # An ASGI endpoint: Starlette hands it the raw request (see gateway.completions).
         app.router.routes.append(Route(path, completions, methods=["POST"]))
     app.state.completions = completions
+    describe_completions(app)
 
     @app.get("/v1/models", response_model=None)
     async def models(request: Request) -> Response:
@@ -130,11 +136,30 @@ def create_app(
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    @app.get("/health", response_model=None)
+    async def health(request: Request) -> Response:
+        reason = routing_not_ready(request.app)
+        if reason is not None:
+            return _error(503, reason, code="not_ready")
+        return JSONResponse({"status": "ok"})
+
     @app.get("/metrics")
     async def prometheus_metrics() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def routing_not_ready(app: FastAPI) -> str | None:
+    """Why the gateway cannot route yet (None: it can)."""
+    if "proxy" not in app.state._state or app.state.proxy.client.closed:
+        return "The gateway is not serving (starting or stopping)."
+    discovery = getattr(app.state, "discovery", None)
+    if discovery is not None:
+        waiting = sorted(k for k, done in discovery.synced.items() if not done.is_set())
+        if waiting:
+            return f"The gateway has not listed {', '.join(waiting)} from Kubernetes yet."
+    return None
 
 
 class GatewayApp:

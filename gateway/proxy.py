@@ -5,10 +5,15 @@ one of these, which
 
 1. resolves the name to ready endpoints, holding the request while the model
    exists with no ready pod (scale from zero; 503 with Retry-After after the
-   hold time, 404 ``model_not_found`` for a name nothing knows);
-2. picks an endpoint (``gateway.picker``) and sends the request; a connect
-   failure before any byte came back is retried on another endpoint, up to
-   ``retries`` times (then 502);
+   hold time, 404 ``model_not_found`` for a name nothing knows; 503
+   ``overloaded`` when ``max_pending`` requests are held already);
+2. picks an endpoint (``gateway.picker``) and sends the request; a failure
+   before the answer started (connection refused or reset, the pod closing
+   without an answer, the answer breaking before its first body byte: an
+   engine killed or restarting) is retried on another endpoint, up to
+   ``retries`` of them; when none is left, the request is held like one at
+   scale from zero, retried at each change of the routing table (and on a
+   short backoff), until a pod answers or ``reconnect_hold`` passes (then 502);
 3. passes the answer through as it arrives (raw bytes: no decompression, no
    re-encoding), with ``x-brix-pod`` and ``x-request-id`` added. A failure
    after the first byte ends an event stream with an ``error`` event (the
@@ -32,7 +37,8 @@ Errors::
     ProxyCall
     ├── hold timed out            -> 503 no_ready_endpoint (+ Retry-After)
     ├── unknown name              -> 404 model_not_found
-    ├── every connect failed      -> 502 upstream_unavailable
+    ├── too many held already     -> 503 overloaded (+ Retry-After)
+    ├── every connect failed      -> held, then 502 upstream_unavailable
     ├── no answer in time         -> 504 upstream_timeout
     ├── broken answer, no byte    -> 502 upstream_error
     └── broken answer after bytes -> SSE error event, or the body cut off
@@ -45,7 +51,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +60,7 @@ from starlette.types import Message, Receive, Scope, Send
 from yarl import URL
 
 from brix.openai_errors import error_body
+from gateway.admission import Admission
 from gateway.hold import wait_for_route
 from gateway.load import LoadTracker
 from gateway.metrics import UNKNOWN_MODEL, GatewayMetrics
@@ -72,14 +79,21 @@ _HOP = frozenset({
 })
 _SERVER_SET = frozenset({b"date", b"server"})
 
-# Failures that mean the request never reached an engine that could answer it.
-_CONNECT_ERRORS = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
+# Failures that mean no engine answered the request: refused, reset before any
+# answer (an engine killed with the request in its queue), or no connection in time.
+_CONNECT_ERRORS = (aiohttp.ClientOSError, aiohttp.ConnectionTimeoutError)
+_MAX_BACKOFF = 1.0
+"""Longest wait between two rounds of tries while a request is held for a pod to answer."""
 # Headers aiohttp would add when the client sent none; the engine gets the client's only.
 SKIP_AUTO_HEADERS = frozenset({"Accept-Encoding", "User-Agent", "Content-Type"})
 
 
 class UpstreamCutOff(Exception):
     """Raised to the server to abort a non-stream answer broken after its first byte."""
+
+
+class _BrokeBeforeStart(Exception):
+    """The answer broke before its first body byte: nothing went to the client yet."""
 
 
 @dataclass
@@ -99,6 +113,10 @@ class Proxy:
     # The loop the calls run on, given explicitly to current_task and create_task:
     # looking it up costs a getpid() system call each time on Python 3.11.
     loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.get_running_loop)
+    admission: Admission = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.admission = Admission(self.settings.max_in_flight, self.settings.max_pending)
 
     def url(self, endpoint: Endpoint, path: str) -> URL:
         """The parsed URL of ``path`` at ``endpoint`` (parsed once, not per request)."""
@@ -176,6 +194,7 @@ class ProxyCall:
         self.status = 499  # what the metrics say if the client leaves first
         self._done = False
         self._client_gone = False
+        self._last_error = ""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         loop = self.proxy.loop
@@ -222,8 +241,15 @@ class ProxyCall:
                                   "model_not_found")
                 return
             self.model = table.base_model(self.name)
-            route = await wait_for_route(table, self.name, hold_seconds=p.settings.hold_timeout,
-                                         pending=p.metrics.pending)
+            if not p.admission.hold():
+                await self._overloaded(send)
+                return
+            try:
+                route = await wait_for_route(table, self.name,
+                                             hold_seconds=p.settings.hold_timeout,
+                                             pending=p.metrics.pending)
+            finally:
+                p.admission.release()
             if route is None:
                 await self._error(
                     send, 503,
@@ -236,20 +262,81 @@ class ProxyCall:
         self.model = route.model
         await self._forward(send, route)
 
+    async def _overloaded(self, send: Send) -> None:
+        p = self.proxy
+        await self._error(send, 503, f"The gateway holds {p.admission.max_pending} requests "
+                          "for pods already; retry later.", "overloaded",
+                          extra=[(b"retry-after", str(p.settings.overload_retry_after).encode())])
+
     async def _forward(self, send: Send, route: Route) -> None:
         p = self.proxy
         s = p.settings
         deadline = time.monotonic() + s.total_timeout
         tried: set[str] = set()
-        stale_retry = True  # one more try when a kept-alive connection was closed under us
         last_error = ""
         attempts = 0
-        while attempts <= s.retries:
-            current = p.table.route(self.name) or route
-            endpoint = p.choose(current, tried, self.strategy, self.prefix, name=self.name,
-                                hashes=self.hashes)
-            if endpoint is None:
-                break
+        hold_until: float | None = None
+        backoff = 0.05
+        held = False
+
+        def unhold() -> None:
+            nonlocal held
+            if held:
+                held = False
+                p.admission.release()
+                p.metrics.pending.labels(self.model).dec()
+
+        try:
+            while True:
+                current = p.table.route(self.name) or route
+                endpoint = (p.choose(current, tried, self.strategy, self.prefix,
+                                     name=self.name, hashes=self.hashes)
+                            if attempts <= s.retries else None)
+                if endpoint is not None:
+                    if await self._try(send, endpoint, deadline, unhold):
+                        return
+                    tried.add(endpoint.url)
+                    attempts += 1
+                    last_error = self._last_error
+                    continue
+                # Nothing answered: hold for a pod to come (back), as at scale from zero.
+                now = time.monotonic()
+                if hold_until is None:
+                    if s.reconnect_hold <= 0:
+                        break
+                    hold_until = now + s.reconnect_hold
+                if not held:  # (again, when an answer broke before it started)
+                    if not p.admission.hold():
+                        await self._overloaded(send)
+                        return
+                    held = True
+                    p.metrics.pending.labels(self.model).inc()
+                left = hold_until - now
+                if left <= 0:
+                    break
+                changed = p.table.changed()
+                try:
+                    async with asyncio.timeout(min(backoff, left)):
+                        await changed.wait()
+                except TimeoutError:
+                    backoff = min(backoff * 2, _MAX_BACKOFF)
+                tried.clear()
+                attempts = 0
+        finally:
+            unhold()
+        held_for = (f" within {s.reconnect_hold:g} s" if hold_until is not None else "")
+        await self._error(send, 502, f"No pod of `{self.name}` could be reached{held_for}"
+                          + (f" (last: {last_error})." if last_error else "."),
+                          "upstream_unavailable")
+
+    async def _try(self, send: Send, endpoint: Endpoint, deadline: float,
+                   unhold: Callable[[], None]) -> bool:
+        """One try at ``endpoint``: True when the call is over (answered, or failed for
+        good), False when nothing answered and another try may go elsewhere."""
+        p = self.proxy
+        s = p.settings
+        stale_retry = True  # one more try when a kept-alive connection was closed under us
+        while True:
             timeout = aiohttp.ClientTimeout(
                 total=None, sock_connect=s.connect_timeout,
                 sock_read=max(0.001, min(s.first_byte_timeout, deadline - time.monotonic())),
@@ -262,52 +349,49 @@ class ProxyCall:
                     skip_auto_headers=SKIP_AUTO_HEADERS, allow_redirects=False,
                     auto_decompress=False,
                 )
-            except _CONNECT_ERRORS as exc:
-                p.tracker.finished(endpoint)
-                tried.add(endpoint.url)
-                attempts += 1
-                last_error = f"{endpoint.name}: {type(exc).__name__}: {exc}"
-                log.info("connect to %s failed (%s); trying another", endpoint.name, exc)
-                continue
             except aiohttp.ServerDisconnectedError as exc:
                 # Closed with no answer at all: a kept-alive connection the pod had
-                # closed (worth one more try anywhere), or a pod that died after
-                # accepting (its next connect fails, and that excludes it).
+                # closed (worth one more try), or a pod that died after accepting.
                 p.tracker.finished(endpoint)
-                last_error = f"{endpoint.name}: {exc}"
-                log.info("%s closed without answering (%s); trying again", endpoint.name, exc)
+                self._last_error = f"{endpoint.name}: {exc}"
+                log.info("%s closed without answering (%s)", endpoint.name, exc)
                 if stale_retry:
                     stale_retry = False
-                else:
-                    tried.add(endpoint.url)
-                    attempts += 1
-                continue
+                    continue
+                return False
+            except _CONNECT_ERRORS as exc:
+                p.tracker.finished(endpoint)
+                self._last_error = f"{endpoint.name}: {type(exc).__name__}: {exc}"
+                log.info("connect to %s failed (%s); trying another", endpoint.name, exc)
+                return False
             except TimeoutError:
                 p.tracker.finished(endpoint)
                 await self._error(send, 504, f"{endpoint.name} sent no answer in time.",
                                   "upstream_timeout")
-                return
+                return True
             except aiohttp.ClientError as exc:
                 p.tracker.finished(endpoint)
                 await self._error(send, 502, f"The request to {endpoint.name} failed: {exc}",
                                   "upstream_error")
-                return
+                return True
             except BaseException:
                 p.tracker.finished(endpoint)
                 raise
+            unhold()
             complete = False
             try:
                 complete = await self._stream(send, endpoint, response, deadline)
+            except _BrokeBeforeStart as exc:
+                self._last_error = f"{endpoint.name}: {exc}"
+                log.info("the answer from %s broke before it started (%s)", endpoint.name, exc)
+                return False
             finally:
                 p.tracker.finished(endpoint)
                 if complete:
                     response.release()  # the connection goes back to the pool
                 else:
                     response.close()  # the engine sees the disconnect and stops
-            return
-        await self._error(send, 502, f"No pod of `{self.name}` could be reached"
-                          + (f" (last: {last_error})." if last_error else "."),
-                          "upstream_unavailable")
+            return True
 
     async def _stream(self, send: Send, endpoint: Endpoint, response: aiohttp.ClientResponse,
                       deadline: float) -> bool:
@@ -328,9 +412,7 @@ class ProxyCall:
                               "upstream_timeout")
             return False
         except aiohttp.ClientError as exc:
-            await self._error(send, 502, f"The answer from {endpoint.name} broke before its "
-                              f"first byte: {exc}", "upstream_error")
-            return False
+            raise _BrokeBeforeStart(str(exc) or type(exc).__name__) from exc
         self.status = response.status
         self.proxy.metrics.first_byte(self.model, time.perf_counter() - self.started)
         await send({"type": "http.response.start", "status": response.status,

@@ -109,6 +109,35 @@ class GatewaySettings:
     retry_after: int = setting(
         10, help="Retry-After seconds sent with a 503 after a hold.",
     )
+    reconnect_hold: float = setting(
+        30.0, help="Seconds to hold a request whose every pod refused the connection (an "
+        "engine restarting) before answering 502: it is retried as pods come and go, on "
+        "another pod or on the restarted one; 0 answers 502 at once.",
+    )
+
+    # --- overload and abuse ------------------------------------------------------
+    max_in_flight: int = setting(
+        4096, help="Completion requests taken on at once, in any state (reading the body, "
+        "held, proxied, streaming); beyond it 429 with Retry-After.",
+    )
+    max_pending: int = setting(
+        1024, help="Requests held at once (no ready pod yet); beyond it 503 with Retry-After.",
+    )
+    overload_retry_after: int = setting(
+        1, help="Retry-After seconds sent with a 429 or a 503 for overload.",
+    )
+    body_timeout: float = setting(
+        30.0, help="Seconds for a request body to arrive in full once its headers have; "
+        "beyond it 408 (a client sending its body slowly holds nothing longer).",
+    )
+    header_timeout: float = setting(
+        10.0, help="Seconds for a request's line and headers to arrive; beyond it 408 and "
+        "the connection is closed (slowloris).",
+    )
+    max_header_bytes: int = setting(
+        64 * 1024, help="Largest request line and headers accepted; beyond it 431 and the "
+        "connection is closed.",
+    )
 
     # --- access -----------------------------------------------------------------
     api_keys_file: str | None = setting(
@@ -121,13 +150,20 @@ class GatewaySettings:
 
     def __post_init__(self) -> None:
         for name in ("connect_timeout", "first_byte_timeout", "total_timeout",
-                     "sidecar_poll_interval"):
+                     "sidecar_poll_interval", "body_timeout", "header_timeout"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0")
         if self.hold_timeout < 0:
             raise ValueError("hold_timeout must be >= 0")
         if self.sidecar_poll_idle < 0:
             raise ValueError("sidecar_poll_idle must be >= 0")
+        for name in ("max_in_flight", "max_pending", "max_header_bytes"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0")
+        if self.reconnect_hold < 0:
+            raise ValueError("reconnect_hold must be >= 0")
+        if self.overload_retry_after < 0:
+            raise ValueError("overload_retry_after must be >= 0")
         if self.retries < 0:
             raise ValueError("retries must be >= 0")
         if self.max_body_bytes <= 0:

@@ -13,7 +13,9 @@ the world and converges it (level-triggered, like an HPA's sync):
    Event with the inputs and the decision; export ``brix_scaler_*``.
 
 Prometheus down (or any unmeasurable signal) holds the replicas as they are,
-with a Warning Event (once per problem) and ``brix_scaler_errors_total``.
+with a Warning Event (once per problem) and ``brix_scaler_errors_total``; each
+held interval counts as recommending the replicas held (``policy.hold``), so
+after the outage a scale-down waits a full stabilisation window of fresh data.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from scaler.kube import DeploymentInfo, Kube, KubeError
 from scaler.leader import LeaderElector
 from scaler.measure import Measurement, measure
 from scaler.metrics import ScalerMetrics
-from scaler.policy import Decision, Observation, Policy, PolicyState, decide
+from scaler.policy import Decision, Observation, Policy, PolicyState, decide, hold
 from scaler.prometheus import MetricsSource
 from scaler.settings import ScalerSettings
 from scaler.signals import SignalError
@@ -148,6 +150,7 @@ class FallbackLoop:
             return target, await measure(self._source, target.trigger)
         except SignalError as exc:
             self._metrics.error(exc.kind)
+            tracked.state = hold(self._policy(target), tracked.state, d.replicas, self._clock())
             await self._warn(d, tracked, "MetricsUnavailable",
                              f"holding {d.replicas} replica(s): {exc}")
             return None

@@ -35,6 +35,12 @@ behaves like the HPA that KEDA would drive:
    active: its queue is above the activation target or it runs requests. While
    inactive it never scales up.
 
+6. An interval with no measurement (Prometheus down) changes nothing and
+   ``hold`` records it as a recommendation of the current replicas and as
+   activity, so that once measurements return a scale-down (to zero included)
+   waits a full stabilisation window (and cooldown) of fresh data: the outage
+   does not age out the window's evidence while nothing new replaced it.
+
 Time is a plain float in seconds (monotonic), passed in by the caller.
 """
 
@@ -56,6 +62,7 @@ __all__ = [
     "ScaleEvent",
     "SignalKind",
     "decide",
+    "hold",
     "is_active",
 ]
 
@@ -327,3 +334,17 @@ def decide(policy: Policy, state: PolicyState, obs: Observation,
     decision = Decision(desired=desired, current=current, raw=raw, reason=reason,
                         panic=panicking, notes=tuple(notes))
     return decision, next_state
+
+
+def hold(policy: Policy, state: PolicyState, current_replicas: int,
+         now: float) -> PolicyState:
+    """The state after an interval with no measurement, in which the replicas were held.
+
+    It counts as recommending ``current_replicas`` (in the stabilisation
+    window) and as activity (for the cooldown to zero): what the target needed
+    is unknown, so nothing it had may be taken as gone.
+    """
+    horizon = now - policy.stabilization_window
+    recommendations = (*((t, r) for t, r in state.recommendations if t > horizon),
+                       (now, current_replicas))
+    return replace(state, recommendations=recommendations, last_active=now)

@@ -14,7 +14,9 @@ import pytest
 from tests.helpers.procs import REPO, ProcessGroup
 from tests.helpers.stack import stack_processes
 
-pytestmark = pytest.mark.vllm  # the stack includes tiny-llama on a real vLLM
+# The stack includes tiny-llama on a real vLLM; `make up` is waited for up to 600 s,
+# its answers and its stop up to 390 s more.
+pytestmark = [pytest.mark.vllm, pytest.mark.timeout(1200)]
 
 
 def test_make_up_serves_then_stops_cleanly(procs: ProcessGroup) -> None:

@@ -22,6 +22,9 @@ from tests.helpers.prometheus import query
 
 T = TypeVar("T")
 
+# The module's stack waits up to 420 s to be ready, its tests up to 330 s more.
+pytestmark = pytest.mark.timeout(900)
+
 
 def eventually(
     check: Callable[[], T | None], *, timeout: float, what: str, every: float = 1.0

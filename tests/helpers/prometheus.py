@@ -21,13 +21,17 @@ def prometheus_binary() -> str:
 
 
 def start_prometheus(
-    procs: ProcessGroup, workdir: Path, config: dict[str, Any], *, timeout: float = 30.0
+    procs: ProcessGroup, workdir: Path, config: dict[str, Any], *, timeout: float = 30.0,
+    port: int | None = None,
 ) -> tuple[Proc, str]:
-    """Start Prometheus with ``config`` (a dict, written as YAML); return (proc, base URL)."""
+    """Start Prometheus with ``config`` (a dict, written as YAML); return (proc, base URL).
+
+    ``port``: a given port (to restart one where it was), else a free one.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     cfg = workdir / "prometheus.yml"
     cfg.write_text(yaml.safe_dump(config))
-    port = free_port()
+    port = port or free_port()
     proc = procs.start(
         [
             prometheus_binary(),

@@ -49,7 +49,8 @@ def test_connect_failures_before_the_first_byte_go_to_another_pod(procs: Process
     routes = ["--static-routes", f"m1={dead_url()}", "--static-routes", f"m1={live.url}",
               "--routing", "round-robin"]
     gw = start_gateway(procs, extra_args=routes)
-    without = start_gateway(procs, extra_args=[*routes, "--retries", "0"])
+    without = start_gateway(procs, extra_args=[*routes, "--retries", "0",
+                                               "--reconnect-hold", "0"])
     body = {"model": "m1", "prompt": "x", "max_tokens": 1}
     with httpx.Client(timeout=30) as client:
         answers = [client.post(f"{gw.url}/v1/completions", json=body) for _ in range(6)]
@@ -62,14 +63,16 @@ def test_connect_failures_before_the_first_byte_go_to_another_pod(procs: Process
         assert failed.json()["error"]["code"] == "upstream_unavailable"
 
 
-def test_no_reachable_pod_is_502(procs: ProcessGroup) -> None:
+def test_no_reachable_pod_is_502_after_the_reconnect_hold(procs: ProcessGroup) -> None:
     gw = start_gateway(procs, extra_args=["--static-routes", f"m1={dead_url()}",
-                                          "--static-routes", f"m1={dead_url()}"])
+                                          "--static-routes", f"m1={dead_url()}",
+                                          "--reconnect-hold", "0.5"])
     r = httpx.post(f"{gw.url}/v1/chat/completions", json={"model": "m1", "messages": []},
                    timeout=30)
     assert r.status_code == 502
     assert r.json()["error"]["code"] == "upstream_unavailable"
     assert r.json()["error"]["type"] == "bad_gateway"
+    assert "within 0.5 s" in r.json()["error"]["message"]
 
 
 def test_a_pod_killed_mid_stream_ends_that_stream_with_an_error_event(

@@ -28,7 +28,7 @@ from brix.contract import (
 )
 from tests.helpers.localkube import start_localkube
 from tests.helpers.procs import ProcessGroup
-from tests.helpers.prometheus import query
+from tests.helpers.prometheus import query, start_prometheus
 from tests.helpers.scaler import ScalerProc, StaticExporter, start_scaler
 
 _names = itertools.count()
@@ -227,23 +227,74 @@ def test_two_scalers_one_acts_and_the_other_takes_over(
     exporter.pod(model, "p0", namespace=namespace, waiting=5)
     wait_until(lambda: replicas(api, namespace, "engine") == 5, "the new leader scales")
     assert decisions(follower) >= 1
+    # No two acted at once: by their Events, the old leader's scalings all come
+    # before the new one's, and only the Lease holders of the time made any.
+    scaled = sorted((e for e in events(api, namespace, "engine") if e.reason == "Scaled"),
+                    key=lambda e: e.first_timestamp)
+    by = [e.reporting_instance for e in scaled]
+    assert set(by) <= {leader, follower}, by
+    assert by == sorted(by, key=lambda name: name == follower), by
+    assert by[-1] == follower, by
 
 
-def test_prometheus_down_holds_with_an_event_and_an_error(
-        procs: ProcessGroup, api: client.ApiClient, kubeconfig: Path, namespace: str) -> None:
-    deployment(api, namespace, "engine", model=f"{namespace}-m", replicas=2, target="1")
-    dead = "http://127.0.0.1:9"  # discard port: nothing answers there
-    scaler = loop_scaler(procs, prom=dead, kubeconfig=kubeconfig, namespace=namespace)
+def test_a_prometheus_outage_holds_every_interval_then_waits_a_window_of_fresh_data(
+        procs: ProcessGroup, api: client.ApiClient, kubeconfig: Path, exporter: StaticExporter,
+        namespace: str, tmp_path: Path) -> None:
+    import grpc
 
-    def warned() -> bool:
-        return any(e.reason == "MetricsUnavailable" for e in events(api, namespace, "engine"))
-    wait_until(warned, "a MetricsUnavailable Event")
+    from tests.helpers.scaler import get_metrics_request, scaler_stub, scrape_config
+
+    window = 4.0
+    model = f"{namespace}-m"
+    exporter.pod(model, "p0", namespace=namespace, waiting=3)
+    prom_proc, prom = start_prometheus(procs, tmp_path / "prom", scrape_config(exporter.target))
+    scraped(prom, f'brix_engine_requests_waiting{{model="{model}"}}', 3)
+    deployment(api, namespace, "engine", model=model, replicas=3, target="1", min_="0")
+    scaler = start_scaler(procs, prometheus_url=prom, mode="both", extra_args=[
+        *FAST, "--kubeconfig", str(kubeconfig), "--namespace", namespace,
+        "--lease-namespace", namespace, "--stabilization-window", str(window),
+        "--scale-to-zero-cooldown", str(window), "--prometheus-timeout", "0.5"])
+
+    def decisions() -> float:
+        return scaler_metric(scaler, "brix_scaler_decisions_total") or 0
+    wait_until(lambda: decisions() >= 2, "the loop measures the model")
+    assert replicas(api, namespace, "engine") == 3
+
+    # Prometheus hangs (SIGSTOP: queries time out) for longer than the window, and
+    # the load goes away meanwhile. Every interval, the replicas stay.
+    prom_proc.signal(signal.SIGSTOP)
+    exporter.pod(model, "p0", namespace=namespace, waiting=0)
+    try:
+        stopped = time.monotonic()
+        while time.monotonic() - stopped < 2 * window:
+            assert replicas(api, namespace, "engine") == 3, "scaled while Prometheus was down"
+            time.sleep(0.25)
+        with scaler.channel() as channel, pytest.raises(grpc.RpcError) as refused:
+            scaler_stub(channel).GetMetrics(get_metrics_request(model=model, target="1"),
+                                            timeout=10)
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        # It comes back as a restarted Prometheus without its old data would: the
+        # first sample after the outage is a fresh one (no load), none from before.
+        prom_proc.signal(signal.SIGKILL)
+        prom_proc.popen.wait(10)
+    start_prometheus(procs, tmp_path / "prom-again", scrape_config(exporter.target),
+                     port=int(prom.rsplit(":", 1)[1]))
+    # Ready now: its first scrape (the first fresh data) comes at about this moment,
+    # and the loop held at its last pass before (one interval, 0.5 s).
+    resumed = time.monotonic()
     warning = next(e for e in events(api, namespace, "engine") if e.reason == "MetricsUnavailable")
     assert warning.type == "Warning"
-    assert "holding 2 replica(s)" in warning.message
-    assert "unreachable" in warning.message
-    assert replicas(api, namespace, "engine") == 2
+    assert "holding 3 replica(s)" in warning.message
+    assert f"Prometheus at {prom}" in warning.message
     assert (scaler_metric(scaler, "brix_scaler_errors_total", kind="prometheus") or 0) >= 1
+    # Fresh data says no load, yet for (most of) a window nothing goes down...
+    while time.monotonic() - resumed < 0.6 * window:
+        assert replicas(api, namespace, "engine") == 3, "scaled down before a window of data"
+        time.sleep(0.25)
+    scraped(prom, f'brix_engine_requests_waiting{{model="{model}"}}', 0)
+    # ...then scaling resumes (to zero, after the cooldown).
+    wait_until(lambda: replicas(api, namespace, "engine") == 0, "scaling resumes")
 
 
 def test_bad_annotation_is_reported_and_nothing_changes(

@@ -1,0 +1,121 @@
+"""A uvicorn HTTP protocol that bounds what a client may cost before its request starts.
+
+uvicorn bounds an idle kept-alive connection (``timeout_keep_alive``), but not
+a client that sends its request line and headers slowly (slowloris: a byte at
+a time keeps a connection, and its buffers, forever) nor the size of the
+headers (httptools, uvicorn's parser here, sets no limit of its own). This
+protocol adds both, per request:
+
+- ``header_timeout``: the request line and headers must all arrive within
+  this many seconds of the connection opening, or of the request's first byte
+  on a kept-alive connection; otherwise 408 and the connection is closed.
+- ``max_header_bytes``: the request line and headers, counted as the parser
+  reads them; beyond them 431 and the connection is closed (the parse stops
+  there: nothing of the request reaches the application).
+
+Both answers are JSON in OpenAI's error shape. The body's own time limit is
+the application's (it reads the body; see gateway.completions).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from brix.openai_errors import error_body
+
+_REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
+
+
+class _HeadTooLarge(Exception):
+    """Raised from a parser callback to stop parsing a request head that is too large."""
+
+
+class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a time and a size limit on each request's head."""
+
+    header_timeout: float = 10.0
+    max_header_bytes: int = 64 * 1024
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._head_bytes = 0
+        self._head_too_large = False
+
+    def _arm(self) -> None:
+        if self._head_timer is None:
+            self._head_timer = self.loop.call_later(self.header_timeout, self._head_timed_out)
+
+    def _disarm(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _refuse(self, status: int, message: str, code: str) -> None:
+        self._disarm()
+        if self.transport.is_closing():
+            return
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.transport.close()  # an answer is being written: no second one
+            return
+        body = json.dumps(error_body(status, message, code=code)).encode()
+        self.transport.write(
+            b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+            b"connection: close\r\n\r\n" % (status, _REASONS[status], len(body)) + body)
+        self.transport.close()
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        self._refuse(408, f"The request's headers did not all arrive within "
+                     f"{self.header_timeout:g} s.", "request_timeout")
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _count(self, size: int) -> None:
+        self._head_bytes += size
+        if self._head_bytes > self.max_header_bytes:
+            self._head_too_large = True
+            # httptools stops parsing and raises HttpParserError from feed_data;
+            # uvicorn then calls send_400_response, which answers 431 below.
+            raise _HeadTooLarge
+
+    def send_400_response(self, msg: str) -> None:
+        if self._head_too_large:
+            self._refuse(431, f"The request's headers are larger than {self.max_header_bytes} "
+                         "bytes.", "headers_too_large")
+        else:
+            super().send_400_response(msg)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._head_bytes = 0
+        self._arm()
+
+    def on_url(self, url: bytes) -> None:
+        self._count(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count(len(name) + len(value) + 4)  # ": " and CRLF
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._disarm()
+        super().on_headers_complete()
+
+
+def guarded_protocol(*, header_timeout: float, max_header_bytes: int) -> type[HttpToolsProtocol]:
+    """The protocol class with these limits (uvicorn's ``http=`` option takes a class)."""
+    return type("GuardedHttpToolsProtocol", (GuardedHttpToolsProtocol,), {
+        "header_timeout": header_timeout, "max_header_bytes": max_header_bytes,
+    })

@@ -1,0 +1,158 @@
+"""An engine SIGKILLed under ~100 concurrent streams through the real gateway and sim engines.
+
+What must hold (docs/RELIABILITY.md):
+
+- no client hangs: every stream that had started on the killed engine ends
+  with an SSE ``error`` event (the kernel closes the dead process's sockets at
+  once, so the gateway sees the break at once; a pod that vanishes without
+  closing them is bounded by ``--first-byte-timeout`` between two bytes);
+- requests that had not started streaming (queued in the killed engine, or
+  sent while it was down) are retried on another pod and succeed; with one
+  replica they are held until the engine is back (``--reconnect-hold``), not
+  answered 502 at once;
+- the restarted engine rejoins routing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.helpers.gateway import start_gateway
+from tests.helpers.procs import Proc, ProcessGroup, free_port
+from tests.helpers.sim import slow, start_sim
+
+# 50 tokens at 20 ms: a second a request; 8 run at once per engine, the rest wait.
+SEQS = 8
+pytestmark = pytest.mark.integration
+BODY = {"model": "m1", "prompt": "x", "max_tokens": 50, "stream": True, "ignore_eos": True}
+
+
+@dataclass
+class Outcome:
+    status: int = 0
+    pod: str = ""
+    started: bool = False  # a token event came before the kill
+    events: list[Any] = field(default_factory=list)
+    ended_at: float = 0.0
+
+    @property
+    def done(self) -> bool:
+        return bool(self.events) and self.events[-1] == "[DONE]"
+
+    @property
+    def error(self) -> dict[str, Any] | None:
+        last = self.events[-1] if self.events else None
+        return last["error"] if isinstance(last, dict) and "error" in last else None
+
+
+async def stream_one(client: httpx.AsyncClient, url: str, killed: asyncio.Event) -> Outcome:
+    out = Outcome()
+    async with client.stream("POST", f"{url}/v1/completions", json=BODY) as r:
+        out.status = r.status_code
+        out.pod = r.headers.get("x-brix-pod", "")
+        async for line in r.aiter_lines():
+            if not line.startswith("data: "):
+                continue
+            data = line.removeprefix("data: ")
+            event = data if data == "[DONE]" else json.loads(data)
+            if isinstance(event, dict) and "choices" in event and not killed.is_set():
+                out.started = True
+            out.events.append(event)
+    out.ended_at = time.monotonic()
+    return out
+
+
+async def run_streams(url: str, n: int, kill: Any, *, kill_after: float) -> tuple[
+        list[Outcome], float]:
+    """n concurrent streams; ``kill()`` runs after ``kill_after`` s; (outcomes, kill time)."""
+    killed = asyncio.Event()
+    limits = httpx.Limits(max_connections=n + 10)
+    # The read timeout is the hang detector: a stream silent this long fails the test.
+    async with httpx.AsyncClient(timeout=httpx.Timeout(60.0), limits=limits) as client:
+        tasks = [asyncio.create_task(stream_one(client, url, killed)) for _ in range(n)]
+        await asyncio.sleep(kill_after)
+        killed.set()
+        at = time.monotonic()
+        await asyncio.to_thread(kill)
+        return list(await asyncio.gather(*tasks)), at
+
+
+def host_of(proc: Proc) -> str:
+    assert proc.url is not None
+    return proc.url.removeprefix("http://")
+
+
+async def test_killed_engine_streams_end_with_an_error_and_waiting_ones_go_to_the_other_pod(
+    procs: ProcessGroup,
+) -> None:
+    engines = [start_sim(procs, name="m1", extra_args=slow(ms_per_token=20, max_num_seqs=SEQS))
+               for _ in range(2)]
+    gw = start_gateway(procs, extra_args=[
+        *[a for e in engines for a in ("--static-routes", f"m1={e.url}")],
+        "--routing", "round-robin", "--reconnect-hold", "30"])
+    victim, survivor = engines
+    outcomes, killed_at = await run_streams(str(gw.url), 100,
+                                            lambda: victim.signal(signal.SIGKILL),
+                                            kill_after=1.5)
+    assert all(o.status == 200 for o in outcomes), [o.status for o in outcomes]
+    broken = [o for o in outcomes if not o.done]
+    # Only streams that had started on the killed engine may end broken, each with an error.
+    for o in broken:
+        assert o.error is not None, o.events[-3:]
+        assert o.error["code"] == "upstream_error"
+        assert o.pod == host_of(victim)
+        assert o.started
+    assert len(broken) <= SEQS, "more streams broke than the engine was running"
+    assert broken, "the kill broke no stream: it came too late to test anything"
+    # The rest, the victim's queue included, completed (on the survivor, once it was gone).
+    assert sum(o.done for o in outcomes) == 100 - len(broken)
+    assert any(o.done and o.pod == host_of(survivor) and o.ended_at > killed_at
+               for o in outcomes)
+    bound = max(o.ended_at for o in broken) - killed_at
+    print(f"\nbroken streams: {len(broken)} of 100; the last error event {bound:.2f} s "
+          "after the kill")
+
+
+async def test_one_replica_killed_and_restarted_holds_the_waiting_requests(
+    procs: ProcessGroup,
+) -> None:
+    port = free_port()
+    flags = ("--port", str(port), *slow(ms_per_token=20, max_num_seqs=SEQS))
+    engine = procs.start(["-m", "inference.sim", "--served-model-name", "m1", *flags],
+                         name="sim-m1", env={"BIND_HOST": "127.0.0.1"})
+    url = f"http://127.0.0.1:{port}"
+    gw = start_gateway(procs, extra_args=["--static-routes", f"m1={url}",
+                                          "--reconnect-hold", "30"])
+
+    def kill_and_restart() -> None:
+        engine.signal(signal.SIGKILL)
+        engine.popen.wait(10)
+        time.sleep(1.0)  # down for a while, as while a container restarts
+        procs.start(["-m", "inference.sim", "--served-model-name", "m1", *flags],
+                    name="sim-m1-restarted", env={"BIND_HOST": "127.0.0.1"})
+
+    outcomes, _ = await run_streams(str(gw.url), 40, kill_and_restart, kill_after=0.5)
+    assert all(o.status == 200 for o in outcomes), [o.status for o in outcomes]
+    broken = [o for o in outcomes if not o.done]
+    for o in broken:
+        assert o.error is not None, o.events[-3:]
+        assert o.started
+    assert 0 < len(broken) <= SEQS
+    assert sum(o.done for o in outcomes) == 40 - len(broken)
+    print(f"\none replica: {len(broken)} of 40 streams broken (error event), "
+          f"{40 - len(broken)} held or retried and completed")
+    # The restarted engine is routed to again; held requests count back to zero.
+    async with httpx.AsyncClient(timeout=30) as client:
+        r = await client.post(f"{gw.url}/v1/completions",
+                              json={"model": "m1", "prompt": "x", "max_tokens": 1})
+        assert r.status_code == 200, r.text
+        metrics = (await client.get(f"{gw.url}/metrics")).text
+    assert 'brix_gateway_requests_pending{model="m1"} 0.0' in metrics

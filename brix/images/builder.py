@@ -28,6 +28,8 @@ from brix.images import plan as p
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+PODMAN_RUNTIME = "runc"
+"""crun fails here ("cgroups in hybrid mode not supported"); runc works."""
 PODMAN_ULIMITS = ("--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024")
 """runc/crun cannot raise the limits here ("setrlimit ... operation not permitted")."""
 
@@ -44,10 +46,17 @@ class Tool:
 
     name: str
 
+    @property
+    def argv(self) -> list[str]:
+        """The command and its global flags (podman: runc where it is installed)."""
+        if self.name == "podman" and shutil.which(PODMAN_RUNTIME):
+            return ["podman", "--runtime", PODMAN_RUNTIME]
+        return [self.name]
+
     def run(self, *args: str, check: bool = True, quiet: bool = True,
             stdin: int | None = None) -> subprocess.CompletedProcess[str]:
         out = subprocess.PIPE if quiet else None
-        return subprocess.run([self.name, *args], check=check, text=True, stdout=out,
+        return subprocess.run([*self.argv, *args], check=check, text=True, stdout=out,
                               stderr=subprocess.STDOUT if quiet else None, stdin=stdin)
 
     def exists(self, image: str) -> bool:
@@ -197,7 +206,7 @@ class Builder:
             flags = [*self.tool.run_flags, *pip] if self.tool.name == "podman" else []
             with log.open("w") as out:
                 done = subprocess.run(
-                    [self.tool.name, "build", "--network", "host", *flags, *args, "-t", b.tag,
+                    [*self.tool.argv, "build", "--network", "host", *flags, *args, "-t", b.tag,
                      "-f", str(ROOT / b.dockerfile), str(ROOT)],
                     check=False, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
             if done.returncode != 0:

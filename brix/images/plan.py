@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from urllib.parse import urlparse
 
 import yaml
@@ -145,12 +146,14 @@ def pip_settings(config_list: str) -> dict[str, str]:
 
 
 def local_paths(settings: Mapping[str, str]) -> list[str]:
-    """The host paths pip's settings name (files, folders, ``file://`` indexes)."""
+    """The host paths pip's settings name (files, folders, ``file://`` indexes' folders)."""
     paths: list[str] = []
     for key in ("cert", "constraint", "find-links", "index-url", "extra-index-url"):
         for value in settings.get(key, "").split():
             if value.startswith("file://"):
-                path = urlparse(value).path
+                # A local index's pages link to files beside it (``../files/``):
+                # its parent folder goes in whole.
+                path = str(PurePosixPath(urlparse(value).path.rstrip("/")).parent)
             elif value.startswith("/"):
                 path = value
             else:

@@ -101,12 +101,13 @@ def _user(container: JsonObj, pod_spec: JsonObj) -> str | None:
 
 def run_argv(podman: Sequence[str], pod: PodRef, container: JsonObj, pod_spec: JsonObj, *,
              env: Mapping[str, str], volumes: Mapping[str, Path],
-             extra_mounts: Sequence[Path] = ()) -> list[str]:
+             extra_mounts: Mapping[Path, Path] | None = None) -> list[str]:
     """The ``podman run`` command line of one container (pure).
 
     ``env`` is the container's own environment (the kubelet's variables and the
     manifest's), ``volumes`` the host folder of each of the pod's volumes, and
-    ``extra_mounts`` host files the container sees at the same path (the kubeconfig).
+    ``extra_mounts`` host files (keys) the container sees, read-only, at other paths
+    (values; the kubeconfig).
     """
     name = str(container.get("name", ""))
     argv = [*podman, "run", "--rm", "--replace", "--pod", pod.podman_name,
@@ -123,8 +124,8 @@ def run_argv(podman: Sequence[str], pod: PodRef, container: JsonObj, pod_spec: J
         source = volumes[str(mount.get("name", ""))] / str(mount.get("subPath") or "")
         option = ":ro" if mount.get("readOnly") else ""
         argv += ["--volume", f"{source}:{mount.get('mountPath')}{option}"]
-    for path in extra_mounts:
-        argv += ["--volume", f"{path}:{path}:ro"]
+    for source, target in (extra_mounts or {}).items():
+        argv += ["--volume", f"{source}:{target}:ro"]
     if container.get("workingDir"):
         argv += ["--workdir", str(container["workingDir"])]
     command = expand_all([str(x) for x in container.get("command") or []], env)
@@ -183,10 +184,23 @@ class PodmanRuntime:
                                            "--name", pod.podman_name)
             if code != 0 and "exists" not in out:
                 raise processes.StartError(f"podman pod create: {out}")
+        kubeconfig = self._kubeconfig_for(container, prep)
         argv = run_argv(self.podman, pod, container, prep.pod_spec, env=prep.container_env,
-                        volumes=prep.volumes, extra_mounts=[self.kubeconfig])
+                        volumes=prep.volumes, extra_mounts={kubeconfig: self.kubeconfig})
         return await processes.start(argv, env=dict(os.environ), cwd=prep.cwd,
                                      log_path=log_path)
+
+    def _kubeconfig_for(self, container: JsonObj, prep: Prepared) -> Path:
+        """A copy of the kubeconfig that the container's user may read (as a cluster mounts
+        a ServiceAccount token for the pod), beside the container's folder."""
+        copy = prep.cwd / "kubeconfig"
+        shutil.copyfile(self.kubeconfig, copy)
+        copy.chmod(0o600)
+        user = _user(container, prep.pod_spec)
+        if user is not None and os.geteuid() == 0:
+            uid, _, gid = user.partition(":")
+            os.chown(copy, int(uid), int(gid or uid))
+        return copy
 
     async def pod_finished(self, pod: PodRef) -> None:
         await self._podman("pod", "rm", "--force", "--ignore", pod.podman_name)

@@ -25,6 +25,7 @@ help:
 	@echo "make lint        ruff, mypy --strict, import-linter"
 	@echo "make demo        while make up runs: a LoRA adapter, then autoscaling under load"
 	@echo "make bench       run the benchmarks in bench/"
+	@echo "make images      build the images of docker/ (docker, else podman; cached)"
 	@echo "make clean       remove the virtual environment and .brix/"
 
 # --- set-up -----------------------------------------------------------------
@@ -51,6 +52,14 @@ $(SYSTEM_STAMP):
 	  else \
 	    echo "Prometheus is missing: run 'sudo apt-get install prometheus' (Debian's package, with promtool), then run make again." >&2; \
 	    exit 1; \
+	  fi; \
+	fi
+	@if ! command -v podman >/dev/null || ! command -v runc >/dev/null || ! command -v debootstrap >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian's podman, runc and debootstrap (for make images)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc debootstrap >/dev/null; \
+	  else \
+	    echo "podman is missing: run 'sudo apt-get install podman runc debootstrap' for make images and its tests" >&2; \
 	  fi; \
 	fi
 	@touch $@
@@ -96,6 +105,11 @@ bench: $(STAMP) $(SYSTEM_STAMP) proto tiny-model
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null; } \
 	  || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
 	$(PY) -m bench
+
+# The images of docker/, tagged as k8s/ names them (python -m brix.images --only gateway,...).
+.PHONY: images
+images: $(STAMP)
+	@$(PY) -m brix.images $(if $(ONLY),--only $(ONLY))
 
 # --- running ----------------------------------------------------------------
 

@@ -68,9 +68,12 @@ class SecurityFlags:
 
 def run_container(procs: ProcessGroup, image: str, command: Sequence[str], *, name: str,
                   manifest: str | None = None, env: Mapping[str, str] | None = None,
-                  mounts: Sequence[Path] = (), ready: str | re.Pattern[str] = READY_PATTERN,
-                  timeout: float = 90.0) -> Proc:
-    """``podman run`` ``command`` from ``image``; returns once ``ready`` shows in its output."""
+                  mounts: Sequence[Path] = (), writable: Sequence[Path] = (),
+                  ready: str | re.Pattern[str] = READY_PATTERN, timeout: float = 90.0) -> Proc:
+    """``podman run`` ``command`` from ``image``; returns once ``ready`` shows in its output.
+
+    ``mounts`` are seen read-only at their own paths, ``writable`` read-write.
+    """
     flags = SecurityFlags.of(manifest, image).argv() if manifest else []
     argv = [*podman(), "run", "--rm", "--replace", "--name", name, "--network", "host",
             *PODMAN_ULIMITS, *flags]
@@ -78,6 +81,8 @@ def run_container(procs: ProcessGroup, image: str, command: Sequence[str], *, na
         argv += ["--env", f"{key}={value}"]
     for path in mounts:
         argv += ["--volume", f"{path}:{path}:ro"]
+    for path in writable:
+        argv += ["--volume", f"{path}:{path}"]
     argv += [image, *command]
     return procs.start(argv, name=name, ready=ready, timeout=timeout)
 

@@ -115,7 +115,7 @@ images: $(STAMP)
 
 .PHONY: up
 up: $(STAMP) $(SYSTEM_STAMP) proto tiny-model
-	@$(PY) -m brix.cli up
+	@$(PY) -m brix.cli up $(if $(IMAGES),--images)
 
 # While `make up` runs (in another terminal).
 .PHONY: demo

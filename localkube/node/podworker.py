@@ -43,7 +43,7 @@ from localkube.node.events import EventRecorder
 from localkube.node.expansion import expand_all
 from localkube.node.podstatus import ContainerRecord, now_rfc3339, pod_status
 from localkube.node.probes import ProbeTarget
-from localkube.node.runtime import PodRef, ProcessRuntime, Runtime
+from localkube.node.runtime import PodRef, ProcessRuntime, Runtime, check_mounts
 from localkube.node.volumes import (
     Mounts,
     VolumeError,
@@ -286,7 +286,9 @@ class PodWorker:
                     f"container {name!r} has no command or args: localkube does not use "
                     "images, so the command to run must be given")
             argv = expand_all(command + args, env)
-            if not self.ctx.runtime.uses_images:  # a container runtime mounts them itself
+            if self.ctx.runtime.uses_images:  # a container runtime mounts them itself
+                check_mounts(c, volumes)
+            else:
                 link_mounts(c, volumes, config.state_dir, self.mounts)
             cwd = self.pod_dir / "containers" / name
             cwd.mkdir(parents=True, exist_ok=True)

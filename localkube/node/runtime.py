@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from localkube.node import processes
 from localkube.node.expansion import expand_all
+from localkube.node.volumes import VolumeError
 
 if TYPE_CHECKING:
     from localkube.node.containers import Prepared
@@ -99,6 +100,13 @@ def _user(container: JsonObj, pod_spec: JsonObj) -> str | None:
     return f"{int(uid)}:{int(gid)}" if gid is not None else str(int(uid))
 
 
+def check_mounts(container: JsonObj, volumes: Mapping[str, Path]) -> None:
+    """Every volumeMount names a volume of the pod (else the pod cannot start)."""
+    for mount in container.get("volumeMounts") or []:
+        if str(mount.get("name", "")) not in volumes:
+            raise VolumeError(f"volumeMount {mount.get('name')!r} names no volume of the pod")
+
+
 def run_argv(podman: Sequence[str], pod: PodRef, container: JsonObj, pod_spec: JsonObj, *,
              env: Mapping[str, str], volumes: Mapping[str, Path],
              extra_mounts: Mapping[Path, Path] | None = None) -> list[str]:
@@ -109,6 +117,7 @@ def run_argv(podman: Sequence[str], pod: PodRef, container: JsonObj, pod_spec: J
     ``extra_mounts`` host files (keys) the container sees, read-only, at other paths
     (values; the kubeconfig).
     """
+    check_mounts(container, volumes)
     name = str(container.get("name", ""))
     argv = [*podman, "run", "--rm", "--replace", "--pod", pod.podman_name,
             "--name", f"{pod.podman_name}-{name}", "--network", "host",

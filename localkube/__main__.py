@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -124,6 +125,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = load_settings(LocalkubeSettings, argv, prog="python -m localkube")
     configure_logging(settings.log_level)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    if settings.runtime == "podman" and settings.node and shutil.which("podman") is None:
+        print("localkube: --runtime podman needs podman: apt-get install podman runc",
+              file=sys.stderr)
+        return 2
     with contextlib.suppress(KeyboardInterrupt):
         return asyncio.run(run(settings))
     return 130

@@ -218,5 +218,5 @@ class Builder:
 
 def build_images(only: Sequence[str] = (), say: Say = print) -> list[str]:
     """Build the brix images the manifests of ``k8s/`` name (``only`` these components)."""
-    tool = find_tool()
-    return Builder(tool, say).build(manifest_builds(only))
+    builds = manifest_builds(only)  # bad input first, before looking for an engine
+    return Builder(find_tool(), say).build(builds)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -132,3 +133,23 @@ def test_a_missing_image_shows_image_pull_back_off_naming_it(kube: Path) -> None
     assert any(image in m and "Failed to pull image" in m for m in messages), messages
     assert any(image in m and "Back-off pulling image" in m for m in messages), messages
     kubectl(kube, "delete", "pod", "ghost", "--wait=true", "--timeout=60s")
+
+
+def test_the_podman_runtime_without_podman_is_one_clear_line(procs: ProcessGroup,
+                                                             tmp_path: Path) -> None:
+    venv_bin = str(Path(sys.executable).parent)  # python, not podman
+    proc = procs.start([sys.executable, "-m", "localkube", "--port", "0", "--state-dir",
+                        str(tmp_path / "state"), "--runtime", "podman"],
+                       name="localkube-no-podman", ready=None, env={"PATH": venv_bin})
+    assert proc.popen.wait(30) == 2
+    proc.wait_for("--runtime podman needs podman: apt-get install podman")
+
+
+def test_an_unknown_runtime_is_refused_with_the_choices(procs: ProcessGroup,
+                                                        tmp_path: Path) -> None:
+    proc = procs.start([sys.executable, "-m", "localkube", "--port", "0", "--state-dir",
+                        str(tmp_path / "state"), "--runtime", "docker"],
+                       name="localkube-bad-runtime", ready=None)
+    assert proc.popen.wait(30) == 2
+    proc.wait_for("--runtime")
+    assert "podman" in proc.output()

@@ -100,8 +100,8 @@ class Stack:
             say(f"stopped what an earlier run left running: {', '.join(left)}")
         for stale in ("localkube", "prometheus"):
             shutil.rmtree(cfg.state / stale, ignore_errors=True)
-        if cfg.images:
-            _writable_by_images(cfg.state / "adapter-cache")
+        if cfg.images:  # the overlay's sidecars cache adapters there
+            _writable_by_images(cfg.root / ".brix" / "adapter-cache")
         try:
             self._start_localkube(say)
             self._start_prometheus(say)

@@ -56,10 +56,10 @@ def test_the_stack_runs_from_images_and_serves(images_stack: Stack) -> None:
     deadline = time.monotonic() + 60
     while True:  # the gateway learns where the adapter is from its status
         try:
-            answer = client.completions.create(model="img-lora", prompt="hi", max_tokens=2)
+            completion = client.completions.create(model="img-lora", prompt="hi", max_tokens=2)
             break
         except openai.NotFoundError:
             if time.monotonic() > deadline:
                 raise
             time.sleep(1)
-    assert answer.model == "img-lora"
+    assert completion.model == "img-lora"

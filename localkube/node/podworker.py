@@ -15,7 +15,9 @@ processes get SIGTERM, then SIGKILL after the grace period, and the worker
 removes the pod object for good.
 
 Not applied, for want of containers: the image, ``securityContext`` (processes
-run as localkube's user), resource limits, and read-only mounts.
+run as localkube's user), resource limits, and read-only mounts. With
+``--runtime podman`` (``runtime.PodmanRuntime``) containers run from their
+images instead, and those apply (but resource limits).
 """
 
 from __future__ import annotations

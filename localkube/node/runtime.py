@@ -13,7 +13,10 @@ runtime. Applied from the manifest: the image, ``command`` (the entrypoint) and
 ``securityContext``'s ``runAsUser``/``runAsGroup`` and
 ``readOnlyRootFilesystem``. An image that is neither here nor can be pulled is
 an ``ImagePullError`` (the pod shows ``ErrImagePull``, then
-``ImagePullBackOff``).
+``ImagePullBackOff``). Not applied: resource limits, capabilities, and ``exec``
+probes, which run on the host as under the process runtime (brix's manifests
+use ``httpGet`` probes). Runs as root (rootful podman); a container left behind
+by a killed localkube is replaced (``--replace``) when its pod starts again.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from tests.helpers.images import podman
 from tests.helpers.localkube import kubectl
 from tests.helpers.operator import adapter_status, adapter_yaml, wait_for
 
-pytestmark = pytest.mark.images
+pytestmark = [pytest.mark.images, pytest.mark.timeout(900)]  # builds images, then the stack
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,8 @@ from tests.helpers.images import SecurityFlags, exec_in, remove_container, run_c
 from tests.helpers.procs import ProcessGroup
 from tests.helpers.vllm import START_TIMEOUT_S, tiny_model_dir
 
-pytestmark = [pytest.mark.images, pytest.mark.vllm,
+# A cold engine build takes about 12 minutes here (bench/images/RESULTS.md), vLLM's start more.
+pytestmark = [pytest.mark.images, pytest.mark.vllm, pytest.mark.timeout(2400),
               pytest.mark.skipif(os.environ.get("BRIX_ENGINE_IMAGE") != "1",
                                  reason="the engine image is slow to build: BRIX_ENGINE_IMAGE=1 "
                                  "runs this test")]

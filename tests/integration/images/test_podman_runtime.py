@@ -19,7 +19,8 @@ from tests.helpers.localkube import kubectl, start_localkube
 from tests.helpers.operator import wait_for
 from tests.helpers.procs import ProcessGroup
 
-pytestmark = pytest.mark.images
+# The first test of a run builds the light images (cold: about 4 minutes here).
+pytestmark = [pytest.mark.images, pytest.mark.timeout(900)]
 
 SIDECAR = "brix/sidecar:0.1.0"
 

@@ -20,7 +20,8 @@ from tests.helpers.procs import ProcessGroup
 from tests.helpers.scaler import scaled_object_ref, scaler_stub
 from tests.helpers.sim import FAST
 
-pytestmark = pytest.mark.images
+# The first test of a run builds the light images (cold: about 4 minutes here).
+pytestmark = [pytest.mark.images, pytest.mark.timeout(900)]
 
 GATEWAY, SIDECAR, CONTROLLER = "brix/gateway:0.1.0", "brix/sidecar:0.1.0", "brix/controller:0.1.0"
 

@@ -180,7 +180,7 @@ class Stack:
         return objects
 
     def _apply(self, say: Any) -> None:
-        say("applying k8s/overlays/local")
+        say(f"applying k8s/overlays/{'local-images' if self.config.images else 'local'}")
         overlay.apply(self.render(), kubectl=_tool("kubectl"), kubeconfig=self.config.kubeconfig)
 
     # --- readiness -----------------------------------------------------------

@@ -26,8 +26,8 @@ help:
 	@echo "make demo        while make up runs: a LoRA adapter, then autoscaling under load"
 	@echo "make bench       run the benchmarks in bench/"
 	@echo "make lab         compare the autoscalers on the bundled traces (scaling lab)"
-
 	@echo "make reliability the fault tests and the long fuzzing campaign (docs/RELIABILITY.md)"
+	@echo "make images      build the images of docker/ (docker, else podman; cached)"
 	@echo "make clean       remove the virtual environment and .brix/"
 
 # --- set-up -----------------------------------------------------------------
@@ -54,6 +54,14 @@ $(SYSTEM_STAMP):
 	  else \
 	    echo "Prometheus is missing: run 'sudo apt-get install prometheus' (Debian's package, with promtool), then run make again." >&2; \
 	    exit 1; \
+	  fi; \
+	fi
+	@if ! command -v podman >/dev/null || ! command -v runc >/dev/null || ! command -v debootstrap >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian's podman, runc and debootstrap (for make images)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc debootstrap >/dev/null; \
+	  else \
+	    echo "podman is missing: run 'sudo apt-get install podman runc debootstrap' for make images and its tests" >&2; \
 	  fi; \
 	fi
 	@touch $@
@@ -127,11 +135,16 @@ reliability: $(STAMP) $(SYSTEM_STAMP) proto
 	  BRIX_CRD_EXAMPLES=$${BRIX_CRD_EXAMPLES:-300} \
 	  $(call run_pytest,-q -s -p no:cacheprovider $(RELIABILITY_TESTS))
 
+# The images of docker/, tagged as k8s/ names them (python -m brix.images --only gateway,...).
+.PHONY: images
+images: $(STAMP)
+	@$(PY) -m brix.images $(if $(ONLY),--only $(ONLY))
+
 # --- running ----------------------------------------------------------------
 
 .PHONY: up
 up: $(STAMP) $(SYSTEM_STAMP) proto tiny-model
-	@$(PY) -m brix.cli up
+	@$(PY) -m brix.cli up $(if $(IMAGES),--images)
 
 # While `make up` runs (in another terminal).
 .PHONY: demo

@@ -38,9 +38,11 @@ def up(args: argparse.Namespace) -> int:
 
     cfg = StackConfig(root=ROOT, state=ROOT / ".brix", localkube_port=args.localkube_port,
                       prometheus_port=args.prometheus_port, gateway_port=args.gateway_port,
-                      skip_models=tuple(args.skip_model))
+                      skip_models=tuple(args.skip_model), images=args.images)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     signal.signal(signal.SIGINT, _raise_interrupt)
+    if args.images and not _build_images(cfg.skip_models):
+        return 1
     stack = Stack(cfg)
     prometheus: httpx.Client | None = None
 
@@ -89,6 +91,21 @@ def up(args: argparse.Namespace) -> int:
     return return_code
 
 
+def _build_images(skip_models: Sequence[str]) -> bool:
+    """The images ``brix up --images`` runs (the engine's only with tiny-llama)."""
+    from brix.images.builder import ImageError, build_images
+    from brix.images.plan import PlanError
+
+    only = ["gateway", "controller", "sidecar", *([] if "tiny-llama" in skip_models
+                                                   else ["engine"])]
+    try:
+        build_images(only, say=lambda line: print(f"brix up: {line}", flush=True))
+    except (ImageError, PlanError) as exc:
+        print(f"brix up failed: {exc}", file=sys.stderr, flush=True)
+        return False
+    return True
+
+
 def demo(args: argparse.Namespace) -> int:
     from brix.local.demo import run
 
@@ -105,6 +122,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_up.add_argument("--gateway-port", type=int, default=8000)
     p_up.add_argument("--skip-model", action="append", default=[],
                       help="leave out a model Deployment (e.g. tiny-llama for a sim-only stack)")
+    p_up.add_argument("--images", action="store_true",
+                      help="run the images of docker/ (built first, cached) on localkube's "
+                      "podman runtime instead of local processes")
     p_up.add_argument("--interval", type=float, default=2.0, help="seconds between view updates")
     p_up.set_defaults(func=up)
     p_demo = sub.add_parser("demo", help="show adapters and autoscaling while `brix up` runs")

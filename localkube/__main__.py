@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -67,7 +68,7 @@ async def run(settings: LocalkubeSettings) -> int:
     install_signal_exit(asyncio.get_running_loop(), stop)
     node_task: asyncio.Task[None] | None = None
     if settings.node:
-        node_task = _start_node(url, kubeconfig, state_dir, stop)
+        node_task = _start_node(url, kubeconfig, state_dir, stop, runtime=settings.runtime)
     print_ready("localkube", "http", host, port)
     log.info("kubeconfig written to %s", kubeconfig)
 
@@ -101,7 +102,7 @@ def _prepare_state_dir(path: str) -> Path:
 
 
 def _start_node(url: str, kubeconfig: Path, state_dir: Path,
-                stop: asyncio.Event) -> asyncio.Task[None] | None:
+                stop: asyncio.Event, *, runtime: str = "process") -> asyncio.Task[None] | None:
     try:
         from localkube.node import NodeConfig, run_node
     except ImportError as exc:
@@ -109,7 +110,7 @@ def _start_node(url: str, kubeconfig: Path, state_dir: Path,
                     exc)
         return None
     config = NodeConfig(api_url=url, kubeconfig=kubeconfig, state_dir=state_dir,
-                        python=sys.executable)
+                        python=sys.executable, runtime=runtime)
     return asyncio.create_task(run_node(config, stop), name="localkube node")
 
 
@@ -124,6 +125,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = load_settings(LocalkubeSettings, argv, prog="python -m localkube")
     configure_logging(settings.log_level)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    if settings.runtime == "podman" and settings.node and shutil.which("podman") is None:
+        print("localkube: --runtime podman needs podman: apt-get install podman runc",
+              file=sys.stderr)
+        return 2
     with contextlib.suppress(KeyboardInterrupt):
         return asyncio.run(run(settings))
     return 130

@@ -34,5 +34,9 @@ class LocalkubeSettings:
         "kubelet finished deleting.")
     event_ttl: float = setting(
         3600.0, help="Seconds an Event is kept after its last change (Kubernetes: one hour).")
+    runtime: str = setting(
+        "process", help="How the node runs containers: 'process' (each command in the "
+        "virtual environment) or 'podman' (each container from its image).",
+        choices=("process", "podman"))
     log_level: str = setting("INFO", help="Logging level.",
                              choices=("DEBUG", "INFO", "WARNING", "ERROR"))

@@ -40,6 +40,8 @@ class StackConfig:
     # Leave out objects (tests drop the real-vLLM model for a fast stack).
     skip_models: tuple[str, ...] = ()
     ready_timeout: float = 600.0   # vLLM's start on a CPU dominates
+    # From the images (make images) on localkube's podman runtime, instead of processes.
+    images: bool = False
 
     @property
     def kubeconfig(self) -> Path:
@@ -60,6 +62,19 @@ def _tool(name: str) -> str:
     if not found:
         raise processes.StartError(f"{name} is not installed: run `make up`, which sets it up")
     return found
+
+
+IMAGE_USER = 10001
+"""The user the images run as (docker/Dockerfile.*, the manifests' runAsUser)."""
+
+
+def _writable_by_images(path: Path) -> None:
+    """A folder the sidecars write into from their containers (they run as IMAGE_USER)."""
+    path.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        os.chown(path, IMAGE_USER, IMAGE_USER)
+    else:
+        path.chmod(0o777)
 
 
 @dataclass
@@ -85,6 +100,8 @@ class Stack:
             say(f"stopped what an earlier run left running: {', '.join(left)}")
         for stale in ("localkube", "prometheus"):
             shutil.rmtree(cfg.state / stale, ignore_errors=True)
+        if cfg.images:  # the overlay's sidecars cache adapters there
+            _writable_by_images(cfg.root / ".brix" / "adapter-cache")
         try:
             self._start_localkube(say)
             self._start_prometheus(say)
@@ -99,7 +116,8 @@ class Stack:
         child = processes.start(
             "localkube",
             [sys.executable, "-m", "localkube", "--port", str(cfg.localkube_port),
-             "--state-dir", str(cfg.state / "localkube"), "--no-persist"],
+             "--state-dir", str(cfg.state / "localkube"), "--no-persist",
+             *(["--runtime", "podman"] if cfg.images else [])],
             run_dir=self.run_dir, log_dir=self.log_dir, cwd=cfg.root,
         )
         self.children.append(child)
@@ -148,7 +166,8 @@ class Stack:
     def render(self) -> list[dict[str, Any]]:
         cfg = self.config
         objects = overlay.render(
-            cfg.root / "k8s" / "overlays" / "local", kubectl=_tool("kubectl"),
+            cfg.root / "k8s" / "overlays" / ("local-images" if cfg.images else "local"),
+            kubectl=_tool("kubectl"),
             values={"BRIX_ROOT": str(cfg.root), "PROMETHEUS_URL": cfg.prometheus_url},
         )
         objects = overlay.select(objects, lambda o: o["metadata"].get("name") in cfg.skip_models)
@@ -161,7 +180,7 @@ class Stack:
         return objects
 
     def _apply(self, say: Any) -> None:
-        say("applying k8s/overlays/local")
+        say(f"applying k8s/overlays/{'local-images' if self.config.images else 'local'}")
         overlay.apply(self.render(), kubectl=_tool("kubectl"), kubeconfig=self.config.kubeconfig)
 
     # --- readiness -----------------------------------------------------------

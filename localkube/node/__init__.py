@@ -43,6 +43,7 @@ from localkube.node.informer import Informer
 from localkube.node.kubelet import Kubelet
 from localkube.node.podworker import NodeContext
 from localkube.node.proxy import ProxyController
+from localkube.node.runtime import make_runtime
 
 __all__ = ["NodeConfig", "log_path", "run_node"]
 
@@ -64,7 +65,8 @@ async def run_node(config: NodeConfig, stop: asyncio.Event) -> None:
         pods, services = informers["pods"], informers["services"]
         events = EventRecorder(api, host="localkube")
         ctx = NodeContext(api=api, config=config, pool=AddressPool(), http=http,
-                          events=events, stopping=asyncio.Event())
+                          events=events, stopping=asyncio.Event(),
+                          runtime=make_runtime(config.runtime, kubeconfig=config.kubeconfig))
         kubelet = Kubelet(ctx, pods)
         deployments = DeploymentController(api, informers["deployments"], pods)
         endpoints = EndpointsController(api, services, pods, informers["endpoints"],

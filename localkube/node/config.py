@@ -31,6 +31,9 @@ class NodeConfig:
     python: str = sys.executable
     """The virtual environment's interpreter: its directory comes first on every
     container's ``PATH``, so ``python`` and the project's console scripts resolve there."""
+    runtime: str = "process"
+    """``process`` (commands in the virtual environment) or ``podman`` (containers from
+    their images; ``localkube.node.runtime``)."""
 
 
 def log_path(state_dir: Path, namespace: str, pod: str, container: str) -> Path:

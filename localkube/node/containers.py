@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
@@ -26,6 +26,7 @@ from localkube.node.podstatus import (
     should_restart,
 )
 from localkube.node.probes import ProbeKind, ProbeSpec, ProbeState, ProbeTarget, run_probe
+from localkube.node.runtime import ImagePullError, PodRef
 
 if TYPE_CHECKING:
     from localkube.node.podworker import PodWorker
@@ -39,7 +40,10 @@ class Prepared:
     argv: list[str]
     cwd: Path
     target: ProbeTarget
-
+    container_env: dict[str, str] = field(default_factory=dict)
+    """The container's own variables (``env`` without the node's process environment)."""
+    volumes: dict[str, Path] = field(default_factory=dict)
+    pod_spec: JsonObj = field(default_factory=dict)
 
 
 class ContainerRunner:
@@ -82,8 +86,12 @@ class ContainerRunner:
         while not w.terminate.is_set():
             started = time.monotonic()
             try:
-                proc = await processes.start(self.prep.argv, env=self.prep.env,
-                                             cwd=self.prep.cwd, log_path=log_file)
+                proc = await w.ctx.runtime.start(PodRef(w.namespace, w.name, w.uid),
+                                                 self.container, self.prep, log_file)
+            except ImagePullError as exc:
+                quick_restarts += 1
+                await self._image_back_off(exc, restart_delay(quick_restarts))
+                continue
             except processes.StartError as exc:
                 code: int | None = 128
                 self._terminated(128, None, "StartError", str(exc))
@@ -124,6 +132,24 @@ class ContainerRunner:
             if w.terminate.is_set():
                 return
             self.rec.restart_count += 1
+
+    async def _image_back_off(self, exc: ImagePullError, delay: float) -> None:
+        """ErrImagePull, then ImagePullBackOff for ``delay`` seconds (as a kubelet shows them)."""
+        w = self.worker
+        self.rec.state, self.rec.waiting_reason = "waiting", "ErrImagePull"
+        self.rec.waiting_message = str(exc)
+        w.mark()
+        w.ctx.events.pod(w.pod, "Failed", f"Failed to pull image \"{exc.image}\": {exc}",
+                         warning=True, field_path=self.field_path)
+        await asyncio.sleep(0.5)  # long enough for the status to show ErrImagePull
+        self.rec.waiting_reason = "ImagePullBackOff"
+        self.rec.waiting_message = f'Back-off pulling image "{exc.image}"'
+        w.mark()
+        w.ctx.events.pod(w.pod, "BackOff", f'Back-off pulling image "{exc.image}"',
+                         warning=True, field_path=self.field_path)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(delay):
+                await w.terminate.wait()
 
     def _terminated(self, code: int, sig: int | None, reason: str, message: str = "") -> None:
         rec = self.rec

@@ -15,7 +15,9 @@ processes get SIGTERM, then SIGKILL after the grace period, and the worker
 removes the pod object for good.
 
 Not applied, for want of containers: the image, ``securityContext`` (processes
-run as localkube's user), resource limits, and read-only mounts.
+run as localkube's user), resource limits, and read-only mounts. With
+``--runtime podman`` (``runtime.PodmanRuntime``) containers run from their
+images instead, and those apply (but resource limits).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from localkube.node.events import EventRecorder
 from localkube.node.expansion import expand_all
 from localkube.node.podstatus import ContainerRecord, now_rfc3339, pod_status
 from localkube.node.probes import ProbeTarget
+from localkube.node.runtime import PodRef, ProcessRuntime, Runtime, check_mounts
 from localkube.node.volumes import (
     Mounts,
     VolumeError,
@@ -72,6 +75,8 @@ class NodeContext:
     """Whether another pod object (another uid) of this namespace and name is on the node."""
     live_groups: set[int] = field(default_factory=set)
     """Process groups of the containers running now (the last resort on shutdown)."""
+    runtime: Runtime = field(default_factory=ProcessRuntime)
+    """How containers start: local processes (the default) or podman (``runtime``)."""
 
 
 def base_environment(config: NodeConfig) -> dict[str, str]:
@@ -156,6 +161,7 @@ class PodWorker:
         finally:
             await self._flush_status(writer)
             remove_links(self.mounts, self.pod_dir)
+            await self.ctx.runtime.pod_finished(PodRef(self.namespace, self.name, self.uid))
             self.ctx.pool.release(self.uid)
         if self.ctx.stopping.is_set():
             return
@@ -277,12 +283,15 @@ class PodWorker:
                             secrets=secrets, node_allocatable=allocatable)
             command = [str(x) for x in c.get("command") or []]
             args = [str(x) for x in c.get("args") or []]
-            if not command and not args:
+            if not command and not args and not self.ctx.runtime.uses_images:
                 raise processes.StartError(
                     f"container {name!r} has no command or args: localkube does not use "
                     "images, so the command to run must be given")
             argv = expand_all(command + args, env)
-            link_mounts(c, volumes, config.state_dir, self.mounts)
+            if self.ctx.runtime.uses_images:  # a container runtime mounts them itself
+                check_mounts(c, volumes)
+            else:
+                link_mounts(c, volumes, config.state_dir, self.mounts)
             cwd = self.pod_dir / "containers" / name
             cwd.mkdir(parents=True, exist_ok=True)
             working_dir = Path(str(c.get("workingDir") or cwd))
@@ -293,7 +302,8 @@ class PodWorker:
             full_env = {**base, **env}
             out[key] = Prepared(env=full_env, argv=argv, cwd=cwd,
                                  target=ProbeTarget(pod_ip=self.ip, ports=ports, env=full_env,
-                                                    cwd=cwd))
+                                                    cwd=cwd),
+                                 container_env=env, volumes=dict(volumes), pod_spec=spec)
         if self.mounts.not_linked:
             log.info("pod %s/%s: mount paths not linked (exist or not writable): %s",
                      self.namespace, self.name, ", ".join(self.mounts.not_linked))

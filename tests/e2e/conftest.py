@@ -13,13 +13,13 @@ from brix.local.stack import Stack, StackConfig
 from tests.helpers.procs import REPO, free_port
 
 
-def _stack(state: Path, *, skip: tuple[str, ...]) -> Iterator[Stack]:
+def _stack(state: Path, *, skip: tuple[str, ...], images: bool = False) -> Iterator[Stack]:
     model = REPO / ".brix" / "models" / "tiny-llama"
     if "tiny-llama" not in skip and not (model / "brix-tiny-model.json").exists():
         pytest.fail(f"the tiny model is missing at {model}: `make test` builds it")
     cfg = StackConfig(root=REPO, state=state, localkube_port=free_port(),
                       prometheus_port=free_port(), gateway_port=free_port(), skip_models=skip,
-                      ready_timeout=420.0)
+                      ready_timeout=420.0, images=images)
     stack = Stack(cfg)
     try:
         stack.start(say=print)

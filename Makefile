@@ -25,6 +25,7 @@ help:
 	@echo "make lint        ruff, mypy --strict, import-linter"
 	@echo "make demo        while make up runs: a LoRA adapter, then autoscaling under load"
 	@echo "make bench       run the benchmarks in bench/"
+	@echo "make lab         compare the autoscalers on the bundled traces (scaling lab)"
 	@echo "make clean       remove the virtual environment and .brix/"
 
 # --- set-up -----------------------------------------------------------------
@@ -96,6 +97,17 @@ bench: $(STAMP) $(SYSTEM_STAMP) proto tiny-model
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null; } \
 	  || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
 	$(PY) -m bench
+
+# The scaling lab's default comparison on the bundled traces; opens nothing.
+LAB_OUT ?= .brix/lab
+LAB_POLICIES ?= keda-hpa:threshold=1,2,5,10 kpa brix-loop brix-keda
+
+.PHONY: lab
+lab: $(STAMP)
+	@for trace in azure-conv mooncake-conv; do \
+	  $(PY) -m lab backtest --trace $$trace --policies $(LAB_POLICIES) --profile gpu-8b \
+	    --cold-start 60 --slo-ttft 2.0 --quiet --out $(LAB_OUT)/$$trace; \
+	done
 
 # --- running ----------------------------------------------------------------
 

@@ -12,7 +12,7 @@ import subprocess
 import sys
 
 BENCHMARKS = ("sim", "sidecar.metrics_latency", "gateway", "scaler", "operator", "localkube",
-              "localkube_node", "up")
+              "localkube_node", "up", "lab")
 
 
 def main(argv: list[str]) -> int:

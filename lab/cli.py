@@ -1,0 +1,271 @@
+"""``python -m lab``: backtest policies on a trace, materialise a trace, calibrate a profile.
+
+Bad input (an unknown trace, format, policy, setting or profile; a trace
+with missing columns or unsorted times) ends with one line on stderr naming
+it and exit status 2, as argparse does for bad flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from lab.engine import Result, SimSettings, simulate
+from lab.pods import parse_cold_start
+from lab.profiles import BUNDLED as PROFILES
+from lab.profiles import ProfileError, load_profile
+from lab.summary import Slo
+from lab.traces import BUNDLED as TRACES
+from lab.traces import Trace, TraceError, load, transform
+
+__all__ = ["main"]
+
+PROG = "python -m lab"
+DEFAULT_POLICIES = ("keda-hpa", "kpa", "brix-loop", "brix-keda")
+
+
+class UsageError(ValueError):
+    """Bad input found after argparse: one line, exit 2."""
+
+
+def _add_trace_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--start", type=float, default=0.0, help="cut: trace seconds to skip")
+    p.add_argument("--duration", type=float, default=None, help="cut: trace seconds to keep")
+    p.add_argument("--time-scale", type=float, default=1.0,
+                   help="multiply every time (2: half the rate over twice the time)")
+    p.add_argument("--rate-scale", type=float, default=1.0,
+                   help="scale the request count at the same times (thinning or copies)")
+    p.add_argument("--seed", type=int, default=0, help="seed of thinning, routing, cold starts")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    bt = sub.add_parser("backtest", help="replay a trace under each policy; write a report",
+                        formatter_class=argparse.RawDescriptionHelpFormatter,
+                        epilog=_policies_help())
+    bt.add_argument("--trace", required=True,
+                    help=f"bundled ({', '.join(TRACES)}), FILE.csv|.jsonl[.gz], "
+                    "synthetic:KIND?k=v&..., prometheus:URL?model=..")
+    bt.add_argument("--policies", nargs="+", default=None,
+                    help=f"policy specs (default: {' '.join(DEFAULT_POLICIES)})")
+    bt.add_argument("--policy-file", type=Path, default=None,
+                    help="YAML: a list of specs, or a mapping of policy name to its settings")
+    bt.add_argument("--profile", default="gpu-8b",
+                    help=f"bundled ({', '.join(PROFILES)}) or a JSON file (lab calibrate)")
+    bt.add_argument("--cold-start", default="60",
+                    help="seconds before a new pod serves: 60, uniform:LO:HI, normal:MEAN:SD, "
+                    "lognormal:MEAN:SIGMA")
+    bt.add_argument("--slo-ttft", type=float, default=2.0, help="TTFT target, seconds")
+    bt.add_argument("--slo-tpot", type=float, default=None, help="TPOT target, seconds")
+    bt.add_argument("--slo-target", type=float, default=0.99,
+                    help="share of requests that must meet the SLO")
+    bt.add_argument("--routing", default="least-request",
+                    help="gateway routing strategy (gateway.picker)")
+    bt.add_argument("--scrape-interval", type=float, default=15.0)
+    bt.add_argument("--hold-timeout", type=float, default=60.0,
+                    help="seconds the gateway holds a request while no pod is ready")
+    bt.add_argument("--initial-replicas", type=int, default=None,
+                    help="ready pods at the start (default: the policy's minimum, else 1)")
+    bt.add_argument("--baseline", default="keda-hpa",
+                    help="policy family the cheapest settings are compared with")
+    bt.add_argument("--out", type=Path, required=True, help="report folder")
+    bt.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_trace_flags(bt)
+
+    tr = sub.add_parser("trace", help="materialise a trace as Azure CSV and describe it")
+    tr.add_argument("spec")
+    tr.add_argument("--out", type=Path, default=None, help="CSV to write (default: none)")
+    _add_trace_flags(tr)
+
+    cal = sub.add_parser("calibrate", help="fit a timing profile against a live engine")
+    cal.add_argument("--engine-url", required=True, help="the engine's base URL (vLLM or sim)")
+    cal.add_argument("--out", type=Path, required=True, help="profile JSON to write")
+    cal.add_argument("--name", default=None, help="profile name (default: the file's stem)")
+    cal.add_argument("--model", default=None, help="model to ask (default: the first served)")
+    cal.add_argument("--max-num-seqs", type=int, default=None,
+                     help="the engine's --max-num-seqs (default: read from its metrics, else 256)")
+    cal.add_argument("--kv-cache-tokens", type=int, default=None,
+                     help="KV cache in tokens (default: vLLM's cache_config_info, else "
+                     "max_num_seqs x max_model_len)")
+    cal.add_argument("--batch", type=int, default=8, help="concurrent streams of the batch run")
+    cal.add_argument("--quiet", action="store_true")
+    val = sub.add_parser("validate", help="replay a trace against one live engine; compare "
+                         "its latencies with the lab's prediction for the same profile")
+    val.add_argument("--engine-url", required=True, help="the engine's base URL (vLLM or sim)")
+    val.add_argument("--trace", default="validate-5min")
+    val.add_argument("--profile", required=True, help="the profile the engine runs with")
+    val.add_argument("--slo-ttft", type=float, default=2.0)
+    val.add_argument("--out", type=Path, default=None, help="JSON of the comparison")
+    _add_trace_flags(val)
+    return parser
+
+
+def _policies_help() -> str:
+    try:
+        from lab.policies.registry import describe
+    except ImportError:  # pragma: no cover - the registry is part of the package
+        return ""
+    return describe()
+
+
+def _trace(args: argparse.Namespace, spec: str) -> Trace:
+    trace = load(spec)
+    return transform(trace, start=args.start, duration=args.duration,
+                     time_scale=args.time_scale, rate_scale=args.rate_scale, seed=args.seed)
+
+
+def _policy_specs(args: argparse.Namespace) -> list[str]:
+    specs = list(args.policies or [])
+    if args.policy_file is not None:
+        try:
+            data = yaml.safe_load(args.policy_file.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as e:
+            raise UsageError(f"--policy-file {args.policy_file}: {e}".splitlines()[0]) from None
+        if isinstance(data, list) and all(isinstance(x, str) for x in data):
+            specs += data
+        elif isinstance(data, dict):
+            for name, settings in data.items():
+                if settings in (None, {}):
+                    specs.append(str(name))
+                elif isinstance(settings, dict):
+                    specs.append(f"{name}:" + ";".join(
+                        f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}"
+                        for k, v in settings.items()))
+                else:
+                    raise UsageError(f"--policy-file: settings of {name} must be a mapping")
+        else:
+            raise UsageError("--policy-file: expected a list of specs or a mapping of "
+                             "policy name to settings")
+    return specs or list(DEFAULT_POLICIES)
+
+
+def backtest(args: argparse.Namespace) -> int:
+    from lab.policies.registry import parse
+
+    specs = _policy_specs(args)
+    policies = [p for spec in specs for p in parse(spec)]
+    names = [p.name for p in policies]
+    if len(set(names)) != len(names):
+        raise UsageError(f"a policy is given twice: {', '.join(names)}")
+    trace = _trace(args, args.trace)
+    profile = load_profile(args.profile)
+    slo = Slo(ttft=args.slo_ttft, tpot=args.slo_tpot, target=args.slo_target)
+    settings = SimSettings(cold_start=parse_cold_start(args.cold_start), routing=args.routing,
+                           scrape_interval=args.scrape_interval, hold_timeout=args.hold_timeout,
+                           initial_replicas=args.initial_replicas, seed=args.seed)
+    from gateway.picker import STRATEGIES
+    if args.routing not in STRATEGIES:
+        raise UsageError(f"unknown routing strategy {args.routing!r} "
+                         f"(known: {', '.join(sorted(STRATEGIES))})")
+    results: dict[str, Result] = {}
+    timings: dict[str, float] = {}
+    for policy in policies:
+        started = time.process_time()
+        results[policy.name] = _run_one(trace, profile, policy.make(), settings, policy.name,
+                                        quiet=args.quiet)
+        timings[policy.name] = round(time.process_time() - started, 3)
+    from lab.report import write_report
+    recorded: dict[str, Any] = {
+        "profile": profile.to_json(), "cold_start": args.cold_start, "routing": args.routing,
+        "scrape_interval": args.scrape_interval, "hold_timeout": args.hold_timeout,
+        "initial_replicas": args.initial_replicas, "seed": args.seed,
+        "policies": specs, "cpu_seconds": timings,
+    }
+    summary = write_report(args.out, trace, results, slo, settings=recorded,
+                           baseline=args.baseline)
+    if not args.quiet:
+        for name, row in summary["policies"].items():
+            print(f"{name}: SLO {row['slo_attainment']:.2%}, TTFT p99 {row['ttft_p99_s']} s, "
+                  f"{row['replica_hours']} replica-h, {row['failed']} failed", file=sys.stderr)
+    print(f"report: {args.out / 'report.md'}")
+    return 0
+
+
+def _run_one(trace: Trace, profile: Any, policy: Any, settings: SimSettings, name: str, *,
+             quiet: bool) -> Result:
+    if quiet:
+        return simulate(trace, profile, policy, settings)
+    from tqdm import tqdm
+
+    total = round(trace.duration)
+    with tqdm(total=total, unit="s", desc=name, file=sys.stderr, leave=False) as bar:
+        def progress(t: float) -> None:
+            bar.update(max(0, min(round(t), total) - bar.n))
+
+        result = simulate(trace, profile, policy, settings, progress)
+        bar.update(total - bar.n)
+    return result
+
+
+def trace_command(args: argparse.Namespace) -> int:
+    trace = _trace(args, args.spec)
+    for key, value in trace.describe().items():
+        print(f"{key}: {value}")
+    if args.out is not None:
+        from lab.traces.files import write_azure_csv
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        with args.out.open("w", encoding="utf-8") as f:
+            write_azure_csv(trace, f)
+        print(f"written: {args.out}")
+    return 0
+
+
+def calibrate_command(args: argparse.Namespace) -> int:
+    from lab.calibrate import calibrate
+
+    name = args.name or args.out.stem
+    profile = calibrate(args.engine_url, name=name, model=args.model,
+                        max_num_seqs=args.max_num_seqs, kv_cache_tokens=args.kv_cache_tokens,
+                        batch=args.batch, quiet=args.quiet)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    import json
+    args.out.write_text(json.dumps(profile.to_json(), indent=2) + "\n", encoding="utf-8")
+    print(f"profile: {args.out}")
+    return 0
+
+
+def validate_command(args: argparse.Namespace) -> int:
+    from lab.validate import validate
+
+    trace = _trace(args, args.trace)
+    profile = load_profile(args.profile)
+    comparison = validate(args.engine_url, trace, profile, Slo(ttft=args.slo_ttft))
+    ratios = comparison.ratios()
+    print(f"{'figure':<16}{'real':>10}{'lab':>10}{'lab/real':>10}")
+    for key, real in comparison.real.items():
+        sim = comparison.sim[key]
+        ratio = ratios[key]
+        print(f"{key:<16}{_num(real):>10}{_num(sim):>10}{_num(ratio):>10}")
+    if args.out is not None:
+        import json
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"trace": trace.describe(), "profile": profile.name,
+                                        **comparison.to_json()}, indent=2) + "\n")
+        print(f"written: {args.out}")
+    return 0
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    commands = {"backtest": backtest, "trace": trace_command, "calibrate": calibrate_command,
+                "validate": validate_command}
+    try:
+        return commands[args.command](args)
+    except (TraceError, ProfileError, UsageError, ValueError, httpx.HTTPError) as e:
+        message = str(e).splitlines()[0] if str(e) else type(e).__name__
+        print(f"{PROG} {args.command}: error: {message}", file=sys.stderr)
+        return 2

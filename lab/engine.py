@@ -1,0 +1,469 @@
+"""The simulated system in virtual time: gateway, pods with engines, Prometheus, one policy.
+
+Everything advances by events (a heap of times); nothing sleeps, and idle
+time costs nothing. What happens, and in which component's terms:
+
+- **Engines**: one ``inference.sim.scheduler.Scheduler`` with the profile's
+  ``TimingModel`` per pod, the code the sim engine serves with. A step is
+  planned when the engine has work and committed when its duration has
+  passed. While an engine only decodes and nothing can join its batch, its
+  identical steps up to the next sequence's end are one event; a request that
+  arrives in between cuts that run at the next step boundary, where it joins
+  as it would have step by step.
+- **Pods**: a new pod starts (``cold_start``) before it takes requests. On
+  scale-down, pods that are still starting go first, then the newest ready
+  ones; a removed ready pod takes no new request and goes once its in-flight
+  requests are done. A pod costs replica-seconds from its creation until it
+  is gone.
+- **Gateway**: a request goes to a ready pod chosen by ``gateway.picker.pick``
+  (the gateway's default ``least-request`` unless told otherwise). With no
+  ready pod it is held up to ``hold_timeout`` and then fails (503); a request
+  longer than the profile's ``max_model_len`` fails at once (400), counted
+  apart. Time to first token and end-to-end latency are measured at the
+  gateway (the hold included); the engines' histograms measure from the
+  engine's arrival, as vLLM's do.
+- **Prometheus**: every ``scrape_interval`` the ready and draining pods'
+  gauges, counters and histograms and the gateway's are appended to a
+  ``lab.prom.TSDB``; a removed pod's series go stale. The policy's
+  ``decide`` runs every ``policy.interval`` and sees only ``TSDB.view(now)``.
+"""
+
+from __future__ import annotations
+
+import enum
+import heapq
+import itertools
+import math
+import random
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gateway.picker import Candidate, pick
+from inference.sim.scheduler import Scheduler, Sequence, Step
+from lab.policies.base import Autoscaler
+from lab.profiles import Profile
+from lab.prom import TSDB
+from lab.traces import Trace
+
+__all__ = ["LATENCY_BUCKETS", "TTFT_BUCKETS", "Outcome", "Result", "SimSettings", "simulate"]
+
+# vLLM's bucket bounds (as inference/sim/metrics.py; vllm/v1/metrics/buckets.py).
+TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5,
+                5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0, math.inf)
+LATENCY_BUCKETS = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0,
+                   60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0, math.inf)
+
+WAITING = "vllm:num_requests_waiting"
+RUNNING = "vllm:num_requests_running"
+KV_USAGE = "vllm:kv_cache_usage_perc"
+PROMPT_TOKENS = "vllm:prompt_tokens_total"
+GENERATION_TOKENS = "vllm:generation_tokens_total"
+SUCCESS = "vllm:request_success_total"
+TTFT = "vllm:time_to_first_token_seconds"
+E2E = "vllm:e2e_request_latency_seconds"
+PENDING = "brix_gateway_requests_pending"
+GATEWAY_REQUESTS = "brix_gateway_requests_total"
+
+
+class Outcome(enum.IntEnum):
+    """How a request ended."""
+
+    PENDING = 0
+    COMPLETED = 1
+    TIMED_OUT = 2  # held at the gateway with no ready pod, then 503
+    TOO_LONG = 3  # longer than the profile's context: 400
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SimSettings:
+    cold_start: Callable[[random.Random], float]
+    routing: str = "least-request"
+    scrape_interval: float = 15.0
+    hold_timeout: float = 60.0
+    initial_replicas: int | None = None
+    """Ready pods at the start; None: the policy's ``initial_replicas`` if it has one, else 1."""
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.scrape_interval <= 0 or self.hold_timeout < 0 or (
+                self.initial_replicas is not None and self.initial_replicas < 0):
+            raise ValueError("need scrape_interval > 0, hold_timeout >= 0, initial_replicas >= 0")
+
+
+@dataclass(slots=True)
+class Result:
+    """What one run produced; per-request arrays are indexed like the trace's requests."""
+
+    outcome: np.ndarray
+    ttft: np.ndarray  # seconds; nan where no first token
+    e2e: np.ndarray
+    tpot: np.ndarray  # seconds per output token after the first; nan for one-token outputs
+    end_time: float
+    replica_seconds: float
+    timeline: list[tuple[float, int, int, int]]
+    """``(time, pods alive, spec replicas, ready)`` at every change."""
+    decisions: list[tuple[float, int]]
+    """``(time, desired)`` of every decision."""
+    queue: list[tuple[float, int]]
+    """``(time, waiting in engines + held at the gateway)`` at every scrape."""
+    peak_queue: int
+    scale_events: int
+    oscillations: int
+
+
+class _State(enum.Enum):
+    STARTING = 1
+    READY = 2
+    DRAINING = 3
+    GONE = 4
+
+
+@dataclass(eq=False, slots=True)
+class _Pod:
+    index: int
+    name: str
+    created: float
+    scheduler: Scheduler
+    state: _State = _State.STARTING
+    in_flight: int = 0
+    step: Step | None = None
+    step_start: float = 0.0
+    step_seconds: float = 0.0
+    step_count: int = 1
+    version: int = 0
+    prompt_tokens: int = 0
+    generation_tokens: int = 0
+    success: int = 0
+    ttft_counts: list[int] = field(default_factory=lambda: [0] * len(TTFT_BUCKETS))
+    ttft_sum: float = 0.0
+    e2e_counts: list[int] = field(default_factory=lambda: [0] * len(LATENCY_BUCKETS))
+    e2e_sum: float = 0.0
+
+
+_EV_STEP, _EV_READY, _EV_TIMEOUT, _EV_SCRAPE, _EV_DECIDE = range(5)
+
+
+def _observe(counts: list[int], bounds: tuple[float, ...], value: float) -> None:
+    for i, bound in enumerate(bounds):
+        if value <= bound:
+            counts[i] += 1
+            return
+
+
+class _Sim:
+    def __init__(self, trace: Trace, profile: Profile, policy: Autoscaler,
+                 settings: SimSettings) -> None:
+        self.trace = trace
+        self.profile = profile
+        self.policy = policy
+        self.s = settings
+        self.rng = random.Random(settings.seed)  # noqa: S311 - seeded simulation
+        self.timing = profile.timing
+        n = len(trace.requests)
+        self.outcome = np.zeros(n, dtype=np.int8)
+        self.ttft = np.full(n, np.nan)
+        self.e2e = np.full(n, np.nan)
+        self.tpot = np.full(n, np.nan)
+        self.ended = 0
+        self.now = 0.0
+        self.heap: list[tuple[float, int, int, object, int]] = []
+        self.order = 0
+        self.pods: list[_Pod] = []
+        self.live: list[_Pod] = []  # not GONE, in creation order
+        self.held: deque[int] = deque()
+        self.turn = 0
+        self.gateway_total = 0
+        self.db = TSDB()
+        self.timeline: list[tuple[float, int, int, int]] = []
+        self.decisions: list[tuple[float, int]] = []
+        self.queue: list[tuple[float, int]] = []
+        self.peak_queue = 0
+        self.changes: list[int] = []  # signs of spec changes
+        self.alive_since = 0.0
+        self.replica_seconds = 0.0
+
+    # --- events -----------------------------------------------------------
+
+    def push(self, t: float, kind: int, payload: object = None, version: int = 0) -> None:
+        self.order += 1
+        heapq.heappush(self.heap, (t, self.order, kind, payload, version))
+
+    def spec(self) -> int:
+        return sum(1 for p in self.live if p.state in (_State.STARTING, _State.READY))
+
+    def ready(self) -> list[_Pod]:
+        return [p for p in self.live if p.state is _State.READY]
+
+    def record(self) -> None:
+        alive = len(self.live)
+        if self.timeline:
+            last_t, last_alive, _, _ = self.timeline[-1]
+            self.replica_seconds += last_alive * (self.now - last_t)
+        self.timeline.append((self.now, alive, self.spec(), len(self.ready())))
+
+    # --- pods -------------------------------------------------------------
+
+    def new_pod(self, *, ready_now: bool) -> None:
+        index = len(self.pods)
+        sched = Scheduler(max_num_seqs=self.profile.max_num_seqs,
+                          kv_cache_tokens=self.profile.kv_cache_tokens, max_loras=1,
+                          timing=self.timing)
+        pod = _Pod(index=index, name=f"pod-{index:04d}", created=self.now, scheduler=sched)
+        self.pods.append(pod)
+        self.live.append(pod)
+        if ready_now:
+            pod.state = _State.READY
+        else:
+            self.push(self.now + max(0.0, self.s.cold_start(self.rng)), _EV_READY, pod)
+
+    def on_ready(self, pod: _Pod) -> None:
+        if pod.state is not _State.STARTING:
+            return  # removed while it started
+        pod.state = _State.READY
+        self.record()
+        while self.held:
+            self.route(self.held.popleft())
+
+    def gone(self, pod: _Pod) -> None:
+        pod.state = _State.GONE
+        self.live.remove(pod)
+        self.db.end(pod.name, self.now)
+
+    def scale(self, desired: int) -> None:
+        current = self.spec()
+        self.decisions.append((self.now, desired))
+        if desired == current:
+            return
+        self.changes.append(1 if desired > current else -1)
+        if desired > current:
+            for _ in range(desired - current):
+                self.new_pod(ready_now=False)
+        else:
+            starting = [p for p in self.live if p.state is _State.STARTING]
+            ready = [p for p in self.live if p.state is _State.READY]
+            victims = (starting[::-1] + ready[::-1])[: current - desired]
+            for pod in victims:
+                if pod.state is _State.STARTING or pod.in_flight == 0:
+                    self.gone(pod)
+                else:
+                    pod.state = _State.DRAINING
+        self.record()
+
+    # --- requests ---------------------------------------------------------
+
+    def finish(self, idx: int, outcome: Outcome) -> None:
+        self.outcome[idx] = outcome
+        self.ended += 1
+        self.gateway_total += 1
+
+    def arrive(self, idx: int) -> None:
+        req = self.trace.requests[idx]
+        if req.prompt_tokens + req.output_tokens > self.profile.max_model_len:
+            self.finish(idx, Outcome.TOO_LONG)
+            return
+        if self.route(idx):
+            waiting = sum(p.scheduler.num_waiting for p in self.live)
+            self.peak_queue = max(self.peak_queue, waiting + len(self.held))
+
+    def route(self, idx: int) -> bool:
+        """Send request ``idx`` to a ready pod (True), or hold it at the gateway (False)."""
+        ready = self.ready()
+        req = self.trace.requests[idx]
+        if not ready:
+            self.held.append(idx)
+            self.push(req.arrival + self.s.hold_timeout, _EV_TIMEOUT, idx)
+            self.peak_queue = max(self.peak_queue, len(self.held)
+                                  + sum(p.scheduler.num_waiting for p in self.live))
+            return False
+        candidates = [Candidate(key=p.name, in_flight=p.in_flight,
+                                waiting=p.scheduler.num_waiting, running=p.scheduler.num_running)
+                      for p in ready]
+        pod = ready[pick(self.s.routing, candidates, rng=self.rng, turn=self.turn,
+                         prefix=req.prefix)]
+        self.turn += 1
+        pod.in_flight += 1
+        pod.scheduler.add(Sequence(id=idx, prompt_tokens=req.prompt_tokens,
+                                   output_len=req.output_tokens, arrival=self.now))
+        if pod.step is None:
+            self.plan(pod)
+        elif pod.step_count > 1:
+            self.cut(pod)
+        return True
+
+    def on_timeout(self, idx: int) -> None:
+        if self.outcome[idx] != Outcome.PENDING or idx not in self.held:
+            return
+        self.held.remove(idx)
+        self.finish(idx, Outcome.TIMED_OUT)
+
+    # --- engine steps -----------------------------------------------------
+
+    def plan(self, pod: _Pod) -> None:
+        step = pod.scheduler.plan()
+        pod.step = step
+        if step is None:
+            return
+        count = 1
+        if not step.prefill:
+            count = min(s.output_len - s.generated for s in step.decode)
+        pod.step_start = self.now
+        pod.step_seconds = step.seconds
+        pod.step_count = count
+        pod.version += 1
+        self.push(self.now + step.seconds * count, _EV_STEP, pod, pod.version)
+
+    def cut(self, pod: _Pod) -> None:
+        """A request joined a run of decode steps: end the run at the next step boundary."""
+        done = math.ceil((self.now - pod.step_start) / pod.step_seconds - 1e-9)
+        done = min(max(done, 1), pod.step_count)
+        if done < pod.step_count:
+            pod.step_count = done
+            pod.version += 1
+            self.push(pod.step_start + done * pod.step_seconds, _EV_STEP, pod, pod.version)
+
+    def on_step(self, pod: _Pod, version: int) -> None:
+        if version != pod.version or pod.step is None:
+            return
+        step = pod.step
+        extra = pod.step_count - 1
+        if extra:
+            for seq in step.decode:
+                seq.generated += extra
+        result = pod.scheduler.commit(step, self.now)
+        pod.prompt_tokens += result.prompt_tokens
+        pod.generation_tokens += result.generation_tokens + extra * len(result.advanced)
+        requests = self.trace.requests
+        for seq in result.first_tokens:
+            engine_ttft = self.now - seq.arrival
+            _observe(pod.ttft_counts, TTFT_BUCKETS, engine_ttft)
+            pod.ttft_sum += engine_ttft
+            self.ttft[seq.id] = self.now - requests[seq.id].arrival
+        for seq in result.finished:
+            engine_e2e = self.now - seq.arrival
+            _observe(pod.e2e_counts, LATENCY_BUCKETS, engine_e2e)
+            pod.e2e_sum += engine_e2e
+            pod.success += 1
+            pod.in_flight -= 1
+            idx = seq.id
+            self.e2e[idx] = self.now - requests[idx].arrival
+            if seq.output_len > 1 and seq.first_token_at is not None:
+                self.tpot[idx] = (self.now - seq.first_token_at) / (seq.output_len - 1)
+            self.finish(idx, Outcome.COMPLETED)
+        pod.step_count = 1
+        self.plan(pod)
+        if pod.step is None and pod.state is _State.DRAINING:
+            self.gone(pod)
+            self.record()
+
+    # --- metrics and decisions -------------------------------------------
+
+    def scrape(self) -> None:
+        t = self.now
+        db = self.db
+        waiting_total = len(self.held)
+        for pod in self.live:
+            if pod.state not in (_State.READY, _State.DRAINING):
+                continue
+            sched = pod.scheduler
+            name = pod.name
+            waiting_total += sched.num_waiting
+            generated = pod.generation_tokens
+            if pod.step is not None and pod.step_count > 1:
+                steps = int((t - pod.step_start) / pod.step_seconds)
+                generated += min(steps, pod.step_count - 1) * len(pod.step.decode)
+            db.append(WAITING, t, sched.num_waiting, pod=name)
+            db.append(RUNNING, t, sched.num_running, pod=name)
+            db.append(KV_USAGE, t, sched.kv_usage, pod=name)
+            db.append(PROMPT_TOKENS, t, pod.prompt_tokens, pod=name)
+            db.append(GENERATION_TOKENS, t, generated, pod=name)
+            db.append(SUCCESS, t, pod.success, pod=name)
+            for metric, bounds, counts, total in (
+                (TTFT, TTFT_BUCKETS, pod.ttft_counts, pod.ttft_sum),
+                (E2E, LATENCY_BUCKETS, pod.e2e_counts, pod.e2e_sum),
+            ):
+                cumulative = 0
+                for bound, c in zip(bounds, counts, strict=True):
+                    cumulative += c
+                    db.append(f"{metric}_bucket", t, cumulative, pod=name,
+                              le="+Inf" if math.isinf(bound) else repr(bound))
+                db.append(f"{metric}_count", t, cumulative, pod=name)
+                db.append(f"{metric}_sum", t, total, pod=name)
+        db.append(PENDING, t, len(self.held))
+        db.append(GATEWAY_REQUESTS, t, self.gateway_total)
+        self.queue.append((t, waiting_total))
+
+    def decide(self) -> None:
+        ready = len(self.ready())
+        desired = self.policy.decide(now=self.now, metrics=self.db.view(self.now),
+                                     replicas=self.spec(), ready=ready)
+        if isinstance(desired, bool) or not isinstance(desired, int) or desired < 0:
+            raise ValueError(f"policy answered {desired!r}, not a replica count >= 0")
+        self.scale(desired)
+
+    # --- the loop ---------------------------------------------------------
+
+    def run(self, progress: Callable[[float], None] | None = None) -> Result:
+        initial = self.s.initial_replicas
+        if initial is None:
+            initial = getattr(self.policy, "initial_replicas", 1)
+        if isinstance(initial, bool) or not isinstance(initial, int) or initial < 0:
+            raise ValueError(f"initial replicas must be an integer >= 0, got {initial!r}")
+        for _ in range(initial):
+            self.new_pod(ready_now=True)
+        self.record()
+        self.push(0.0, _EV_SCRAPE)
+        interval = float(self.policy.interval)
+        if not interval > 0:
+            raise ValueError(f"policy interval must be > 0, got {interval!r}")
+        self.push(interval, _EV_DECIDE)
+        requests = self.trace.requests
+        n = len(requests)
+        nxt = 0
+        heap = self.heap
+        last_report = 0.0
+        while self.ended < n:
+            if nxt < n and (not heap or requests[nxt].arrival <= heap[0][0]):
+                self.now = requests[nxt].arrival
+                self.arrive(nxt)
+                nxt += 1
+                continue
+            t, _, kind, payload, version = heapq.heappop(heap)
+            self.now = t
+            if kind == _EV_STEP:
+                assert isinstance(payload, _Pod)
+                self.on_step(payload, version)
+            elif kind == _EV_READY:
+                assert isinstance(payload, _Pod)
+                self.on_ready(payload)
+            elif kind == _EV_TIMEOUT:
+                assert isinstance(payload, int)
+                self.on_timeout(payload)
+            elif kind == _EV_SCRAPE:
+                self.scrape()
+                self.push(t + self.s.scrape_interval, _EV_SCRAPE)
+                if progress is not None and t - last_report >= 60:
+                    progress(t)
+                    last_report = t
+            else:
+                self.decide()
+                self.push(t + interval, _EV_DECIDE)
+        end = max(self.now, self.trace.duration)
+        self.now = end
+        self.record()
+        signs = self.changes
+        oscillations = sum(1 for a, b in itertools.pairwise(signs) if a != b)
+        return Result(
+            outcome=self.outcome, ttft=self.ttft, e2e=self.e2e, tpot=self.tpot, end_time=end,
+            replica_seconds=self.replica_seconds, timeline=self.timeline,
+            decisions=self.decisions, queue=self.queue, peak_queue=self.peak_queue,
+            scale_events=len(signs), oscillations=oscillations,
+        )
+
+
+def simulate(trace: Trace, profile: Profile, policy: Autoscaler, settings: SimSettings,
+             progress: Callable[[float], None] | None = None) -> Result:
+    """Run ``trace`` through the simulated system under ``policy``; deterministic per seed."""
+    return _Sim(trace, profile, policy, settings).run(progress)

@@ -1,0 +1,112 @@
+"""Timing profiles: how fast one replica is, as the sim engine's timing model says it.
+
+A profile is a JSON object::
+
+    {"name": "gpu-8b", "source": "where the numbers come from",
+     "prefill_tokens_per_s": 20000, "decode_ms_per_token": 8.0,
+     "decode_ms_per_token_per_seq": 0.06, "max_num_seqs": 256,
+     "kv_cache_tokens": 400000, "max_model_len": 131072}
+
+``--profile NAME`` reads a bundled one (``gpu-8b``, ``vllm-cpu-tiny``),
+``--profile PATH`` a file (what ``lab calibrate`` writes).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from inference.sim.timing import TimingModel
+
+__all__ = ["BUNDLED", "Profile", "ProfileError", "load_profile"]
+
+HERE = Path(__file__).parent
+BUNDLED = {p.stem: p for p in sorted(HERE.glob("*.json"))}
+
+
+class ProfileError(ValueError):
+    """A profile that cannot be used; one line naming the problem."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Profile:
+    name: str
+    prefill_tokens_per_s: float
+    decode_ms_per_token: float
+    decode_ms_per_token_per_seq: float
+    max_num_seqs: int
+    kv_cache_tokens: int
+    max_model_len: int
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        for key in ("prefill_tokens_per_s", "decode_ms_per_token"):
+            if not getattr(self, key) > 0:
+                raise ProfileError(f"profile {self.name}: {key} must be > 0")
+        if self.decode_ms_per_token_per_seq < 0:
+            raise ProfileError(f"profile {self.name}: decode_ms_per_token_per_seq must be >= 0")
+        if self.max_num_seqs < 1 or self.max_model_len < 2:
+            raise ProfileError(f"profile {self.name}: max_num_seqs must be >= 1 "
+                               "and max_model_len >= 2")
+        if self.kv_cache_tokens < self.max_model_len:
+            raise ProfileError(
+                f"profile {self.name} does not fit: kv_cache_tokens {self.kv_cache_tokens} < "
+                f"max_model_len {self.max_model_len} (vLLM refuses to start so)")
+
+    @property
+    def timing(self) -> TimingModel:
+        return TimingModel(prefill_tokens_per_s=self.prefill_tokens_per_s,
+                           decode_ms_per_token=self.decode_ms_per_token,
+                           decode_ms_per_token_per_seq=self.decode_ms_per_token_per_seq)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: object, *, where: str) -> Profile:
+        if not isinstance(data, dict):
+            raise ProfileError(f"{where}: a profile is a JSON object")
+        fields = {"name", "prefill_tokens_per_s", "decode_ms_per_token",
+                  "decode_ms_per_token_per_seq", "max_num_seqs", "kv_cache_tokens",
+                  "max_model_len", "source"}
+        missing = sorted(fields - {"source"} - set(data))
+        if missing:
+            raise ProfileError(f"{where}: missing {', '.join(missing)}")
+        unknown = sorted(set(data) - fields)
+        if unknown:
+            raise ProfileError(f"{where}: unknown key(s) {', '.join(unknown)}")
+        try:
+            return cls(
+                name=str(data["name"]), source=str(data.get("source", "")),
+                prefill_tokens_per_s=float(data["prefill_tokens_per_s"]),
+                decode_ms_per_token=float(data["decode_ms_per_token"]),
+                decode_ms_per_token_per_seq=float(data["decode_ms_per_token_per_seq"]),
+                max_num_seqs=_int(data["max_num_seqs"]),
+                kv_cache_tokens=_int(data["kv_cache_tokens"]),
+                max_model_len=_int(data["max_model_len"]),
+            )
+        except (TypeError, ValueError) as e:
+            if isinstance(e, ProfileError):
+                raise
+            raise ProfileError(f"{where}: {e}") from None
+
+
+def _int(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value:
+        raise ValueError(f"expected an integer, got {value!r}")
+    return int(value)
+
+
+def load_profile(spec: str) -> Profile:
+    """A bundled profile by name, else a JSON file by path."""
+    path = BUNDLED.get(spec) or Path(spec)
+    if not path.is_file():
+        raise ProfileError(f"unknown profile {spec!r}: neither a bundled one "
+                           f"({', '.join(BUNDLED)}) nor a file")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise ProfileError(f"profile {path}: cannot read JSON ({e})") from None
+    return Profile.from_json(data, where=f"profile {path}")

@@ -1,0 +1,88 @@
+"""Write a comparison: ``summary.json``, ``report.md`` and the plots, in one folder."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from lab.engine import Result
+from lab.plots import plot_all
+from lab.summary import Slo, cheapest, policy_figures
+from lab.traces import Trace
+
+__all__ = ["write_report"]
+
+_COLUMNS = [
+    ("policy", None), ("SLO attainment", "slo_attainment"), ("TTFT p50 s", "ttft_p50_s"),
+    ("p90 s", "ttft_p90_s"), ("p99 s", "ttft_p99_s"), ("e2e p99 s", "e2e_p99_s"),
+    ("failed", "failed"), ("(too long)", "failed_too_long"),
+    ("replica-s", "replica_seconds"), ("replica-h", "replica_hours"),
+    ("max pods", "max_replicas"), ("scale events", "scale_events"),
+    ("oscillations", "oscillations"), ("peak queue", "peak_queue"),
+]
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 1000 else f"{value:.0f}"
+    return str(value)
+
+
+def _markdown(summary: Mapping[str, Any], plots: list[Path]) -> str:
+    trace = summary["trace"]
+    settings = summary["settings"]
+    slo = settings["slo"]
+    lines = [
+        "# Scaling lab report", "",
+        f"Trace `{trace['name']}`: {trace['requests']} requests over {trace['duration_s']:.0f} s "
+        f"({trace['mean_rate_per_s']:.3g} requests/s, prompt {trace['mean_prompt_tokens']:.0f} "
+        f"and output {trace['mean_output_tokens']:.0f} tokens on average).",
+        f"Profile `{settings['profile']['name']}`; cold start {settings['cold_start']} s; "
+        f"routing {settings['routing']}; scrape every {settings['scrape_interval']:g} s; "
+        f"gateway hold {settings['hold_timeout']:g} s; seed {settings['seed']}.",
+        f"SLO: TTFT <= {slo['ttft']:g} s"
+        + (f" and TPOT <= {slo['tpot']:g} s" if slo["tpot"] is not None else "")
+        + f", target {slo['target']:.0%} of all requests (failures count as misses).", "",
+        "| " + " | ".join(c for c, _ in _COLUMNS) + " |",
+        "|" + "---|" * len(_COLUMNS),
+    ]
+    for name, row in summary["policies"].items():
+        cells = [f"`{name}`", f"{row['slo_attainment']:.2%}"] + [
+            _cell(row[k]) for _, k in _COLUMNS[2:] if k is not None]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", f"## Cheapest run of each policy that reaches {slo['target']:.0%}", "",
+              "| policy family | cheapest reaching the target | replica-s | relative to "
+              f"the cheapest `{summary['baseline']}` |", "|---|---|---|---|"]
+    for family, entry in summary["cheapest"].items():
+        if entry["policy"] is None:
+            lines.append(f"| {family} | none (best: `{entry['best_attainment_policy']}` at "
+                         f"{entry['slo_attainment']:.2%}) | - | - |")
+        else:
+            rel = entry["relative_to_baseline"]
+            lines.append(f"| {family} | `{entry['policy']}` | {entry['replica_seconds']:.0f} | "
+                         f"{'-' if rel is None else f'{rel:.3g}x'} |")
+    lines += ["", "## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots] + [""]
+    return "\n".join(lines)
+
+
+def write_report(out: Path, trace: Trace, results: Mapping[str, Result], slo: Slo, *,
+                 settings: Mapping[str, Any], baseline: str = "keda-hpa") -> dict[str, Any]:
+    """Write everything under ``out`` (created); return the summary written to summary.json."""
+    out.mkdir(parents=True, exist_ok=True)
+    policies = {name: policy_figures(result, slo) for name, result in results.items()}
+    summary: dict[str, Any] = {
+        "trace": trace.describe(),
+        "settings": {**settings, "slo": {"ttft": slo.ttft, "tpot": slo.tpot,
+                                         "target": slo.target}},
+        "policies": policies,
+        "baseline": baseline,
+        "cheapest": cheapest(policies, slo, baseline),
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    plots = plot_all(trace, results, slo.ttft, out)
+    (out / "report.md").write_text(_markdown(summary, plots), encoding="utf-8")
+    return summary

@@ -1,0 +1,113 @@
+"""The figures of one run and of a comparison: pure arithmetic over ``lab.engine.Result``.
+
+SLO attainment is the share of *all* requests (failed ones count as misses)
+whose time to first token is within the target, and, when a TPOT target is
+set, whose time per output token after the first is within it too (a
+one-token answer has no TPOT and meets that part). Latency percentiles are
+over completed requests. Replica-seconds count every pod from its creation
+until it is gone (starting and draining included), over the run: from 0 to
+the later of the trace's end and the last request's end.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from lab.engine import Outcome, Result
+
+__all__ = ["Slo", "cheapest", "policy_figures"]
+
+
+@dataclass(frozen=True, slots=True)
+class Slo:
+    ttft: float
+    tpot: float | None = None
+    target: float = 0.99
+
+    def __post_init__(self) -> None:
+        if not self.ttft > 0 or (self.tpot is not None and not self.tpot > 0):
+            raise ValueError("--slo-ttft and --slo-tpot must be > 0")
+        if not 0 < self.target <= 1:
+            raise ValueError(f"--slo-target must be in (0, 1], got {self.target:g}")
+
+
+def _pct(values: np.ndarray, q: float) -> float | None:
+    values = values[~np.isnan(values)]
+    if values.size == 0:
+        return None
+    return round(float(np.percentile(values, q)), 6)
+
+
+def met(result: Result, slo: Slo) -> np.ndarray:
+    """Which requests met the SLO (a boolean per request)."""
+    in_time = np.nan_to_num(result.ttft, nan=math.inf) <= slo.ttft
+    ok: np.ndarray = (result.outcome == Outcome.COMPLETED) & in_time
+    if slo.tpot is not None:
+        tpot_ok = np.isnan(result.tpot) | (np.nan_to_num(result.tpot, nan=0.0) <= slo.tpot)
+        ok = ok & tpot_ok
+    return ok
+
+
+def policy_figures(result: Result, slo: Slo) -> dict[str, Any]:
+    """One policy's row of the report and of ``summary.json``."""
+    outcome = result.outcome
+    n = int(outcome.size)
+    completed = int((outcome == Outcome.COMPLETED).sum())
+    alive = [row[1] for row in result.timeline]
+    return {
+        "requests": n,
+        "completed": completed,
+        "failed": n - completed,
+        "failed_timeout": int((outcome == Outcome.TIMED_OUT).sum()),
+        "failed_too_long": int((outcome == Outcome.TOO_LONG).sum()),
+        "slo_attainment": round(float(met(result, slo).sum()) / n, 6) if n else 0.0,
+        "ttft_p50_s": _pct(result.ttft, 50),
+        "ttft_p90_s": _pct(result.ttft, 90),
+        "ttft_p99_s": _pct(result.ttft, 99),
+        "e2e_p99_s": _pct(result.e2e, 99),
+        "tpot_p99_s": _pct(result.tpot, 99),
+        "replica_seconds": round(result.replica_seconds, 3),
+        "replica_hours": round(result.replica_seconds / 3600, 4),
+        "mean_replicas": round(result.replica_seconds / result.end_time, 4)
+        if result.end_time > 0 else 0.0,
+        "max_replicas": max(alive) if alive else 0,
+        "scale_events": result.scale_events,
+        "oscillations": result.oscillations,
+        "peak_queue": result.peak_queue,
+    }
+
+
+def cheapest(policies: Mapping[str, Mapping[str, Any]], slo: Slo,
+             baseline: str = "keda-hpa") -> dict[str, dict[str, Any]]:
+    """Per policy family (the name before ':'), its cheapest run that reaches the SLO target.
+
+    ``relative_to_baseline`` is its replica-seconds over the baseline family's
+    cheapest that reaches the target (None when the baseline has none).
+    """
+    families: dict[str, list[str]] = {}
+    for name in policies:
+        families.setdefault(name.partition(":")[0], []).append(name)
+    best: dict[str, dict[str, Any]] = {}
+    for family, names in families.items():
+        meeting = [n for n in names if policies[n]["slo_attainment"] >= slo.target]
+        if meeting:
+            name = min(meeting, key=lambda n: policies[n]["replica_seconds"])
+            best[family] = {"policy": name, "replica_seconds": policies[name]["replica_seconds"],
+                            "slo_attainment": policies[name]["slo_attainment"]}
+        else:
+            name = max(names, key=lambda n: policies[n]["slo_attainment"])
+            best[family] = {"policy": None, "best_attainment_policy": name,
+                            "slo_attainment": policies[name]["slo_attainment"],
+                            "replica_seconds": policies[name]["replica_seconds"]}
+    base = best.get(baseline)
+    for entry in best.values():
+        entry["relative_to_baseline"] = (
+            round(entry["replica_seconds"] / base["replica_seconds"], 4)
+            if base is not None and base["policy"] is not None and entry["policy"] is not None
+            else None)
+    return best

@@ -1,0 +1,125 @@
+"""``lab validate``: replay a trace against one live engine and compare with the lab's prediction.
+
+This is the engine-level part of sim-to-real: the trace's requests are sent
+at their arrival times (real time) to an OpenAI-compatible engine (vLLM or
+the sim started with the profile's timing), as streamed completions with
+token-id prompts of the trace's lengths and ``ignore_eos`` so each produces
+exactly its output length; their TTFT and end-to-end latency are measured at
+the client. The lab simulates the same trace on one replica of the same
+profile (``fixed:replicas=1``), and the two are compared: TTFT p50/p99,
+e2e p50/p99 and SLO attainment.
+
+The live stack on localkube (gateway, Prometheus and the scaler's loop with
+several replicas) is not driven from here yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import numpy as np
+
+from lab.engine import Outcome, SimSettings, simulate
+from lab.policies.fixed import Fixed
+from lab.profiles import Profile
+from lab.summary import Slo, met
+from lab.traces import Trace
+
+__all__ = ["Comparison", "replay", "validate"]
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    real: dict[str, float | None]
+    sim: dict[str, float | None]
+
+    def ratios(self) -> dict[str, float | None]:
+        """sim / real for each figure (None where either is missing or zero)."""
+        out: dict[str, float | None] = {}
+        for key, real in self.real.items():
+            sim = self.sim.get(key)
+            out[key] = round(sim / real, 4) if real and sim is not None else None
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {"real": self.real, "sim": self.sim, "sim_over_real": self.ratios()}
+
+
+async def _one(client: httpx.AsyncClient, url: str, model: str, *, prompt: int, output: int,
+               delay: float, start: float) -> tuple[float, float] | None:
+    await asyncio.sleep(max(0.0, start + delay - time.perf_counter()))
+    sent = time.perf_counter()
+    body = {"model": model, "prompt": [11 + (i % 50) for i in range(prompt)],
+            "max_tokens": output, "ignore_eos": True, "stream": True, "temperature": 0}
+    first: float | None = None
+    try:
+        async with client.stream("POST", f"{url}/v1/completions", json=body) as r:
+            if r.status_code != 200:
+                return None
+            async for line in r.aiter_lines():
+                if first is None and line.startswith("data: ") and line != "data: [DONE]":
+                    chunk = json.loads(line[6:])
+                    if chunk.get("choices"):
+                        first = time.perf_counter() - sent
+    except httpx.HTTPError:
+        return None
+    if first is None:
+        return None
+    return first, time.perf_counter() - sent
+
+
+async def _replay(url: str, model: str, trace: Trace) -> list[tuple[float, float] | None]:
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=100)
+    async with httpx.AsyncClient(timeout=httpx.Timeout(600.0), limits=limits) as client:
+        start = time.perf_counter() + 0.5
+        return await asyncio.gather(*[
+            _one(client, url, model, prompt=r.prompt_tokens, output=r.output_tokens,
+                 delay=r.arrival, start=start)
+            for r in trace.requests])
+
+
+def replay(url: str, trace: Trace, model: str | None = None) -> list[tuple[float, float] | None]:
+    """(TTFT, e2e) of each request of ``trace`` sent to the engine at ``url`` (None: failed)."""
+    url = url.rstrip("/")
+    if model is None:
+        r = httpx.get(f"{url}/v1/models", timeout=30.0)
+        r.raise_for_status()
+        model = str(r.json()["data"][0]["id"])
+    # A loop of its own, closed here, that leaves the thread's current loop alone.
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(_replay(url, model, trace))
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+
+
+def _figures(ttft: np.ndarray, e2e: np.ndarray, ok: np.ndarray) -> dict[str, float | None]:
+    def pct(values: np.ndarray, q: float) -> float | None:
+        values = values[~np.isnan(values)]
+        return round(float(np.percentile(values, q)), 4) if values.size else None
+
+    return {"ttft_p50_s": pct(ttft, 50), "ttft_p99_s": pct(ttft, 99), "e2e_p50_s": pct(e2e, 50),
+            "e2e_p99_s": pct(e2e, 99), "slo_attainment": round(float(ok.mean()), 4)}
+
+
+def validate(url: str, trace: Trace, profile: Profile, slo: Slo,
+             measured: Sequence[tuple[float, float] | None] | None = None) -> Comparison:
+    """Replay ``trace`` at ``url`` (unless ``measured`` is given) and simulate it; compare."""
+    if measured is None:
+        measured = replay(url, trace)
+    real_ttft = np.array([m[0] if m else np.nan for m in measured])
+    real_e2e = np.array([m[1] if m else np.nan for m in measured])
+    real_ok = ~np.isnan(real_ttft) & (np.nan_to_num(real_ttft, nan=np.inf) <= slo.ttft)
+    result = simulate(trace, profile, Fixed(replicas=1),
+                      SimSettings(cold_start=lambda _rng: 0.0, initial_replicas=1))
+    sim_ok = met(result, slo)
+    sim_ttft = np.where(result.outcome == Outcome.COMPLETED, result.ttft, np.nan)
+    return Comparison(real=_figures(real_ttft, real_e2e, real_ok),
+                      sim=_figures(sim_ttft, result.e2e, sim_ok))

@@ -1,0 +1,197 @@
+"""The event simulator: conservation, the engine's own timing, cold start, drain, hold, seeds."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from inference.sim.scheduler import Scheduler, Sequence
+from lab.engine import Outcome, Result, SimSettings, simulate
+from lab.policies.base import MetricsView
+from lab.profiles import Profile, load_profile
+from lab.traces import Request, Trace, load
+
+pytestmark = pytest.mark.unit
+
+PROFILE = Profile(name="test", prefill_tokens_per_s=10000.0, decode_ms_per_token=10.0,
+                  decode_ms_per_token_per_seq=0.5, max_num_seqs=8, kv_cache_tokens=20000,
+                  max_model_len=4096)
+
+
+class Steps:
+    """A test policy: the replica count of a schedule ``[(from time, replicas), ...]``."""
+
+    def __init__(self, schedule: list[tuple[float, int]], interval: float = 15.0) -> None:
+        self.schedule = schedule
+        self.interval = interval
+        self.seen: list[tuple[float, float | None]] = []
+
+    def decide(self, *, now: float, metrics: MetricsView, replicas: int, ready: int) -> int:
+        self.seen.append((now, metrics.sum("vllm:num_requests_running")))
+        answer = replicas
+        for at, n in self.schedule:
+            if now >= at:
+                answer = n
+        return answer
+
+
+def run(trace: Trace, policy: Steps, *, cold: float = 30.0, initial: int | None = 1,
+        profile: Profile = PROFILE, **kw: object) -> Result:
+    settings = SimSettings(cold_start=lambda _rng: cold, initial_replicas=initial, **kw)  # type: ignore[arg-type]
+    return simulate(trace, profile, policy, settings)
+
+
+def trace_of(*rows: tuple[float, int, int]) -> Trace:
+    return Trace.of("t", [Request(arrival=a, prompt_tokens=p, output_tokens=o) for a, p, o in rows])
+
+
+def test_every_request_ends_exactly_once() -> None:
+    trace = load("synthetic:spike?rate=3&duration=300&seed=7&prompt_mean=800&output_mean=100")
+    too_long = Request(arrival=trace.duration, prompt_tokens=5000, output_tokens=10)
+    trace = Trace.of("t", [*trace.requests, too_long])
+    result = run(trace, Steps([(15.0, 3), (150.0, 1), (200.0, 0), (260.0, 2)]), hold_timeout=20.0)
+    outcome = result.outcome
+    n = len(trace.requests)
+    assert (outcome != Outcome.PENDING).all()
+    completed = int((outcome == Outcome.COMPLETED).sum())
+    failed = int((outcome != Outcome.COMPLETED).sum())
+    assert completed + failed == n
+    assert completed > 0
+    assert (outcome == Outcome.TIMED_OUT).sum() > 0
+    assert outcome[-1] == Outcome.TOO_LONG
+    done = outcome == Outcome.COMPLETED
+    assert not np.isnan(result.ttft[done]).any()
+    assert not np.isnan(result.e2e[done]).any()
+    assert np.isnan(result.e2e[~done]).all()
+    assert (result.e2e[done] >= result.ttft[done]).all()
+
+
+def reference(arrivals: list[tuple[float, int, int]]) -> list[tuple[float, float]]:
+    """TTFT and e2e of one engine, run step by step with the scheduler (no batching of steps)."""
+    sched = Scheduler(max_num_seqs=PROFILE.max_num_seqs, kv_cache_tokens=PROFILE.kv_cache_tokens,
+                      max_loras=1, timing=PROFILE.timing)
+    now, i = 0.0, 0
+    seqs: list[Sequence] = []
+    while i < len(arrivals) or sched.num_running or sched.num_waiting:
+        while i < len(arrivals) and arrivals[i][0] <= now:
+            seq = Sequence(id=i, prompt_tokens=arrivals[i][1], output_len=arrivals[i][2],
+                           arrival=arrivals[i][0])
+            sched.add(seq)
+            seqs.append(seq)
+            i += 1
+        step = sched.plan()
+        if step is None:
+            now = arrivals[i][0]
+            continue
+        now += step.seconds
+        sched.commit(step, now)
+    return [(s.first_token_at - s.arrival, s.finished_at - s.arrival)  # type: ignore[operator]
+            for s in seqs]
+
+
+def test_engine_timing_matches_the_scheduler_run_step_by_step() -> None:
+    rows = [(0.0, 500, 40), (0.1337, 1000, 5), (0.1371, 200, 90), (1.7013, 3000, 12),
+            (5.0029, 10, 3), (5.0101, 40, 30)]
+    expected = reference(rows)
+    result = run(trace_of(*rows), Steps([]))
+    for k, (ttft, e2e) in enumerate(expected):
+        assert result.ttft[k] == pytest.approx(ttft, abs=1e-9)
+        assert result.e2e[k] == pytest.approx(e2e, abs=1e-9)
+    # One request alone: prefill + one decode pass, then a decode pass per token.
+    alone = run(trace_of((0.0, 2000, 11)), Steps([]))
+    assert alone.ttft[0] == pytest.approx(2000 / 10000 + 0.010)
+    assert alone.e2e[0] == pytest.approx(2000 / 10000 + 0.010 * 11)
+
+
+def test_a_new_pod_takes_requests_only_after_its_cold_start() -> None:
+    # No pod at first; the policy asks for one at 15 s; it starts in 40 s.
+    trace = trace_of((1.0, 100, 2), (20.0, 100, 2), (56.0, 100, 2))
+    result = run(trace, Steps([(15.0, 1)]), cold=40.0, initial=0)
+    assert (result.outcome == Outcome.COMPLETED).all()
+    assert result.ttft[0] >= 55.0 - 1.0
+    assert result.ttft[1] >= 55.0 - 20.0
+    assert result.ttft[2] < 1.0
+    ready_at = next(t for t, _, _, ready in result.timeline if ready == 1)
+    assert ready_at == pytest.approx(55.0)
+
+
+def test_held_requests_fail_after_the_gateway_timeout() -> None:
+    trace = trace_of((0.0, 100, 2), (30.0, 100, 2), (70.0, 100, 2))
+    # The pod is ready at 15 + 45 = 60 s: the first request has waited 60 s by then.
+    result = run(trace, Steps([(15.0, 1)]), cold=45.0, initial=0, hold_timeout=50.0)
+    assert list(result.outcome) == [Outcome.TIMED_OUT, Outcome.COMPLETED, Outcome.COMPLETED]
+    assert result.peak_queue >= 2
+
+
+def test_scale_down_drains_the_newest_pod_and_loses_nothing() -> None:
+    # 2 ready pods; long requests on both; scale to 1 at 15 s while they run.
+    trace = trace_of(*[(0.1 * k, 100, 3000) for k in range(6)])
+    result = run(trace, Steps([(15.0, 1)]), initial=2)
+    assert (result.outcome == Outcome.COMPLETED).all()
+    after = [row for row in result.timeline if row[0] >= 15.0]
+    # Right after the decision: 2 pods alive (one draining), spec 1, ready 1.
+    assert after[0][1:] == (2, 1, 1)
+    gone_at = next(t for t, alive, _, _ in after if alive == 1)
+    assert gone_at > 15.0
+    assert result.scale_events == 1
+    assert result.oscillations == 0
+    # Cost counts the draining pod until it is gone.
+    assert result.replica_seconds == pytest.approx(gone_at + result.end_time, rel=1e-6)
+
+
+def test_oscillations_count_direction_reversals() -> None:
+    trace = trace_of(*[(10.0 * k, 100, 2) for k in range(20)])
+    policy = Steps([(15.0, 2), (45.0, 3), (75.0, 1), (105.0, 2), (135.0, 1)])
+    result = run(trace, policy)
+    assert result.scale_events == 5
+    assert result.oscillations == 3  # up up down up down
+
+
+def test_a_policy_sees_only_what_was_scraped() -> None:
+    trace = load("synthetic:steady?rate=5&duration=200&seed=1&output_mean=400")
+    policy = Steps([], interval=10.0)
+    run(trace, policy, scrape_interval=30.0)
+    values = dict(policy.seen)
+    # Between two scrapes (at 30 and 60) the decisions at 40 and 50 see the same sample.
+    assert values[40.0] == values[50.0] == values[30.0 + 10.0]
+    assert values[10.0] is not None  # the scrape at 0 s
+
+
+def test_same_seed_same_run_and_routing_uses_the_picker() -> None:
+    trace = load("synthetic:bursty?rate=8&duration=120&seed=3")
+
+    def once(seed: int, routing: str) -> Result:
+        return run(trace, Steps([]), initial=3, seed=seed, routing=routing)
+
+    a, b = once(1, "random"), once(1, "random")
+    assert np.array_equal(a.ttft, b.ttft, equal_nan=True)
+    c = once(2, "random")
+    assert not np.array_equal(a.ttft, c.ttft, equal_nan=True)
+    with pytest.raises(ValueError, match="unknown routing strategy"):
+        once(1, "fastest")
+
+
+def test_bad_settings_and_answers_are_refused() -> None:
+    with pytest.raises(ValueError, match="scrape_interval"):
+        SimSettings(cold_start=lambda _r: 0.0, scrape_interval=0)
+
+    class Bad(Steps):
+        def decide(self, **kw: object) -> int:  # type: ignore[override]
+            return -1
+
+    with pytest.raises(ValueError, match="not a replica count"):
+        run(trace_of((0.0, 10, 2), (100.0, 10, 2)), Bad([]))
+
+
+def test_the_bundled_gpu_profile_fits_every_bundled_request() -> None:
+    profile = load_profile("gpu-8b")
+    for name in ("azure-conv", "mooncake-conv"):
+        longest = max(r.prompt_tokens + r.output_tokens for r in load(name).requests)
+        assert longest <= profile.max_model_len, name
+    small = dataclasses.replace(PROFILE, max_model_len=600)
+    result = run(trace_of((0.0, 500, 50), (1.0, 600, 1)), Steps([]), profile=small)
+    assert list(result.outcome) == [Outcome.COMPLETED, Outcome.TOO_LONG]
+
+

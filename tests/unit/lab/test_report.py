@@ -1,0 +1,135 @@
+"""The report's figures, its files and the command line's one-line errors."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lab.cli import main
+from lab.engine import Outcome, Result
+from lab.summary import Slo, cheapest, policy_figures
+
+pytestmark = pytest.mark.unit
+
+
+def result(ttft: list[float], outcome: list[int], *, tpot: list[float] | None = None,
+           replica_seconds: float = 100.0) -> Result:
+    n = len(ttft)
+    return Result(
+        outcome=np.array(outcome, dtype=np.int8), ttft=np.array(ttft),
+        e2e=np.array([t + 1 for t in ttft]),
+        tpot=np.array(tpot if tpot is not None else [0.01] * n), end_time=100.0,
+        replica_seconds=replica_seconds, timeline=[(0.0, 1, 1, 1), (100.0, 1, 1, 1)],
+        decisions=[], queue=[], peak_queue=3, scale_events=2, oscillations=1)
+
+
+def test_attainment_counts_failures_as_misses_and_checks_tpot() -> None:
+    ok = int(Outcome.COMPLETED)
+    r = result([0.5, 1.5, 3.0, math.nan], [ok, ok, ok, int(Outcome.TIMED_OUT)],
+               tpot=[0.01, 0.2, 0.01, math.nan])
+    figures = policy_figures(r, Slo(ttft=2.0))
+    assert figures["slo_attainment"] == 0.5
+    assert figures["failed"] == 1
+    assert figures["failed_timeout"] == 1
+    assert figures["completed"] == 3
+    assert figures["ttft_p50_s"] == pytest.approx(1.5)
+    assert policy_figures(r, Slo(ttft=2.0, tpot=0.1))["slo_attainment"] == 0.25
+    for key in ("requests", "completed", "failed", "slo_attainment", "ttft_p50_s", "ttft_p90_s",
+                "ttft_p99_s", "e2e_p99_s", "replica_seconds", "scale_events", "oscillations",
+                "peak_queue"):
+        assert key in figures
+
+
+def test_cheapest_setting_that_reaches_the_target_against_the_baseline() -> None:
+    rows = {
+        "keda-hpa:threshold=1": {"slo_attainment": 0.995, "replica_seconds": 900.0},
+        "keda-hpa:threshold=5": {"slo_attainment": 0.991, "replica_seconds": 600.0},
+        "keda-hpa:threshold=10": {"slo_attainment": 0.95, "replica_seconds": 300.0},
+        "kpa": {"slo_attainment": 0.999, "replica_seconds": 450.0},
+        "brix-loop": {"slo_attainment": 0.9, "replica_seconds": 100.0},
+    }
+    best = cheapest(rows, Slo(ttft=2.0))
+    assert best["keda-hpa"]["policy"] == "keda-hpa:threshold=5"
+    assert best["kpa"]["relative_to_baseline"] == pytest.approx(0.75)
+    assert best["brix-loop"]["policy"] is None
+    assert best["brix-loop"]["best_attainment_policy"] == "brix-loop"
+
+
+def test_bad_slo_is_refused() -> None:
+    with pytest.raises(ValueError, match="must be > 0"):
+        Slo(ttft=0)
+    with pytest.raises(ValueError, match=r"\(0, 1\]"):
+        Slo(ttft=1, target=1.5)
+
+
+def test_backtest_writes_the_summary_report_and_plots(tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "report"
+    code = main(["backtest", "--trace", "synthetic:spike?rate=2&duration=240&seed=2",
+                 "--policies", "fixed:replicas=1,2", "--cold-start", "30", "--quiet",
+                 "--out", str(out)])
+    assert code == 0
+    assert str(out / "report.md") in capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["policies"]) == {"fixed:replicas=1", "fixed:replicas=2"}
+    assert summary["trace"]["requests"] > 300
+    two = summary["policies"]["fixed:replicas=2"]
+    one = summary["policies"]["fixed:replicas=1"]
+    assert two["replica_seconds"] == pytest.approx(2 * one["replica_seconds"], rel=0.05)
+    assert two["completed"] + two["failed"] == two["requests"]
+    report = (out / "report.md").read_text()
+    assert "`fixed:replicas=2`" in report
+    for name in ("replicas.png", "ttft_p99.png", "cost.png"):
+        data = (out / name).read_bytes()
+        assert data.startswith(b"\x89PNG")
+        assert len(data) > 10_000
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--trace", "bogus.parquet"], "unknown trace 'bogus.parquet'"),
+    (["--trace", "synthetic:steady", "--policies", "nope"], "unknown policy 'nope'"),
+    (["--trace", "synthetic:steady", "--policies", "fixed:speed=2"], "unknown setting 'speed'"),
+    (["--trace", "synthetic:steady", "--policies", "fixed", "--profile", "gpu-9000"],
+     "unknown profile 'gpu-9000'"),
+    (["--trace", "synthetic:steady", "--policies", "fixed", "--cold-start", "soon"],
+     "--cold-start 'soon'"),
+    (["--trace", "synthetic:steady", "--policies", "fixed", "--routing", "fastest"],
+     "unknown routing strategy 'fastest'"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                          argv: list[str], message: str) -> None:
+    code = main(["backtest", *argv, "--quiet", "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err
+    assert err.count("\n") == 1
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_profile_that_does_not_fit_is_refused(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "small.json"
+    path.write_text(json.dumps({
+        "name": "small", "prefill_tokens_per_s": 100, "decode_ms_per_token": 10,
+        "decode_ms_per_token_per_seq": 1, "max_num_seqs": 4, "kv_cache_tokens": 1000,
+        "max_model_len": 4096}))
+    code = main(["backtest", "--trace", "synthetic:steady", "--policies", "fixed",
+                 "--profile", str(path), "--quiet", "--out", str(tmp_path / "r")])
+    assert code == 2
+    assert "does not fit" in capsys.readouterr().err
+
+
+def test_trace_command_writes_a_csv_that_reads_back(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "t.csv"
+    assert main(["trace", "synthetic:diurnal?rate=1&duration=120&seed=1", "--out", str(out)]) == 0
+    shown = capsys.readouterr().out
+    assert "requests:" in shown
+    assert main(["trace", str(out)]) == 0
+    again = capsys.readouterr().out
+    n = next(line for line in shown.splitlines() if line.startswith("requests:"))
+    assert n in again

@@ -261,7 +261,8 @@ def decide(policy: Policy, state: PolicyState, obs: Observation,
 
     panic_until = state.panic_until
     if policy.panic_window > 0 and ratio is not None and ratio >= policy.panic_threshold:
-        panic_until = now + policy.panic_window
+        # A new trigger extends a panic under way, never shortens it.
+        panic_until = max(now + policy.panic_window, panic_until or now)
     panicking = panic_until is not None and now < panic_until
 
     horizon = now - policy.stabilization_window

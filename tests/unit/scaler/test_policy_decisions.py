@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from scaler.policy import Observation, Policy, PolicyState, decide, is_active
+from scaler.policy import Decision, Observation, Policy, PolicyState, decide, is_active
 
 
 def obs(value: float, current: int, *, kind: str = "total", active: bool = True) -> Observation:
@@ -220,3 +220,23 @@ def test_a_queue_signal_learns_capacity_only_from_full_replicas() -> None:
     with pytest.raises(ValueError, match="running"):
         decide(policy, state, Observation(
             value=0, kind="queue", current_replicas=5, active=True, running=-1), 4.0)
+
+
+def test_a_new_panic_trigger_never_shortens_a_panic_under_way() -> None:
+    # Found by the monotonicity property: a trigger whose window is below the
+    # clock's resolution (now + window == now) used to end the panic under way,
+    # so a higher load could get fewer replicas than a lower one.
+    policy = Policy(target=1, min_replicas=0, max_replicas=4, tolerance=0,
+                    panic_window=1e-15, panic_threshold=1.5)
+    state = PolicyState(panic_until=1001.0, last_active=1000.0)
+
+    def desired(value: float) -> Decision:
+        decision, _ = decide(policy, state, Observation(
+            value=value, kind="total", current_replicas=2, active=True), 1000.5)
+        return decision
+
+    calm, hot = desired(1.0), desired(4.0)
+    assert calm.panic
+    assert hot.panic
+    assert calm.desired == 2  # panic: no scale-down
+    assert hot.desired == 4

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Hashable
+from dataclasses import replace
 
 from scaler.prometheus import MetricsSource
 from scaler.signals import MetadataError, Trigger
@@ -26,13 +27,20 @@ class SloRunner:
         self._clock = clock
         self._states: dict[Hashable, SloState] = {}
 
-    async def decide(self, key: Hashable, trigger: Trigger) -> SloDecision:
+    async def decide(self, key: Hashable, trigger: Trigger, *,
+                     replicas: int | None = None) -> SloDecision:
         """The decision for ``trigger`` now; ``SignalError`` when it cannot be made
-        (``MetadataError`` naming the key for a setting the policy cannot work with)."""
+        (``MetadataError`` naming the key for a setting the policy cannot work with).
+
+        ``replicas``: the Deployment's count when the caller knows it (the loop);
+        otherwise the pods Prometheus sees stand for it (KEDA passes no count).
+        """
         assert trigger.slo is not None
         assert trigger.model is not None
         sample = await self._source.slo_sample(trigger.source, trigger.slo.slo.attainment)
         load = slo_load(sample, model=trigger.model, namespace=trigger.namespace)
+        if replicas is not None:
+            load = replace(load, replicas=replicas)
         try:
             decision, state = decide(trigger.slo, self._states.get(key, SloState()), load,
                                      self._clock())

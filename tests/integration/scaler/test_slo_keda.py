@@ -37,10 +37,10 @@ PROMPT, OUTPUT = 100, 50  # tokens per request
 
 
 class Traffic:
-    """One engine pod of ``MODEL`` and the gateway in front of it, serving ``RATE``/s,
+    """One engine pod of ``model`` and the gateway in front of it, serving ``RATE``/s,
     every first token ``ttft`` seconds after arrival."""
 
-    def __init__(self, ttft: float) -> None:
+    def __init__(self, ttft: float, *, model: str = MODEL, namespace: str = "default") -> None:
         self.registry = CollectorRegistry()
         labels = ["model", "namespace", "pod"]
         r = self.registry
@@ -52,7 +52,7 @@ class Traffic:
         gauges = {name: Gauge(name, name, labels, registry=r) for name in (
             "brix_engine_up", "brix_engine_requests_waiting", "brix_engine_requests_running",
             "brix_gateway_requests_pending")}
-        pod = {"model": MODEL, "namespace": "default", "pod": "engine-0"}
+        pod = {"model": model, "namespace": namespace, "pod": "engine-0"}
         gauges["brix_engine_up"].labels(**pod).set(1)
         gauges["brix_engine_requests_waiting"].labels(**pod).set(0)
         gauges["brix_engine_requests_running"].labels(**pod).set(2)
@@ -121,8 +121,8 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30.0) 
         time.sleep(0.2)
 
 
-def measured_rate(prom: str) -> float:
-    result = query(prom, f'sum(rate(brix_gateway_requests_total{{model="{MODEL}"}}[1m]))')
+def measured_rate(prom: str, model: str = MODEL) -> float:
+    result = query(prom, f'sum(rate(brix_gateway_requests_total{{model="{model}"}}[1m]))')
     return float(result[0]["value"][1]) if result else 0.0
 
 
@@ -205,7 +205,7 @@ def test_bad_metadata_is_invalid_argument_naming_the_key(
     error = rpc_error(lambda: stub.GetMetrics(get_metrics_request(
         model=MODEL, signal="slo", **metadata)))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert f"{key}:" in error.details()
+    assert f"{key}:" in (error.details() or "")
 
 
 def test_a_model_at_zero_with_nothing_waiting_stays_at_zero(stub: Any) -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from brix.contract import MODEL_LABEL
 from scaler.signals import DataError, MetadataError, parse_trigger
 from scaler.slo_signal import parse_slo, read_slo_sample, slo_load, slo_query
+from scaler.targets import AnnotationError, ScaleTarget, read_target
 
 pytestmark = pytest.mark.unit
 
@@ -106,3 +108,38 @@ def test_pods_without_their_queue_series_is_an_error() -> None:
         slo_load(read_slo_sample([_item("pods", "1")], model="m"), model="m", namespace="ns")
     empty = slo_load(read_slo_sample([], model="m"), model="m", namespace="ns")
     assert (empty.rate, empty.queue, empty.replicas) == (0, 0, 0)  # never deployed: at zero
+
+
+# --- the loop's annotations -------------------------------------------------
+
+
+def _target(**annotations: str) -> ScaleTarget:
+    return read_target(namespace="ns", labels={MODEL_LABEL: "m"}, default_max=5,
+                       annotations={"brix.dev/autoscale-signal": "slo", **annotations})
+
+
+def test_annotations_are_the_metadata() -> None:
+    target = _target(**{"brix.dev/autoscale-ttft": "2", "brix.dev/autoscale-tpot": "0.1",
+                        "brix.dev/autoscale-pod-start-seconds": "45",
+                        "brix.dev/autoscale-initial-capacity": "3",
+                        "brix.dev/autoscale-min": "0"})
+    policy = target.trigger.slo
+    assert policy is not None
+    assert (policy.slo.ttft, policy.slo.tpot, policy.pod_start, policy.capacity) == (
+        2, 0.1, 45, 3)
+    assert (policy.min_replicas, policy.max_replicas) == (0, 5) == (
+        target.min_replicas, target.max_replicas)
+
+
+@pytest.mark.parametrize(("annotations", "named"), [
+    ({"brix.dev/autoscale-initial-capacity": "1"}, "brix.dev/autoscale-ttft"),
+    ({"brix.dev/autoscale-ttft": "2"}, "brix.dev/autoscale-initial-capacity"),
+    ({"brix.dev/autoscale-ttft": "2", "brix.dev/autoscale-profile": "{}"},
+     "brix.dev/autoscale-profile"),
+    ({"brix.dev/autoscale-ttft": "2", "brix.dev/autoscale-initial-capacity": "1",
+      "brix.dev/autoscale-utilization": "0"}, "brix.dev/autoscale-utilization"),
+])
+def test_bad_annotations_name_the_annotation(annotations: dict[str, str], named: str) -> None:
+    with pytest.raises(AnnotationError) as info:
+        _target(**annotations)
+    assert str(info.value).startswith(f"{named}: ")

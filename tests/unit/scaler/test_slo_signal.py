@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import yaml
 
 from brix.contract import MODEL_LABEL
 from scaler.signals import DataError, MetadataError, parse_trigger
@@ -143,3 +146,16 @@ def test_bad_annotations_name_the_annotation(annotations: dict[str, str], named:
     with pytest.raises(AnnotationError) as info:
         _target(**annotations)
     assert str(info.value).startswith(f"{named}: ")
+
+
+def test_the_shipped_slo_model_reads_as_an_slo_target() -> None:
+    path = Path(__file__).resolve().parents[3] / "k8s/models/sim-slo/deployment.yaml"
+    deployment = yaml.safe_load(path.read_text())
+    meta = deployment["metadata"]
+    target = read_target(namespace="brix-models", labels=meta["labels"],
+                         annotations=meta["annotations"], default_max=5)
+    assert target.trigger.slo is not None
+    assert target.trigger.slo.profile is not None
+    # The profile is the engine's own concurrency.
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert target.trigger.slo.profile.max_num_seqs == int(args[args.index("--max-num-seqs") + 1])

@@ -26,6 +26,8 @@ time costs nothing. What happens, and in which component's terms:
   gauges, counters and histograms and the gateway's are appended to a
   ``lab.prom.TSDB``; a removed pod's series go stale. The policy's
   ``decide`` runs every ``policy.interval`` and sees only ``TSDB.view(now)``.
+  A policy with a ``use_profile(mapping)`` method is handed the run's timing
+  profile (its JSON object) before the first decision, as a capacity prior.
 """
 
 from __future__ import annotations
@@ -415,6 +417,10 @@ class _Sim:
             self.new_pod(ready_now=True)
         self.record()
         self.push(0.0, _EV_SCRAPE)
+        # A policy that can start from the run's timing profile (brix-slo) gets it now.
+        use_profile = getattr(self.policy, "use_profile", None)
+        if callable(use_profile):
+            use_profile(self.profile.to_json())
         interval = float(self.policy.interval)
         if not interval > 0:
             raise ValueError(f"policy interval must be > 0, got {interval!r}")

@@ -178,7 +178,7 @@ def test_bad_settings_and_answers_are_refused() -> None:
         SimSettings(cold_start=lambda _r: 0.0, scrape_interval=0)
 
     class Bad(Steps):
-        def decide(self, **kw: object) -> int:  # type: ignore[override]
+        def decide(self, **kw: object) -> int:
             return -1
 
     with pytest.raises(ValueError, match="not a replica count"):
@@ -195,3 +195,63 @@ def test_the_bundled_gpu_profile_fits_every_bundled_request() -> None:
     assert list(result.outcome) == [Outcome.COMPLETED, Outcome.TOO_LONG]
 
 
+
+
+class Recorder(Steps):
+    """A test policy that records, at each decision, what the metrics say."""
+
+    def __init__(self) -> None:
+        super().__init__([], interval=15.0)
+        self.rows: list[dict[str, float | None]] = []
+
+    def decide(self, *, now: float, metrics: MetricsView, replicas: int, ready: int) -> int:
+        self.rows.append({
+            "now": now,
+            "requests": metrics.sum_rate("brix_gateway_requests_total", 120.0),
+            "generation": metrics.sum_rate("vllm:generation_tokens_total", 120.0),
+            "prompt": metrics.sum_rate("vllm:prompt_tokens_total", 120.0),
+            "ttft_p50": metrics.histogram_quantile(0.5, "vllm:time_to_first_token_seconds",
+                                                   120.0),
+            "engines": float(metrics.count("vllm:num_requests_running")),
+        })
+        return replicas
+
+
+def test_what_policies_read_follows_the_traffic() -> None:
+    trace = load("synthetic:steady?rate=4&duration=900&seed=5&prompt_mean=600&output_mean=80"
+                 "&prompt_sigma=0.3&output_sigma=0.3")
+    policy = Recorder()
+    result = run(trace, policy, initial=2)
+    rate = len(trace.requests) / trace.duration
+    tokens_out = sum(r.output_tokens for r in trace.requests) / trace.duration
+    tokens_in = sum(r.prompt_tokens for r in trace.requests) / trace.duration
+    steady = [row for row in policy.rows if 300 <= (row["now"] or 0.0) <= 840]
+    assert steady
+    for key, expected in (("requests", rate), ("generation", tokens_out), ("prompt", tokens_in)):
+        mean = sum(row[key] or 0.0 for row in steady) / len(steady)
+        assert mean == pytest.approx(expected, rel=0.1), key
+    assert all(row["engines"] == 2 for row in steady)
+    # The histogram's median is within a bucket's width (0.02 s here: vLLM's bounds
+    # 0.06, 0.08, 0.1) of the true median TTFT.
+    true_p50 = float(np.nanmedian(result.ttft))
+    seen = [row["ttft_p50"] for row in steady if row["ttft_p50"] is not None]
+    assert len(seen) == len(steady)
+    assert all(abs(q - true_p50) <= 0.02 for q in seen), (true_p50, seen)
+
+
+def test_a_policy_that_asks_for_the_profile_gets_it_before_deciding() -> None:
+    class Wants(Steps):
+        def __init__(self) -> None:
+            super().__init__([])
+            self.profile: dict[str, object] | None = None
+
+        def use_profile(self, profile: dict[str, object]) -> bool:
+            assert not self.seen  # before the first decision
+            self.profile = profile
+            return True
+
+    policy = Wants()
+    run(trace_of((0.0, 10, 2), (40.0, 10, 2)), policy)
+    assert policy.profile is not None
+    assert policy.profile["prefill_tokens_per_s"] == PROFILE.prefill_tokens_per_s
+    assert policy.seen

@@ -133,3 +133,22 @@ def test_trace_command_writes_a_csv_that_reads_back(tmp_path: Path,
     again = capsys.readouterr().out
     n = next(line for line in shown.splitlines() if line.startswith("requests:"))
     assert n in again
+
+
+def test_policies_from_a_yaml_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    listed = tmp_path / "list.yaml"
+    listed.write_text("- fixed:replicas=1\n")
+    mapped = tmp_path / "map.yaml"
+    mapped.write_text("fixed:\n  replicas: [2, 3]\n")
+    out = tmp_path / "r"
+    for path, names in ((listed, {"fixed:replicas=1"}),
+                        (mapped, {"fixed:replicas=2", "fixed:replicas=3"})):
+        assert main(["backtest", "--trace", "synthetic:steady?rate=1&duration=60&seed=1",
+                     "--policy-file", str(path), "--quiet", "--out", str(out)]) == 0
+        assert set(json.loads((out / "summary.json").read_text())["policies"]) == names
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("42\n")
+    code = main(["backtest", "--trace", "synthetic:steady", "--policy-file", str(bad),
+                 "--quiet", "--out", str(tmp_path / "x")])
+    assert code == 2
+    assert "--policy-file: expected a list of specs" in capsys.readouterr().err

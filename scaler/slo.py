@@ -387,6 +387,14 @@ def decide(policy: SloPolicy, state: SloState, load: Load,
             first = max(1, policy.min_replicas)
             return SloDecision(first, 0, f"0 -> {first}: from zero (capacity not known yet)",
                                0.0, 0.0), next_state
+        if not busy:
+            # Nothing to plan for: no lengths to price a profile at is no error yet.
+            idle = now - last_busy
+            if policy.min_replicas == 0 and idle >= policy.zero_cooldown:
+                return SloDecision(0, current, f"{current} -> 0: idle {idle:g}s >= cooldown "
+                                   f"{policy.zero_cooldown:g}s: zero", 0.0, 0.0), next_state
+            return SloDecision(current, current, f"{current} -> {current}: hold: idle, the "
+                               "capacity is priced once requests arrive", 0.0, 0.0), next_state
         raise SloError("initialCapacity", "the capacity cannot be measured yet: no capacity "
                        "setting, no profile with measured lengths, and the targets were never "
                        "met under load; holding")

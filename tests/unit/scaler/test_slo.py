@@ -321,3 +321,16 @@ def test_with_a_profile_but_no_lengths_yet_the_capacity_is_unknown() -> None:
     p = policy(capacity=None, profile=ProfileCapacity.from_mapping(GPU))
     with pytest.raises(SloError, match="initialCapacity"):
         decide(p, SloState(), load(3.0, 2), now=15.0)
+
+
+def test_idle_with_a_profile_and_no_lengths_yet_holds_without_an_error() -> None:
+    p = policy(capacity=None, profile=ProfileCapacity.from_mapping(GPU))
+    d, _ = decide(p, SloState(), load(0.0, 1), now=15.0)
+    assert (d.desired, d.direction) == (1, "none")
+    assert "idle" in d.reason
+    # ... and with a minimum of 0 still reaches zero after the cooldown.
+    p0 = policy(capacity=None, profile=ProfileCapacity.from_mapping(GPU), min_replicas=0,
+                zero_cooldown=30.0)
+    _, state = decide(p0, SloState(), load(0.0, 1), now=15.0)
+    d, _ = decide(p0, state, load(0.0, 1), now=45.0)
+    assert d.desired == 0

@@ -20,6 +20,19 @@ AUTOSCALE_TARGET_ANNOTATION: Final = "brix.dev/autoscale-target"
 AUTOSCALE_SIGNAL_ANNOTATION: Final = "brix.dev/autoscale-signal"
 AUTOSCALE_MIN_ANNOTATION: Final = "brix.dev/autoscale-min"
 AUTOSCALE_MAX_ANNOTATION: Final = "brix.dev/autoscale-max"
+# Signal slo: the SLO policy's settings, one annotation per KEDA metadata key.
+AUTOSCALE_SLO_ANNOTATIONS: Final = {
+    "brix.dev/autoscale-ttft": "ttft",
+    "brix.dev/autoscale-tpot": "tpot",
+    "brix.dev/autoscale-attainment": "attainment",
+    "brix.dev/autoscale-pod-start-seconds": "podStartSeconds",
+    "brix.dev/autoscale-initial-capacity": "initialCapacity",
+    "brix.dev/autoscale-profile": "profile",
+    "brix.dev/autoscale-concurrency": "concurrency",
+    "brix.dev/autoscale-utilization": "utilization",
+    "brix.dev/autoscale-scale-down-window": "scaleDownWindow",
+    "brix.dev/autoscale-scale-to-zero-cooldown": "scaleToZeroCooldown",
+}
 
 # --- Ports and port names ---------------------------------------------------
 

@@ -31,6 +31,7 @@ from scaler.measure import Raw, fetch_raw, from_raw, measure
 from scaler.metrics import ScalerMetrics
 from scaler.prometheus import MetricsSource
 from scaler.signals import MetadataError, ModelSample, SignalError, Trigger, parse_trigger
+from scaler.slo_run import SloRunner
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
         self._metrics = metrics
         self._stream_interval = stream_interval
         self._feeds: Feeds[Raw] = Feeds(stream_interval)
+        self._slo = SloRunner(source)
 
     async def close(self) -> None:
         await self._feeds.close()
@@ -149,12 +151,35 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
             await self._abort(context, MetadataError(
                 "metricName", f"{request.metricName!r} is not this trigger's metric; "
                 f"GetMetricSpec names it {name!r}"), ref)
+        if trigger.slo is not None:
+            value = await self._slo_desired(trigger, ref, context)
+            return pb.GetMetricsResponse(metricValues=[pb.MetricValue(
+                metricName=name, metricValue=value, metricValueFloat=float(value))])
         try:
             m = await measure(self._source, trigger)
         except SignalError as exc:
             await self._abort(context, exc, ref)
         return pb.GetMetricsResponse(metricValues=[pb.MetricValue(
             metricName=name, metricValue=round(m.value), metricValueFloat=m.value)])
+
+
+    async def _slo_desired(self, trigger: Trigger, ref: pb.ScaledObjectRef,
+                           context: grpc.aio.ServicerContext[object, object]) -> int:
+        """The SLO policy's replicas for this ScaledObject: with ``metricType:
+        AverageValue`` and target 1 the HPA's ``ceil(value / 1)`` reproduces it."""
+        namespace = ref.namespace or "default"
+        try:
+            decision = await self._slo.decide((namespace, ref.name, trigger.metric_name),
+                                              trigger)
+        except SignalError as exc:
+            if isinstance(exc, MetadataError):
+                self._metrics.error("metadata")
+            await self._abort(context, exc, ref)
+        log.info("ScaledObject %s/%s: %s", namespace, ref.name, decision.reason)
+        self._metrics.decision(namespace=namespace, deployment=ref.name, signal="slo",
+                               value=decision.desired, desired=decision.desired,
+                               direction=decision.direction)
+        return decision.desired
 
 
 def _spec(trigger: Trigger) -> pb.GetMetricSpecResponse:

@@ -36,7 +36,9 @@ from scaler.metrics import ScalerMetrics
 from scaler.policy import Decision, Observation, Policy, PolicyState, decide, hold
 from scaler.prometheus import MetricsSource
 from scaler.settings import ScalerSettings
-from scaler.signals import SignalError
+from scaler.signals import MetadataError, SignalError
+from scaler.slo import SloDecision
+from scaler.slo_run import SloRunner
 from scaler.targets import AnnotationError, ScaleTarget, read_target, wants_autoscaling
 
 log = logging.getLogger(__name__)
@@ -64,6 +66,7 @@ class FallbackLoop:
         self._metrics = metrics
         self._clock = clock
         self._tracked: dict[Key, _Tracked] = {}
+        self._slo = SloRunner(source, clock=clock)
         self.elector = LeaderElector(
             self._kube, namespace=settings.lease_namespace, name=settings.lease_name,
             identity=settings.identity, duration=settings.lease_duration, clock=clock)
@@ -124,6 +127,7 @@ class FallbackLoop:
             jobs.append((d, self._tracked.setdefault(key, _Tracked())))
         for key in set(self._tracked) - {(d.namespace, d.name) for d, _ in jobs}:
             del self._tracked[key]
+            self._slo.forget(key)
             self._metrics.forget(namespace=key[0], deployment=key[1])
         # Measure every target at once (a slow Prometheus costs one timeout per pass,
         # not one per Deployment), then decide and apply one by one.
@@ -135,8 +139,8 @@ class FallbackLoop:
                 return  # lost the Lease mid-pass: stop acting at once
             await self._apply(d, tracked, *found)
 
-    async def _measure(self, d: DeploymentInfo,
-                       tracked: _Tracked) -> tuple[ScaleTarget, Measurement] | None:
+    async def _measure(self, d: DeploymentInfo, tracked: _Tracked
+                       ) -> tuple[ScaleTarget, Measurement | SloDecision] | None:
         """The target and its measurement, or None after reporting why there is none."""
         try:
             target = read_target(namespace=d.namespace, labels=d.labels,
@@ -147,7 +151,15 @@ class FallbackLoop:
             await self._warn(d, tracked, "InvalidAutoscaleAnnotation", str(exc))
             return None
         try:
+            if target.trigger.slo is not None:
+                return target, await self._slo.decide((d.namespace, d.name), target.trigger,
+                                                      replicas=d.replicas)
             return target, await measure(self._source, target.trigger)
+        except MetadataError as exc:  # the SLO policy cannot work with its settings yet
+            self._metrics.error("annotation")
+            await self._warn(d, tracked, "InvalidAutoscaleAnnotation",
+                             f"holding {d.replicas} replica(s): {exc}")
+            return None
         except SignalError as exc:
             self._metrics.error(exc.kind)
             tracked.state = hold(self._policy(target), tracked.state, d.replicas, self._clock())
@@ -156,7 +168,10 @@ class FallbackLoop:
             return None
 
     async def _apply(self, d: DeploymentInfo, tracked: _Tracked, target: ScaleTarget,
-                     m: Measurement) -> None:
+                     m: Measurement | SloDecision) -> None:
+        if isinstance(m, SloDecision):
+            await self._apply_slo(d, tracked, m)
+            return
         policy = self._policy(target)
         decision, state = decide(policy, tracked.state, Observation(
             value=m.value, kind=m.kind, current_replicas=d.replicas,
@@ -175,6 +190,24 @@ class FallbackLoop:
             log.info("%s/%s: %s", d.namespace, d.name, message)
             await self._event(d, "Scaled", message, warning=False)
         tracked.state = state
+        tracked.problem = None
+
+    async def _apply_slo(self, d: DeploymentInfo, tracked: _Tracked,
+                         decision: SloDecision) -> None:
+        """The SLO policy's decision (``scaler.slo_run`` keeps its state): every one
+        logged with its arithmetic, a change applied with an Event saying the same."""
+        self._metrics.decision(namespace=d.namespace, deployment=d.name, signal="slo",
+                               value=decision.desired, desired=decision.desired,
+                               direction=decision.direction)
+        log.info("%s/%s: slo %s", d.namespace, d.name, decision.reason)
+        if decision.desired != d.replicas:
+            try:
+                await asyncio.to_thread(self._kube.scale, d.namespace, d.name, decision.desired)
+            except KubeError as exc:
+                self._metrics.error("kubernetes")
+                log.warning("fallback loop: %s", exc)
+                return
+            await self._event(d, "Scaled", f"slo: {decision.reason}", warning=False)
         tracked.problem = None
 
     def _policy(self, target: ScaleTarget) -> Policy:

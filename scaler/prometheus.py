@@ -15,7 +15,7 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +34,7 @@ from scaler.signals import (
     read_model_sample,
     read_query_value,
 )
+from scaler.slo_signal import SloSample, read_slo_sample, slo_query
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ class MetricsSource:
         self._error_ttl = min(error_ttl, cache_ttl)
         self._clock = clock
         self._clients: dict[str, PrometheusConnect] = {}
-        self._cache: dict[SourceKey, _Entry] = {}
+        self._cache: dict[Hashable, _Entry] = {}
 
     # --- public ------------------------------------------------------------
 
@@ -95,12 +96,24 @@ class MetricsSource:
         value: float = await self._cached(key, fetch, max_age)
         return value
 
+    async def slo_sample(self, key: SourceKey, attainment: float, *,
+                         max_age: float | None = None) -> SloSample:
+        """The load of an ``slo`` trigger on ``key.model`` (``scaler.slo_signal``)."""
+        assert key.model is not None
+        model, query = key.model, slo_query(key.namespace, key.model, attainment)
+
+        async def fetch() -> SloSample:
+            return read_slo_sample(await self._query(key.address, query), model=model)
+
+        sample: SloSample = await self._cached(("slo", key, attainment), fetch, max_age)
+        return sample
+
     def url_for(self, address: str | None) -> str:
         return address or self._default_url
 
     # --- cache -------------------------------------------------------------
 
-    async def _cached(self, key: SourceKey, fetch: Callable[[], Coroutine[Any, Any, Any]],
+    async def _cached(self, key: Hashable, fetch: Callable[[], Coroutine[Any, Any, Any]],
                       max_age: float | None = None) -> Any:
         now = self._clock()
         entry = self._cache.get(key)

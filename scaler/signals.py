@@ -17,9 +17,11 @@ interval. Each part is tagged with a ``brix_part`` label::
 
 Signals: ``queue`` = waiting + pending (a total), ``running`` (a total),
 ``kv_cache`` (the mean ratio over the model's pods; use KEDA's
-``metricType: Value`` for it). A missing part while the model has pods is an
-error; with no pods every engine part is 0 (the gateway's pending count still
-counts: it is what brings a model back from zero).
+``metricType: Value`` for it), ``slo`` (the desired replica count of
+``scaler.slo``, measured by ``scaler.slo_signal``; activity is the queue's).
+A missing part while the model has pods is an error; with no pods every
+engine part is 0 (the gateway's pending count still counts: it is what brings
+a model back from zero).
 
 Errors (all ``SignalError``; ``code`` says how the servicer reports them)::
 
@@ -40,9 +42,10 @@ from typing import Any, Final, Literal
 from urllib.parse import urlparse
 
 from brix.contract import metric
+from scaler.slo import SloPolicy
 
-Signal = Literal["queue", "running", "kv_cache"]
-SIGNALS: Final[tuple[Signal, ...]] = ("queue", "running", "kv_cache")
+Signal = Literal["queue", "running", "kv_cache", "slo"]
+SIGNALS: Final[tuple[Signal, ...]] = ("queue", "running", "kv_cache", "slo")
 ErrorCode = Literal["invalid", "unavailable", "internal"]
 ErrorKind = Literal["metadata", "prometheus", "data"]
 
@@ -126,6 +129,8 @@ class Trigger:
     target: float = 1.0
     activation_target: float = 0.0
     prometheus_address: str | None = None
+    slo: SloPolicy | None = None
+    """The SLO policy of signal ``slo`` (``scaler.slo_signal.parse_slo``)."""
 
     @property
     def source(self) -> SourceKey:
@@ -189,7 +194,15 @@ def parse_trigger(metadata: Mapping[str, str], namespace: str) -> Trigger:
     signal_raw = metadata.get(KEY_SIGNAL, "").strip() or "queue"
     if signal_raw not in SIGNALS:
         raise MetadataError(KEY_SIGNAL, f"expected one of {', '.join(SIGNALS)}, got {signal_raw!r}")
-    target = _number(metadata, KEY_TARGET, None, minimum=0, strict=True)
+    slo = None
+    if signal_raw == "slo":
+        if model is None:
+            raise MetadataError(KEY_MODEL, "signal slo needs `model` (not a raw `query`)")
+        # Imported here: slo_signal builds on this module's errors and PromQL helpers.
+        from scaler.slo_signal import parse_slo
+        slo = parse_slo(metadata)
+    # The slo signal answers the desired replica count itself: its target is 1.
+    target = _number(metadata, KEY_TARGET, 1.0 if slo else None, minimum=0, strict=True)
     activation = _number(metadata, KEY_ACTIVATION, 0.0, minimum=0, strict=False)
     address = metadata.get(KEY_PROMETHEUS, "").strip() or None
     if address is not None:
@@ -201,7 +214,7 @@ def parse_trigger(metadata: Mapping[str, str], namespace: str) -> Trigger:
     return Trigger(
         namespace=namespace or "default", model=model, query=query,
         signal=signal_raw,  # checked against SIGNALS above
-        target=target, activation_target=activation, prometheus_address=address,
+        target=target, activation_target=activation, prometheus_address=address, slo=slo,
     )
 
 
@@ -282,7 +295,7 @@ def signal_value(sample: ModelSample, signal: Signal, *, model: str, namespace: 
             raise DataError(f"{name} of {where} is {_show(value)} in Prometheus")
         return value
 
-    if signal == "queue":
+    if signal in ("queue", "slo"):  # slo: its activity is the queue's
         pending = sample.pending
         if pending is not None and not math.isfinite(pending):
             raise DataError(f"{_PENDING} of {where} is {_show(pending)} in Prometheus")

@@ -47,7 +47,9 @@ Observations that agree with ``c`` leave it alone, and ``factor`` stays
 within ``[1 / capacity_range, capacity_range]`` (default 4), so a stretch of
 odd samples cannot run it away. Without a prior the capacity is unknown until
 the first time the targets were met under load; then it is that load (a lower
-bound: it over-provisions, and learns up only when load outruns it). Until
+bound: it over-provisions, and learns up only when load outruns it). A miss
+lowers the estimate only while a queue persisted (below): without one, the
+slow quantile is the requests' own work, not the fleet's load. Until
 then ``decide`` raises ``SloError`` naming ``initialCapacity``: never a silent 0.
 
 The forecast. A least-squares line through the arrival rates of the last
@@ -331,10 +333,18 @@ def _prior(policy: SloPolicy, state: SloState, load: Load) -> float | None:
 
 
 def _learn_capacity(policy: SloPolicy, state: SloState, load: Load,
-                    prior: float | None) -> tuple[float | None, SloState]:
-    """The capacity after this observation, and the state that remembers it."""
+                    prior: float | None, queued: float) -> tuple[float | None, SloState]:
+    """The capacity after this observation, and the state that remembers it.
+
+    A miss says "capacity <= L" only when load caused it: when a queue persisted
+    (``queued`` > 0). Without one, the slow quantile is the requests' own work
+    (a prompt whose prefill alone outlasts the target misses at any scale), and
+    lowering the capacity would only buy replicas that cannot help.
+    """
     current = prior * state.factor if prior is not None else state.learned
     met = _met(policy, load)
+    if met is False and queued <= 0:
+        met = None
     if met is not None and load.ready > 0 and load.rate > 0:
         per_replica = load.rate / load.ready
         if current is None:
@@ -364,7 +374,9 @@ def decide(policy: SloPolicy, state: SloState, load: Load,
     last_busy = now if busy or state.last_busy is None else state.last_busy
     concurrency = policy.concurrency or (
         float(policy.profile.max_num_seqs) if policy.profile is not None else None)
-    capacity, next_state = _learn_capacity(policy, state, load, _prior(policy, state, load))
+    queued = min(q for _, q in queues)
+    capacity, next_state = _learn_capacity(policy, state, load, _prior(policy, state, load),
+                                           queued)
     next_state = replace(next_state, rates=rates, queues=queues, last_busy=last_busy)
 
     if current == 0 and load.queue <= 0 and policy.min_replicas == 0:
@@ -375,6 +387,14 @@ def decide(policy: SloPolicy, state: SloState, load: Load,
             first = max(1, policy.min_replicas)
             return SloDecision(first, 0, f"0 -> {first}: from zero (capacity not known yet)",
                                0.0, 0.0), next_state
+        if not busy:
+            # Nothing to plan for: no lengths to price a profile at is no error yet.
+            idle = now - last_busy
+            if policy.min_replicas == 0 and idle >= policy.zero_cooldown:
+                return SloDecision(0, current, f"{current} -> 0: idle {idle:g}s >= cooldown "
+                                   f"{policy.zero_cooldown:g}s: zero", 0.0, 0.0), next_state
+            return SloDecision(current, current, f"{current} -> {current}: hold: idle, the "
+                               "capacity is priced once requests arrive", 0.0, 0.0), next_state
         raise SloError("initialCapacity", "the capacity cannot be measured yet: no capacity "
                        "setting, no profile with measured lengths, and the targets were never "
                        "met under load; holding")
@@ -382,7 +402,6 @@ def decide(policy: SloPolicy, state: SloState, load: Load,
     ahead_at = now + policy.pod_start
     predicted = forecast(rates, ahead_at, max_growth=policy.max_growth)
     ahead = max(load.rate, predicted)
-    queued = min(q for _, q in queues)
     backlog = queued / policy.slo.ttft
     per_replica = capacity * policy.utilization
     raw = math.ceil((ahead + backlog) / per_replica - 1e-9)

@@ -2,10 +2,13 @@
 
 Purely computational. A Deployment is a scale target when annotated
 ``brix.dev/autoscale: "true"``; ``brix.dev/autoscale-target`` (required, per
-replica), ``-signal`` (queue, running, kv_cache; default queue), ``-min``
+replica), ``-signal`` (queue, running, kv_cache, slo; default queue), ``-min``
 (default 1; 0 allows scaling to zero) and ``-max`` set the rest, and its
-``brix.dev/model`` label names the model. A bad value is an
-``AnnotationError`` that names the annotation.
+``brix.dev/model`` label names the model. Signal ``slo`` takes no target; its
+settings are the KEDA trigger's metadata as annotations
+(``brix.contract.AUTOSCALE_SLO_ANNOTATIONS``: ``-ttft``, ``-tpot``,
+``-attainment``, ``-pod-start-seconds``, ``-initial-capacity``, ``-profile``,
+...). A bad value is an ``AnnotationError`` that names the annotation.
 """
 
 from __future__ import annotations
@@ -19,10 +22,12 @@ from brix.contract import (
     AUTOSCALE_MAX_ANNOTATION,
     AUTOSCALE_MIN_ANNOTATION,
     AUTOSCALE_SIGNAL_ANNOTATION,
+    AUTOSCALE_SLO_ANNOTATIONS,
     AUTOSCALE_TARGET_ANNOTATION,
     MODEL_LABEL,
 )
-from scaler.signals import SIGNALS, Signal, Trigger
+from scaler.signals import SIGNALS, MetadataError, Signal, Trigger
+from scaler.slo_signal import parse_slo
 
 
 class AnnotationError(ValueError):
@@ -59,6 +64,9 @@ def read_target(*, namespace: str, labels: Mapping[str, str], annotations: Mappi
     model = labels.get(MODEL_LABEL, "").strip()
     if not model:
         raise AnnotationError(f"label {MODEL_LABEL} is missing: it names the model to measure")
+    signal = annotations.get(AUTOSCALE_SIGNAL_ANNOTATION, "").strip() or "queue"
+    if signal == "slo":
+        return _slo_target(namespace, model, annotations, default_max)
     raw_target = annotations.get(AUTOSCALE_TARGET_ANNOTATION, "").strip()
     if not raw_target:
         raise AnnotationError(f"{AUTOSCALE_TARGET_ANNOTATION}: is required (per replica, e.g. "
@@ -70,7 +78,6 @@ def read_target(*, namespace: str, labels: Mapping[str, str], annotations: Mappi
             f"{AUTOSCALE_TARGET_ANNOTATION}: expected a number, got {raw_target!r}") from None
     if not (math.isfinite(target) and target > 0):
         raise AnnotationError(f"{AUTOSCALE_TARGET_ANNOTATION}: must be > 0, got {raw_target!r}")
-    signal = annotations.get(AUTOSCALE_SIGNAL_ANNOTATION, "").strip() or "queue"
     if signal not in SIGNALS:
         raise AnnotationError(f"{AUTOSCALE_SIGNAL_ANNOTATION}: expected one of "
                               f"{', '.join(SIGNALS)}, got {signal!r}")
@@ -81,4 +88,25 @@ def read_target(*, namespace: str, labels: Mapping[str, str], annotations: Mappi
                               f"{AUTOSCALE_MIN_ANNOTATION} ({low}), got {high}")
     sig: Signal = signal  # checked against SIGNALS above
     trigger = Trigger(namespace=namespace, model=model, signal=sig, target=target)
+    return ScaleTarget(trigger=trigger, min_replicas=low, max_replicas=high)
+
+
+_ANNOTATION_OF = {key: name for name, key in AUTOSCALE_SLO_ANNOTATIONS.items()} | {
+    "minReplicas": AUTOSCALE_MIN_ANNOTATION, "maxReplicas": AUTOSCALE_MAX_ANNOTATION}
+
+
+def _slo_target(namespace: str, model: str, annotations: Mapping[str, str],
+                default_max: int) -> ScaleTarget:
+    """Signal slo: the policy from the annotations, read as the KEDA metadata is."""
+    low = _int(annotations, AUTOSCALE_MIN_ANNOTATION, 1)
+    high = _int(annotations, AUTOSCALE_MAX_ANNOTATION, max(default_max, low, 1))
+    metadata = {key: annotations[name] for name, key in AUTOSCALE_SLO_ANNOTATIONS.items()
+                if name in annotations}
+    metadata |= {"minReplicas": str(low), "maxReplicas": str(high)}
+    try:
+        policy = parse_slo(metadata)
+    except MetadataError as exc:
+        name = _ANNOTATION_OF.get(exc.key, exc.key)
+        raise AnnotationError(f"{name}: {str(exc).partition(': ')[2]}") from None
+    trigger = Trigger(namespace=namespace, model=model, signal="slo", target=1.0, slo=policy)
     return ScaleTarget(trigger=trigger, min_replicas=low, max_replicas=high)

@@ -4,10 +4,11 @@ Starts localkube (its kubeconfig under ``.brix/``), Prometheus from Debian's
 package (config from ``monitoring/prometheus/prometheus-local.yml``, finding
 pods through localkube's HTTP service discovery), then applies the ``local``
 overlay of ``k8s/``: the gateway, the LoRA operator, the scaler (fallback
-loop), ``tiny-llama`` (a real vLLM on the CPU) and ``sim-model`` (simulated,
-autoscaled 1..6). Every process runs in its own process group and is stopped
-on Ctrl-C or SIGTERM; pid files let the next run clean up after a run that was
-killed outright. Each run starts from an empty cluster state.
+loop), ``tiny-llama`` (a real vLLM on the CPU), ``sim-model`` (simulated,
+autoscaled 1..6 on its queue) and ``sim-slo`` (the same, on the SLO policy).
+Every process runs in its own process group and is stopped on Ctrl-C or
+SIGTERM; pid files let the next run clean up after a run that was killed
+outright. Each run starts from an empty cluster state.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ OVERLAYS = (
     "base",
     "models",
     "overlays/keda",
+    "overlays/keda/gpu",
     "overlays/keda-tls",
     "overlays/gpu",
     "overlays/prometheus-operator",

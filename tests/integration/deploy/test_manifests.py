@@ -9,6 +9,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 
+from scaler.signals import SIGNALS, parse_trigger
 from tests.helpers.manifests import OVERLAYS, pod_templates, render
 from tests.integration.deploy.schemas import BY_KIND
 
@@ -104,11 +105,12 @@ def test_models_follow_the_label_and_port_contract() -> None:
             assert model in args, f"{dep['metadata']['name']} does not serve {model} by that name"
 
 
-def test_keda_triggers_carry_brix_metadata() -> None:
-    scaled = [o for o in render("overlays/keda") if o["kind"] == "ScaledObject"]
+@pytest.mark.parametrize("overlay", ["overlays/keda", "overlays/keda/gpu"])
+def test_keda_triggers_carry_brix_metadata(overlay: str) -> None:
+    scaled = [o for o in render(overlay) if o["kind"] == "ScaledObject"]
     assert scaled
     deployments = {
-        o["metadata"]["name"] for o in render("overlays/keda") if o["kind"] == "Deployment"
+        o["metadata"]["name"] for o in render(overlay) if o["kind"] == "Deployment"
     }
     for so in scaled:
         assert so["spec"]["scaleTargetRef"]["name"] in deployments
@@ -117,9 +119,14 @@ def test_keda_triggers_carry_brix_metadata() -> None:
             meta = trig["metadata"]
             assert re.fullmatch(r"[a-z0-9.-]+:\d+", meta["scalerAddress"])
             assert ("model" in meta) != ("query" in meta)
-            assert meta.get("signal", "queue") in ("queue", "running", "kv_cache")
-            float(meta["target"])
+            assert meta.get("signal", "queue") in SIGNALS
+            # The scaler accepts the shipped metadata as it is.
+            trigger = parse_trigger(meta, so["metadata"]["namespace"])
+            if trigger.slo is not None:
+                # The HPA reproduces the policy's count: ceil(count / 1) per replica.
+                assert trigger.target == 1.0
+                assert trig.get("metricType", "AverageValue") == "AverageValue"
     # Under KEDA the fallback loop's annotation is off, so the two never fight.
-    for obj in render("overlays/keda"):
+    for obj in render(overlay):
         if obj["kind"] == "Deployment":
             assert obj["metadata"].get("annotations", {}).get("brix.dev/autoscale") != "true"

@@ -151,8 +151,20 @@ def test_met_targets_at_a_higher_load_raise_the_capacity_a_fraction_of_the_gap()
 
 def test_missed_targets_at_a_lower_load_lower_it() -> None:
     p = policy(capacity=2.0, capacity_gain=0.2)
-    d, _ = decide(p, SloState(), load(4.0, 4, ttft=5.0), now=15.0)  # 1/s per replica, missed
+    # 1/s per replica, missed, with a queue:
+    d, _ = decide(p, SloState(), load(4.0, 4, ttft=5.0, queue=2.0), now=15.0)
     assert d.capacity == pytest.approx(2.0 - 0.2 * (2.0 - 1.0))
+
+
+def test_a_miss_without_a_persisting_queue_is_not_the_load() -> None:
+    # A slow quantile with nothing queued is the requests' own work (a prompt whose
+    # prefill outlasts the target misses at any scale): the capacity stays.
+    p = policy(capacity=2.0, capacity_gain=0.2)
+    d, state = decide(p, SloState(), load(4.0, 4, ttft=5.0), now=15.0)
+    assert d.capacity == 2.0
+    # A queue seen once is not yet persisting (the window holds the empty one before).
+    d, _ = decide(p, state, load(4.0, 4, ttft=5.0, queue=3.0), now=30.0)
+    assert d.capacity == 2.0
 
 
 def test_agreeing_observations_leave_it_alone() -> None:
@@ -170,7 +182,7 @@ def test_it_stays_within_the_range_of_the_prior() -> None:
 
 def test_tpot_misses_count_as_misses() -> None:
     p = policy(slo=Slo(ttft=2.0, tpot=0.05), capacity=2.0)
-    d, _ = decide(p, SloState(), load(4.0, 4, ttft=0.5, tpot=0.2), now=15.0)
+    d, _ = decide(p, SloState(), load(4.0, 4, ttft=0.5, tpot=0.2, queue=1.0), now=15.0)
     assert d.capacity < 2.0
 
 
@@ -297,7 +309,7 @@ def test_a_correction_learnt_at_one_mix_carries_to_the_next() -> None:
     prior = profile.requests_per_s(1000, 200)
     # Missed at half the prior's load per replica: the estimate drops halfway to it.
     missed = Load(rate=prior / 2 * 4, replicas=4, ready=4, prompt_tokens=1000,
-                  output_tokens=200, ttft=10.0)
+                  output_tokens=200, ttft=10.0, queue=2.0)
     d, state = decide(p, SloState(), missed, now=15.0)
     assert d.capacity == pytest.approx(prior * 0.75)
     other = Load(rate=1.0, replicas=4, ready=4, prompt_tokens=3000, output_tokens=100)
@@ -309,3 +321,16 @@ def test_with_a_profile_but_no_lengths_yet_the_capacity_is_unknown() -> None:
     p = policy(capacity=None, profile=ProfileCapacity.from_mapping(GPU))
     with pytest.raises(SloError, match="initialCapacity"):
         decide(p, SloState(), load(3.0, 2), now=15.0)
+
+
+def test_idle_with_a_profile_and_no_lengths_yet_holds_without_an_error() -> None:
+    p = policy(capacity=None, profile=ProfileCapacity.from_mapping(GPU))
+    d, _ = decide(p, SloState(), load(0.0, 1), now=15.0)
+    assert (d.desired, d.direction) == (1, "none")
+    assert "idle" in d.reason
+    # ... and with a minimum of 0 still reaches zero after the cooldown.
+    p0 = policy(capacity=None, profile=ProfileCapacity.from_mapping(GPU), min_replicas=0,
+                zero_cooldown=30.0)
+    _, state = decide(p0, SloState(), load(0.0, 1), now=15.0)
+    d, _ = decide(p0, state, load(0.0, 1), now=45.0)
+    assert d.desired == 0

@@ -1,0 +1,161 @@
+"""The slo signal's metadata, its query and reading its answer (pure)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from brix.contract import MODEL_LABEL
+from scaler.signals import DataError, MetadataError, parse_trigger
+from scaler.slo_signal import parse_slo, read_slo_sample, slo_load, slo_query
+from scaler.targets import AnnotationError, ScaleTarget, read_target
+
+pytestmark = pytest.mark.unit
+
+
+def test_settings_map_onto_the_policy() -> None:
+    policy = parse_slo({"ttft": "1.5", "tpot": "0.05", "attainment": "0.95",
+                        "podStartSeconds": "30", "initialCapacity": "4", "minReplicas": "1",
+                        "maxReplicas": "7", "utilization": "0.7", "scaleDownWindow": "120"})
+    assert (policy.slo.ttft, policy.slo.tpot, policy.slo.attainment) == (1.5, 0.05, 0.95)
+    assert (policy.pod_start, policy.capacity, policy.min_replicas, policy.max_replicas) == (
+        30, 4, 1, 7)
+    assert (policy.utilization, policy.scale_down_window) == (0.7, 120)
+
+
+def test_a_profile_is_the_prior() -> None:
+    policy = parse_slo({"ttft": "2", "profile": '{"prefill_tokens_per_s": 1000, '
+                        '"decode_ms_per_token": 10, "decode_ms_per_token_per_seq": 0, '
+                        '"max_num_seqs": 1}'})
+    assert policy.profile is not None
+    assert policy.profile.requests_per_s(100, 50) == pytest.approx(1 / 0.6)
+
+
+@pytest.mark.parametrize(("metadata", "key"), [
+    ({"initialCapacity": "1"}, "ttft"),
+    ({"ttft": "nan", "initialCapacity": "1"}, "ttft"),
+    ({"ttft": "2", "attainment": "1.01", "initialCapacity": "1"}, "attainment"),
+    ({"ttft": "2"}, "initialCapacity"),
+    ({"ttft": "2", "profile": "[1, 2]"}, "profile"),
+    ({"ttft": "2", "profile": '{"prefill_tokens_per_s": 1000, "decode_ms_per_token": 0, '
+      '"decode_ms_per_token_per_seq": 0, "max_num_seqs": 1}'}, "profile"),
+    ({"ttft": "2", "initialCapacity": "1", "minReplicas": "2.5"}, "minReplicas"),
+    ({"ttft": "2", "initialCapacity": "1", "minReplicas": "-1"}, "minReplicas"),
+    ({"ttft": "2", "initialCapacity": "1", "scaleDownWindow": "-5"}, "scaleDownWindow"),
+])
+def test_bad_settings_name_the_key(metadata: dict[str, str], key: str) -> None:
+    with pytest.raises(MetadataError) as info:
+        parse_slo(metadata)
+    assert info.value.key == key
+    assert str(info.value).startswith(f"{key}: ")
+
+
+def test_the_trigger_carries_the_policy_and_a_target_of_one() -> None:
+    trigger = parse_trigger({"model": "m", "signal": "slo", "ttft": "2",
+                             "initialCapacity": "1"}, "ns")
+    assert trigger.slo is not None
+    assert trigger.target == 1.0
+    assert trigger.metric_name == "brix-slo-m"
+    with pytest.raises(MetadataError, match=r"^model: "):
+        parse_trigger({"query": "up", "signal": "slo", "ttft": "2", "initialCapacity": "1"},
+                      "ns")
+
+
+def test_the_query_selects_the_model_and_the_quantile() -> None:
+    q = slo_query("ns", 'we"ird', 0.95)
+    assert 'model="we\\"ird"' in q
+    assert "histogram_quantile(0.95," in q
+    for part in ("rate", "prompt", "output", "ttft", "waiting", "pending", "running", "pods"):
+        assert f'"brix_part", "{part}"' in q
+
+
+def _item(part: str, value: str) -> dict[str, object]:
+    return {"metric": {"brix_part": part}, "value": [0, value]}
+
+
+def test_reading_the_answer_into_a_load() -> None:
+    sample = read_slo_sample([_item("rate", "4"), _item("prompt", "400"),
+                              _item("output", "200"), _item("ttft", "NaN"),
+                              _item("waiting", "3"), _item("pending", "1"),
+                              _item("running", "5"), _item("pods", "2")], model="m")
+    load = slo_load(sample, model="m", namespace="ns")
+    assert (load.rate, load.queue, load.running, load.replicas, load.ready) == (4, 4, 5, 2, 2)
+    assert (load.prompt_tokens, load.output_tokens) == (100, 50)
+    assert load.ttft is None  # NaN: nothing observed
+
+
+def test_no_requests_means_no_lengths_and_no_quantile() -> None:
+    load = slo_load(read_slo_sample([_item("ttft", "0.5"), _item("pods", "1"),
+                                     _item("waiting", "0"), _item("running", "0")], model="m"),
+                    model="m", namespace="ns")
+    assert load.rate == 0
+    assert load.ttft is None
+    assert load.prompt_tokens is None
+
+
+@pytest.mark.parametrize("result", [
+    [_item("bogus", "1")],
+    [_item("rate", "-1")],
+    [_item("rate", "+Inf")],
+    [{"metric": {"brix_part": "rate"}, "value": [0]}],
+])
+def test_unusable_answers_are_data_errors(result: list[dict[str, object]]) -> None:
+    with pytest.raises(DataError):
+        read_slo_sample(result, model="m")
+
+
+def test_pods_without_their_queue_series_is_an_error() -> None:
+    with pytest.raises(DataError, match="sidecars scraped"):
+        slo_load(read_slo_sample([_item("pods", "1")], model="m"), model="m", namespace="ns")
+    empty = slo_load(read_slo_sample([], model="m"), model="m", namespace="ns")
+    assert (empty.rate, empty.queue, empty.replicas) == (0, 0, 0)  # never deployed: at zero
+
+
+# --- the loop's annotations -------------------------------------------------
+
+
+def _target(**annotations: str) -> ScaleTarget:
+    return read_target(namespace="ns", labels={MODEL_LABEL: "m"}, default_max=5,
+                       annotations={"brix.dev/autoscale-signal": "slo", **annotations})
+
+
+def test_annotations_are_the_metadata() -> None:
+    target = _target(**{"brix.dev/autoscale-ttft": "2", "brix.dev/autoscale-tpot": "0.1",
+                        "brix.dev/autoscale-pod-start-seconds": "45",
+                        "brix.dev/autoscale-initial-capacity": "3",
+                        "brix.dev/autoscale-min": "0"})
+    policy = target.trigger.slo
+    assert policy is not None
+    assert (policy.slo.ttft, policy.slo.tpot, policy.pod_start, policy.capacity) == (
+        2, 0.1, 45, 3)
+    assert (policy.min_replicas, policy.max_replicas) == (0, 5) == (
+        target.min_replicas, target.max_replicas)
+
+
+@pytest.mark.parametrize(("annotations", "named"), [
+    ({"brix.dev/autoscale-initial-capacity": "1"}, "brix.dev/autoscale-ttft"),
+    ({"brix.dev/autoscale-ttft": "2"}, "brix.dev/autoscale-initial-capacity"),
+    ({"brix.dev/autoscale-ttft": "2", "brix.dev/autoscale-profile": "{}"},
+     "brix.dev/autoscale-profile"),
+    ({"brix.dev/autoscale-ttft": "2", "brix.dev/autoscale-initial-capacity": "1",
+      "brix.dev/autoscale-utilization": "0"}, "brix.dev/autoscale-utilization"),
+])
+def test_bad_annotations_name_the_annotation(annotations: dict[str, str], named: str) -> None:
+    with pytest.raises(AnnotationError) as info:
+        _target(**annotations)
+    assert str(info.value).startswith(f"{named}: ")
+
+
+def test_the_shipped_slo_model_reads_as_an_slo_target() -> None:
+    path = Path(__file__).resolve().parents[3] / "k8s/models/sim-slo/deployment.yaml"
+    deployment = yaml.safe_load(path.read_text())
+    meta = deployment["metadata"]
+    target = read_target(namespace="brix-models", labels=meta["labels"],
+                         annotations=meta["annotations"], default_max=5)
+    assert target.trigger.slo is not None
+    assert target.trigger.slo.profile is not None
+    # The profile is the engine's own concurrency.
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert target.trigger.slo.profile.max_num_seqs == int(args[args.index("--max-num-seqs") + 1])

@@ -34,5 +34,9 @@ class LocalkubeSettings:
         "kubelet finished deleting.")
     event_ttl: float = setting(
         3600.0, help="Seconds an Event is kept after its last change (Kubernetes: one hour).")
+    audit_log: str = setting(
+        "", help="Append an audit record per request (JSON lines: user, verb, resource, "
+        "subresource, namespace, name, code) to this file; empty: no audit.",
+        env="BRIX_LOCALKUBE_AUDIT_LOG")
     log_level: str = setting("INFO", help="Logging level.",
                              choices=("DEBUG", "INFO", "WARNING", "ERROR"))

@@ -6,10 +6,9 @@ import socket
 import sys
 from pathlib import Path
 
-import httpx
 import yaml
 
-from tests.helpers.localkube import start_localkube
+from tests.helpers.localkube import admin_http, anonymous_http, start_localkube
 from tests.helpers.procs import ProcessGroup
 from tests.integration.localkube_api.conftest import eventually
 
@@ -17,12 +16,14 @@ from tests.integration.localkube_api.conftest import eventually
 def test_ready_line_kubeconfig_and_clean_stop(procs: ProcessGroup, tmp_path: Path) -> None:
     proc, kubeconfig = start_localkube(procs, tmp_path / "state", node=False)
     assert proc.url is not None
-    assert proc.url.startswith("http://127.0.0.1:")
+    assert proc.url.startswith("https://127.0.0.1:")
     cfg = yaml.safe_load(kubeconfig.read_text())
     assert cfg["current-context"] == "localkube"
     assert cfg["clusters"][0]["cluster"]["server"] == proc.url
     assert kubeconfig.stat().st_mode & 0o077 == 0  # only the owner may read it
-    assert httpx.get(f"{proc.url}/readyz").text == "ok"
+    with anonymous_http(kubeconfig) as anonymous:
+        assert anonymous.get("/readyz").text == "ok"  # public, as Kubernetes' health checks
+        assert anonymous.get("/api/v1/namespaces").status_code == 401
     assert proc.stop() == 0
 
 
@@ -57,19 +58,20 @@ def test_settings_from_the_environment(procs: ProcessGroup, tmp_path: Path) -> N
 
 
 def test_events_expire_after_their_time_to_live(procs: ProcessGroup, tmp_path: Path) -> None:
-    proc, _ = start_localkube(procs, tmp_path / "state", node=False,
-                              extra_args=["--event-ttl", "1"])
-    base = f"{proc.url}/api/v1/namespaces/default"
-    httpx.post(f"{base}/events", json={"metadata": {"name": "e"}, "reason": "Test",
-                                       "involvedObject": {"kind": "Pod", "name": "p"}})
-    httpx.post(f"{base}/configmaps", json={"metadata": {"name": "kept"}})
-    eventually(lambda: httpx.get(f"{base}/events/e").status_code == 404, timeout=20)
-    assert httpx.get(f"{base}/configmaps/kept").status_code == 200
+    _, kc = start_localkube(procs, tmp_path / "state", node=False,
+                            extra_args=["--event-ttl", "1"])
+    base = "/api/v1/namespaces/default"
+    http = admin_http(kc)
+    http.post(f"{base}/events", json={"metadata": {"name": "e"}, "reason": "Test",
+                                      "involvedObject": {"kind": "Pod", "name": "p"}})
+    http.post(f"{base}/configmaps", json={"metadata": {"name": "kept"}})
+    eventually(lambda: http.get(f"{base}/events/e").status_code == 404, timeout=20)
+    assert http.get(f"{base}/configmaps/kept").status_code == 200
 
 
 def test_stopping_ends_open_watches(procs: ProcessGroup, tmp_path: Path) -> None:
-    proc, _ = start_localkube(procs, tmp_path / "state", node=False)
-    with httpx.Client(base_url=str(proc.url), timeout=30) as c, c.stream(
+    proc, kc = start_localkube(procs, tmp_path / "state", node=False)
+    with admin_http(kc, timeout=30) as c, c.stream(
             "GET", "/api/v1/configmaps", params={"watch": "1"}) as watch:
         assert watch.status_code == 200
         assert proc.stop(timeout=10) == 0

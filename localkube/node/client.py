@@ -157,8 +157,10 @@ class ApiClient:
         params = {"labelSelector": label_selector} if label_selector else None
         return await self._request("GET", res.path(namespace), params=params, seconds=60.0)
 
-    async def create(self, res: Resource, namespace: str | None, body: JsonObj) -> JsonObj:
-        return await self._request("POST", res.path(namespace), body=body)
+    async def create(self, res: Resource, namespace: str | None, body: JsonObj, *,
+                     name: str | None = None, subresource: str | None = None) -> JsonObj:
+        """POST an object (or, with ``name`` and ``subresource``, to a subresource)."""
+        return await self._request("POST", res.path(namespace, name, subresource), body=body)
 
     async def patch(self, res: Resource, namespace: str | None, name: str, body: JsonObj, *,
                     subresource: str | None = None, content_type: str = MERGE_PATCH) -> JsonObj:

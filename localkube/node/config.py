@@ -23,7 +23,8 @@ class NodeConfig:
     api_url: str
     """The API server, e.g. ``http://127.0.0.1:6443``."""
     kubeconfig: Path
-    """``DIR/kubeconfig``, given to every container as ``KUBECONFIG``."""
+    """``DIR/kubeconfig`` (the admin's): the node's own credentials. Pods get their
+    ServiceAccount's instead (``identity``)."""
     state_dir: Path
     """Container logs go to ``state_dir/logs/<namespace>/<pod>/<container>.log`` (the API
     server serves ``pods/log`` from there); pods' volumes and working directories to

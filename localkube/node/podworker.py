@@ -6,7 +6,8 @@ A ``PodWorker`` runs each container's command (``command`` + ``args``, with
 container runtime, so a pod's command must be something the virtual
 environment can run (``python -m ...``, a console script). Each container gets
 the pod's own loopback address as ``BIND_HOST``/``POD_IP`` (127.0.0.1 with
-``hostNetwork``), ``KUBECONFIG``, and its ``env``/``envFrom``; its working
+``hostNetwork``), its own ``TMPDIR`` and ServiceAccount (``identity``), and its
+``env``/``envFrom``; its working
 directory is ``<state_dir>/pods/<ns>/<pod>-<uid>/containers/<container>`` unless
 its ``workingDir`` exists. Probes drive the Ready condition and restarts; the
 ``restartPolicy`` decides restarts, with a doubling back-off. Init containers
@@ -41,6 +42,7 @@ from localkube.node.envbuild import EnvError, PodFacts, build_env
 from localkube.node.envbuild import referenced_names as env_references
 from localkube.node.events import EventRecorder
 from localkube.node.expansion import expand_all
+from localkube.node.identity import prepare as pod_identity
 from localkube.node.podstatus import ContainerRecord, now_rfc3339, pod_status
 from localkube.node.probes import ProbeTarget
 from localkube.node.volumes import (
@@ -262,8 +264,10 @@ class PodWorker:
         secrets = await self._fetch(env_secrets | vol_secrets, secret=True)
         config = self.ctx.config
         facts = PodFacts.of(self.pod, pod_ip=self.ip, host_ip=HOST_IP, node_name=NODE_NAME)
-        node_vars = {"BIND_HOST": self.ip, "POD_IP": self.ip,
-                     "KUBECONFIG": str(config.kubeconfig), "HOSTNAME": self.name}
+        identity = await pod_identity(self.ctx.api, self.pod, self.pod_dir,
+                                      api_url=config.api_url, ca_file=config.ca_file)
+        node_vars = {"BIND_HOST": self.ip, "POD_IP": self.ip, "HOSTNAME": self.name,
+                     **identity.env}
         allocatable = {"cpu": str(os.cpu_count() or 1), "memory": _memory_bytes()}
         volumes = make_volumes(self.pod, self.pod_dir, configmaps=configmaps, secrets=secrets)
         base = base_environment(config)
@@ -291,7 +295,7 @@ class PodWorker:
             ports = {str(p["name"]): int(p["containerPort"]) for p in c.get("ports") or []
                      if p.get("name") and p.get("containerPort")}
             full_env = {**base, **env}
-            out[key] = Prepared(env=full_env, argv=argv, cwd=cwd,
+            out[key] = Prepared(env=full_env, argv=identity.wrap(argv, full_env, cwd), cwd=cwd,
                                  target=ProbeTarget(pod_ip=self.ip, ports=ports, env=full_env,
                                                     cwd=cwd))
         if self.mounts.not_linked:

@@ -40,6 +40,11 @@ class StackConfig:
     # Leave out objects (tests drop the real-vLLM model for a fast stack).
     skip_models: tuple[str, ...] = ()
     ready_timeout: float = 600.0   # vLLM's start on a CPU dominates
+    audit: bool = False            # localkube's audit log at audit_log (tests compare RBAC)
+
+    @property
+    def audit_log(self) -> Path:
+        return self.state / "localkube" / "audit.jsonl"
 
     @property
     def kubeconfig(self) -> Path:
@@ -99,7 +104,8 @@ class Stack:
         child = processes.start(
             "localkube",
             [sys.executable, "-m", "localkube", "--port", str(cfg.localkube_port),
-             "--state-dir", str(cfg.state / "localkube"), "--no-persist"],
+             "--state-dir", str(cfg.state / "localkube"), "--no-persist",
+             *(["--audit-log", str(cfg.audit_log)] if cfg.audit else [])],
             run_dir=self.run_dir, log_dir=self.log_dir, cwd=cfg.root,
         )
         self.children.append(child)
@@ -114,6 +120,9 @@ class Stack:
         for job in prom["scrape_configs"]:
             for sd in job.get("http_sd_configs", []):
                 sd["url"] = sd["url"].replace(":6443/", f":{cfg.localkube_port}/")
+                # localkube serves HTTPS with its own CA (made before Prometheus starts)
+                sd.setdefault("tls_config", {})["ca_file"] = str(
+                    cfg.state / "localkube" / "tls" / "ca.crt")
         out = cfg.state / "prometheus.yml"
         out.write_text(yaml.safe_dump(prom, sort_keys=False))
         return out

@@ -19,7 +19,7 @@ def _stack(state: Path, *, skip: tuple[str, ...]) -> Iterator[Stack]:
         pytest.fail(f"the tiny model is missing at {model}: `make test` builds it")
     cfg = StackConfig(root=REPO, state=state, localkube_port=free_port(),
                       prometheus_port=free_port(), gateway_port=free_port(), skip_models=skip,
-                      ready_timeout=420.0)
+                      ready_timeout=420.0, audit=True)
     stack = Stack(cfg)
     try:
         stack.start(say=print)

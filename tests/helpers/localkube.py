@@ -86,3 +86,17 @@ def kubeconfig_parts(kubeconfig: Path) -> tuple[str, str, str]:
     ca_pem = base64.b64decode(cluster["certificate-authority-data"]).decode()
     token = str(cfg["users"][0]["user"].get("token") or "")
     return str(cluster["server"]), token, ca_pem
+
+
+def service_account_kubeconfig(kubeconfig: Path, namespace: str, account: str,
+                               path: Path) -> Path:
+    """A kubeconfig at ``path`` for the ServiceAccount ``namespace/account`` (its token
+    from ``kubectl create token``), with the cluster and CA of ``kubeconfig``."""
+    token = kubectl(kubeconfig, "create", "token", account, "-n", namespace).stdout.strip()
+    cfg = yaml.safe_load(kubeconfig.read_text(encoding="utf-8"))
+    cfg["users"] = [{"name": account, "user": {"token": token}}]
+    cfg["contexts"] = [{"name": account, "context": {
+        "cluster": cfg["clusters"][0]["name"], "user": account, "namespace": namespace}}]
+    cfg["current-context"] = account
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    return path

@@ -6,9 +6,11 @@ import socket
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
-from tests.helpers.localkube import admin_http, anonymous_http, start_localkube
+from localkube.api import audit
+from tests.helpers.localkube import admin_http, anonymous_http, kubectl, start_localkube
 from tests.helpers.procs import ProcessGroup
 from tests.integration.localkube_api.conftest import eventually
 
@@ -57,11 +59,13 @@ def test_settings_from_the_environment(procs: ProcessGroup, tmp_path: Path) -> N
     assert not (tmp_path / "envstate" / "objects.json").exists()
 
 
-def test_events_expire_after_their_time_to_live(procs: ProcessGroup, tmp_path: Path) -> None:
+def test_events_expire_after_their_time_to_live(procs: ProcessGroup, tmp_path: Path,
+                                                request: pytest.FixtureRequest) -> None:
     _, kc = start_localkube(procs, tmp_path / "state", node=False,
                             extra_args=["--event-ttl", "1"])
     base = "/api/v1/namespaces/default"
     http = admin_http(kc)
+    request.addfinalizer(http.close)
     http.post(f"{base}/events", json={"metadata": {"name": "e"}, "reason": "Test",
                                       "involvedObject": {"kind": "Pod", "name": "p"}})
     http.post(f"{base}/configmaps", json={"metadata": {"name": "kept"}})
@@ -76,3 +80,29 @@ def test_stopping_ends_open_watches(procs: ProcessGroup, tmp_path: Path) -> None
         assert watch.status_code == 200
         assert proc.stop(timeout=10) == 0
         assert list(watch.iter_lines()) == []  # the stream ended cleanly
+
+
+def test_the_audit_log_records_who_did_what(procs: ProcessGroup, tmp_path: Path) -> None:
+    log = tmp_path / "audit.jsonl"
+    _, kc = start_localkube(procs, tmp_path / "state", node=False,
+                            extra_args=["--audit-log", str(log)])
+    kubectl(kc, "create", "serviceaccount", "bot")
+    token = kubectl(kc, "create", "token", "bot").stdout.strip()
+    with admin_http(kc) as admin:
+        admin.get("/api/v1/namespaces/default/configmaps")
+    with anonymous_http(kc) as anonymous:
+        anonymous.get("/api/v1/namespaces/default/secrets")
+        anonymous.delete("/api/v1/namespaces/default/pods/p",
+                         headers={"Authorization": f"Bearer {token}"})
+    records = [{k: r.get(k) for k in ("user", "verb", "resource", "subresource", "namespace",
+                                      "name", "code", "decision")} for r in audit.read(log)]
+    assert {"user": "kubernetes-admin", "verb": "list", "resource": "configmaps",
+            "subresource": "", "namespace": "default", "name": "", "code": 200,
+            "decision": "allow"} in records
+    assert {"user": "kubernetes-admin", "verb": "create", "resource": "serviceaccounts",
+            "subresource": "token", "namespace": "default", "name": "bot", "code": 201,
+            "decision": "allow"} in records
+    assert {"user": "system:serviceaccount:default:bot", "verb": "delete", "resource": "pods",
+            "subresource": "", "namespace": "default", "name": "p", "code": 403,
+            "decision": "forbid"} in records
+    assert any(r["code"] == 401 and r["decision"] == "unauthenticated" for r in records)

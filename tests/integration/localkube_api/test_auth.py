@@ -175,3 +175,46 @@ def test_impersonation_needs_the_right_to_impersonate(localkube: Localkube, ns: 
         r = admin.get(f"/api/v1/namespaces/{ns}/secrets",
                       headers={"Impersonate-User": f"system:serviceaccount:{ns}:plain"})
     assert r.status_code == 403
+
+
+def test_subject_access_reviews_answer_for_another_user(localkube: Localkube, ns: str) -> None:
+    grant(localkube, ns, "viewer", [{"apiGroups": [""], "resources": ["services"],
+                                     "verbs": ["get"]}])
+    user = f"system:serviceaccount:{ns}:viewer"
+    groups = ["system:serviceaccounts", f"system:serviceaccounts:{ns}", "system:authenticated"]
+
+    def review(verb: str) -> dict[str, Any]:
+        with admin_http(localkube.kubeconfig) as admin:
+            r = admin.post("/apis/authorization.k8s.io/v1/subjectaccessreviews", json={
+                "apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+                "spec": {"user": user, "groups": groups, "resourceAttributes": {
+                    "namespace": ns, "verb": verb, "resource": "services", "name": "s"}}})
+        assert r.status_code == 201, r.text
+        status: dict[str, Any] = r.json()["status"]
+        return status
+
+    assert review("get")["allowed"] is True
+    assert review("delete")["allowed"] is False
+    with admin_http(localkube.kubeconfig) as admin:
+        bad = admin.post("/apis/authorization.k8s.io/v1/subjectaccessreviews", json={
+            "apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+            "spec": {"resourceAttributes": {"verb": "get", "resource": "pods"}}})
+    assert bad.status_code == 400
+    assert "spec.user" in bad.json()["message"]
+
+
+def test_bad_token_and_review_requests_are_clear_errors(localkube: Localkube, ns: str) -> None:
+    kubectl(localkube.kubeconfig, "create", "serviceaccount", "sa", "-n", ns)
+    base = f"/api/v1/namespaces/{ns}/serviceaccounts"
+    with admin_http(localkube.kubeconfig) as admin:
+        short = admin.post(f"{base}/sa/token", json={"spec": {"expirationSeconds": 5}})
+        assert short.status_code == 400
+        assert "expirationSeconds" in short.json()["message"]
+        missing = admin.post(f"{base}/nobody/token", json={"spec": {}})
+        assert missing.status_code == 404
+        assert missing.json()["reason"] == "NotFound"
+        empty = admin.post("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", json={
+            "apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+            "spec": {}})
+        assert empty.status_code == 400
+        assert "resourceAttributes" in empty.json()["message"]

@@ -4,7 +4,8 @@ Each line: ``user``, ``groups``, ``verb``, and for resource requests ``apiGroup`
 ``resource``, ``subresource``, ``namespace``, ``name``; for others ``path``; then
 the answer's ``code`` and the authorizer's ``decision`` (``allow``, ``forbid``, or
 ``unauthenticated``). Like Kubernetes' audit log at the ``Metadata`` level, written
-when the answer starts (a watch is recorded when its stream opens).
+when the answer is complete, except for a watch: recorded (code 200) as soon as it
+is allowed, since its stream may last for minutes.
 """
 
 from __future__ import annotations

@@ -234,6 +234,10 @@ class ApiServer:
         request["localkube.attrs"] = attrs
         if not self.policy().allows(attrs):
             raise _forbidden(attrs)
+        if attrs.verb == "watch" and self.audit is not None:
+            # A watch may stream for minutes: it is recorded when allowed, not when it ends.
+            self._audit(request, 200)
+            request["localkube.audited"] = True
 
     def _audit(self, request: web.Request, code: int) -> None:
         assert self.audit is not None
@@ -248,7 +252,7 @@ class ApiServer:
         user = self._user(request)
         request["localkube.user"] = user.name
         response = await self._route(request, user)
-        if self.audit is not None:
+        if self.audit is not None and not request.get("localkube.audited"):
             self._audit(request, response.status)
         return response
 

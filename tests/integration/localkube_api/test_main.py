@@ -106,3 +106,8 @@ def test_the_audit_log_records_who_did_what(procs: ProcessGroup, tmp_path: Path)
             "subresource": "", "namespace": "default", "name": "p", "code": 403,
             "decision": "forbid"} in records
     assert any(r["code"] == 401 and r["decision"] == "unauthenticated" for r in records)
+    with admin_http(kc) as admin, admin.stream("GET", "/api/v1/namespaces/default/pods",
+                                               params={"watch": "1"}) as watch:
+        assert watch.status_code == 200
+        # recorded while the stream is open, not when it ends
+        assert any(r["verb"] == "watch" and r["resource"] == "pods" for r in audit.read(log))

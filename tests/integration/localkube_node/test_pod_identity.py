@@ -4,12 +4,16 @@ official client works unchanged inside a pod, under the pod's ServiceAccount's R
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from localkube.node.identity import SA_PATH, PodIdentity, mount_namespaces
 from tests.integration.localkube_node.conftest import Cluster, wait_until
 
 pytestmark = pytest.mark.integration
@@ -97,3 +101,18 @@ def test_a_pod_of_a_missing_service_account_waits_with_the_reason(cluster: Clust
     message = wait_until(waiting, what="the pod waiting for its ServiceAccount")
     assert "nobody" in message
     assert "not found" in message
+
+
+def test_the_wrapped_command_runs_in_a_mount_namespace_then_the_program(tmp_path: Path) -> None:
+    sa_dir = tmp_path / "sa"
+    sa_dir.mkdir()
+    (sa_dir / "namespace").write_text("team")
+    argv = PodIdentity(sa_dir=sa_dir).wrap(["cat", f"{SA_PATH}/namespace"],
+                                           {"PATH": "/usr/bin:/bin"}, tmp_path)
+    assert argv[0] == "unshare"
+    assert argv[-2:] == [shutil.which("cat", path="/usr/bin:/bin"), f"{SA_PATH}/namespace"]
+    if not mount_namespaces():
+        pytest.skip("no mount namespaces here (not root, or no unshare)")
+    out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=10)
+    assert out.stdout == "team"
+    assert not (SA_PATH / "namespace").exists()  # the host's view is untouched

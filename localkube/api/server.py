@@ -185,7 +185,7 @@ class ApiServer:
         try:
             return await self._dispatch(request)
         except ApiError as exc:
-            if self.audit is not None and exc.code in (401, 403):
+            if self.audit is not None and not request.get("localkube.audited"):
                 self._audit(request, exc.code)
             return _json(exc.status(), exc.code)
         except (ConnectionResetError, asyncio.CancelledError):
@@ -254,6 +254,7 @@ class ApiServer:
         response = await self._route(request, user)
         if self.audit is not None and not request.get("localkube.audited"):
             self._audit(request, response.status)
+            request["localkube.audited"] = True
         return response
 
     async def _route(self, request: web.Request, user: rbac.UserInfo) -> web.StreamResponse:

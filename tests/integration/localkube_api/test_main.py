@@ -90,6 +90,7 @@ def test_the_audit_log_records_who_did_what(procs: ProcessGroup, tmp_path: Path)
     token = kubectl(kc, "create", "token", "bot").stdout.strip()
     with admin_http(kc) as admin:
         admin.get("/api/v1/namespaces/default/configmaps")
+        assert admin.get("/api/v1/namespaces/default/configmaps/absent").status_code == 404
     with anonymous_http(kc) as anonymous:
         anonymous.get("/api/v1/namespaces/default/secrets")
         anonymous.delete("/api/v1/namespaces/default/pods/p",
@@ -98,6 +99,9 @@ def test_the_audit_log_records_who_did_what(procs: ProcessGroup, tmp_path: Path)
                                       "name", "code", "decision")} for r in audit.read(log)]
     assert {"user": "kubernetes-admin", "verb": "list", "resource": "configmaps",
             "subresource": "", "namespace": "default", "name": "", "code": 200,
+            "decision": "allow"} in records
+    assert {"user": "kubernetes-admin", "verb": "get", "resource": "configmaps",
+            "subresource": "", "namespace": "default", "name": "absent", "code": 404,
             "decision": "allow"} in records
     assert {"user": "kubernetes-admin", "verb": "create", "resource": "serviceaccounts",
             "subresource": "token", "namespace": "default", "name": "bot", "code": 201,

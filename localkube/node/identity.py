@@ -2,8 +2,10 @@
 
 Pods are processes on the host's filesystem, so the kubelet gives each one:
 
-- ``TMPDIR`` (and ``TMP``, ``TEMP``) = ``<pod dir>/tmp``, a directory no other pod
-  uses, so that two pods writing the same temporary path do not meet. The host's
+- ``TMPDIR`` (and ``TMP``, ``TEMP``) = ``$TMPDIR/localkube-<uid prefix>`` of the
+  node, a directory no other pod uses, so that two pods writing the same temporary
+  path do not meet. It is short on purpose: programs put Unix sockets there (vLLM's
+  ZeroMQ IPC), whose paths may not exceed 107 bytes. ``release`` removes it. The host's
   ``/tmp`` itself stays shared: pods' working directories, volumes and state often
   live under it (a test's temporary directory), so it cannot be hidden.
 - ``KUBERNETES_SERVICE_HOST``/``KUBERNETES_SERVICE_PORT``, the API server's
@@ -27,6 +29,7 @@ import logging
 import os
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -66,6 +69,16 @@ class PodIdentity:
                 _MOUNT_SCRIPT, "sh", str(self.sa_dir), program, *argv[1:]]
 
 
+def tmp_dir(uid: str) -> Path:
+    """The pod's own temporary directory (short: Unix socket paths are limited)."""
+    return Path(tempfile.gettempdir()) / f"localkube-{uid[:12]}"
+
+
+def release(uid: str) -> None:
+    """Remove the pod's temporary directory (the pod is gone)."""
+    shutil.rmtree(tmp_dir(uid), ignore_errors=True)
+
+
 @functools.cache
 def mount_namespaces() -> bool:
     """Whether containers can get a mount namespace each (root, ``unshare``, the path)."""
@@ -101,8 +114,8 @@ async def prepare(api: ApiClient, pod: JsonObj, pod_dir: Path, *, api_url: str,
     meta = pod.get("metadata") or {}
     spec = pod.get("spec") or {}
     namespace = str(meta.get("namespace") or "default")
-    tmp = pod_dir / "tmp"
-    tmp.mkdir(parents=True, exist_ok=True)
+    tmp = tmp_dir(str(meta.get("uid") or pod_dir.name))
+    tmp.mkdir(mode=0o700, parents=True, exist_ok=True)
     url = urlsplit(api_url)
     identity = PodIdentity(env={
         "TMPDIR": str(tmp), "TMP": str(tmp), "TEMP": str(tmp),

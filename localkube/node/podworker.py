@@ -43,6 +43,7 @@ from localkube.node.envbuild import referenced_names as env_references
 from localkube.node.events import EventRecorder
 from localkube.node.expansion import expand_all
 from localkube.node.identity import prepare as pod_identity
+from localkube.node.identity import release as release_tmp
 from localkube.node.podstatus import ContainerRecord, now_rfc3339, pod_status
 from localkube.node.probes import ProbeTarget
 from localkube.node.volumes import (
@@ -366,6 +367,7 @@ class PodWorker:
                 log.warning("pod %s/%s not deleted: %s", self.namespace, self.name, exc)
         self.ctx.events.forget(self.uid)
         shutil.rmtree(self.pod_dir, ignore_errors=True)
+        release_tmp(self.uid)
         if not self.ctx.name_taken(self.namespace, self.name, self.uid):
             # The logs' path has no uid: a new pod of the same name writes there now.
             shutil.rmtree(self.ctx.config.state_dir / "logs" / self.namespace / self.name,

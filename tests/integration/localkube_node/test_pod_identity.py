@@ -81,6 +81,8 @@ def test_pods_get_their_own_tmpdir_and_service_account(cluster: Cluster,
     cluster.core.create_namespaced_pod(namespace, pod("c", automountServiceAccountToken=False))
     a, b, c = (result(cluster, namespace, n) for n in "abc")
     assert len({a["tmp"], b["tmp"], c["tmp"]}) == 3
+    # short enough for Unix sockets under it (vLLM's ZeroMQ IPC paths: 107 bytes at most)
+    assert all(len(x["tmp"]) + len("/" + "0" * 36) <= 107 for x in (a, b, c))
     assert (a["scratch"], b["scratch"], c["scratch"]) == ("a", "b", "c")
     assert a["namespace"] == b["namespace"] == namespace
     assert (a["pods"], a["secrets"]) == (200, 403)  # what its Role grants, no more

@@ -21,6 +21,8 @@ from aiohttp import web
 
 from brix.config import load_settings
 from brix.serving import configure_logging, install_signal_exit, print_ready
+from localkube.api import tls
+from localkube.api.authn import Keys
 from localkube.api.kubeconfig import write_kubeconfig
 from localkube.api.persistence import Persistence
 from localkube.api.server import ApiServer, ServerOptions
@@ -36,7 +38,8 @@ async def run(settings: LocalkubeSettings) -> int:
         bookmark_interval=settings.bookmark_interval,
         pod_force_delete_after=settings.pod_force_delete_after,
         event_ttl=settings.event_ttl,
-    ))
+        audit_log=_audit_path(settings.audit_log),
+    ), keys=Keys.load_or_create(state_dir / "auth.json"))
     persistence = None
     if settings.persist:
         persistence = Persistence(state_dir / "objects.json", server)
@@ -48,7 +51,9 @@ async def run(settings: LocalkubeSettings) -> int:
     runner = web.AppRunner(server.app(), handler_cancellation=True, access_log=None,
                            shutdown_timeout=2.0)
     await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port)
+    tls_files = tls.ensure(state_dir / "tls")
+    site = web.TCPSite(runner, settings.host, settings.port,
+                       ssl_context=tls_files.server_context())
     try:
         await site.start()
     except OSError as exc:
@@ -58,9 +63,11 @@ async def run(settings: LocalkubeSettings) -> int:
         return 1
     port = _bound_port(runner, settings.port)
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "") else settings.host
-    url = f"http://{host}:{port}"
+    url = f"https://{host}:{port}"
     server.server_address = f"{host}:{port}"
-    kubeconfig = write_kubeconfig(state_dir / "kubeconfig", url)
+    kubeconfig = write_kubeconfig(state_dir / "kubeconfig", url,
+                                  token=server.authn.keys.admin_token,
+                                  ca_pem=tls_files.ca_cert.read_bytes())
     if persistence is not None:
         persistence.start()
 
@@ -68,8 +75,9 @@ async def run(settings: LocalkubeSettings) -> int:
     install_signal_exit(asyncio.get_running_loop(), stop)
     node_task: asyncio.Task[None] | None = None
     if settings.node:
-        node_task = _start_node(url, kubeconfig, state_dir, stop, runtime=settings.runtime)
-    print_ready("localkube", "http", host, port)
+        node_task = _start_node(url, kubeconfig, state_dir, stop, tls_files.ca_cert,
+                                runtime=settings.runtime)
+    print_ready("localkube", "https", host, port)
     log.info("kubeconfig written to %s", kubeconfig)
 
     code = 0
@@ -95,6 +103,10 @@ async def run(settings: LocalkubeSettings) -> int:
     return code
 
 
+def _audit_path(path: str) -> Path | None:
+    return Path(path).resolve() if path else None
+
+
 def _prepare_state_dir(path: str) -> Path:
     state_dir = Path(path).resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -102,7 +114,8 @@ def _prepare_state_dir(path: str) -> Path:
 
 
 def _start_node(url: str, kubeconfig: Path, state_dir: Path,
-                stop: asyncio.Event, *, runtime: str = "process") -> asyncio.Task[None] | None:
+                stop: asyncio.Event, ca_file: Path, *,
+                runtime: str = "process") -> asyncio.Task[None] | None:
     try:
         from localkube.node import NodeConfig, run_node
     except ImportError as exc:
@@ -110,7 +123,7 @@ def _start_node(url: str, kubeconfig: Path, state_dir: Path,
                     exc)
         return None
     config = NodeConfig(api_url=url, kubeconfig=kubeconfig, state_dir=state_dir,
-                        python=sys.executable, runtime=runtime)
+                        ca_file=ca_file, python=sys.executable, runtime=runtime)
     return asyncio.create_task(run_node(config, stop), name="localkube node")
 
 

@@ -38,5 +38,9 @@ class LocalkubeSettings:
         "process", help="How the node runs containers: 'process' (each command in the "
         "virtual environment) or 'podman' (each container from its image).",
         choices=("process", "podman"))
+    audit_log: str = setting(
+        "", help="Append an audit record per request (JSON lines: user, verb, resource, "
+        "subresource, namespace, name, code) to this file; empty: no audit.",
+        env="BRIX_LOCALKUBE_AUDIT_LOG")
     log_level: str = setting("INFO", help="Logging level.",
                              choices=("DEBUG", "INFO", "WARNING", "ERROR"))

@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import datetime as dt
 import json
 import os
 import platform
 import re
+import ssl
 import statistics
 import subprocess
 import sys
@@ -32,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import yaml
 
 from bench.machine import cpu_model, cpu_seconds
 
@@ -58,10 +61,20 @@ def start_server(state_dir: Path) -> tuple[subprocess.Popen[str], str]:
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None
     for line in proc.stdout:
-        m = re.search(r"listening on (http://\S+)", line)
+        m = re.search(r"listening on (https?://\S+)", line)
         if m:
             return proc, m.group(1)
     raise RuntimeError("localkube did not start")
+
+
+def client_session(state_dir: Path, **kw: Any) -> aiohttp.ClientSession:
+    """A session as the kubeconfig's user (the admin's token, localkube's CA)."""
+    cfg = yaml.safe_load((state_dir / "kubeconfig").read_text())
+    ca = base64.b64decode(cfg["clusters"][0]["cluster"]["certificate-authority-data"]).decode()
+    token = cfg["users"][0]["user"]["token"]
+    return aiohttp.ClientSession(
+        headers={"Authorization": f"Bearer {token}"},
+        connector=aiohttp.TCPConnector(ssl=ssl.create_default_context(cadata=ca)), **kw)
 
 
 def pod_like(name: str) -> dict[str, Any]:
@@ -103,7 +116,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         proc, url = start_server(Path(tmp))
         try:
             timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
-            async with aiohttp.ClientSession(timeout=timeout) as s:
+            async with client_session(Path(tmp), timeout=timeout) as s:
                 for ns in ("bench", "watch", "memory"):
                     async with s.post(f"{url}/api/v1/namespaces",
                                       json={"metadata": {"name": ns}}) as r:
@@ -146,7 +159,7 @@ async def memory(n: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         proc, url = start_server(Path(tmp))
         try:
-            async with aiohttp.ClientSession() as s:
+            async with client_session(Path(tmp)) as s:
                 async with s.post(f"{url}/api/v1/namespaces",
                                   json={"metadata": {"name": "memory"}}) as r:
                     assert r.status == 201

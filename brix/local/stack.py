@@ -43,6 +43,11 @@ class StackConfig:
     ready_timeout: float = 600.0   # vLLM's start on a CPU dominates
     # From the images (make images) on localkube's podman runtime, instead of processes.
     images: bool = False
+    audit: bool = False            # localkube's audit log at audit_log (tests compare RBAC)
+
+    @property
+    def audit_log(self) -> Path:
+        return self.state / "localkube" / "audit.jsonl"
 
     @property
     def kubeconfig(self) -> Path:
@@ -118,7 +123,8 @@ class Stack:
             "localkube",
             [sys.executable, "-m", "localkube", "--port", str(cfg.localkube_port),
              "--state-dir", str(cfg.state / "localkube"), "--no-persist",
-             *(["--runtime", "podman"] if cfg.images else [])],
+             *(["--runtime", "podman"] if cfg.images else []),
+             *(["--audit-log", str(cfg.audit_log)] if cfg.audit else [])],
             run_dir=self.run_dir, log_dir=self.log_dir, cwd=cfg.root,
         )
         self.children.append(child)
@@ -133,6 +139,9 @@ class Stack:
         for job in prom["scrape_configs"]:
             for sd in job.get("http_sd_configs", []):
                 sd["url"] = sd["url"].replace(":6443/", f":{cfg.localkube_port}/")
+                # localkube serves HTTPS with its own CA (made before Prometheus starts)
+                sd.setdefault("tls_config", {})["ca_file"] = str(
+                    cfg.state / "localkube" / "tls" / "ca.crt")
         out = cfg.state / "prometheus.yml"
         out.write_text(yaml.safe_dump(prom, sort_keys=False))
         return out

@@ -82,6 +82,10 @@ def _resource(rt: ResourceType) -> list[dict[str, Any]]:
     if rt.binding:
         out.append({"name": f"{rt.plural}/binding", "singularName": "",
                     "namespaced": rt.namespaced, "kind": "Binding", "verbs": ["create"]})
+    if rt.token:
+        out.append({"name": f"{rt.plural}/token", "singularName": "",
+                    "namespaced": rt.namespaced, "group": "authentication.k8s.io",
+                    "version": "v1", "kind": "TokenRequest", "verbs": ["create"]})
     return out
 
 
@@ -140,6 +144,9 @@ def _aggregated_resource(rt: ResourceType) -> dict[str, Any]:
     if rt.binding:
         subs.append({"subresource": "binding", "responseKind": _kind_ref("", "v1", "Binding"),
                      "verbs": ["create"]})
+    if rt.token:
+        subs.append({"subresource": "token", "responseKind": _kind_ref(
+            "authentication.k8s.io", "v1", "TokenRequest"), "verbs": ["create"]})
     if subs:
         out["subresources"] = subs
     return out

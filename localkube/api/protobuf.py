@@ -252,6 +252,54 @@ def _deployment(f: dict[int, list[int | bytes]]) -> dict[str, Any]:
     return {"spec": spec}
 
 
+def _attributes(buf: bytes, names: tuple[tuple[int, str], ...]) -> dict[str, Any]:
+    f = _group(buf)
+    return {name: _str(f[num][-1]) for num, name in names if num in f and _str(f[num][-1])}
+
+
+_RESOURCE_ATTRS = ((1, "namespace"), (2, "verb"), (3, "group"), (4, "version"),
+                   (5, "resource"), (6, "subresource"), (7, "name"))
+_NON_RESOURCE_ATTRS = ((1, "path"), (2, "verb"))
+
+
+def _access_review(f: dict[int, list[int | bytes]]) -> dict[str, Any]:
+    """(Self)SubjectAccessReview: spec.resourceAttributes (1) or nonResourceAttributes (2);
+    a SubjectAccessReview's user (3), groups (4) and uid (6)."""
+    spec: dict[str, Any] = {}
+    if 2 in f:
+        sf = _group(_bytes_list(f[2])[-1])
+        if 1 in sf:
+            spec["resourceAttributes"] = _attributes(_bytes_list(sf[1])[-1], _RESOURCE_ATTRS)
+        if 2 in sf:
+            spec["nonResourceAttributes"] = _attributes(_bytes_list(sf[2])[-1],
+                                                        _NON_RESOURCE_ATTRS)
+        if 3 in sf:
+            spec["user"] = _str(sf[3][-1])
+        if 4 in sf:
+            spec["groups"] = [_str(v) for v in sf[4]]
+        if 6 in sf:
+            spec["uid"] = _str(sf[6][-1])
+    return {"spec": spec}
+
+
+def _token_request(f: dict[int, list[int | bytes]]) -> dict[str, Any]:
+    """TokenRequest: spec (2) with audiences (1) and expirationSeconds (4)."""
+    spec: dict[str, Any] = {}
+    if 2 in f:
+        sf = _group(_bytes_list(f[2])[-1])
+        if 1 in sf:
+            spec["audiences"] = [_str(v) for v in sf[1]]
+        if 4 in sf:
+            spec["expirationSeconds"] = _int(sf[4][-1])
+    return {"spec": spec}
+
+
+def _rules_review(f: dict[int, list[int | bytes]]) -> dict[str, Any]:
+    if 2 in f:
+        return {"spec": _attributes(_bytes_list(f[2])[-1], ((1, "namespace"),))}
+    return {"spec": {}}
+
+
 DECODERS: dict[tuple[str, str], Callable[[dict[int, list[int | bytes]]], dict[str, Any]]] = {
     ("v1", "Namespace"): _namespace,
     ("v1", "ConfigMap"): _configmap,
@@ -259,6 +307,11 @@ DECODERS: dict[tuple[str, str], Callable[[dict[int, list[int | bytes]]], dict[st
     ("v1", "ServiceAccount"): _serviceaccount,
     ("v1", "Pod"): _pod,
     ("apps/v1", "Deployment"): _deployment,
+    ("authorization.k8s.io/v1", "SelfSubjectAccessReview"): _access_review,
+    ("authorization.k8s.io/v1", "SubjectAccessReview"): _access_review,
+    ("authorization.k8s.io/v1", "SelfSubjectRulesReview"): _rules_review,
+    ("authentication.k8s.io/v1", "SelfSubjectReview"): lambda f: {},
+    ("authentication.k8s.io/v1", "TokenRequest"): _token_request,
 }
 
 

@@ -49,6 +49,7 @@ class ResourceType:
     scale: ScalePaths | None = None
     log: bool = False  # pods/log
     binding: bool = False  # pods/binding
+    token: bool = False  # serviceaccounts/token (TokenRequest)
     # Custom resources only:
     schema: dict[str, Any] | None = field(default=None, compare=False, hash=False)
     printer_columns: tuple[PrinterColumn, ...] = ()
@@ -78,6 +79,8 @@ class ResourceType:
             out.append("log")
         if self.binding:
             out.append("binding")
+        if self.token:
+            out.append("token")
         return out
 
 
@@ -103,7 +106,7 @@ BUILTINS: tuple[ResourceType, ...] = (
     _core("endpoints", "Endpoints", short=("ep",)),
     _core("configmaps", "ConfigMap", short=("cm",)),
     _core("secrets", "Secret"),
-    _core("serviceaccounts", "ServiceAccount", short=("sa",)),
+    _core("serviceaccounts", "ServiceAccount", short=("sa",), token=True),
     _core("events", "Event", short=("ev",)),
     _core("nodes", "Node", namespaced=False, short=("no",), status=True),
     _core("resourcequotas", "ResourceQuota", short=("quota",), status=True),
@@ -132,6 +135,8 @@ BUILTINS: tuple[ResourceType, ...] = (
     _g("authorization.k8s.io", "v1", "selfsubjectaccessreviews", "SelfSubjectAccessReview",
        namespaced=False, review=True),
     _g("authorization.k8s.io", "v1", "selfsubjectrulesreviews", "SelfSubjectRulesReview",
+       namespaced=False, review=True),
+    _g("authorization.k8s.io", "v1", "subjectaccessreviews", "SubjectAccessReview",
        namespaced=False, review=True),
     _g("authentication.k8s.io", "v1", "selfsubjectreviews", "SelfSubjectReview",
        namespaced=False, review=True),

@@ -142,23 +142,31 @@ def _is_object(schema: dict[str, Any]) -> bool:
 
 
 def apply_defaults(schema: dict[str, Any], obj: Any) -> Any:
-    """``obj`` with the schema's defaults filled in where fields are absent."""
+    """``obj`` with the schema's defaults filled in where fields are absent (never in
+    ``metadata``, ``apiVersion`` or ``kind`` at the top)."""
+    if isinstance(obj, dict) and isinstance(schema, dict) and "properties" in schema:
+        top = _apply_defaults(_top(schema), {k: v for k, v in obj.items() if k not in _SKIP_TOP})
+        return {**{k: v for k, v in obj.items() if k in _SKIP_TOP}, **top}
+    return _apply_defaults(schema, obj)
+
+
+def _apply_defaults(schema: dict[str, Any], obj: Any) -> Any:
     if isinstance(obj, dict) and _is_object(schema):
         out = dict(obj)
         for name, sub in (schema.get("properties") or {}).items():
             if name not in out and "default" in sub:
                 out[name] = copy.deepcopy(sub["default"])
             if name in out:
-                out[name] = apply_defaults(sub, out[name])
+                out[name] = _apply_defaults(sub, out[name])
         extra = schema.get("additionalProperties")
         if isinstance(extra, dict):
             known = schema.get("properties") or {}
             for name, value in out.items():
                 if name not in known:
-                    out[name] = apply_defaults(extra, value)
+                    out[name] = _apply_defaults(extra, value)
         return out
     if isinstance(obj, list) and isinstance(schema.get("items"), dict):
-        return [apply_defaults(schema["items"], item) for item in obj]
+        return [_apply_defaults(schema["items"], item) for item in obj]
     return obj
 
 
@@ -175,11 +183,13 @@ def prune(schema: dict[str, Any], obj: Any, path: str = "") -> tuple[Any, list[s
         dropped: list[str] = []
         for name, value in obj.items():
             sub_path = f"{path}.{name}" if path else name
-            if name in props:
+            if embedded and name in _SKIP_TOP:
+                # ObjectMeta and TypeMeta, whatever the schema says of them (published
+                # CRDs declare ``metadata: {type: object}``): the API server owns them.
+                out[name] = value
+            elif name in props:
                 out[name], more = prune(props[name], value, sub_path)
                 dropped += more
-            elif embedded and name in _SKIP_TOP:
-                out[name] = value
             elif isinstance(extra, dict):
                 out[name], more = prune(extra, value, sub_path)
                 dropped += more

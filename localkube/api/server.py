@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import datetime
 import json
 import logging
 import random
@@ -26,6 +27,7 @@ import yaml
 from aiohttp import web
 
 from localkube.api import (
+    audit,
     discovery,
     errors,
     openapi,
@@ -33,10 +35,12 @@ from localkube.api import (
     podlogs,
     promsd,
     protobuf,
+    rbac,
     tables,
     watching,
 )
 from localkube.api.admission import Admission, crd_status
+from localkube.api.authn import Authenticator, Keys, impersonated
 from localkube.api.errors import ApiError
 from localkube.api.meta import get_path, now, rfc3339, set_path
 from localkube.api.resources import Registry, ResourceType, crd_resource_types
@@ -61,6 +65,7 @@ class ServerOptions:
     bookmark_interval: float = 5.0  # seconds between BOOKMARK events on quiet watches
     pod_force_delete_after: float = 10.0  # seconds past a pod's grace period before removal
     event_ttl: float = 3600.0  # seconds an Event is kept after its last change (as Kubernetes)
+    audit_log: Path | None = None  # JSON lines, one per request (audit.py)
 
 
 @dataclass(frozen=True)
@@ -74,11 +79,13 @@ class Target:
 
 
 class ApiServer:
-    def __init__(self, options: ServerOptions | None = None) -> None:
+    def __init__(self, options: ServerOptions | None = None, *, keys: Keys | None = None) -> None:
         self.options = options or ServerOptions()
         self.registry = Registry()
         self.store = Store(history=self.options.watch_history)
         self.admission = Admission()
+        self.authn = Authenticator(keys or Keys.generate(), self._service_account_uid)
+        self.audit = audit.AuditLog(self.options.audit_log) if self.options.audit_log else None
         self.store.on_removed.append(self._on_removed)
         self.server_address = "127.0.0.1:6443"
         self._stopping = asyncio.Event()
@@ -93,6 +100,31 @@ class ApiServer:
             if self.store.find(ns_rt, None, name) is None:
                 obj = self.admission.admit(ns_rt, {"metadata": {"name": name}}, old=None)
                 self.store.create(ns_rt, obj)
+        for ns in self.store.select(ns_rt, None):
+            self._ensure_default_service_account(ns["metadata"]["name"])
+
+    def _ensure_default_service_account(self, namespace: str) -> None:
+        """Every namespace has a ServiceAccount ``default`` (Kubernetes' serviceaccount
+        controller makes it); pods without ``serviceAccountName`` run as it."""
+        sa_rt = self._rt("", "v1", "serviceaccounts")
+        if self.store.find(sa_rt, namespace, "default") is None:
+            obj = self.admission.admit(sa_rt, {"metadata": {"name": "default",
+                                                            "namespace": namespace}}, old=None)
+            with contextlib.suppress(ApiError):
+                self.store.create(sa_rt, obj)
+
+    def _service_account_uid(self, namespace: str, name: str) -> str | None:
+        sa = self.store.find(self._rt("", "v1", "serviceaccounts"), namespace, name)
+        return None if sa is None else str(sa["metadata"].get("uid", ""))
+
+    def policy(self) -> rbac.Policy:
+        """The RBAC objects stored now."""
+        def objs(plural: str) -> list[dict[str, Any]]:
+            return self.store.select(self._rt(rbac_group, "v1", plural), None)
+        rbac_group = "rbac.authorization.k8s.io"
+        return rbac.Policy(roles=objs("roles"), cluster_roles=objs("clusterroles"),
+                           role_bindings=objs("rolebindings"),
+                           cluster_role_bindings=objs("clusterrolebindings"))
 
     def register_crd(self, crd: dict[str, Any]) -> None:
         self.registry.set_crd(crd["metadata"]["name"], crd_resource_types(crd))
@@ -115,6 +147,8 @@ class ApiServer:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.audit is not None:
+            self.audit.close()
 
     async def _housekeeping(self) -> None:
         """Remove pods left terminating well past their grace period (no kubelet took
@@ -151,6 +185,8 @@ class ApiServer:
         try:
             return await self._dispatch(request)
         except ApiError as exc:
+            if self.audit is not None and not request.get("localkube.audited"):
+                self._audit(request, exc.code)
             return _json(exc.status(), exc.code)
         except (ConnectionResetError, asyncio.CancelledError):
             raise
@@ -159,7 +195,93 @@ class ApiServer:
             err = ApiError(code=500, reason="InternalError", message=f"internal error: {exc}")
             return _json(err.status(), 500)
 
+    # --- authentication, authorization, audit ------------------------------------
+
+    def _user(self, request: web.Request) -> rbac.UserInfo:
+        """Who asks: the bearer token's user (401 without a valid one, except on the public
+        paths), or whom that user may and does impersonate."""
+        user = self.authn.authenticate(request.headers)
+        if user is None:
+            if request.headers.get("Authorization"):
+                raise _unauthorized()
+            anonymous = rbac.UserInfo(name=rbac.ANONYMOUS, groups=(rbac.UNAUTHENTICATED,))
+            if not rbac.Policy().allows(self._non_resource(request, anonymous)):
+                raise _unauthorized()
+            return anonymous
+        target = impersonated(request.headers,
+                              lambda name: list(request.headers.getall(name, [])))
+        if target is None:
+            return user
+        policy = self.policy()
+        sa = rbac.service_account_of(target.name)
+        checks = [rbac.Attributes(user=user, verb="impersonate", resource="users",
+                                  name=target.name)] if sa is None else [
+            rbac.Attributes(user=user, verb="impersonate", resource="serviceaccounts",
+                            namespace=sa[0], name=sa[1])]
+        checks += [rbac.Attributes(user=user, verb="impersonate", resource="groups", name=g)
+                   for g in request.headers.getall("Impersonate-Group", [])]
+        for a in checks:
+            if not policy.allows(a):
+                raise _forbidden(a)
+        return target
+
+    @staticmethod
+    def _non_resource(request: web.Request, user: rbac.UserInfo) -> rbac.Attributes:
+        return rbac.Attributes(user=user, verb=request.method.lower().replace("head", "get"),
+                               resource_request=False, path=request.path)
+
+    def _authorize(self, request: web.Request, attrs: rbac.Attributes) -> None:
+        request["localkube.attrs"] = attrs
+        if not self.policy().allows(attrs):
+            raise _forbidden(attrs)
+        if attrs.verb == "watch" and self.audit is not None:
+            # A watch may stream for minutes: it is recorded when allowed, not when it ends.
+            self._audit(request, 200)
+            request["localkube.audited"] = True
+
+    def _audit(self, request: web.Request, code: int) -> None:
+        assert self.audit is not None
+        attrs = request.get("localkube.attrs")
+        if attrs is None:
+            attrs = self._non_resource(request, rbac.UserInfo(name=request.get(
+                "localkube.user", rbac.ANONYMOUS)))
+        decision = {401: "unauthenticated", 403: "forbid"}.get(code, "allow")
+        self.audit.write(audit.record(attrs, code=code, decision=decision))
+
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        user = self._user(request)
+        request["localkube.user"] = user.name
+        response = await self._route(request, user)
+        if self.audit is not None and not request.get("localkube.audited"):
+            self._audit(request, response.status)
+            request["localkube.audited"] = True
+        return response
+
+    async def _route(self, request: web.Request, user: rbac.UserInfo) -> web.StreamResponse:
+        parts = [p for p in request.path.split("/") if p]
+        target: Target | None = None
+        if len(parts) >= 3 and parts[0] in ("api", "apis"):
+            with contextlib.suppress(ApiError, IndexError):
+                if parts[0] == "api":
+                    target = self._target("", parts[1], parts[2:])
+                elif len(parts) >= 4:
+                    target = self._target(parts[1], parts[2], parts[3:])
+        if target is None:
+            self._authorize(request, self._non_resource(request, user))
+        else:
+            self._authorize(request, rbac.Attributes(
+                user=user, verb=rbac.request_verb(
+                    request.method, has_name=target.name is not None,
+                    watch=request.query.get("watch") in ("true", "1", "True")),
+                api_group=target.rt.group, resource=target.rt.plural,
+                subresource=target.sub or "",
+                namespace=target.namespace or (target.name or "" if target.rt.key == (
+                    "", "namespaces") else ""),
+                name=target.name or ""))
+        request["localkube.user_info"] = user
+        return await self._routed(request)
+
+    async def _routed(self, request: web.Request) -> web.StreamResponse:
         parts = [p for p in request.path.split("/") if p]
         if not parts:
             return _json({"paths": ["/api", "/api/v1", "/apis", "/healthz", "/livez",
@@ -209,6 +331,8 @@ class ApiServer:
 
     def _target(self, group: str, version: str, rest: list[str]) -> Target:
         gv = f"{group}/{version}" if group else version
+        if not rest:
+            raise errors.resource_not_found(f"no such path under {gv}")
         if rest[0] == "watch":
             raise errors.resource_not_found("the /watch/ paths are deprecated; use ?watch=true")
         namespace = None
@@ -255,6 +379,7 @@ class ApiServer:
                 ("scale", "GET"): self._get_scale, ("scale", "PUT"): self._replace_scale,
                 ("scale", "PATCH"): self._patch_scale,
                 ("log", "GET"): self._log, ("binding", "POST"): self._bind,
+                ("token", "POST"): self._token_request,
             }
         handler = handlers.get((t.sub, m))
         if handler is None:
@@ -394,6 +519,8 @@ class ApiServer:
                 raise
             if rt.key == CRD_KEY:
                 created = self._establish_crd(created)
+            if rt.key == ("", "namespaces"):
+                self._ensure_default_service_account(created["metadata"]["name"])
             return self._respond(request, rt, created, 201)
         raise ApiError(code=409, reason="AlreadyExists",
                        message=f"could not find a free name for generateName {generate!r}")
@@ -564,25 +691,63 @@ class ApiServer:
                       "metadata": {"resourceVersion": str(self.store.rv)}, "items": out})
 
     async def _review(self, request: web.Request, t: Target) -> web.StreamResponse:
-        """Access and identity reviews: localkube has no authorization, everyone may do
-        everything, and the user is the one of its kubeconfig."""
+        """Access and identity reviews, answered by the same authorizer as requests."""
         if request.content_type == "application/vnd.kubernetes.protobuf":
-            body: dict[str, Any] = {"metadata": {}}  # kubectl reads the status alone
+            body: dict[str, Any] = protobuf_review(await request.read())
         else:
             body = await self._object_body(request, t)
-        if t.rt.kind == "SelfSubjectAccessReview":
-            status: dict[str, Any] = {"allowed": True,
-                                      "reason": "localkube does not authorize requests"}
+        user: rbac.UserInfo = request["localkube.user_info"]
+        spec = body.get("spec") or {}
+        if not isinstance(spec, dict):
+            raise errors.bad_request("spec must be an object")
+        policy = self.policy()
+        if t.rt.kind == "SubjectAccessReview":
+            if not spec.get("user") and not spec.get("groups"):
+                raise errors.bad_request("a SubjectAccessReview needs spec.user or spec.groups")
+            user = rbac.UserInfo(name=str(spec.get("user") or ""),
+                                 groups=tuple(str(g) for g in spec.get("groups") or []),
+                                 uid=str(spec.get("uid") or ""))
+        if t.rt.kind in ("SelfSubjectAccessReview", "SubjectAccessReview"):
+            attrs = _review_attributes(spec, user)
+            allowed = policy.allows(attrs)
+            status: dict[str, Any] = {"allowed": allowed}
+            if allowed:
+                status["reason"] = "allowed by RBAC" if rbac.MASTERS not in user.groups else (
+                    "system:masters may do everything")
         elif t.rt.kind == "SelfSubjectRulesReview":
-            status = {"resourceRules": [{"verbs": ["*"], "apiGroups": ["*"],
-                                         "resources": ["*"]}],
-                      "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
+            namespace = str(spec.get("namespace") or "")
+            if rbac.MASTERS in user.groups:
+                rules = [rbac.Rule(verbs=("*",), api_groups=("*",), resources=("*",)),
+                         rbac.Rule(verbs=("*",), non_resource_urls=("*",))]
+            else:
+                rules = list(dict.fromkeys([*rbac.PUBLIC_RULES,
+                                            *policy.rules_for(user, namespace)]))
+            status = {"resourceRules": [r.to_dict() for r in rules if not r.non_resource_urls],
+                      "nonResourceRules": [r.to_dict() for r in rules if r.non_resource_urls],
                       "incomplete": False}
         else:
-            status = {"userInfo": {"username": "localkube",
-                                   "groups": ["system:masters", "system:authenticated"]}}
+            status = {"userInfo": user.to_dict()}
         out = {**body, "apiVersion": t.rt.api_version, "kind": t.rt.kind, "status": status}
         return _json(out, 201)
+
+    async def _token_request(self, request: web.Request, t: Target) -> web.StreamResponse:
+        """``serviceaccounts/<name>/token``: a token for the ServiceAccount (TokenRequest)."""
+        assert t.name is not None
+        assert t.namespace is not None
+        body = await self._body(request) if await request.read() else {}
+        if not isinstance(body, dict):
+            raise errors.bad_request("a TokenRequest must be an object")
+        sa = self.store.get(t.rt, t.namespace, t.name)
+        spec = body.get("spec") or {}
+        seconds = spec.get("expirationSeconds") or 3600
+        if not isinstance(seconds, int) or seconds < 600:
+            raise errors.bad_request("spec.expirationSeconds must be an integer of at least 600")
+        token = self.authn.issue(t.namespace, t.name, str(sa["metadata"]["uid"]))
+        expires = rfc3339(now() + datetime.timedelta(seconds=seconds))
+        return _json({"kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1",
+                      "metadata": {"name": t.name, "namespace": t.namespace},
+                      "spec": {**spec, "expirationSeconds": seconds},
+                      "status": {"token": token, "expirationTimestamp": expires}}, 201)
 
     # --- scale -------------------------------------------------------------------
 
@@ -703,6 +868,48 @@ class ApiServer:
         include_unready = request.query.get("ready") in ("any", "false", "all")
         return _json(promsd.target_groups(pods, ready_only=not include_unready,
                                           port_name=request.query.get("port")))
+
+
+def _unauthorized() -> ApiError:
+    return ApiError(code=401, reason="Unauthorized", message="Unauthorized")
+
+
+def _forbidden(a: rbac.Attributes) -> ApiError:
+    res = f"{a.resource}.{a.api_group}" if a.api_group else a.resource
+    message = rbac.forbidden_message(a)
+    if a.resource_request and a.name:
+        return ApiError(code=403, reason="Forbidden",
+                        message=f'{res} "{a.name}" is forbidden: {message}',
+                        name=a.name, group=a.api_group, kind=a.resource)
+    if a.resource_request:
+        return ApiError(code=403, reason="Forbidden", message=f"{res} is forbidden: {message}",
+                        group=a.api_group, kind=a.resource)
+    return ApiError(code=403, reason="Forbidden", message=f"forbidden: {message}")
+
+
+def _review_attributes(spec: dict[str, Any], user: rbac.UserInfo) -> rbac.Attributes:
+    ra = spec.get("resourceAttributes")
+    if isinstance(ra, dict):
+        return rbac.Attributes(user=user, verb=str(ra.get("verb") or ""),
+                               api_group=str(ra.get("group") or ""),
+                               resource=str(ra.get("resource") or ""),
+                               subresource=str(ra.get("subresource") or ""),
+                               namespace=str(ra.get("namespace") or ""),
+                               name=str(ra.get("name") or ""))
+    nra = spec.get("nonResourceAttributes")
+    if isinstance(nra, dict):
+        return rbac.Attributes(user=user, verb=str(nra.get("verb") or ""),
+                               resource_request=False, path=str(nra.get("path") or ""))
+    raise errors.bad_request("an access review needs spec.resourceAttributes or "
+                             "spec.nonResourceAttributes")
+
+
+def protobuf_review(raw: bytes) -> dict[str, Any]:
+    """An access review sent as protobuf (kubectl auth can-i): its spec."""
+    try:
+        return protobuf.decode(raw)
+    except protobuf.ProtobufError as exc:
+        raise ApiError(code=415, reason="UnsupportedMediaType", message=str(exc)) from None
 
 
 def _split(rt: ResourceType, old: dict[str, Any], new: dict[str, Any],

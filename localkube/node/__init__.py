@@ -57,7 +57,8 @@ async def run_node(config: NodeConfig, stop: asyncio.Event) -> None:
                                  kubeconfig=config.kubeconfig.resolve())
     config.state_dir.mkdir(parents=True, exist_ok=True)
     token = token_from_kubeconfig(config.kubeconfig)
-    async with ApiClient(config.api_url, token=token) as api, aiohttp.ClientSession() as http:
+    async with (ApiClient(config.api_url, token=token, ca_file=config.ca_file) as api,
+                aiohttp.ClientSession() as http):
         if not await wait_for_api(api, stop):
             return
         informers = {res.plural: Informer(api, res)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import ssl
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,8 +104,10 @@ def token_from_kubeconfig(path: Path) -> str | None:
 class ApiClient:
     """Async access to one API server. Use as ``async with ApiClient(url) as api``."""
 
-    def __init__(self, base_url: str, *, token: str | None = None) -> None:
+    def __init__(self, base_url: str, *, token: str | None = None,
+                 ca_file: Path | None = None) -> None:
         self._base = base_url.rstrip("/")
+        self._ssl = ssl.create_default_context(cafile=str(ca_file)) if ca_file else None
         self._headers = {"Accept": "application/json"}
         if token:
             self._headers["Authorization"] = f"Bearer {token}"
@@ -114,7 +117,7 @@ class ApiClient:
         self._session = aiohttp.ClientSession(
             headers=self._headers,
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
-            connector=aiohttp.TCPConnector(limit=32),
+            connector=aiohttp.TCPConnector(limit=32, ssl=self._ssl or True),
         )
         return self
 
@@ -154,8 +157,10 @@ class ApiClient:
         params = {"labelSelector": label_selector} if label_selector else None
         return await self._request("GET", res.path(namespace), params=params, seconds=60.0)
 
-    async def create(self, res: Resource, namespace: str | None, body: JsonObj) -> JsonObj:
-        return await self._request("POST", res.path(namespace), body=body)
+    async def create(self, res: Resource, namespace: str | None, body: JsonObj, *,
+                     name: str | None = None, subresource: str | None = None) -> JsonObj:
+        """POST an object (or, with ``name`` and ``subresource``, to a subresource)."""
+        return await self._request("POST", res.path(namespace, name, subresource), body=body)
 
     async def patch(self, res: Resource, namespace: str | None, name: str, body: JsonObj, *,
                     subresource: str | None = None, content_type: str = MERGE_PATCH) -> JsonObj:

@@ -23,11 +23,14 @@ class NodeConfig:
     api_url: str
     """The API server, e.g. ``http://127.0.0.1:6443``."""
     kubeconfig: Path
-    """``DIR/kubeconfig``, given to every container as ``KUBECONFIG``."""
+    """``DIR/kubeconfig`` (the admin's): the node's own credentials. Pods get their
+    ServiceAccount's instead (``identity``)."""
     state_dir: Path
     """Container logs go to ``state_dir/logs/<namespace>/<pod>/<container>.log`` (the API
     server serves ``pods/log`` from there); pods' volumes and working directories to
     ``state_dir/pods/``."""
+    ca_file: Path | None = None
+    """The API server's CA (``https://`` URLs); pods get it as their ``ca.crt``."""
     python: str = sys.executable
     """The virtual environment's interpreter: its directory comes first on every
     container's ``PATH``, so ``python`` and the project's console scripts resolve there."""

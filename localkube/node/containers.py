@@ -44,6 +44,8 @@ class Prepared:
     """The container's own variables (``env`` without the node's process environment)."""
     volumes: dict[str, Path] = field(default_factory=dict)
     pod_spec: JsonObj = field(default_factory=dict)
+    account_dir: Path | None = None
+    """The pod's ServiceAccount files, for a runtime that mounts them itself (None: none)."""
 
 
 class ContainerRunner:

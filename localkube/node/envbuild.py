@@ -1,9 +1,9 @@
 """A container's environment, built as the kubelet builds it. Purely computational.
 
 Order (later wins): the node's own variables (``BIND_HOST`` and ``POD_IP`` =
-the pod's address, ``KUBECONFIG``, ``HOSTNAME``), then ``envFrom`` sources in
-order, then ``env`` entries in order. An ``env`` value's ``$(VAR)`` references
-are expanded from what is defined before it. ``valueFrom`` supports
+the pod's address, ``HOSTNAME``, ``TMPDIR``, ``KUBERNETES_SERVICE_HOST``/``_PORT``),
+then ``envFrom`` sources in order, then ``env`` entries in order. An ``env``
+value's ``$(VAR)`` references are expanded from what is defined before it. ``valueFrom`` supports
 ``fieldRef`` (metadata.name/namespace/uid/labels['k']/annotations['k'],
 spec.nodeName, spec.serviceAccountName, status.podIP/podIPs/hostIP/hostIPs),
 ``resourceFieldRef``, ``configMapKeyRef`` and ``secretKeyRef``. A missing

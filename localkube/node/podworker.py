@@ -6,7 +6,8 @@ A ``PodWorker`` runs each container's command (``command`` + ``args``, with
 container runtime, so a pod's command must be something the virtual
 environment can run (``python -m ...``, a console script). Each container gets
 the pod's own loopback address as ``BIND_HOST``/``POD_IP`` (127.0.0.1 with
-``hostNetwork``), ``KUBECONFIG``, and its ``env``/``envFrom``; its working
+``hostNetwork``), its own ``TMPDIR`` and ServiceAccount (``identity``), and its
+``env``/``envFrom``; its working
 directory is ``<state_dir>/pods/<ns>/<pod>-<uid>/containers/<container>`` unless
 its ``workingDir`` exists. Probes drive the Ready condition and restarts; the
 ``restartPolicy`` decides restarts, with a doubling back-off. Init containers
@@ -43,6 +44,8 @@ from localkube.node.envbuild import EnvError, PodFacts, build_env
 from localkube.node.envbuild import referenced_names as env_references
 from localkube.node.events import EventRecorder
 from localkube.node.expansion import expand_all
+from localkube.node.identity import prepare as pod_identity
+from localkube.node.identity import release as release_tmp
 from localkube.node.podstatus import ContainerRecord, now_rfc3339, pod_status
 from localkube.node.probes import ProbeTarget
 from localkube.node.runtime import PodRef, ProcessRuntime, Runtime, check_mounts
@@ -268,8 +271,10 @@ class PodWorker:
         secrets = await self._fetch(env_secrets | vol_secrets, secret=True)
         config = self.ctx.config
         facts = PodFacts.of(self.pod, pod_ip=self.ip, host_ip=HOST_IP, node_name=NODE_NAME)
-        node_vars = {"BIND_HOST": self.ip, "POD_IP": self.ip,
-                     "KUBECONFIG": str(config.kubeconfig), "HOSTNAME": self.name}
+        identity = await pod_identity(self.ctx.api, self.pod, self.pod_dir,
+                                      api_url=config.api_url, ca_file=config.ca_file)
+        node_vars = {"BIND_HOST": self.ip, "POD_IP": self.ip, "HOSTNAME": self.name,
+                     **identity.env}
         allocatable = {"cpu": str(os.cpu_count() or 1), "memory": _memory_bytes()}
         volumes = make_volumes(self.pod, self.pod_dir, configmaps=configmaps, secrets=secrets)
         base = base_environment(config)
@@ -300,10 +305,16 @@ class PodWorker:
             ports = {str(p["name"]): int(p["containerPort"]) for p in c.get("ports") or []
                      if p.get("name") and p.get("containerPort")}
             full_env = {**base, **env}
-            out[key] = Prepared(env=full_env, argv=argv, cwd=cwd,
-                                 target=ProbeTarget(pod_ip=self.ip, ports=ports, env=full_env,
-                                                    cwd=cwd),
-                                 container_env=env, volumes=dict(volumes), pod_spec=spec)
+            # A container runtime mounts the ServiceAccount itself; processes get a
+            # mount namespace that shows it.
+            uses_images = self.ctx.runtime.uses_images
+            out[key] = Prepared(env=full_env,
+                                argv=argv if uses_images else identity.wrap(argv, full_env, cwd),
+                                cwd=cwd,
+                                target=ProbeTarget(pod_ip=self.ip, ports=ports, env=full_env,
+                                                   cwd=cwd),
+                                container_env=env, volumes=dict(volumes), pod_spec=spec,
+                                account_dir=identity.account_dir)
         if self.mounts.not_linked:
             log.info("pod %s/%s: mount paths not linked (exist or not writable): %s",
                      self.namespace, self.name, ", ".join(self.mounts.not_linked))
@@ -372,6 +383,7 @@ class PodWorker:
                 log.warning("pod %s/%s not deleted: %s", self.namespace, self.name, exc)
         self.ctx.events.forget(self.uid)
         shutil.rmtree(self.pod_dir, ignore_errors=True)
+        release_tmp(self.uid)
         if not self.ctx.name_taken(self.namespace, self.name, self.uid):
             # The logs' path has no uid: a new pod of the same name writes there now.
             shutil.rmtree(self.ctx.config.state_dir / "logs" / self.namespace / self.name,

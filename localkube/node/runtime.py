@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from localkube.node import processes
 from localkube.node.expansion import expand_all
+from localkube.node.identity import SA_PATH
 from localkube.node.volumes import VolumeError
 
 if TYPE_CHECKING:
@@ -197,10 +198,24 @@ class PodmanRuntime:
             if code != 0 and "exists" not in out:
                 raise processes.StartError(f"podman pod create: {out}")
         kubeconfig = self._kubeconfig_for(container, prep)
+        mounts = {kubeconfig: self.kubeconfig}
+        if prep.account_dir is not None:  # the pod's ServiceAccount, as a cluster mounts it
+            mounts[self._readable_copy(container, prep, prep.account_dir)] = SA_PATH
         argv = run_argv(self.podman, pod, container, prep.pod_spec, env=prep.container_env,
-                        volumes=prep.volumes, extra_mounts={kubeconfig: self.kubeconfig})
+                        volumes=prep.volumes, extra_mounts=mounts)
         return await processes.start(argv, env=dict(os.environ), cwd=prep.cwd,
                                      log_path=log_path)
+
+    def _readable_copy(self, container: JsonObj, prep: Prepared, source: Path) -> Path:
+        """A copy of the folder ``source`` that the container's user may read."""
+        copy = prep.cwd / source.name
+        shutil.copytree(source, copy, dirs_exist_ok=True)
+        user = _user(container, prep.pod_spec)
+        if user is not None and os.geteuid() == 0:
+            uid, _, gid = user.partition(":")
+            for path in (copy, *copy.iterdir()):
+                os.chown(path, int(uid), int(gid or uid))
+        return copy
 
     def _kubeconfig_for(self, container: JsonObj, prep: Prepared) -> Path:
         """A copy of the kubeconfig that the container's user may read (as a cluster mounts

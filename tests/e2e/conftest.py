@@ -19,7 +19,7 @@ def _stack(state: Path, *, skip: tuple[str, ...], images: bool = False) -> Itera
         pytest.fail(f"the tiny model is missing at {model}: `make test` builds it")
     cfg = StackConfig(root=REPO, state=state, localkube_port=free_port(),
                       prometheus_port=free_port(), gateway_port=free_port(), skip_models=skip,
-                      ready_timeout=420.0, images=images)
+                      ready_timeout=420.0, images=images, audit=True)
     stack = Stack(cfg)
     try:
         stack.start(say=print)

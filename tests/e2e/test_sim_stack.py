@@ -16,8 +16,9 @@ import pytest
 
 from brix.local import view
 from brix.local.stack import Stack
+from localkube.api import audit
 from tests.helpers.localkube import kubectl
-from tests.helpers.procs import free_port
+from tests.helpers.procs import REPO, free_port
 from tests.helpers.prometheus import query
 
 T = TypeVar("T")
@@ -167,3 +168,40 @@ def test_scale_from_zero_holds_then_answers(sim_stack: Stack) -> None:
                     'max_over_time(brix_gateway_requests_pending{model="sim-model"}[5m])')
     assert pending
     assert float(pending[0]["value"][1]) >= 1
+
+
+def test_an_adapter_is_loaded_served_then_removed(sim_stack: Stack) -> None:
+    kc = sim_stack.config.kubeconfig
+    source = REPO / ".brix" / "models" / "tiny-llama" / "adapters" / "tiny-lora-1"
+    assert source.is_dir(), f"the tiny model's adapter is missing at {source}"
+    kubectl(kc, "apply", "-f", "-", input=json.dumps({
+        "apiVersion": "brix.dev/v1alpha1", "kind": "LoraAdapter",
+        "metadata": {"name": "e2e-lora", "namespace": "brix-models"},
+        "spec": {"baseModel": "sim-model", "source": f"file://{source}"}}))
+
+    def phase() -> str:
+        return kubectl(kc, "-n", "brix-models", "get", "loraadapter", "e2e-lora", "-o",
+                       "jsonpath={.status.phase}", check=False).stdout
+    eventually(lambda: phase() == "Ready", timeout=120, what="e2e-lora Ready")
+    r = eventually(lambda: (r := httpx.post(
+        f"{sim_stack.config.gateway_url}/v1/completions", timeout=60,
+        json={"model": "e2e-lora", "prompt": "hi", "max_tokens": 4})).status_code == 200 and r,
+        timeout=60, what="a completion through the adapter")
+    assert r.json()["model"] == "e2e-lora"
+    kubectl(kc, "-n", "brix-models", "delete", "loraadapter", "e2e-lora", "--timeout=120s")
+
+
+def test_each_account_used_exactly_what_its_role_grants(sim_stack: Stack) -> None:
+    """After the flows above: every ServiceAccount of brix used each grant of its Role
+    (no grant unused), was refused nothing (no grant lacking), and no Role has a
+    wildcard (tests/integration/deploy/test_rbac.py)."""
+    from tests.helpers.manifests import render
+    from tests.helpers.rbac_audit import differences, granted, used
+
+    records = audit.read(sim_stack.config.audit_log)
+    uses, refused = used(records)
+    accounts = [f"brix-system:{name}" for name in
+                ("brix-gateway", "brix-lora-operator", "brix-scaler")]
+    assert set(accounts) <= set(uses), f"accounts seen in the audit log: {sorted(uses)}"
+    assert not [r for r in refused if r["user"].split(":", 2)[2] in accounts], refused
+    assert differences(granted(render("base")), uses, accounts) == {}

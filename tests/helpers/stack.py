@@ -10,7 +10,8 @@ import psutil
 def stack_processes(root: Path) -> list[psutil.Process]:
     """Processes of a ``brix up`` run from ``root``: ``brix.cli up`` itself (by its
     working directory), and everything with ``root/.brix`` in its command line or
-    in the KUBECONFIG that localkube gives every pod. The caller and its parents
+    in its working directory (localkube runs every pod's processes in a directory of
+    its state under ``root/.brix``). The caller and its parents
     (a test run under ``make test``) never count."""
     state = str(root / ".brix")
     me = psutil.Process()
@@ -22,7 +23,7 @@ def stack_processes(root: Path) -> list[psutil.Process]:
         try:
             cmd = " ".join(proc.info["cmdline"] or [])
             if (("brix.cli up" in cmd and proc.cwd() == str(root)) or state in cmd
-                    or proc.environ().get("KUBECONFIG", "").startswith(state)):
+                    or proc.cwd().startswith(state)):
                 found.append(proc)
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue

@@ -5,13 +5,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import jsonschema
 import kubernetes_validate
 import pytest
 
+from localkube.api.schema import apply_defaults, prune, validate
 from scaler.signals import SIGNALS, parse_trigger
+from tests.helpers.crds import crd_schemas, vendored_crds
 from tests.helpers.manifests import OVERLAYS, pod_templates, render
-from tests.integration.deploy.schemas import BY_KIND
 
 K8S_VERSION = "1.37.0"
 CORE_GROUPS = re.compile(
@@ -21,15 +21,20 @@ CORE_GROUPS = re.compile(
 
 
 def _crd_schemas() -> dict[tuple[str, str], dict[str, Any]]:
-    """openAPIV3Schema of each CRD brix ships, by (apiVersion, kind)."""
-    out: dict[tuple[str, str], dict[str, Any]] = {}
-    for obj in render("base"):
-        if obj["kind"] != "CustomResourceDefinition":
-            continue
-        group, kind = obj["spec"]["group"], obj["spec"]["names"]["kind"]
-        for version in obj["spec"]["versions"]:
-            out[(f"{group}/{version['name']}", kind)] = version["schema"]["openAPIV3Schema"]
-    return out
+    """openAPIV3Schema of each CRD brix ships, and of the published third-party CRDs
+    vendored under tests/data/crds/ (KEDA, Prometheus Operator), by (apiVersion, kind)."""
+    shipped = tuple(o for o in render("base") if o["kind"] == "CustomResourceDefinition")
+    return {**crd_schemas(vendored_crds()), **crd_schemas(shipped)}
+
+
+def _check_custom(schema: dict[str, Any], obj: dict[str, Any]) -> list[str]:
+    """What an API server would say of ``obj`` with strict field validation (kubectl's
+    default): unknown fields, then schema violations (after defaulting)."""
+    pruned, unknown = prune(schema, obj)
+    problems = [f"unknown field {f!r}" for f in unknown]
+    problems += [f"{c.field}: {c.message}" for c in validate(schema, apply_defaults(schema,
+                                                                                   pruned))]
+    return problems
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -46,12 +51,8 @@ def test_overlay_renders_valid_objects(overlay: str) -> None:
             except kubernetes_validate.ValidationError as exc:
                 pytest.fail(f"{overlay}: {name}: {exc.message} at {list(exc.path)}")
         elif key in crds:
-            jsonschema.validate(obj, crds[key])
-        elif key in BY_KIND:
-            try:
-                jsonschema.validate(obj, BY_KIND[key])
-            except jsonschema.ValidationError as exc:
-                pytest.fail(f"{overlay}: {name}: {exc.message} at {list(exc.absolute_path)}")
+            problems = _check_custom(crds[key], obj)
+            assert not problems, f"{overlay}: {name}: {problems}"
         else:
             pytest.fail(f"{overlay}: {name}: no schema to check {key} against")
 
@@ -130,3 +131,15 @@ def test_keda_triggers_carry_brix_metadata(overlay: str) -> None:
     for obj in render(overlay):
         if obj["kind"] == "Deployment":
             assert obj["metadata"].get("annotations", {}).get("brix.dev/autoscale") != "true"
+
+
+def test_the_published_schemas_catch_a_typo() -> None:
+    crds = _crd_schemas()
+    scaled = next(o for o in render("overlays/keda") if o["kind"] == "ScaledObject")
+    typo = {**scaled, "spec": {**scaled["spec"], "maxReplicas": 3}}
+    assert _check_custom(crds[("keda.sh/v1alpha1", "ScaledObject")], typo) == [
+        "unknown field 'spec.maxReplicas'"]
+    rule = next(o for o in render("overlays/prometheus-operator") if o["kind"] == "PrometheusRule")
+    broken = {**rule, "spec": {"groups": [{"name": "g", "rules": [{"record": "r"}]}]}}
+    problems = _check_custom(crds[("monitoring.coreos.com/v1", "PrometheusRule")], broken)
+    assert any("expr" in p for p in problems), problems

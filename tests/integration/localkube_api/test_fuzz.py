@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import httpx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.helpers.localkube import admin_http
 from tests.integration.localkube_api.conftest import Localkube
 
 PATHS = [
@@ -40,7 +40,7 @@ PATCH_TYPES = ["application/merge-patch+json", "application/strategic-merge-patc
        patch=values, patch_type=st.sampled_from(PATCH_TYPES))
 def test_no_body_makes_a_server_error(localkube: Localkube, path: str, body: Any, name: str,
                                       patch: Any, patch_type: str) -> None:
-    with httpx.Client(base_url=localkube.url, timeout=10) as c:
+    with admin_http(localkube.kubeconfig) as c:
         if isinstance(body, dict) and isinstance(body.get("metadata"), dict):
             body["metadata"]["name"] = name
         created = c.post(path, content=json.dumps(body),

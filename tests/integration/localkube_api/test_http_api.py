@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.helpers.localkube import admin_http, anonymous_http
 from tests.integration.localkube_api.conftest import Localkube, eventually
 
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
@@ -17,7 +18,7 @@ TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
 
 @pytest.fixture
 def http(localkube: Localkube) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=localkube.url, timeout=10) as c:
+    with admin_http(localkube.kubeconfig) as c:
         yield c
 
 
@@ -242,11 +243,12 @@ def test_pods_on_a_node_terminate_gracefully(http: httpx.Client, ns: str) -> Non
 
 def test_a_watch_that_the_client_drops_is_released(localkube: Localkube, ns: str) -> None:
     def watches() -> int:
-        count: int = httpx.get(f"{localkube.url}/localkube/v1/stats").json()["watches"]
+        with anonymous_http(localkube.kubeconfig) as anonymous:
+            count: int = anonymous.get("/localkube/v1/stats").json()["watches"]
         return count
 
     before = watches()
-    with httpx.Client(base_url=localkube.url, timeout=10) as c, c.stream(
+    with admin_http(localkube.kubeconfig) as c, c.stream(
             "GET", f"/api/v1/namespaces/{ns}/configmaps", params={"watch": "1"}) as r:
         assert r.status_code == 200
         eventually(lambda: watches() == before + 1)

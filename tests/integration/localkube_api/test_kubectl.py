@@ -257,7 +257,9 @@ def test_get_watch_streams_rows(localkube: Localkube, ns: str) -> None:
 def test_auth_can_i_and_whoami(localkube: Localkube) -> None:
     kc = localkube.kubeconfig
     assert kubectl(kc, "auth", "can-i", "create", "pods").stdout.strip() == "yes"
-    assert "localkube" in kubectl(kc, "auth", "whoami").stdout
+    whoami = kubectl(kc, "auth", "whoami").stdout
+    assert "kubernetes-admin" in whoami
+    assert "system:masters" in whoami
     listed = kubectl(kc, "get", "selfsubjectaccessreviews", check=False)
     assert listed.returncode != 0
     assert "MethodNotAllowed" in listed.stderr or "not allow" in listed.stderr

@@ -5,38 +5,44 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import pytest
 import yaml
 
-from tests.helpers.localkube import kubectl, start_localkube
+from tests.helpers.localkube import admin_http, kubeconfig_parts, kubectl, start_localkube
 from tests.helpers.procs import ProcessGroup
 from tests.integration.localkube_api.conftest import eventually
 from tests.integration.localkube_api.test_kubectl import CRD, gadget
 
 
-def test_objects_survive_a_restart(procs: ProcessGroup, tmp_path: Path) -> None:
+def test_objects_survive_a_restart(procs: ProcessGroup, tmp_path: Path,
+                                   request: pytest.FixtureRequest) -> None:
     state = tmp_path / "state"
     proc, kc = start_localkube(procs, state, node=False)
     kubectl(kc, "apply", "-f", "-", input=CRD)
     kubectl(kc, "create", "namespace", "keep")
     kubectl(kc, "apply", "-f", "-", input=gadget("g", "keep", size=2))
     kubectl(kc, "create", "configmap", "c", "-n", "keep", "--from-literal=a=b")
-    before = httpx.get(f"{proc.url}/api/v1/namespaces/keep/configmaps/c").json()
+    with admin_http(kc) as http:
+        before = http.get("/api/v1/namespaces/keep/configmaps/c").json()
     assert proc.stop() == 0
     assert (state / "objects.json").exists()
 
-    proc2, kc2 = start_localkube(procs, state, node=False)
-    after = httpx.get(f"{proc2.url}/api/v1/namespaces/keep/configmaps/c").json()
+    _, kc2 = start_localkube(procs, state, node=False)
+    assert kubeconfig_parts(kc2) == kubeconfig_parts(kc)  # the same token and CA
+    http = admin_http(kc2)
+    request.addfinalizer(http.close)
+    after = http.get("/api/v1/namespaces/keep/configmaps/c").json()
     assert after["metadata"]["uid"] == before["metadata"]["uid"]
     assert after["data"] == {"a": "b"}
     lines = kubectl(kc2, "get", "gadgets", "-n", "keep").stdout.splitlines()
     assert lines[1].split()[:2] == ["g", "2"]
-    created = httpx.post(f"{proc2.url}/api/v1/namespaces/keep/configmaps",
-                         json={"metadata": {"name": "new"}}).json()
+    created = http.post("/api/v1/namespaces/keep/configmaps",
+                        json={"metadata": {"name": "new"}}).json()
     assert int(created["metadata"]["resourceVersion"]) > int(
         before["metadata"]["resourceVersion"])
     # The history of changes is not kept: a watch from an older point must relist.
-    with httpx.stream("GET", f"{proc2.url}/api/v1/namespaces/keep/configmaps",
-                      params={"watch": "1", "timeoutSeconds": "1", "resourceVersion": "1"}) as r:
+    with http.stream("GET", "/api/v1/namespaces/keep/configmaps",
+                     params={"watch": "1", "timeoutSeconds": "1", "resourceVersion": "1"}) as r:
         first = next(line for line in r.iter_lines() if line)
     assert '"code":410' in first
 
@@ -77,9 +83,10 @@ def test_pods_run_again_after_a_restart(procs: ProcessGroup, tmp_path: Path) -> 
                      "readinessProbe": {"tcpSocket": {"port": 9300}, "periodSeconds": 1}}]}}},
     }))
 
-    def answering_pod(url: str) -> str | None:
-        pods = httpx.get(f"{url}/api/v1/namespaces/default/pods",
-                         params={"labelSelector": "app=srv"}).json()["items"]
+    def answering_pod(kubeconfig: Path) -> str | None:
+        with admin_http(kubeconfig) as http:
+            pods = http.get("/api/v1/namespaces/default/pods",
+                            params={"labelSelector": "app=srv"}).json()["items"]
         ready = [p for p in pods if any(c["type"] == "Ready" and c["status"] == "True"
                                         for c in p.get("status", {}).get("conditions", []))]
         if len(ready) != 1:
@@ -92,8 +99,8 @@ def test_pods_run_again_after_a_restart(procs: ProcessGroup, tmp_path: Path) -> 
         return str(ready[0]["metadata"]["uid"])
 
     assert proc.url is not None
-    before = eventually(lambda: answering_pod(str(proc.url)), timeout=60)
+    before = eventually(lambda: answering_pod(kc), timeout=60)
     assert proc.stop() == 0
-    proc2, _ = start_localkube(procs, state)
-    after = eventually(lambda: answering_pod(str(proc2.url)), timeout=60)
+    _, kc2 = start_localkube(procs, state)
+    after = eventually(lambda: answering_pod(kc2), timeout=60)
     assert after == before  # the same pod object, running again

@@ -10,11 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
 
-from tests.helpers.localkube import kubectl, kubectl_binary, start_localkube
+from tests.helpers.localkube import anonymous_http, kubectl, kubectl_binary, start_localkube
 from tests.helpers.procs import ProcessGroup
 from tests.helpers.prometheus import query, start_prometheus
 from tests.integration.localkube_api.conftest import Localkube, eventually
@@ -68,8 +67,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Localkube]:
         group.stop_all()
 
 
-def sd_targets(url: str) -> list[dict[str, Any]]:
-    r = httpx.get(f"{url}/localkube/v1/prometheus-sd", params={"namespace": NS}, timeout=5)
+def sd_targets(kubeconfig: Path) -> list[dict[str, Any]]:
+    with anonymous_http(kubeconfig) as anonymous:  # as Prometheus asks: no credentials
+        r = anonymous.get("/localkube/v1/prometheus-sd", params={"namespace": NS})
     r.raise_for_status()
     groups: list[dict[str, Any]] = r.json()
     return groups
@@ -120,7 +120,8 @@ def test_service_discovery_filters(cluster: Localkube) -> None:
     ready = eventually(lambda: ready_pods(kc), timeout=60)
 
     def sd(**params: str) -> list[dict[str, Any]]:
-        r = httpx.get(f"{cluster.url}/localkube/v1/prometheus-sd", params=params, timeout=5)
+        with anonymous_http(kc) as anonymous:
+            r = anonymous.get("/localkube/v1/prometheus-sd", params=params)
         r.raise_for_status()
         groups: list[dict[str, Any]] = r.json()
         return groups
@@ -134,8 +135,9 @@ def test_service_discovery_filters(cluster: Localkube) -> None:
     assert sd(namespace="default") == []
     assert sd(port="nope") == []
     assert {g["targets"][0].split(":")[1] for g in sd(namespace=NS, port="metrics")} == {"9200"}
-    bad = httpx.get(f"{cluster.url}/localkube/v1/prometheus-sd",
-                    params={"labelSelector": "app in demo"}, timeout=5)
+    with anonymous_http(kc) as anonymous:
+        bad = anonymous.get("/localkube/v1/prometheus-sd",
+                            params={"labelSelector": "app in demo"})
     assert bad.status_code == 400
 
 
@@ -144,7 +146,7 @@ def test_prometheus_scrapes_pods_found_through_http_sd(cluster: Localkube,
                                                        tmp_path: Path) -> None:
     kc = cluster.kubeconfig
     eventually(lambda: len(ready_pods(kc)) == 2, timeout=60)
-    groups = eventually(lambda: (g := sd_targets(cluster.url)) and len(g) == 2 and g,
+    groups = eventually(lambda: (g := sd_targets(kc)) and len(g) == 2 and g,
                         timeout=30)
     ips = {g["labels"]["__meta_kubernetes_pod_ip"] for g in groups}
     assert len(ips) == 2
@@ -157,6 +159,7 @@ def test_prometheus_scrapes_pods_found_through_http_sd(cluster: Localkube,
             "scrape_interval": "1s",
             "http_sd_configs": [{
                 "url": f"{cluster.url}/localkube/v1/prometheus-sd?namespace={NS}",
+                "tls_config": {"ca_file": str(kc.parent / "tls" / "ca.crt")},
                 "refresh_interval": "1s"}],
             "relabel_configs": [
                 {"source_labels": ["__meta_kubernetes_pod_label_app"], "regex": "demo",

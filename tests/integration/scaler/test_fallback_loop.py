@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 from kubernetes import client, config
 
 from brix.contract import (
@@ -26,7 +27,8 @@ from brix.contract import (
     AUTOSCALE_TARGET_ANNOTATION,
     MODEL_LABEL,
 )
-from tests.helpers.localkube import start_localkube
+from tests.helpers.localkube import kubectl, service_account_kubeconfig, start_localkube
+from tests.helpers.manifests import render
 from tests.helpers.procs import ProcessGroup
 from tests.helpers.prometheus import query, start_prometheus
 from tests.helpers.scaler import ScalerProc, StaticExporter, start_scaler
@@ -354,3 +356,35 @@ def test_mode_both_serves_keda_and_runs_the_loop(
     health = httpx.get(scaler.http_url + "/healthz")
     assert health.status_code == 200
     assert "leader" in health.text
+
+
+def test_a_permission_the_role_lacks_fails_loudly_with_the_403(
+        procs: ProcessGroup, api: client.ApiClient, kubeconfig: Path, prom: str,
+        exporter: StaticExporter, namespace: str, tmp_path: Path) -> None:
+    """The scaler as its ServiceAccount, with k8s/base's rules less the scale patch."""
+    rules = [r for o in render("base") if o["kind"] == "ClusterRole"
+             and o["metadata"]["name"] == "brix-scaler" for r in o["rules"]]
+    rules += [r for o in render("base") if o["kind"] == "Role"
+              and o["metadata"]["name"] == "brix-scaler-leader-election" for r in o["rules"]]
+    lacking = [{**r, "verbs": [v for v in r["verbs"] if v != "patch"]}
+               if r["resources"] == ["deployments/scale"] else r for r in rules]
+    kubectl(kubeconfig, "apply", "-n", namespace, "-f", "-", input=yaml.safe_dump_all([
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "scaler"}},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+         "metadata": {"name": "scaler"}, "rules": lacking},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+         "metadata": {"name": "scaler"},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "scaler"},
+         "subjects": [{"kind": "ServiceAccount", "name": "scaler", "namespace": namespace}]},
+    ]))
+    sa_config = service_account_kubeconfig(kubeconfig, namespace, "scaler",
+                                           tmp_path / "scaler.kubeconfig")
+    model = f"{namespace}-m"
+    deployment(api, namespace, "engine", model=model, replicas=1, target="2")
+    exporter.pod(model, "p0", namespace=namespace, waiting=8)
+    scraped(prom, f'sum(brix_engine_requests_waiting{{model="{model}"}})', 8)
+    scaler = loop_scaler(procs, prom=prom, kubeconfig=sa_config, namespace=namespace)
+    forbidden = (f'User "system:serviceaccount:{namespace}:scaler" cannot patch resource '
+                 '"deployments/scale" in API group "apps"')
+    wait_until(lambda: forbidden in scaler.proc.output(), "the 403 in the scaler's log")
+    assert replicas(api, namespace, "engine") == 1

@@ -96,3 +96,35 @@ def test_unknown_fields_are_pruned_and_reported() -> None:
     assert out["spec"]["extra"] == {"kept": True}
     assert out["status"] == {"anything": "goes"}
     assert out["metadata"] == o["metadata"]
+
+
+# Published CRDs (KEDA's, the Prometheus Operator's) say ``metadata: {type: object}``;
+# the API server treats metadata as ObjectMeta whatever the schema says.
+PUBLISHED: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "apiVersion": {"type": "string"},
+        "kind": {"type": "string"},
+        "metadata": {"type": "object"},
+        "spec": {"type": "object", "properties": {"size": {"type": "integer", "default": 1}}},
+    },
+    "required": ["spec"],
+}
+META = {"name": "a", "namespace": "ns", "labels": {"x": "y"}, "annotations": {"k": "v"}}
+
+
+def test_metadata_is_objectmeta_whatever_the_schema_says() -> None:
+    obj = {"apiVersion": "x.dev/v1", "kind": "Thing", "metadata": dict(META), "spec": {}}
+    pruned, dropped = prune(PUBLISHED, obj)
+    assert dropped == []
+    assert pruned["metadata"] == META
+    defaulted = apply_defaults(PUBLISHED, pruned)
+    assert defaulted["metadata"] == META
+    assert defaulted["spec"] == {"size": 1}
+    assert validate(PUBLISHED, defaulted) == []
+
+
+def test_unknown_fields_are_still_reported_beside_objectmeta() -> None:
+    obj = {"metadata": dict(META), "spec": {"size": 2, "colour": "red"}, "extra": 1}
+    _, dropped = prune(PUBLISHED, obj)
+    assert sorted(dropped) == ["extra", "spec.colour"]

@@ -166,6 +166,12 @@ class FallbackLoop:
             await self._warn(d, tracked, "MetricsUnavailable",
                              f"holding {d.replicas} replica(s): {exc}")
             return None
+        except Exception as exc:  # a defect must not stop the pass for every other target
+            log.exception("%s/%s: measuring failed", d.namespace, d.name)
+            self._metrics.error("data")
+            await self._warn(d, tracked, "MetricsUnavailable",
+                             f"holding {d.replicas} replica(s): {type(exc).__name__}: {exc}")
+            return None
 
     async def _apply(self, d: DeploymentInfo, tracked: _Tracked, target: ScaleTarget,
                      m: Measurement | SloDecision) -> None:

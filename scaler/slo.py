@@ -326,8 +326,11 @@ def _prior(policy: SloPolicy, state: SloState, load: Load) -> float | None:
     """The capacity before correction: the setting, else the profile at the lengths now."""
     if policy.capacity is not None:
         return policy.capacity
+    # No tokens measured (requests answered, but the engines counted none: e.g. all
+    # refused) prices nothing: a zero-length request would be infinitely cheap.
     if (policy.profile is not None and load.prompt_tokens is not None
-            and load.output_tokens is not None):
+            and load.output_tokens is not None
+            and load.prompt_tokens + load.output_tokens > 0):
         return policy.profile.requests_per_s(load.prompt_tokens, load.output_tokens)
     return state.prior
 

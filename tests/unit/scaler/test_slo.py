@@ -334,3 +334,21 @@ def test_idle_with_a_profile_and_no_lengths_yet_holds_without_an_error() -> None
     _, state = decide(p0, SloState(), load(0.0, 1), now=15.0)
     d, _ = decide(p0, state, load(0.0, 1), now=45.0)
     assert d.desired == 0
+
+
+def test_requests_with_no_tokens_counted_price_nothing_rather_than_infinity() -> None:
+    # Requests answered while the engines counted no tokens (all refused, say): the
+    # profile cannot price a zero-length request, so there is no capacity yet
+    # (a clear SloError), never NaN arithmetic.
+    profile = ProfileCapacity.from_mapping(GPU)
+    p = policy(capacity=None, profile=profile)
+    empty = Load(rate=2.0, replicas=2, ready=2, queue=1.0, running=1.0,
+                 prompt_tokens=0.0, output_tokens=0.0)
+    with pytest.raises(SloError, match="initialCapacity"):
+        decide(p, SloState(), empty, now=15.0)
+    # A capacity priced earlier carries on through such a minute.
+    priced = Load(rate=2.0, replicas=2, ready=2, prompt_tokens=500.0, output_tokens=100.0)
+    before, state = decide(p, SloState(), priced, now=15.0)
+    after, _ = decide(p, state, empty, now=30.0)
+    assert after.capacity == pytest.approx(before.capacity)
+    assert math.isfinite(after.capacity)

@@ -66,9 +66,20 @@ def _kv_tokens(client: httpx.Client, url: str) -> int | None:
     return None
 
 
+_SERIAL = itertools.count()
+
+
+def unique_prompt(prompt_tokens: int, serial: int) -> list[int]:
+    """Token ids of a prompt no other serial shares a prefix with: engines cache
+    prefixes (vLLM's prefix caching, the sim's), and a cached prompt's prefill
+    would look free. The first three ids spell ``serial`` in base 50."""
+    head = [11 + (serial // 50**k) % 50 for k in range(3)]
+    return (head + [11 + (i % 50) for i in range(prompt_tokens)])[:prompt_tokens]
+
+
 def _stream(url: str, model: str, prompt_tokens: int, max_tokens: int) -> list[float]:
     """Times (s after sending) of each streamed chunk of one completion."""
-    body = {"model": model, "prompt": [11 + (i % 50) for i in range(prompt_tokens)],
+    body = {"model": model, "prompt": unique_prompt(prompt_tokens, next(_SERIAL)),
             "max_tokens": max_tokens, "ignore_eos": True, "stream": True, "temperature": 0}
     stamps: list[float] = []
     start = time.perf_counter()

@@ -103,9 +103,11 @@ def test_the_live_view_reads_the_stack_and_names_an_unreachable_prometheus(
     with httpx.Client(base_url=sim_stack.config.prometheus_url, timeout=5) as prometheus:
         snap = eventually(
             lambda: (s := view.gather(apps, custom, core, prometheus)).models
-            and s.models[0].waiting is not None and s, timeout=30,
+            and _row(s, "sim-model").waiting is not None and s, timeout=30,
             what="sim-model's queue in Prometheus")
-    (row,) = snap.models
+    # The stack's two sim models (sim-slo scales on its latency target), one row each.
+    assert sorted(m.model for m in snap.models) == ["sim-model", "sim-slo"]
+    row = _row(snap, "sim-model")
     assert (row.model, row.namespace, row.ready) == ("sim-model", "brix-models", 1)
     assert not snap.problems
     decisions = [d.split(" ", 1)[1] for d in snap.decisions]  # without the time
@@ -113,11 +115,16 @@ def test_the_live_view_reads_the_stack_and_names_an_unreachable_prometheus(
     assert not [d for d in decisions if d.startswith("sim-model-x")]
     with httpx.Client(base_url=f"http://127.0.0.1:{free_port()}", timeout=2) as nowhere:
         snap = view.gather(apps, custom, core, nowhere)
-    assert [m.model for m in snap.models] == ["sim-model"]  # the rest still shows
-    assert snap.models[0].waiting is None
+    assert sorted(m.model for m in snap.models) == ["sim-model", "sim-slo"]  # the rest shows
+    assert all(m.waiting is None for m in snap.models)
     assert len(snap.problems) == 1
     assert snap.problems[0].startswith("Prometheus: ")
     assert "! Prometheus: " in view.render(snap)
+
+
+def _row(snap: view.Snapshot, model: str) -> view.ModelRow:
+    (row,) = [m for m in snap.models if m.model == model]
+    return row
 
 
 def test_load_scales_up_then_down(sim_stack: Stack) -> None:

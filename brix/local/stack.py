@@ -198,7 +198,9 @@ class Stack:
     def deployments(self) -> list[tuple[str, str, int, int]]:
         """(namespace, name, ready, desired) of every Deployment."""
         api = self.clients()[0]
-        return [(d.metadata.namespace, d.metadata.name, d.status.ready_replicas or 0,
+        # A Deployment just created has no status until its controller writes one.
+        return [(d.metadata.namespace, d.metadata.name,
+                 (d.status.ready_replicas if d.status else None) or 0,
                  d.spec.replicas or 0) for d in api.list_deployment_for_all_namespaces().items]
 
     def wait_ready(self, say: Any = print) -> None:

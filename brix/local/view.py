@@ -105,7 +105,7 @@ def gather(api: Any, custom: Any, core: Any, prometheus: httpx.Client) -> Snapsh
     for d in deps.items:
         ns, model = d.metadata.namespace, d.metadata.labels[MODEL_LABEL]
         rows.append(ModelRow(
-            model=model, namespace=ns, ready=d.status.ready_replicas or 0,
+            model=model, namespace=ns, ready=(d.status.ready_replicas if d.status else None) or 0,
             desired=d.spec.replicas or 0, waiting=waiting.get((ns, model)),
             running=running.get((ns, model)), adapters=tuple(adapters.get((ns, model), ())),
         ))

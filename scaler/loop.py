@@ -186,15 +186,10 @@ class FallbackLoop:
                                signal=target.trigger.signal, value=m.value,
                                desired=decision.desired, direction=decision.direction)
         if decision.desired != d.replicas:
-            try:
-                await asyncio.to_thread(self._kube.scale, d.namespace, d.name, decision.desired)
-            except KubeError as exc:
-                self._metrics.error("kubernetes")
-                log.warning("fallback loop: %s", exc)
-                return  # not applied: keep the previous state
             message = describe(target, m.value, m.queue, m.running, decision)
+            if not await self._scale(d, decision.desired, message):
+                return  # not applied: keep the previous state
             log.info("%s/%s: %s", d.namespace, d.name, message)
-            await self._event(d, "Scaled", message, warning=False)
         tracked.state = state
         tracked.problem = None
 
@@ -206,15 +201,21 @@ class FallbackLoop:
                                value=decision.desired, desired=decision.desired,
                                direction=decision.direction)
         log.info("%s/%s: slo %s", d.namespace, d.name, decision.reason)
-        if decision.desired != d.replicas:
-            try:
-                await asyncio.to_thread(self._kube.scale, d.namespace, d.name, decision.desired)
-            except KubeError as exc:
-                self._metrics.error("kubernetes")
-                log.warning("fallback loop: %s", exc)
-                return
-            await self._event(d, "Scaled", f"slo: {decision.reason}", warning=False)
+        if (decision.desired != d.replicas
+                and not await self._scale(d, decision.desired, f"slo: {decision.reason}")):
+            return
         tracked.problem = None
+
+    async def _scale(self, d: DeploymentInfo, desired: int, message: str) -> bool:
+        """Set ``d``'s replicas and say why in a Scaled Event; False when the API refused."""
+        try:
+            await asyncio.to_thread(self._kube.scale, d.namespace, d.name, desired)
+        except KubeError as exc:
+            self._metrics.error("kubernetes")
+            log.warning("fallback loop: %s", exc)
+            return False
+        await self._event(d, "Scaled", message, warning=False)
+        return True
 
     def _policy(self, target: ScaleTarget) -> Policy:
         s = self._settings

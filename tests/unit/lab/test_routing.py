@@ -144,3 +144,18 @@ def test_transform_keeps_blocks_for_the_router() -> None:
     trace = transform(shared_prefix_trace(), time_scale=2.0)
     assert trace.block_tokens == 512
     assert all(r.blocks[:8] == SHARED for r in trace.requests)
+
+
+def test_prefix_routing_through_scale_up_and_down_loses_nothing() -> None:
+    # Pods come and go (the router forgets the ones that left); every request ends once.
+    trace = transform(load("mooncake-conv"), duration=300)
+    settings = SimSettings(cold_start=lambda _rng: 20.0, initial_replicas=2,
+                           routing="prefix-cache")
+    result = simulate(trace, Profile(name="big", prefill_tokens_per_s=20000.0,
+                                     decode_ms_per_token=8.0, decode_ms_per_token_per_seq=0.08,
+                                     max_num_seqs=64, kv_cache_tokens=400_000,
+                                     max_model_len=131072),
+                      Steps([(15.0, 6), (150.0, 1), (240.0, 3)]), settings)
+    assert (result.outcome == Outcome.COMPLETED).all()
+    assert result.scale_events == 3
+    assert 0 < result.prefix_hits < result.prefix_queries

@@ -16,8 +16,9 @@ The index's bound is the config's in tokens: by default 8,192 chunks of 256
 characters, about 4 characters a token, is 524,288 tokens per pod, so
 1,024 blocks of Mooncake's 512 tokens. ``max-chunks`` caps the blocks hashed.
 
-Differences from the gateway, said plainly: the lab's KV-cache signal is the
-engine's exact usage at that instant (the gateway polls the sidecars), and no
+Differences from the gateway, said plainly: the lab's queue, running and
+KV-cache signals are the engine's exact values at that instant (the gateway
+polls the sidecars every few hundred milliseconds, so its are older), and no
 request carries an adapter (the LoRA scorer never fires).
 """
 

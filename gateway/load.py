@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 
@@ -94,7 +95,10 @@ def parse_queue(text: str) -> tuple[int, int] | None:
 
 
 def parse_kv_cache(text: str) -> float | None:
-    """The largest ``brix_engine_kv_cache_usage_ratio`` in a sidecar's text; None if absent."""
+    """The largest ``brix_engine_kv_cache_usage_ratio`` in a sidecar's text; None if absent.
+
+    A NaN sample (an engine with nothing to report yet) is no sample.
+    """
     found: float | None = None
     for line in text.splitlines():
         if not line.startswith(_KV):
@@ -102,6 +106,8 @@ def parse_kv_cache(text: str) -> float | None:
         try:
             value = float(line.rsplit(None, 1)[-1])
         except ValueError:
+            continue
+        if math.isnan(value):
             continue
         found = value if found is None else max(found, value)
     return found

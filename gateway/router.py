@@ -5,6 +5,11 @@ each adapter was last sent to each pod; for one request it gathers the
 signals, lets ``scoring.pick_scored`` decide, and records the choice. Every
 routed request updates the index; when the routing table changes, pods no
 longer in it are forgotten.
+
+Memory bound of the adapter recency: at most ``lora_entries`` (pod, adapter)
+pairs (10,000 by default, about 2 MB: a tuple, a float and a dict slot, some
+200 bytes, each); past it the least recently routed pair goes first, so an
+adapter active now is never the one forgotten while the bound is not tiny.
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ from gateway.routing_config import RoutingConfig
 from gateway.scoring import Profile, Signals, pick_scored
 from gateway.table import Endpoint, RoutingTable
 
-_LORA_ENTRIES_MAX = 100_000  # (pod, adapter) pairs remembered at most
+LORA_ENTRIES_MAX = 10_000
+"""(pod, adapter) pairs remembered at most, by default."""
 
 
 class ProfileRouter:
@@ -34,15 +40,25 @@ class ProfileRouter:
         table: RoutingTable,
         tracker: LoadTracker,
         clock: Callable[[], float] = time.monotonic,
+        lora_entries: int = LORA_ENTRIES_MAX,
     ) -> None:
+        if lora_entries < 1:
+            raise ValueError(f"lora_entries must be >= 1, got {lora_entries}")
         self.config = config
+        self.lora_entries = lora_entries
         self.profiles: Mapping[str, Profile] = config.profiles
         self.index = PrefixIndex(chunks_per_pod=config.prefix.chunks_per_pod)
         self._table = table
         self._tracker = tracker
         self._clock = clock
+        # Insertion order is recency order: a pair routed again is moved to the end.
         self._lora: dict[tuple[str, str], float] = {}
         self._seen_table: Any = None
+
+    @property
+    def lora_pairs(self) -> int:
+        """(pod, adapter) pairs remembered now (at most ``lora_entries``)."""
+        return len(self._lora)
 
     def hashes(self, body: Mapping[str, Any], name: str) -> tuple[int, ...]:
         """The chained chunk hashes of a request's prompt, for the model or adapter ``name``."""
@@ -93,7 +109,9 @@ class ProfileRouter:
         if hashes:
             self.index.record(chosen.url, hashes)
         if adapter:
-            if len(lora) >= _LORA_ENTRIES_MAX:
-                self._lora = lora = {k: t for k, t in lora.items() if now - t <= window}
-            lora[(chosen.url, name)] = now
+            key = (chosen.url, name)
+            lora.pop(key, None)
+            lora[key] = now
+            while len(lora) > self.lora_entries:
+                del lora[next(iter(lora))]
         return chosen

@@ -13,7 +13,9 @@ so the least loaded gets 1 and the most loaded 0; all equal: all 1):
   in-flight count where the sidecar's is not known);
 - ``running``: requests running in the engine, never less than this
   gateway's in-flight count (which is fresher than a poll);
-- ``kv-cache``: the engine's KV-cache usage ratio (unknown counts as 0);
+- ``kv-cache``: ``1 - `` the engine's KV-cache usage ratio; a pod whose usage
+  is unknown (no sample, or a NaN one) scores a neutral 0.5, neither empty
+  nor full;
 - ``prefix``: the share of the request's prompt chunks that the pod was
   recently sent in a row from the start (``gateway.prefix_index``);
 - ``lora``: 1 when the request's adapter was routed to the pod within the
@@ -24,7 +26,7 @@ Filters:
 - ``load``: drop pods whose in-flight count is past ``factor`` times the
   mean in-flight count plus ``slack`` (the new request counted in the mean);
 - ``queue``: drop pods with more than ``max`` waiting requests;
-- ``kv-cache``: drop pods whose KV-cache usage is above ``max``.
+- ``kv-cache``: drop pods whose KV-cache usage is above ``max`` (unknown: kept).
 
 The built-in ``prefix-cache`` profile is the prefix scorer alone behind the
 load filter: the pod with the longest matching prefix wins unless it is past
@@ -33,6 +35,7 @@ the load threshold; ties and misses go to the least loaded pod.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -47,6 +50,15 @@ FILTERS: Final[Mapping[str, tuple[str, ...]]] = {
 SIDECAR_SCORERS: Final = frozenset({"queue", "running", "kv-cache"})
 """Scorers that read what the sidecars report (the gateway polls them while in use)."""
 _EPS = 1e-9
+_KV_UNKNOWN: Final = 0.5
+"""The kv-cache scorer's score for a pod whose usage is not known: neutral."""
+
+
+def _kv(value: float | None) -> float | None:
+    """A usable KV-cache usage sample, clamped to [0, 1]; None when unknown (None, NaN)."""
+    if value is None or math.isnan(value):
+        return None
+    return min(1.0, max(0.0, value))
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +94,7 @@ class Signals:
     prefix_chunks: int = 0
     """Leading chunks of the request's prompt this pod was recently sent."""
     kv_cache: float | None = None
-    """KV-cache usage ratio from the pod's sidecar (None: not known)."""
+    """KV-cache usage ratio from the pod's sidecar (None or NaN: not known)."""
     lora_active: bool = False
     """The request's adapter was routed here moments ago."""
 
@@ -120,7 +132,7 @@ def _passing(f: Filter, cands: Sequence[Candidate], sig: Sequence[Signals],
         return [i for i in among if (cands[i].waiting or 0) <= top]
     if f.kind == "kv-cache":
         top = f.params["max"]
-        return [i for i in among if (sig[i].kv_cache or 0.0) <= top]
+        return [i for i in among if (kv := _kv(sig[i].kv_cache)) is None or kv <= top]
     raise ValueError(f"unknown filter {f.kind!r}")
 
 
@@ -146,7 +158,7 @@ def _part(name: str, cands: Sequence[Candidate], sig: Sequence[Signals],
     if name == "running":
         return _load_score([float(max(c.running or 0, c.in_flight)) for c in cands])
     if name == "kv-cache":
-        return [1.0 - min(1.0, max(0.0, s.kv_cache or 0.0)) for s in sig]
+        return [_KV_UNKNOWN if (kv := _kv(s.kv_cache)) is None else 1.0 - kv for s in sig]
     if name == "lora":
         return [1.0 if s.lora_active else 0.0 for s in sig]
     raise ValueError(f"unknown scorer {name!r}")

@@ -69,7 +69,11 @@ def _parser() -> argparse.ArgumentParser:
     bt.add_argument("--slo-target", type=float, default=0.99,
                     help="share of requests that must meet the SLO")
     bt.add_argument("--routing", default="least-request",
-                    help="gateway routing strategy (gateway.picker)")
+                    help="gateway routing: a strategy of gateway.picker or the gateway's "
+                    "prefix-cache profile or one of --routing-config (lab.routing)")
+    bt.add_argument("--routing-config", type=Path, default=None,
+                    help="the gateway's routing config (YAML: profiles of scorers), as its "
+                    "--routing-config")
     bt.add_argument("--scrape-interval", type=float, default=15.0)
     bt.add_argument("--hold-timeout", type=float, default=60.0,
                     help="seconds the gateway holds a request while no pod is ready")
@@ -159,13 +163,19 @@ def backtest(args: argparse.Namespace) -> int:
     trace = _trace(args, args.trace)
     profile = load_profile(args.profile)
     slo = Slo(ttft=args.slo_ttft, tpot=args.slo_tpot, target=args.slo_target)
+    from gateway.routing_config import RoutingConfigError, load_routing_config
+    try:
+        routing_config = load_routing_config(args.routing_config)
+    except (OSError, RoutingConfigError) as e:
+        raise UsageError(f"--routing-config {args.routing_config}: {e}") from None
     settings = SimSettings(cold_start=parse_cold_start(args.cold_start), routing=args.routing,
+                           routing_config=routing_config,
                            scrape_interval=args.scrape_interval, hold_timeout=args.hold_timeout,
                            initial_replicas=args.initial_replicas, seed=args.seed)
-    from gateway.picker import STRATEGIES
-    if args.routing not in STRATEGIES:
+    from lab.routing import routings
+    if args.routing not in routings(routing_config):
         raise UsageError(f"unknown routing strategy {args.routing!r} "
-                         f"(known: {', '.join(sorted(STRATEGIES))})")
+                         f"(known: {', '.join(routings(routing_config))})")
     results: dict[str, Result] = {}
     timings: dict[str, float] = {}
     for policy in policies:
@@ -176,6 +186,7 @@ def backtest(args: argparse.Namespace) -> int:
     from lab.report import write_report
     recorded: dict[str, Any] = {
         "profile": profile.to_json(), "cold_start": args.cold_start, "routing": args.routing,
+        "routing_config": None if args.routing_config is None else str(args.routing_config),
         "scrape_interval": args.scrape_interval, "hold_timeout": args.hold_timeout,
         "initial_replicas": args.initial_replicas, "seed": args.seed,
         "policies": specs, "cpu_seconds": timings,
@@ -185,7 +196,8 @@ def backtest(args: argparse.Namespace) -> int:
     if not args.quiet:
         for name, row in summary["policies"].items():
             print(f"{name}: SLO {row['slo_attainment']:.2%}, TTFT p99 {row['ttft_p99_s']} s, "
-                  f"{row['replica_hours']} replica-h, {row['failed']} failed", file=sys.stderr)
+                  f"{row['replica_hours']} replica-h, {row['failed']} failed, "
+                  f"prefix-cache hit ratio {row['prefix_hit_ratio']}", file=sys.stderr)
     print(f"report: {args.out / 'report.md'}")
     return 0
 

@@ -9,14 +9,20 @@ time costs nothing. What happens, and in which component's terms:
   passed. While an engine only decodes and nothing can join its batch, its
   identical steps up to the next sequence's end are one event; a request that
   arrives in between cuts that run at the next step boundary, where it joins
-  as it would have step by step.
+  as it would have step by step. Prefix caching is on, as vLLM's default:
+  a request's full prompt blocks are its trace block ids chained (blocks of
+  the trace's ``block_tokens``; Mooncake's ``hash_ids``), so a request
+  sharing leading blocks with one that ran on the same pod skips their
+  prefill; requests without blocks (Azure, synthetic) share nothing, and
+  KV is counted in vLLM's 16-token blocks.
 - **Pods**: a new pod starts (``cold_start``) before it takes requests. On
   scale-down, pods that are still starting go first, then the newest ready
   ones; a removed ready pod takes no new request and goes once its in-flight
   requests are done. A pod costs replica-seconds from its creation until it
   is gone.
-- **Gateway**: a request goes to a ready pod chosen by ``gateway.picker.pick``
-  (the gateway's default ``least-request`` unless told otherwise). With no
+- **Gateway**: a request goes to a ready pod chosen by ``lab.routing.Router``:
+  ``gateway.picker.pick``'s strategies or the gateway's ``prefix-cache``
+  profile (``least-request`` unless told otherwise). With no
   ready pod it is held up to ``hold_timeout`` and then fails (503); a request
   longer than the profile's ``max_model_len`` fails at once (400), counted
   apart. Time to first token and end-to-end latency are measured at the
@@ -43,11 +49,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gateway.picker import Candidate, pick
+from gateway.picker import Candidate
+from gateway.routing_config import RoutingConfig
+from inference.sim.prefix_cache import DEFAULT_BLOCK_SIZE, chain_keys
 from inference.sim.scheduler import Scheduler, Sequence, Step
 from lab.policies.base import Autoscaler
 from lab.profiles import Profile
 from lab.prom import TSDB
+from lab.routing import Router
 from lab.traces import Trace
 
 __all__ = ["LATENCY_BUCKETS", "TTFT_BUCKETS", "Outcome", "Result", "SimSettings", "simulate"]
@@ -64,6 +73,8 @@ KV_USAGE = "vllm:kv_cache_usage_perc"
 PROMPT_TOKENS = "vllm:prompt_tokens_total"
 GENERATION_TOKENS = "vllm:generation_tokens_total"
 SUCCESS = "vllm:request_success_total"
+PREFIX_QUERIES = "vllm:prefix_cache_queries_total"
+PREFIX_HITS = "vllm:prefix_cache_hits_total"
 TTFT = "vllm:time_to_first_token_seconds"
 E2E = "vllm:e2e_request_latency_seconds"
 PENDING = "brix_gateway_requests_pending"
@@ -83,6 +94,8 @@ class Outcome(enum.IntEnum):
 class SimSettings:
     cold_start: Callable[[random.Random], float]
     routing: str = "least-request"
+    routing_config: RoutingConfig | None = None
+    """The gateway's routing config (profiles); None: its built-in one."""
     scrape_interval: float = 15.0
     hold_timeout: float = 60.0
     initial_replicas: int | None = None
@@ -114,6 +127,10 @@ class Result:
     peak_queue: int
     scale_events: int
     oscillations: int
+    prefix_queries: int = 0
+    """Prompt tokens looked up in the engines' prefix caches, all pods together."""
+    prefix_hits: int = 0
+    """Of those, the tokens found cached (so not prefilled)."""
 
 
 class _State(enum.Enum):
@@ -176,7 +193,6 @@ class _Sim:
         self.pods: list[_Pod] = []
         self.live: list[_Pod] = []  # not GONE, in creation order
         self.held: deque[int] = deque()
-        self.turn = 0
         self.gateway_total = 0
         self.db = TSDB()
         self.timeline: list[tuple[float, int, int, int]] = []
@@ -186,6 +202,12 @@ class _Sim:
         self.changes: list[int] = []  # signs of spec changes
         self.alive_since = 0.0
         self.replica_seconds = 0.0
+        # Prefix caching (see lab.routing): blocks of the trace's size, else vLLM's default.
+        self.router = Router(settings.routing, block_tokens=trace.block_tokens, rng=self.rng,
+                             config=settings.routing_config)
+        self.block_size = trace.block_tokens or DEFAULT_BLOCK_SIZE
+        kv_room = profile.kv_cache_tokens // self.block_size * self.block_size
+        self.max_len = min(profile.max_model_len, kv_room)
 
     # --- events -----------------------------------------------------------
 
@@ -212,7 +234,8 @@ class _Sim:
         index = len(self.pods)
         sched = Scheduler(max_num_seqs=self.profile.max_num_seqs,
                           kv_cache_tokens=self.profile.kv_cache_tokens, max_loras=1,
-                          timing=self.timing)
+                          timing=self.timing, enable_prefix_caching=True,
+                          block_size=self.block_size)
         pod = _Pod(index=index, name=f"pod-{index:04d}", created=self.now, scheduler=sched)
         self.pods.append(pod)
         self.live.append(pod)
@@ -232,6 +255,7 @@ class _Sim:
     def gone(self, pod: _Pod) -> None:
         pod.state = _State.GONE
         self.live.remove(pod)
+        self.router.forget(pod.name)
         self.db.end(pod.name, self.now)
 
     def scale(self, desired: int) -> None:
@@ -263,7 +287,7 @@ class _Sim:
 
     def arrive(self, idx: int) -> None:
         req = self.trace.requests[idx]
-        if req.prompt_tokens + req.output_tokens > self.profile.max_model_len:
+        if req.prompt_tokens + req.output_tokens > self.max_len:
             self.finish(idx, Outcome.TOO_LONG)
             return
         if self.route(idx):
@@ -283,12 +307,15 @@ class _Sim:
         candidates = [Candidate(key=p.name, in_flight=p.in_flight,
                                 waiting=p.scheduler.num_waiting, running=p.scheduler.num_running)
                       for p in ready]
-        pod = ready[pick(self.s.routing, candidates, rng=self.rng, turn=self.turn,
-                         prefix=req.prefix)]
-        self.turn += 1
+        full = req.prompt_tokens // self.block_size if req.blocks else 0
+        hashes = chain_keys(req.blocks[:full]) if full else ()
+        pod = ready[self.router.choose(
+            candidates, prefix=req.prefix, hashes=hashes,
+            kv_cache=[p.scheduler.kv_usage for p in ready] if self.router.profile else ())]
         pod.in_flight += 1
         pod.scheduler.add(Sequence(id=idx, prompt_tokens=req.prompt_tokens,
-                                   output_len=req.output_tokens, arrival=self.now))
+                                   output_len=req.output_tokens, arrival=self.now,
+                                   block_hashes=hashes))
         if pod.step is None:
             self.plan(pod)
         elif pod.step_count > 1:
@@ -382,6 +409,9 @@ class _Sim:
             db.append(PROMPT_TOKENS, t, pod.prompt_tokens, pod=name)
             db.append(GENERATION_TOKENS, t, generated, pod=name)
             db.append(SUCCESS, t, pod.success, pod=name)
+            if sched.prefix_cache is not None:
+                db.append(PREFIX_QUERIES, t, sched.prefix_cache.queries, pod=name)
+                db.append(PREFIX_HITS, t, sched.prefix_cache.hits, pod=name)
             for metric, bounds, counts, total in (
                 (TTFT, TTFT_BUCKETS, pod.ttft_counts, pod.ttft_sum),
                 (E2E, LATENCY_BUCKETS, pod.e2e_counts, pod.e2e_sum),
@@ -466,6 +496,10 @@ class _Sim:
             replica_seconds=self.replica_seconds, timeline=self.timeline,
             decisions=self.decisions, queue=self.queue, peak_queue=self.peak_queue,
             scale_events=len(signs), oscillations=oscillations,
+            prefix_queries=sum(p.scheduler.prefix_cache.queries for p in self.pods
+                               if p.scheduler.prefix_cache is not None),
+            prefix_hits=sum(p.scheduler.prefix_cache.hits for p in self.pods
+                            if p.scheduler.prefix_cache is not None),
         )
 
 

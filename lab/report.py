@@ -21,6 +21,7 @@ _COLUMNS = [
     ("replica-s", "replica_seconds"), ("replica-h", "replica_hours"),
     ("max pods", "max_replicas"), ("scale events", "scale_events"),
     ("oscillations", "oscillations"), ("peak queue", "peak_queue"),
+    ("prefix hit ratio", "prefix_hit_ratio"),
 ]
 
 

@@ -6,7 +6,9 @@ set, whose time per output token after the first is within it too (a
 one-token answer has no TPOT and meets that part). Latency percentiles are
 over completed requests. Replica-seconds count every pod from its creation
 until it is gone (starting and draining included), over the run: from 0 to
-the later of the trace's end and the last request's end.
+the later of the trace's end and the last request's end. The prefix-cache
+hit ratio is the engines' hits over their queries (prompt tokens found
+cached over prompt tokens looked up, as vLLM counts them), all pods together.
 """
 
 from __future__ import annotations
@@ -79,6 +81,8 @@ def policy_figures(result: Result, slo: Slo) -> dict[str, Any]:
         "scale_events": result.scale_events,
         "oscillations": result.oscillations,
         "peak_queue": result.peak_queue,
+        "prefix_hit_ratio": round(result.prefix_hits / result.prefix_queries, 4)
+        if result.prefix_queries else 0.0,
     }
 
 

@@ -4,7 +4,7 @@
   timestamps as ``2023-11-16 18:15:46.6805900`` (ISO date and time, any fraction).
 - Mooncake: one JSON object a line, ``timestamp`` (milliseconds),
   ``input_length``, ``output_length``, ``hash_ids`` (ids of 512-token prompt
-  blocks); ``.jsonl.gz`` is read through gzip.
+  blocks, kept as each request's ``blocks``); ``.jsonl.gz`` is read through gzip.
 
 Both must be sorted by time; arrivals are made relative to the first request.
 """
@@ -24,6 +24,8 @@ from lab.traces.model import Request, Trace, TraceError
 __all__ = ["read_azure_csv", "read_file", "read_mooncake_jsonl", "write_azure_csv"]
 
 AZURE_COLUMNS = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
+MOONCAKE_BLOCK_TOKENS = 512
+"""Tokens per ``hash_ids`` block in the Mooncake traces (their README)."""
 
 
 def read_file(path: Path) -> Trace:
@@ -117,14 +119,19 @@ def read_mooncake_jsonl(f: IO[str], *, name: str) -> Trace:
         if start is None:
             start = t
         hashes = obj.get("hash_ids") or []
+        if not isinstance(hashes, list) or not all(
+                isinstance(h, int) and not isinstance(h, bool) for h in hashes):
+            raise TraceError(f"{where}: hash_ids must be a list of integers")
         requests.append(Request(
             arrival=t - start,
             prompt_tokens=_positive(obj["input_length"], "input_length", where),
             output_tokens=max(1, _positive(obj["output_length"], "output_length", where,
                                            zero=True)),
             prefix=str(hashes[0]) if hashes else "",
+            blocks=tuple(hashes),
         ))
-    return Trace.of(name, requests)
+    return Trace.of(name, requests, block_tokens=MOONCAKE_BLOCK_TOKENS if any(
+        r.blocks for r in requests) else 0)
 
 
 def write_azure_csv(trace: Trace, f: IO[str]) -> None:

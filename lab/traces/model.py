@@ -21,6 +21,9 @@ class Request:
     output_tokens: int
     prefix: str = ""
     """What prefix-affinity routing hashes (the first prompt block's id where the trace has one)."""
+    blocks: tuple[int, ...] = ()
+    """Ids of the prompt's blocks of ``Trace.block_tokens`` tokens (Mooncake's ``hash_ids``):
+    requests with equal leading ids share that prefix exactly. Empty: it shares nothing."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,15 +34,21 @@ class Trace:
     requests: tuple[Request, ...]
     duration: float
     """Seconds the trace spans (at least the last arrival)."""
+    block_tokens: int = 0
+    """Tokens per block of the requests' ``blocks`` (Mooncake: 512); 0 when they have none."""
 
     @classmethod
-    def of(cls, name: str, requests: Sequence[Request], duration: float | None = None) -> Trace:
+    def of(cls, name: str, requests: Sequence[Request], duration: float | None = None, *,
+           block_tokens: int = 0) -> Trace:
         """A trace from sorted requests; ``duration`` defaults to the last arrival."""
         if not requests:
             raise TraceError(f"trace {name}: no requests")
+        if block_tokens < 0:
+            raise TraceError(f"trace {name}: block_tokens must be >= 0, got {block_tokens}")
         last = requests[-1].arrival
         return cls(name=name, requests=tuple(requests),
-                   duration=max(last, duration if duration is not None else last))
+                   duration=max(last, duration if duration is not None else last),
+                   block_tokens=block_tokens)
 
     def describe(self) -> dict[str, float | int | str]:
         """Counts and means for the report's header."""

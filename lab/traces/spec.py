@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from pathlib import Path
@@ -35,7 +36,7 @@ def load(spec: str) -> Trace:
     """The trace a SPEC names; a ``TraceError`` with one line when it cannot be had."""
     if spec in BUNDLED:
         trace = read_file(BUNDLED[spec])
-        return Trace(name=spec, requests=trace.requests, duration=trace.duration)
+        return dataclasses.replace(trace, name=spec)
     if spec.startswith("synthetic:"):
         kind, _, query = spec.removeprefix("synthetic:").partition("?")
         return synthetic(kind, _query(query, f"synthetic:{kind}"))
@@ -78,7 +79,8 @@ def transform(trace: Trace, *, start: float = 0.0, duration: float | None = None
         for k in range(copies):
             at = t if k == 0 else t + rng.random()
             out.append(Request(arrival=at, prompt_tokens=r.prompt_tokens,
-                               output_tokens=r.output_tokens, prefix=r.prefix))
+                               output_tokens=r.output_tokens, prefix=r.prefix,
+                               blocks=r.blocks))
     if not out:
         raise TraceError(f"{trace.name}: --rate-scale {rate_scale:g} left no request")
     out.sort(key=lambda r: r.arrival)
@@ -86,4 +88,4 @@ def transform(trace: Trace, *, start: float = 0.0, duration: float | None = None
     name = trace.name if unchanged else (
         f"{trace.name}[start={start:g},duration={'all' if duration is None else f'{duration:g}'},"
         f"time_scale={time_scale:g},rate_scale={rate_scale:g}]")
-    return Trace.of(name, out, span)
+    return Trace.of(name, out, span, block_tokens=trace.block_tokens)

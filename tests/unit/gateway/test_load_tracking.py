@@ -188,3 +188,6 @@ def test_kv_cache_usage_is_read_from_the_sidecars_text() -> None:
     assert parse_kv_cache(text) == 0.5
     assert parse_kv_cache("brix_engine_requests_waiting 3\n") is None
     assert parse_kv_cache("brix_engine_kv_cache_usage_ratio oops\n") is None
+    assert parse_kv_cache("brix_engine_kv_cache_usage_ratio NaN\n") is None
+    assert parse_kv_cache('brix_engine_kv_cache_usage_ratio{model="a"} NaN\n'
+                          'brix_engine_kv_cache_usage_ratio{model="b"} 0.3\n') == 0.3

@@ -65,7 +65,8 @@ def test_ties_in_score_go_to_the_least_loaded_then_at_random() -> None:
 @settings(deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 30), st.none() | st.integers(0, 30),
                           st.none() | st.integers(0, 30), st.integers(0, 12),
-                          st.none() | st.floats(0, 1), st.booleans()), min_size=1, max_size=6),
+                          st.none() | st.just(float("nan")) | st.floats(0, 1), st.booleans()),
+                min_size=1, max_size=6),
        st.dictionaries(st.sampled_from(SCORERS), st.floats(0, 5), min_size=1),
        st.integers(0, 2**32))
 def test_every_profile_picks_a_kept_candidate_with_the_best_score(
@@ -100,6 +101,26 @@ def test_each_scorer_prefers_what_it_says() -> None:
     sig = [Signals(lora_active=True), Signals()]
     assert pick(Profile("lq", {"lora": 2, "queue": 1}), cands, sig) == 0
     assert pick(Profile("lq", {"lora": 0.5, "queue": 1}), cands, sig) == 1
+
+
+def test_an_unknown_or_nan_kv_cache_usage_is_neutral_not_empty() -> None:
+    cands = [Candidate(KEYS[0], in_flight=1), Candidate(KEYS[1], in_flight=1),
+             Candidate(KEYS[2], in_flight=1)]
+    kv = Profile("k", {"kv-cache": 1})
+    for unknown in (float("nan"), None):
+        # A pod with a known, lightly used cache beats one whose usage is unknown ...
+        sig = [Signals(kv_cache=unknown), Signals(kv_cache=0.2), Signals(kv_cache=0.9)]
+        assert pick(kv, cands, sig) == 1
+        parts = [s.parts["kv-cache"] for s in score(kv, cands, sig, prefix_total=0)]
+        assert parts[0] == 0.5
+        # ... and the unknown one beats a nearly full one.
+        sig = [Signals(kv_cache=unknown), Signals(kv_cache=0.9), Signals(kv_cache=0.95)]
+        assert pick(kv, cands, sig) == 0
+    # The kv-cache filter keeps a pod it knows nothing of, and drops a full one.
+    lora = Profile("kv", {"lora": 1}, (Filter("kv-cache", {"max": 0.5}),))
+    sig = [Signals(kv_cache=float("nan"), lora_active=True), Signals(kv_cache=0.2),
+           Signals(kv_cache=0.9, lora_active=True)]
+    assert pick(lora, cands, sig) == 0
 
 
 def test_a_filter_that_would_leave_none_is_skipped() -> None:
@@ -170,6 +191,30 @@ def test_lora_affinity_lasts_the_window() -> None:
     clock[0] += 6
     tracker.started(first)
     assert ask(router, eps, "c", name="ad1", profile="la") != first
+
+
+def test_lora_recency_is_bounded_and_forgets_the_least_recent_first() -> None:
+    eps = [Endpoint(f"p{i}", KEYS[i]) for i in range(3)]
+    config = parse_routing_config({"lora-window": 60,
+                                   "profiles": {"la": {"scorers": {"lora": 1}}}})
+    table = RoutingTable(static={"m": eps})
+    tracker = LoadTracker()
+    router = ProfileRouter(config, table=table, tracker=tracker, clock=lambda: 0.0,
+                           lora_entries=3)
+    where: dict[int, Endpoint] = {}
+    for n in range(6):
+        where[n] = ask(router, eps, "a", name=f"ad{n}", profile="la")
+        tracker.started(where[n])  # keep it busy: only affinity brings a request back
+        assert router.lora_pairs == min(n + 1, 3)
+    # The three most recent adapters are remembered; their next requests follow them.
+    assert ask(router, eps, "b", name="ad5", profile="la") == where[5]
+    # ad0 was forgotten: its request goes by load alone, to the least busy pod.
+    loads = {c.key: c.in_flight for c in tracker.candidates(eps)}
+    chosen = ask(router, eps, "c", name="ad0", profile="la")
+    assert loads[chosen.url] == min(loads.values())
+    assert router.lora_pairs == 3
+    with pytest.raises(ValueError, match="lora_entries"):
+        ProfileRouter(config, table=table, tracker=tracker, lora_entries=0)
 
 
 def test_pods_that_leave_the_table_leave_the_index() -> None:

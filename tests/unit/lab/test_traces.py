@@ -44,6 +44,8 @@ def test_mooncake_jsonl_and_gzip_read_alike(tmp_path: Path) -> None:
         trace = load(str(path))
         assert [r.arrival for r in trace.requests] == [0.0, 1.5]
         assert [r.prefix for r in trace.requests] == ["5", ""]
+        assert [r.blocks for r in trace.requests] == [(5, 6), ()]
+        assert trace.block_tokens == 512
         assert trace.requests[1].prompt_tokens == 9
 
 
@@ -57,6 +59,10 @@ def test_mooncake_jsonl_and_gzip_read_alike(tmp_path: Path) -> None:
      "d.jsonl line 2: timestamps are not sorted"),
     ("e.jsonl", '{"timestamp": 5, "input_length": 1}\n', "missing field(s) output_length"),
     ("f.jsonl", "not json\n", "f.jsonl line 1: not JSON"),
+    ("h.jsonl", '{"timestamp": 5, "input_length": 1, "output_length": 1, "hash_ids": "ab"}\n',
+     "h.jsonl line 1: hash_ids must be a list of integers"),
+    ("i.jsonl", '{"timestamp": 5, "input_length": 1, "output_length": 1, "hash_ids": [1.5]}\n',
+     "i.jsonl line 1: hash_ids must be a list of integers"),
     ("g.parquet", "x", "unknown trace"),
 ])
 def test_bad_files_give_one_line_naming_the_problem(tmp_path: Path, name: str, text: str,
@@ -142,3 +148,16 @@ def test_azure_writer_round_trips() -> None:
         assert read.arrival + shift == pytest.approx(written.arrival, abs=1e-5)
         assert (read.prompt_tokens, read.output_tokens) == (written.prompt_tokens,
                                                             written.output_tokens)
+
+
+def test_mooncake_blocks_survive_loading_and_transforms() -> None:
+    trace = load("mooncake-conv")
+    assert trace.block_tokens == 512
+    first = trace.requests[0]
+    # A hash id per 512 prompt tokens, the last block partial (the trace's README).
+    assert len(first.blocks) == -(-first.prompt_tokens // 512)
+    cut = transform(trace, duration=60, time_scale=0.5)
+    assert cut.block_tokens == 512
+    assert cut.requests[0].blocks == first.blocks
+    assert load("azure-conv").block_tokens == 0
+    assert all(not r.blocks for r in load("azure-conv").requests[:100])

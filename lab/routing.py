@@ -1,0 +1,97 @@
+"""The lab's gateway routing: the gateway's own pure code, fed with trace blocks instead of text.
+
+``--routing`` names one of the picker's strategies (``gateway.picker.pick``)
+or a profile of the gateway's routing config (``gateway.routing_config``):
+the built-in ``prefix-cache`` (the prefix scorer behind the load filter,
+``gateway.scoring``) or one of ``--routing-config FILE``, the gateway's own
+file format. For a profile the lab
+keeps a ``gateway.prefix_index.PrefixIndex`` as the gateway does, but where
+the gateway hashes chunks of a prompt's text, the lab hashes the request's
+block chain: a trace's block ids (Mooncake's ``hash_ids``) chained as the sim
+engine chains its blocks (``inference.sim.prefix_cache.chain_keys``), one
+chunk per block. Requests with no blocks (Azure, synthetic traces) hash to
+nothing: every pod misses and the profile routes by load alone.
+
+The index's bound is the config's in tokens: by default 8,192 chunks of 256
+characters, about 4 characters a token, is 524,288 tokens per pod, so
+1,024 blocks of Mooncake's 512 tokens. ``max-chunks`` caps the blocks hashed.
+
+Differences from the gateway, said plainly: the lab's queue, running and
+KV-cache signals are the engine's exact values at that instant (the gateway
+polls the sidecars every few hundred milliseconds, so its are older), and no
+request carries an adapter (the LoRA scorer never fires).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from typing import Final
+
+from gateway.picker import STRATEGIES, Candidate, pick
+from gateway.prefix_index import PrefixIndex
+from gateway.routing_config import RoutingConfig
+from gateway.scoring import Signals, pick_scored
+
+__all__ = ["CHARS_PER_TOKEN", "Router", "routings"]
+
+CHARS_PER_TOKEN: Final = 4
+
+
+def routings(config: RoutingConfig | None = None) -> tuple[str, ...]:
+    """What ``--routing`` may name: the picker's strategies and the config's profiles."""
+    return tuple(sorted(STRATEGIES | set((config or RoutingConfig()).profiles)))
+
+
+class Router:
+    """Chooses the pod for each request, as the gateway would with ``routing``."""
+
+    def __init__(self, routing: str, *, block_tokens: int, rng: random.Random,
+                 config: RoutingConfig | None = None) -> None:
+        config = config or RoutingConfig()
+        known = routings(config)
+        if routing not in known:
+            raise ValueError(f"unknown routing strategy {routing!r} (known: {', '.join(known)})")
+        if block_tokens < 0:
+            raise ValueError(f"block_tokens must be >= 0, got {block_tokens}")
+        self.routing = routing
+        self.rng = rng
+        self.turn = 0
+        self.profile = config.profiles.get(routing) if routing not in STRATEGIES else None
+        bounds = config.prefix
+        self.max_chunks = bounds.max_chunks
+        per_pod = bounds.chunks_per_pod
+        if block_tokens:
+            per_pod = max(1, per_pod * bounds.chunk_chars // (CHARS_PER_TOKEN * block_tokens))
+        self.index = PrefixIndex(chunks_per_pod=per_pod)
+
+    @property
+    def uses_prefix(self) -> bool:
+        return self.profile is not None and self.profile.uses_prefix
+
+    def choose(self, candidates: Sequence[Candidate], *, prefix: str,
+               hashes: Sequence[int], kv_cache: Sequence[float]) -> int:
+        """The index in ``candidates`` of the pod that takes the request.
+
+        ``hashes``: the chained hashes of the request's full prompt blocks;
+        ``kv_cache``: each candidate's KV-cache usage ratio. Records the choice.
+        """
+        profile = self.profile
+        turn = self.turn
+        self.turn += 1
+        if profile is None:
+            return pick(self.routing, candidates, rng=self.rng, turn=turn, prefix=prefix)
+        if len(kv_cache) != len(candidates):
+            raise ValueError("one KV-cache usage per candidate")
+        chunks = hashes[:self.max_chunks] if profile.uses_prefix else ()
+        matches = self.index.matches(chunks) if chunks else {}
+        signals = [Signals(prefix_chunks=matches.get(c.key, 0), kv_cache=kv)
+                   for c, kv in zip(candidates, kv_cache, strict=True)]
+        i = pick_scored(profile, candidates, signals, prefix_total=len(chunks), rng=self.rng)
+        if chunks:
+            self.index.record(candidates[i].key, chunks)
+        return i
+
+    def forget(self, pod: str) -> None:
+        """``pod`` is gone: the index keeps nothing of it (the gateway's ``retain``)."""
+        self.index.forget(pod)

@@ -152,3 +152,15 @@ def test_policies_from_a_yaml_file(tmp_path: Path, capsys: pytest.CaptureFixture
                  "--quiet", "--out", str(tmp_path / "x")])
     assert code == 2
     assert "--policy-file: expected a list of specs" in capsys.readouterr().err
+
+
+def test_attainment_is_compared_with_the_target_unrounded() -> None:
+    n, missed = 2_000_000, 20_001
+    ok = int(Outcome.COMPLETED)
+    r = result([0.5] * (n - missed) + [3.0] * missed, [ok] * n)
+    exact = (n - missed) / n
+    assert exact < 0.99 <= round(exact, 6)  # rounding first would call it met
+    figures = policy_figures(r, Slo(ttft=2.0))
+    assert figures["slo_attainment"] == pytest.approx(exact, abs=0)
+    best = cheapest({"keda-hpa": figures}, Slo(ttft=2.0, target=0.99))
+    assert best["keda-hpa"]["policy"] is None

@@ -1,4 +1,4 @@
-"""``python -m lab``: backtest policies on a trace, materialise a trace, calibrate a profile.
+"""``python -m lab``: backtest, trace, calibrate, validate (the lab against live serving).
 
 Bad input (an unknown trace, format, policy, setting or profile; a trace
 with missing columns or unsorted times) ends with one line on stderr naming
@@ -73,6 +73,11 @@ def _parser() -> argparse.ArgumentParser:
     bt.add_argument("--scrape-interval", type=float, default=15.0)
     bt.add_argument("--hold-timeout", type=float, default=60.0,
                     help="seconds the gateway holds a request while no pod is ready")
+    bt.add_argument("--grace-period", type=float, default=30.0,
+                    help="seconds a draining pod keeps its requests before it is killed "
+                    "(terminationGracePeriodSeconds)")
+    bt.add_argument("--tail", type=float, default=900.0,
+                    help="seconds the run may go on after the trace, until the fleet settles")
     bt.add_argument("--initial-replicas", type=int, default=None,
                     help="ready pods at the start (default: the policy's minimum, else 1)")
     bt.add_argument("--baseline", default="keda-hpa",
@@ -185,7 +190,8 @@ def backtest(args: argparse.Namespace) -> int:
     slo = Slo(ttft=args.slo_ttft, tpot=args.slo_tpot, target=args.slo_target)
     settings = SimSettings(cold_start=parse_cold_start(args.cold_start), routing=args.routing,
                            scrape_interval=args.scrape_interval, hold_timeout=args.hold_timeout,
-                           initial_replicas=args.initial_replicas, seed=args.seed)
+                           initial_replicas=args.initial_replicas, seed=args.seed,
+                           grace_period=args.grace_period, tail=args.tail)
     from gateway.picker import STRATEGIES
     if args.routing not in STRATEGIES:
         raise UsageError(f"unknown routing strategy {args.routing!r} "
@@ -202,7 +208,8 @@ def backtest(args: argparse.Namespace) -> int:
         "profile": profile.to_json(), "cold_start": args.cold_start, "routing": args.routing,
         "scrape_interval": args.scrape_interval, "hold_timeout": args.hold_timeout,
         "initial_replicas": args.initial_replicas, "seed": args.seed,
-        "policies": specs, "cpu_seconds": timings,
+        "grace_period": args.grace_period, "tail": args.tail, "policies": specs,
+        "cpu_seconds": timings,
     }
     summary = write_report(args.out, trace, results, slo, settings=recorded,
                            baseline=args.baseline)

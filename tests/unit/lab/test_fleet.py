@@ -75,3 +75,39 @@ def test_compare_lines_up_the_live_fleet_and_the_lab_over_one_window() -> None:
     late = _result([(0.0, 1, 1, 1), (15.0, 3, 3, 1), (19.0, 3, 3, 3), (35.0, 1, 1, 1)],
                    [0.2, 0.4, 0.6, 3.0])
     assert compare(live, late, Slo(ttft=2.0))["mean_abs_diff"]["spec"] == pytest.approx(0.5)
+
+
+class _Apps:
+    """Answers read_namespaced_deployment with one Deployment (the client's own model)."""
+
+    def __init__(self, annotations: dict[str, str], grace: int | None = None) -> None:
+        from kubernetes import client
+        self.deployment = client.V1Deployment(
+            metadata=client.V1ObjectMeta(name="m", namespace="ns", annotations=annotations),
+            spec=client.V1DeploymentSpec(
+                selector=client.V1LabelSelector(match_labels={"brix.dev/model": "m"}),
+                template=client.V1PodTemplateSpec(spec=client.V1PodSpec(
+                    containers=[], termination_grace_period_seconds=grace))))
+
+    def read_namespaced_deployment(self, name: str, namespace: str) -> object:
+        return self.deployment
+
+
+def test_the_target_is_read_from_the_deployment_and_bad_ones_are_named() -> None:
+    from lab.live import read_target
+
+    good = {"brix.dev/autoscale": "true", "brix.dev/autoscale-target": "2",
+            "brix.dev/autoscale-min": "1", "brix.dev/autoscale-max": "4"}
+    target = read_target(_Apps(good, grace=10), "ns", "m")
+    assert (target.target, target.min_replicas, target.max_replicas) == (2.0, 1, 4)
+    assert target.grace_period == 10.0
+    assert target.selector == {"brix.dev/model": "m"}
+    assert read_target(_Apps(good), "ns", "m").grace_period == 30.0  # Kubernetes' default
+    for notes, message in (
+        ({}, "not annotated brix.dev/autoscale"),
+        ({**good, "brix.dev/autoscale-signal": "slo"}, "queue signal only"),
+        ({**good, "brix.dev/autoscale-target": "lots"}, "bad or missing"),
+    ):
+        with pytest.raises(ValueError, match=message) as err:
+            read_target(_Apps(notes), "ns", "m")
+        assert "\n" not in str(err.value)

@@ -92,7 +92,8 @@ def sim_flags(profile: dict[str, Any]) -> list[str]:
             "--no-enable-prefix-caching", "--log-level", "warning"]
 
 
-def deployment(model: str, profile: dict[str, Any], loop: LoopFlags) -> dict[str, Any]:
+def deployment(model: str, profile: dict[str, Any], loop: LoopFlags, *,
+               sidecar_ready: str = "/healthz") -> dict[str, Any]:
     labels = {MODEL_LABEL: model}
     pod_ip = [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}]
     return {
@@ -117,7 +118,7 @@ def deployment(model: str, profile: dict[str, Any], loop: LoopFlags) -> dict[str
                              "--engine-url", "http://$(POD_IP):8000", "--port", "8080"],
                  "env": pod_ip,
                  "ports": [{"name": "sidecar", "containerPort": 8080}],
-                 "readinessProbe": {"httpGet": {"path": "/readyz", "port": "sidecar"},
+                 "readinessProbe": {"httpGet": {"path": sidecar_ready, "port": "sidecar"},
                                     "periodSeconds": 1}},
             ]},
         }},
@@ -149,14 +150,24 @@ def prometheus_config(localkube_url: str, ca: Path, gateway: str,
 
 def start_lab_stack(procs: ProcessGroup, workdir: Path, *, profile: dict[str, Any],
                     loop: LoopFlags, model: str = "lab-sim", scrape_interval: float = 2.0,
-                    hold_timeout: float = 60.0) -> LabStack:
-    """Start the stack and return once the model answers through the gateway."""
+                    hold_timeout: float = 60.0, sidecar_ready: str = "/healthz") -> LabStack:
+    """Start the stack and return once the model answers through the gateway.
+
+    ``sidecar_ready``: the sidecar's readiness path. The manifests of ``k8s/`` use
+    ``/readyz``, a real one-token completion, under the kubelet's default 1 s probe
+    timeout: while an engine's batch is full that completion waits behind it, the probe
+    fails, and the busy pod leaves the gateway's routing and Prometheus' scrape (the
+    relabelling keeps Ready pods) until its batch drains. The lab models a pod as ready
+    from its start until it is removed, so by default this stack's sidecars answer
+    readiness with ``/healthz`` and the engine's ``/health`` decides; ``/readyz``
+    reproduces the manifests (bench/lab/RESULTS.md has both runs).
+    """
     _, kubeconfig = start_localkube(procs, workdir / "kube")
     api = config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
     try:
         client.CoreV1Api(api).create_namespace({"metadata": {"name": NAMESPACE}})
         client.AppsV1Api(api).create_namespaced_deployment(
-            NAMESPACE, deployment(model, profile, loop))
+            NAMESPACE, deployment(model, profile, loop, sidecar_ready=sidecar_ready))
         server = api.configuration.host
     finally:
         api.close()

@@ -162,6 +162,7 @@ def start_lab_stack(procs: ProcessGroup, workdir: Path, *, profile: dict[str, An
     readiness with ``/healthz`` and the engine's ``/health`` decides; ``/readyz``
     reproduces the manifests (bench/lab/RESULTS.md has both runs).
     """
+    workdir = workdir.resolve()  # Prometheus reads the CA path from its own directory
     _, kubeconfig = start_localkube(procs, workdir / "kube")
     api = config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
     try:

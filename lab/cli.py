@@ -128,6 +128,8 @@ def _parser() -> argparse.ArgumentParser:
     stack.add_argument("--scrape-interval", type=float, default=15.0,
                        help="Prometheus' scrape interval of the pods and the gateway")
     stack.add_argument("--hold-timeout", type=float, default=60.0, help="the gateway's flag")
+    stack.add_argument("--prometheus-url", default=None,
+                       help="the scaler's Prometheus: first check it scrapes the model's engines")
     stack.add_argument("--routing", default="least-request",
                        help="the gateway's --routing (a gateway.picker strategy)")
     stack.add_argument("--settle", type=float, default=60.0,
@@ -310,7 +312,8 @@ def _validate_stack(args: argparse.Namespace, trace: Trace, profile: Any) -> int
         kubeconfig=args.kubeconfig, namespace=args.namespace,
         deployment=args.deployment or args.model, loop=loop,
         scrape_interval=args.scrape_interval, hold_timeout=args.hold_timeout,
-        routing=args.routing, settle=args.settle, cold_start=args.cold_start, seed=args.seed)
+        routing=args.routing, settle=args.settle, cold_start=args.cold_start, seed=args.seed,
+        prometheus_url=args.prometheus_url)
     real, sim, ratios = report["real"], report["sim"], report["sim_over_real"]
     print(f"{'figure':<18}{'real':>10}{'lab':>10}{'lab/real':>10}")
     for key, value in real.items():

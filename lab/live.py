@@ -48,8 +48,8 @@ from lab.summary import Slo, met
 from lab.traces import Trace
 from lab.validate import figures, replay
 
-__all__ = ["Fleet", "LiveRun", "LoopSettings", "Target", "compare", "read_target", "run_live",
-           "simulate_like"]
+__all__ = ["Fleet", "LiveRun", "LoopSettings", "Target", "check_scraped", "compare",
+           "read_target", "run_live", "simulate_like", "validate_stack"]
 
 SIGNAL_ANNOTATION = "brix.dev/autoscale-signal"
 
@@ -232,15 +232,42 @@ def compare(live: LiveRun, result: Result, slo: Slo) -> dict[str, Any]:
     }
 
 
+def check_scraped(prometheus_url: str, model: str, *, wait: float = 30.0) -> None:
+    """``ValueError`` (one line) unless the Prometheus the scaler reads has the model's
+    engine series within ``wait`` seconds: without them the loop is blind to the pods
+    and the comparison would say nothing about the lab."""
+    import httpx
+
+    query = f'brix_engine_up{{model="{model}"}}'
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            r = httpx.get(f"{prometheus_url.rstrip('/')}/api/v1/query",
+                          params={"query": query}, timeout=5.0)
+            if r.status_code == 200 and r.json()["data"]["result"]:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise ValueError(f"{prometheus_url} has no {query} after {wait:g} s: the loop "
+                             "cannot see the model's pods")
+        time.sleep(1.0)
+
+
 def validate_stack(gateway_url: str, model: str, trace: Trace, profile: Profile, slo: Slo, *,
                    kubeconfig: str | None, namespace: str, deployment: str, loop: LoopSettings,
                    scrape_interval: float, hold_timeout: float, routing: str, settle: float,
-                   cold_start: float | None = None, seed: int = 0) -> dict[str, Any]:
+                   cold_start: float | None = None, seed: int = 0,
+                   prometheus_url: str | None = None) -> dict[str, Any]:
     """Replay ``trace`` on the live stack, simulate it with the same settings, compare.
 
     ``cold_start``: the lab's pod start in seconds; None: the mean start time of the
-    pods that started during the live run (0 if none did)."""
+    pods that started during the live run (0 if none did). ``prometheus_url``: first
+    check that it scrapes the model's engines (``check_scraped``)."""
     from kubernetes import client, config
+
+    if prometheus_url:
+        check_scraped(prometheus_url, model)
 
     if kubeconfig:
         api = config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]

@@ -78,7 +78,8 @@ class LabStack:
                 "--stabilization-window", str(loop.stabilization_window),
                 "--scale-period", str(loop.scale_period),
                 "--scrape-interval", str(self.scrape_interval),
-                "--hold-timeout", str(self.hold_timeout), "--routing", "least-request"]
+                "--hold-timeout", str(self.hold_timeout), "--routing", "least-request",
+                "--prometheus-url", self.prometheus_url]
 
 
 def sim_flags(profile: dict[str, Any]) -> list[str]:

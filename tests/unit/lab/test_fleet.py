@@ -111,3 +111,14 @@ def test_the_target_is_read_from_the_deployment_and_bad_ones_are_named() -> None
         with pytest.raises(ValueError, match=message) as err:
             read_target(_Apps(notes), "ns", "m")
         assert "\n" not in str(err.value)
+
+
+def test_a_prometheus_that_does_not_scrape_the_model_is_named() -> None:
+    from lab.live import check_scraped
+    from tests.helpers.procs import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(ValueError, match="cannot see the model's pods") as err:
+        check_scraped(url, "m", wait=0)
+    assert url in str(err.value)
+    assert "\n" not in str(err.value)

@@ -127,8 +127,12 @@ def _watch(apps: Any, core: Any, target: Target, fleet: Fleet, *, t0: float,
     selector = ",".join(f"{k}={v}" for k, v in sorted(target.selector.items()))
     while not stop.is_set():
         now = time.perf_counter() - t0
-        scale = apps.read_namespaced_deployment(target.name, target.namespace)
-        pods = core.list_namespaced_pod(target.namespace, label_selector=selector).items
+        try:
+            scale = apps.read_namespaced_deployment(target.name, target.namespace)
+            pods = core.list_namespaced_pod(target.namespace, label_selector=selector).items
+        except Exception:  # a missed sample (the API hiccuped); the next comes in `period`
+            stop.wait(period)
+            continue
         for pod in pods:
             name = pod.metadata.name
             fleet.listed.setdefault(name, now)

@@ -1,4 +1,4 @@
-"""``python -m lab``: backtest policies on a trace, materialise a trace, calibrate a profile.
+"""``python -m lab``: backtest, trace, calibrate, validate (the lab against live serving).
 
 Bad input (an unknown trace, format, policy, setting or profile; a trace
 with missing columns or unsorted times) ends with one line on stderr naming
@@ -77,6 +77,11 @@ def _parser() -> argparse.ArgumentParser:
     bt.add_argument("--scrape-interval", type=float, default=15.0)
     bt.add_argument("--hold-timeout", type=float, default=60.0,
                     help="seconds the gateway holds a request while no pod is ready")
+    bt.add_argument("--grace-period", type=float, default=30.0,
+                    help="seconds a draining pod keeps its requests before it is killed "
+                    "(terminationGracePeriodSeconds)")
+    bt.add_argument("--tail", type=float, default=900.0,
+                    help="seconds the run may go on after the trace, until the fleet settles")
     bt.add_argument("--initial-replicas", type=int, default=None,
                     help="ready pods at the start (default: the policy's minimum, else 1)")
     bt.add_argument("--baseline", default="keda-hpa",
@@ -102,13 +107,39 @@ def _parser() -> argparse.ArgumentParser:
                      "max_num_seqs x max_model_len)")
     cal.add_argument("--batch", type=int, default=8, help="concurrent streams of the batch run")
     cal.add_argument("--quiet", action="store_true")
-    val = sub.add_parser("validate", help="replay a trace against one live engine; compare "
-                         "its latencies with the lab's prediction for the same profile")
-    val.add_argument("--engine-url", required=True, help="the engine's base URL (vLLM or sim)")
+    val = sub.add_parser("validate", help="replay a trace against one live engine, or the "
+                         "live stack through its gateway; compare with the lab's prediction")
+    where = val.add_mutually_exclusive_group(required=True)
+    where.add_argument("--engine-url", help="one engine's base URL (vLLM or sim)")
+    where.add_argument("--gateway-url", help="the live stack's gateway: its model's "
+                       "Deployment is scaled by the scaler's fallback loop (queue signal)")
     val.add_argument("--trace", default="validate-5min")
-    val.add_argument("--profile", required=True, help="the profile the engine runs with")
+    val.add_argument("--profile", required=True, help="the profile the engines run with")
     val.add_argument("--slo-ttft", type=float, default=2.0)
     val.add_argument("--out", type=Path, default=None, help="JSON of the comparison")
+    stack = val.add_argument_group("with --gateway-url: the live stack's settings")
+    stack.add_argument("--model", default=None, help="served model name")
+    stack.add_argument("--kubeconfig", default=None, help="else $KUBECONFIG, else in-cluster")
+    stack.add_argument("--namespace", default="default", help="the Deployment's namespace")
+    stack.add_argument("--deployment", default=None, help="default: the model's name")
+    stack.add_argument("--loop-interval", type=float, default=15.0, help="the scaler's flag")
+    stack.add_argument("--stabilization-window", type=float, default=300.0,
+                       help="the scaler's flag")
+    stack.add_argument("--scale-period", type=float, default=15.0, help="the scaler's flag")
+    stack.add_argument("--scale-to-zero-cooldown", type=float, default=300.0,
+                       help="the scaler's flag")
+    stack.add_argument("--panic-window", type=float, default=0.0, help="the scaler's flag")
+    stack.add_argument("--scrape-interval", type=float, default=15.0,
+                       help="Prometheus' scrape interval of the pods and the gateway")
+    stack.add_argument("--hold-timeout", type=float, default=60.0, help="the gateway's flag")
+    stack.add_argument("--prometheus-url", default=None,
+                       help="the scaler's Prometheus: first check it scrapes the model's engines")
+    stack.add_argument("--routing", default="least-request",
+                       help="the gateway's --routing (a gateway.picker strategy)")
+    stack.add_argument("--settle", type=float, default=60.0,
+                       help="seconds both sides go on after the trace (the scale-down)")
+    stack.add_argument("--cold-start", type=float, default=None,
+                       help="the lab's pod start, seconds (default: measured on the live pods)")
     _add_trace_flags(val)
     return parser
 
@@ -171,7 +202,8 @@ def backtest(args: argparse.Namespace) -> int:
     settings = SimSettings(cold_start=parse_cold_start(args.cold_start), routing=args.routing,
                            routing_config=routing_config,
                            scrape_interval=args.scrape_interval, hold_timeout=args.hold_timeout,
-                           initial_replicas=args.initial_replicas, seed=args.seed)
+                           initial_replicas=args.initial_replicas, seed=args.seed,
+                           grace_period=args.grace_period, tail=args.tail)
     from lab.routing import routings
     if args.routing not in routings(routing_config):
         raise UsageError(f"unknown routing strategy {args.routing!r} "
@@ -189,7 +221,8 @@ def backtest(args: argparse.Namespace) -> int:
         "routing_config": None if args.routing_config is None else str(args.routing_config),
         "scrape_interval": args.scrape_interval, "hold_timeout": args.hold_timeout,
         "initial_replicas": args.initial_replicas, "seed": args.seed,
-        "policies": specs, "cpu_seconds": timings,
+        "grace_period": args.grace_period, "tail": args.tail, "policies": specs,
+        "cpu_seconds": timings,
     }
     summary = write_report(args.out, trace, results, slo, settings=recorded,
                            baseline=args.baseline)
@@ -250,6 +283,8 @@ def validate_command(args: argparse.Namespace) -> int:
 
     trace = _trace(args, args.trace)
     profile = load_profile(args.profile)
+    if args.gateway_url is not None:
+        return _validate_stack(args, trace, profile)
     comparison = validate(args.engine_url, trace, profile, Slo(ttft=args.slo_ttft))
     ratios = comparison.ratios()
     print(f"{'figure':<16}{'real':>10}{'lab':>10}{'lab/real':>10}")
@@ -262,6 +297,48 @@ def validate_command(args: argparse.Namespace) -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"trace": trace.describe(), "profile": profile.name,
                                         **comparison.to_json()}, indent=2) + "\n")
+        print(f"written: {args.out}")
+    return 0
+
+
+def _validate_stack(args: argparse.Namespace, trace: Trace, profile: Any) -> int:
+    from gateway.picker import STRATEGIES
+    from lab.live import LoopSettings, validate_stack
+
+    if not args.model:
+        raise UsageError("--gateway-url needs --model")
+    if args.routing not in STRATEGIES:
+        raise UsageError(f"unknown routing strategy {args.routing!r} "
+                         f"(known: {', '.join(sorted(STRATEGIES))})")
+    if not (args.scrape_interval > 0 and args.settle >= 0 and args.hold_timeout >= 0) or (
+            args.cold_start is not None and not args.cold_start >= 0):
+        raise UsageError("need --scrape-interval > 0, --settle, --hold-timeout and "
+                         "--cold-start >= 0")
+    loop = LoopSettings(interval=args.loop_interval,
+                        stabilization_window=args.stabilization_window,
+                        scale_period=args.scale_period,
+                        scale_to_zero_cooldown=args.scale_to_zero_cooldown,
+                        panic_window=args.panic_window)
+    report = validate_stack(
+        args.gateway_url, args.model, trace, profile, Slo(ttft=args.slo_ttft),
+        kubeconfig=args.kubeconfig, namespace=args.namespace,
+        deployment=args.deployment or args.model, loop=loop,
+        scrape_interval=args.scrape_interval, hold_timeout=args.hold_timeout,
+        routing=args.routing, settle=args.settle, cold_start=args.cold_start, seed=args.seed,
+        prometheus_url=args.prometheus_url)
+    real, sim, ratios = report["real"], report["sim"], report["sim_over_real"]
+    print(f"{'figure':<18}{'real':>10}{'lab':>10}{'lab/real':>10}")
+    for key, value in real.items():
+        print(f"{key:<18}{_num(value):>10}{_num(sim[key]):>10}{_num(ratios[key]):>10}")
+    diff = report["mean_abs_diff"]
+    print(f"replicas over {report['window_s']:g} s, mean |real - lab|: spec {diff['spec']:.3f}, "
+          f"ready {diff['ready']:.3f}, pods {diff['pods']:.3f}; pod start "
+          f"{report['pod_start_s']['measured']} s (lab: {report['settings']['cold_start_s']} s)")
+    if args.out is not None:
+        import json
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"trace": trace.describe(), "profile": profile.name,
+                                        **report}, indent=2) + "\n")
         print(f"written: {args.out}")
     return 0
 

@@ -18,8 +18,10 @@ time costs nothing. What happens, and in which component's terms:
 - **Pods**: a new pod starts (``cold_start``) before it takes requests. On
   scale-down, pods that are still starting go first, then the newest ready
   ones; a removed ready pod takes no new request and goes once its in-flight
-  requests are done. A pod costs replica-seconds from its creation until it
-  is gone.
+  requests are done, or after ``grace_period`` (Kubernetes'
+  ``terminationGracePeriodSeconds``, 30 s by default) when its engine is
+  killed and the requests still in it fail (``KILLED``). A pod costs
+  replica-seconds from its creation until it is gone.
 - **Gateway**: a request goes to a ready pod chosen by ``lab.routing.Router``:
   ``gateway.picker.pick``'s strategies or the gateway's ``prefix-cache``
   profile (``least-request`` unless told otherwise). With no
@@ -34,6 +36,11 @@ time costs nothing. What happens, and in which component's terms:
   ``decide`` runs every ``policy.interval`` and sees only ``TSDB.view(now)``.
   A policy with a ``use_profile(mapping)`` method is handed the run's timing
   profile (its JSON object) before the first decision, as a capacity prior.
+- **After the trace**: once every request has ended, scrapes and decisions go
+  on (the scale-down after the load is part of a policy's cost) until the
+  fleet settles (at the policy's ``min_replicas``, when it has one, with no
+  pod starting or draining) or ``tail`` seconds after the later of the
+  trace's end and the last request's end, whichever comes first.
 """
 
 from __future__ import annotations
@@ -88,6 +95,7 @@ class Outcome(enum.IntEnum):
     COMPLETED = 1
     TIMED_OUT = 2  # held at the gateway with no ready pod, then 503
     TOO_LONG = 3  # longer than the profile's context: 400
+    KILLED = 4  # in a draining pod when its grace period ended
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -101,11 +109,17 @@ class SimSettings:
     initial_replicas: int | None = None
     """Ready pods at the start; None: the policy's ``initial_replicas`` if it has one, else 1."""
     seed: int = 0
+    grace_period: float = 30.0
+    """Seconds a draining pod keeps its in-flight requests before it is killed."""
+    tail: float = 900.0
+    """Seconds the run may go on after the trace and its last request end, to settle."""
 
     def __post_init__(self) -> None:
         if self.scrape_interval <= 0 or self.hold_timeout < 0 or (
                 self.initial_replicas is not None and self.initial_replicas < 0):
             raise ValueError("need scrape_interval > 0, hold_timeout >= 0, initial_replicas >= 0")
+        if not (self.grace_period >= 0 and self.tail >= 0):
+            raise ValueError("need grace_period >= 0 and tail >= 0")
 
 
 @dataclass(slots=True)
@@ -162,7 +176,7 @@ class _Pod:
     e2e_sum: float = 0.0
 
 
-_EV_STEP, _EV_READY, _EV_TIMEOUT, _EV_SCRAPE, _EV_DECIDE = range(5)
+_EV_STEP, _EV_READY, _EV_TIMEOUT, _EV_SCRAPE, _EV_DECIDE, _EV_KILL = range(6)
 
 
 def _observe(counts: list[int], bounds: tuple[float, ...], value: float) -> None:
@@ -276,6 +290,7 @@ class _Sim:
                     self.gone(pod)
                 else:
                     pod.state = _State.DRAINING
+                    self.push(self.now + self.s.grace_period, _EV_KILL, pod)
         self.record()
 
     # --- requests ---------------------------------------------------------
@@ -321,6 +336,20 @@ class _Sim:
         elif pod.step_count > 1:
             self.cut(pod)
         return True
+
+    def on_kill(self, pod: _Pod) -> None:
+        """A draining pod's grace period is over: its engine stops, its requests fail."""
+        if pod.state is not _State.DRAINING:
+            return
+        sched = pod.scheduler
+        for seq in [*sched.waiting, *sched.running]:
+            sched.abort(seq)
+            self.finish(seq.id, Outcome.KILLED)
+        pod.in_flight = 0
+        pod.step = None
+        pod.version += 1
+        self.gone(pod)
+        self.record()
 
     def on_timeout(self, idx: int) -> None:
         if self.outcome[idx] != Outcome.PENDING or idx not in self.held:
@@ -437,6 +466,12 @@ class _Sim:
 
     # --- the loop ---------------------------------------------------------
 
+    def settled(self, floor: object) -> bool:
+        """At the policy's floor with no pod starting or draining (no floor: never)."""
+        if isinstance(floor, bool) or not isinstance(floor, int):
+            return False
+        return self.spec() == floor and all(p.state is _State.READY for p in self.live)
+
     def run(self, progress: Callable[[float], None] | None = None) -> Result:
         initial = self.s.initial_replicas
         if initial is None:
@@ -460,7 +495,14 @@ class _Sim:
         nxt = 0
         heap = self.heap
         last_report = 0.0
-        while self.ended < n:
+        horizon = math.inf
+        floor = getattr(self.policy, "min_replicas", None)
+        while True:
+            if self.ended == n:
+                if horizon == math.inf:
+                    horizon = max(self.now, self.trace.duration) + self.s.tail
+                if self.settled(floor) or not heap or heap[0][0] > horizon:
+                    break
             if nxt < n and (not heap or requests[nxt].arrival <= heap[0][0]):
                 self.now = requests[nxt].arrival
                 self.arrive(nxt)
@@ -477,6 +519,9 @@ class _Sim:
             elif kind == _EV_TIMEOUT:
                 assert isinstance(payload, int)
                 self.on_timeout(payload)
+            elif kind == _EV_KILL:
+                assert isinstance(payload, _Pod)
+                self.on_kill(payload)
             elif kind == _EV_SCRAPE:
                 self.scrape()
                 self.push(t + self.s.scrape_interval, _EV_SCRAPE)
@@ -487,6 +532,8 @@ class _Sim:
                 self.decide()
                 self.push(t + interval, _EV_DECIDE)
         end = max(self.now, self.trace.duration)
+        if self.ended == n and horizon < math.inf and not self.settled(floor):
+            end = max(end, horizon)
         self.now = end
         self.record()
         signs = self.changes

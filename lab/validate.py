@@ -1,16 +1,18 @@
-"""``lab validate``: replay a trace against one live engine and compare with the lab's prediction.
+"""``lab validate``: replay a trace against live serving and compare with the lab's prediction.
 
-This is the engine-level part of sim-to-real: the trace's requests are sent
-at their arrival times (real time) to an OpenAI-compatible engine (vLLM or
-the sim started with the profile's timing), as streamed completions with
-token-id prompts of the trace's lengths and ``ignore_eos`` so each produces
-exactly its output length; their TTFT and end-to-end latency are measured at
-the client. The lab simulates the same trace on one replica of the same
-profile (``fixed:replicas=1``), and the two are compared: TTFT p50/p99,
-e2e p50/p99 and SLO attainment.
+Two forms. Here, the engine-level one (``--engine-url``): the trace's
+requests are sent at their arrival times (real time) to an OpenAI-compatible
+engine (vLLM or the sim started with the profile's timing), as streamed
+completions with token-id prompts of the trace's lengths (no two sharing a
+prefix, so no engine's prefix cache makes prefill free) and ``ignore_eos`` so
+each produces exactly its output length; their TTFT and end-to-end latency
+are measured at the client. The lab simulates the same trace on one replica
+of the same profile (``fixed:replicas=1``), and the two are compared: TTFT
+p50/p99, e2e p50/p99 and SLO attainment.
 
-The live stack on localkube (gateway, Prometheus and the scaler's loop with
-several replicas) is not driven from here yet.
+The whole-stack form (``--gateway-url``: gateway, Prometheus, the scaler's
+fallback loop, pods on localkube) is ``lab.live``; it replays with
+``replay`` below.
 """
 
 from __future__ import annotations
@@ -25,13 +27,14 @@ from typing import Any
 import httpx
 import numpy as np
 
+from lab.calibrate import unique_prompt
 from lab.engine import Outcome, SimSettings, simulate
 from lab.policies.fixed import Fixed
 from lab.profiles import Profile
 from lab.summary import Slo, met
 from lab.traces import Trace
 
-__all__ = ["Comparison", "replay", "validate"]
+__all__ = ["Comparison", "figures", "replay", "validate"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,10 +55,10 @@ class Comparison:
 
 
 async def _one(client: httpx.AsyncClient, url: str, model: str, *, prompt: int, output: int,
-               delay: float, start: float) -> tuple[float, float] | None:
+               delay: float, start: float, serial: int) -> tuple[float, float] | None:
     await asyncio.sleep(max(0.0, start + delay - time.perf_counter()))
     sent = time.perf_counter()
-    body = {"model": model, "prompt": [11 + (i % 50) for i in range(prompt)],
+    body = {"model": model, "prompt": unique_prompt(prompt, serial),
             "max_tokens": output, "ignore_eos": True, "stream": True, "temperature": 0}
     first: float | None = None
     try:
@@ -74,18 +77,22 @@ async def _one(client: httpx.AsyncClient, url: str, model: str, *, prompt: int, 
     return first, time.perf_counter() - sent
 
 
-async def _replay(url: str, model: str, trace: Trace) -> list[tuple[float, float] | None]:
+async def _replay(url: str, model: str, trace: Trace,
+                  start: float | None) -> list[tuple[float, float] | None]:
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=100)
     async with httpx.AsyncClient(timeout=httpx.Timeout(600.0), limits=limits) as client:
-        start = time.perf_counter() + 0.5
+        at = time.perf_counter() + 0.5 if start is None else start
         return await asyncio.gather(*[
             _one(client, url, model, prompt=r.prompt_tokens, output=r.output_tokens,
-                 delay=r.arrival, start=start)
-            for r in trace.requests])
+                 delay=r.arrival, start=at, serial=i)
+            for i, r in enumerate(trace.requests)])
 
 
-def replay(url: str, trace: Trace, model: str | None = None) -> list[tuple[float, float] | None]:
-    """(TTFT, e2e) of each request of ``trace`` sent to the engine at ``url`` (None: failed)."""
+def replay(url: str, trace: Trace, model: str | None = None,
+           start: float | None = None) -> list[tuple[float, float] | None]:
+    """(TTFT, e2e) of each request of ``trace`` sent to ``url`` (an engine or the gateway;
+    None: failed). ``start``: the ``time.perf_counter()`` of the trace's time 0 (default:
+    half a second from now)."""
     url = url.rstrip("/")
     if model is None:
         r = httpx.get(f"{url}/v1/models", timeout=30.0)
@@ -94,13 +101,14 @@ def replay(url: str, trace: Trace, model: str | None = None) -> list[tuple[float
     # A loop of its own, closed here, that leaves the thread's current loop alone.
     loop = asyncio.new_event_loop()
     try:
-        return loop.run_until_complete(_replay(url, model, trace))
+        return loop.run_until_complete(_replay(url, model, trace, start))
     finally:
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
 
 
-def _figures(ttft: np.ndarray, e2e: np.ndarray, ok: np.ndarray) -> dict[str, float | None]:
+def figures(ttft: np.ndarray, e2e: np.ndarray, ok: np.ndarray) -> dict[str, float | None]:
+    """TTFT and e2e p50/p99 (over the requests that have them) and SLO attainment."""
     def pct(values: np.ndarray, q: float) -> float | None:
         values = values[~np.isnan(values)]
         return round(float(np.percentile(values, q)), 4) if values.size else None
@@ -121,5 +129,5 @@ def validate(url: str, trace: Trace, profile: Profile, slo: Slo,
                       SimSettings(cold_start=lambda _rng: 0.0, initial_replicas=1))
     sim_ok = met(result, slo)
     sim_ttft = np.where(result.outcome == Outcome.COMPLETED, result.ttft, np.nan)
-    return Comparison(real=_figures(real_ttft, real_e2e, real_ok),
-                      sim=_figures(sim_ttft, result.e2e, sim_ok))
+    return Comparison(real=figures(real_ttft, real_e2e, real_ok),
+                      sim=figures(sim_ttft, result.e2e, sim_ok))

@@ -31,5 +31,10 @@ class Fixed:
     def initial_replicas(self) -> int:
         return self.replicas
 
+    @property
+    def min_replicas(self) -> int:
+        """Its floor, where a simulator's run settles after the trace."""
+        return self.replicas
+
     def decide(self, *, now: float, metrics: MetricsView, replicas: int, ready: int) -> int:
         return self.replicas

@@ -59,6 +59,11 @@ class BrixSlo:
         if not self.rate_window > 0:
             raise ValueError(f"rate_window must be > 0, got {self.rate_window}")
 
+    @property
+    def min_replicas(self) -> int:
+        """Its floor, where a simulator's run settles after the trace."""
+        return self.policy.min_replicas
+
     def use_profile(self, profile: Mapping[str, object]) -> bool:
         """Take the run's timing profile as the capacity prior, unless the settings gave
         one; whether it was taken. ``SloError`` names a key the profile lacks."""

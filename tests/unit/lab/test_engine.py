@@ -255,3 +255,39 @@ def test_a_policy_that_asks_for_the_profile_gets_it_before_deciding() -> None:
     assert policy.profile is not None
     assert policy.profile["prefill_tokens_per_s"] == PROFILE.prefill_tokens_per_s
     assert policy.seen
+
+
+def test_a_draining_pod_is_killed_after_its_grace_period() -> None:
+    # 2 ready pods, a request of about 45 s on each; scale to 1 at 15 s.
+    trace = trace_of((0.0, 100, 3900), (0.1, 100, 3900))
+    short = run(trace, Steps([(15.0, 1)]), initial=2, grace_period=5.0)
+    assert sorted(short.outcome.tolist()) == [Outcome.COMPLETED, Outcome.KILLED]
+    killed_at = next(t for t, alive, _, _ in short.timeline if t >= 15.0 and alive == 1)
+    assert killed_at == pytest.approx(20.0)
+    long = run(trace, Steps([(15.0, 1)]), initial=2, grace_period=60.0)
+    assert (long.outcome == Outcome.COMPLETED).all()
+
+
+class Floor(Steps):
+    """A schedule with a floor: the run may settle there after the trace."""
+
+    min_replicas = 1
+
+
+def test_scale_down_after_the_trace_is_simulated_until_the_fleet_settles() -> None:
+    trace = trace_of((0.0, 100, 10), (20.0, 100, 10))
+    schedule = [(15.0, 3), (120.0, 2), (200.0, 1)]
+    settled = run(trace, Floor(schedule), cold=5.0)
+    spec = [(t, s) for t, _, s, _ in settled.timeline]
+    assert spec[-1][1] == 1
+    assert any(t >= 200.0 and s == 1 for t, s in spec)
+    # It ends when the fleet is at its floor (decided at 210 s, the first decision
+    # after 200 s), not at the horizon; the cost counts the tail.
+    assert settled.end_time == pytest.approx(210.0)
+    assert settled.replica_seconds == pytest.approx(1 * 15 + 3 * 105 + 2 * 90, rel=1e-6)
+    # A policy with no floor runs to the stated horizon after the trace.
+    horizon = run(trace, Steps(schedule), cold=5.0, tail=300.0)
+    assert horizon.end_time == pytest.approx(trace.duration + 300.0, abs=1.0)
+    # With no tail, nothing after the last request: still 3 replicas.
+    cut = run(trace, Floor(schedule), cold=5.0, tail=0.0)
+    assert cut.timeline[-1][2] == 3

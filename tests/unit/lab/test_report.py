@@ -152,3 +152,40 @@ def test_policies_from_a_yaml_file(tmp_path: Path, capsys: pytest.CaptureFixture
                  "--quiet", "--out", str(tmp_path / "x")])
     assert code == 2
     assert "--policy-file: expected a list of specs" in capsys.readouterr().err
+
+
+def test_attainment_is_compared_with_the_target_unrounded() -> None:
+    n, missed = 2_000_000, 20_001
+    ok = int(Outcome.COMPLETED)
+    r = result([0.5] * (n - missed) + [3.0] * missed, [ok] * n)
+    exact = (n - missed) / n
+    assert exact < 0.99 <= round(exact, 6)  # rounding first would call it met
+    figures = policy_figures(r, Slo(ttft=2.0))
+    assert figures["slo_attainment"] == pytest.approx(exact, abs=0)
+    best = cheapest({"keda-hpa": figures}, Slo(ttft=2.0, target=0.99))
+    assert best["keda-hpa"]["policy"] is None
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--gateway-url", "http://127.0.0.1:9"], "--gateway-url needs --model"),
+    (["--gateway-url", "http://127.0.0.1:9", "--model", "m", "--routing", "fastest"],
+     "unknown routing strategy 'fastest'"),
+    (["--gateway-url", "http://127.0.0.1:9", "--model", "m", "--settle", "-1"],
+     "need --scrape-interval > 0"),
+])
+def test_bad_stack_validate_input_is_one_line_and_exit_2(
+        capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:
+    code = main(["validate", *argv, "--profile", "gpu-8b", "--duration", "10"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err
+    assert err.count("\n") == 1
+
+
+def test_validate_takes_an_engine_or_a_gateway_not_both(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["validate", "--engine-url", "http://a", "--gateway-url", "http://b",
+              "--profile", "gpu-8b"])
+    assert exit_.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err

@@ -1,0 +1,308 @@
+"""``lab validate --gateway-url``: the whole stack against the lab, one trace, the same settings.
+
+The live side is a running brix stack: a model's Deployment of sim engines
+(with the profile's timing) behind the real gateway, scraped by the real
+Prometheus and scaled by the real scaler's fallback loop on the ``queue``
+signal. The trace's requests go to the gateway at their arrival times (as
+``lab.validate.replay`` sends them); meanwhile a watcher reads, every
+``period`` seconds through the Kubernetes API, the Deployment's spec and
+ready replicas and its pods (each pod from the moment it is listed until it
+is gone, terminating included: what replica-seconds count). It keeps
+watching ``settle`` seconds after the trace's end, so the scale-down after
+the load is compared too. Each new pod's start time (listed to Ready) is
+measured.
+
+The lab then simulates the same trace with ``brix-loop`` configured as the
+Deployment's annotations (target, min, max) and the loop's flags (interval,
+stabilisation window, scale period, cooldown), the same scrape interval, the
+pods' measured start time as its cold start, the Deployment's
+``terminationGracePeriodSeconds`` as the drain's grace period, the ready
+replicas at the start, and the gateway's hold timeout and routing. Compared:
+spec and ready replicas and pods over time (time-aligned mean absolute
+difference), replica-seconds over the same window, TTFT and e2e p50/p99, and
+SLO attainment.
+"""
+
+from __future__ import annotations
+
+import itertools
+import statistics
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from brix.contract import (
+    AUTOSCALE_MAX_ANNOTATION,
+    AUTOSCALE_MIN_ANNOTATION,
+    AUTOSCALE_TARGET_ANNOTATION,
+)
+from lab.engine import Outcome, Result, SimSettings, simulate
+from lab.fleet import integral, mean_abs_diff, time_mean
+from lab.policies.brix import BrixLoop
+from lab.profiles import Profile
+from lab.summary import Slo, met
+from lab.traces import Trace
+from lab.validate import figures, replay
+
+__all__ = ["Fleet", "LiveRun", "LoopSettings", "Target", "check_scraped", "compare",
+           "read_target", "run_live", "simulate_like", "validate_stack"]
+
+SIGNAL_ANNOTATION = "brix.dev/autoscale-signal"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoopSettings:
+    """The scaler's fallback-loop flags the live stack runs with (``python -m scaler``)."""
+
+    interval: float = 15.0
+    stabilization_window: float = 300.0
+    scale_period: float = 15.0
+    scale_to_zero_cooldown: float = 300.0
+    panic_window: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """What the live Deployment says about its scaling."""
+
+    namespace: str
+    name: str
+    selector: dict[str, str]
+    target: float
+    min_replicas: int
+    max_replicas: int
+    grace_period: float
+
+
+def read_target(apps: Any, namespace: str, name: str, default_max: int = 10) -> Target:
+    """The Deployment's autoscale annotations; ``ValueError`` (one line) if it is not one
+    the lab can simulate (no autoscale annotation, or a signal other than ``queue``)."""
+    d = apps.read_namespaced_deployment(name, namespace)
+    notes = d.metadata.annotations or {}
+    if notes.get("brix.dev/autoscale") != "true":
+        raise ValueError(f"deployment {namespace}/{name} is not annotated brix.dev/autoscale")
+    signal = notes.get(SIGNAL_ANNOTATION, "queue")
+    if signal != "queue":
+        raise ValueError(f"deployment {namespace}/{name}: signal {signal!r}; the lab's "
+                         "brix-loop simulates the queue signal only")
+    try:
+        target = float(notes[AUTOSCALE_TARGET_ANNOTATION])
+        low = int(notes.get(AUTOSCALE_MIN_ANNOTATION, "1"))
+        high = int(notes.get(AUTOSCALE_MAX_ANNOTATION, str(default_max)))
+    except (KeyError, ValueError):
+        raise ValueError(f"deployment {namespace}/{name}: bad or missing "
+                         f"{AUTOSCALE_TARGET_ANNOTATION}/-min/-max annotations") from None
+    grace = d.spec.template.spec.termination_grace_period_seconds
+    return Target(namespace=namespace, name=name,
+                  selector=dict(d.spec.selector.match_labels or {}), target=target,
+                  min_replicas=low, max_replicas=high,
+                  grace_period=30.0 if grace is None else float(grace))
+
+
+@dataclass(slots=True)
+class Fleet:
+    """What the watcher saw: ``(t, pods, spec, ready)`` samples and pods' start times."""
+
+    samples: list[tuple[float, int, int, int]] = field(default_factory=list)
+    listed: dict[str, float] = field(default_factory=dict)
+    ready: dict[str, float] = field(default_factory=dict)
+
+    def start_times(self) -> list[float]:
+        """Listed-to-Ready seconds of the pods that started while watched."""
+        return [round(self.ready[n] - t, 3) for n, t in self.listed.items()
+                if n in self.ready and t > self.samples[0][0]]
+
+
+def _pod_ready(pod: Any) -> bool:
+    conditions = (pod.status.conditions if pod.status else None) or []
+    return any(c.type == "Ready" and c.status == "True" for c in conditions)
+
+
+def _watch(apps: Any, core: Any, target: Target, fleet: Fleet, *, t0: float,
+           stop: threading.Event, period: float) -> None:
+    selector = ",".join(f"{k}={v}" for k, v in sorted(target.selector.items()))
+    while not stop.is_set():
+        now = time.perf_counter() - t0
+        try:
+            scale = apps.read_namespaced_deployment(target.name, target.namespace)
+            pods = core.list_namespaced_pod(target.namespace, label_selector=selector).items
+        except Exception:  # a missed sample (the API hiccuped); the next comes in `period`
+            stop.wait(period)
+            continue
+        for pod in pods:
+            name = pod.metadata.name
+            fleet.listed.setdefault(name, now)
+            if _pod_ready(pod) and not pod.metadata.deletion_timestamp:
+                fleet.ready.setdefault(name, now)
+        fleet.samples.append((now, len(pods), int(scale.spec.replicas or 0),
+                              int(scale.status.ready_replicas or 0)))
+        stop.wait(period)
+
+
+@dataclass(slots=True)
+class LiveRun:
+    measured: list[tuple[float, float] | None]
+    fleet: Fleet
+    horizon: float
+
+
+def run_live(gateway_url: str, model: str, trace: Trace, *, apps: Any, core: Any,
+             target: Target, settle: float, period: float = 0.5) -> LiveRun:
+    """Replay ``trace`` through the gateway while watching the Deployment; keep watching
+    ``settle`` seconds after the later of the trace's end and the last answer."""
+    fleet = Fleet()
+    stop = threading.Event()
+    t0 = time.perf_counter() + 2.0  # trace time 0: the watcher has samples before it
+    watcher = threading.Thread(target=_watch, name="lab-fleet-watch", daemon=True,
+                               args=(apps, core, target, fleet),
+                               kwargs={"t0": t0, "stop": stop, "period": period})
+    watcher.start()
+    try:
+        measured = replay(gateway_url, trace, model, start=t0)
+        horizon = max(trace.duration, time.perf_counter() - t0) + settle
+        while time.perf_counter() - t0 < horizon and watcher.is_alive():
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        watcher.join(timeout=30)
+    if not fleet.samples:
+        raise RuntimeError("the watcher saw nothing of the Deployment")
+    return LiveRun(measured=measured, fleet=fleet, horizon=horizon)
+
+
+def simulate_like(trace: Trace, profile: Profile, target: Target, loop: LoopSettings, *,
+                  cold_start: float, initial_replicas: int, scrape_interval: float,
+                  hold_timeout: float, routing: str, settle: float, seed: int = 0) -> Result:
+    """The lab's run of ``trace`` with the live stack's settings."""
+    policy = BrixLoop(target=target.target, min_replicas=target.min_replicas,
+                      max_replicas=target.max_replicas, interval=loop.interval,
+                      stabilization_window=loop.stabilization_window,
+                      scale_to_zero_cooldown=loop.scale_to_zero_cooldown,
+                      scale_period=loop.scale_period, panic_window=loop.panic_window)
+    settings = SimSettings(cold_start=lambda _rng: cold_start, routing=routing,
+                           scrape_interval=scrape_interval, hold_timeout=hold_timeout,
+                           initial_replicas=initial_replicas, seed=seed,
+                           grace_period=target.grace_period, tail=settle)
+    return simulate(trace, profile, policy, settings)
+
+
+def _changes(series: Sequence[tuple[float, float]]) -> int:
+    return sum(1 for a, b in itertools.pairwise(series) if a[1] != b[1])
+
+
+def compare(live: LiveRun, result: Result, slo: Slo) -> dict[str, Any]:
+    """The live run against the lab's, over the same window [0, horizon]."""
+    end = max(live.horizon, result.end_time)
+    samples = [s for s in live.fleet.samples if s[0] >= 0] or live.fleet.samples[-1:]
+    first = [s for s in live.fleet.samples if s[0] < 0][-1:]
+    rows = first + samples
+    real = {key: [(max(0.0, r[0]), float(r[i])) for r in rows]
+            for i, key in ((1, "pods"), (2, "spec"), (3, "ready"))}
+    sim = {key: [(r[0], float(r[i])) for r in result.timeline]
+           for i, key in ((1, "pods"), (2, "spec"), (3, "ready"))}
+    ttft = np.array([m[0] if m else np.nan for m in live.measured])
+    e2e = np.array([m[1] if m else np.nan for m in live.measured])
+    real_ok = ~np.isnan(ttft) & (np.nan_to_num(ttft, nan=np.inf) <= slo.ttft)
+    sim_ttft = np.where(result.outcome == Outcome.COMPLETED, result.ttft, np.nan)
+
+    def side(series: dict[str, list[tuple[float, float]]], lat: dict[str, float | None],
+             failed: int) -> dict[str, Any]:
+        return {**lat, "failed": failed,
+                "replica_seconds": round(integral(series["pods"], 0.0, end), 1),
+                "mean_pods": round(time_mean(series["pods"], 0.0, end), 3),
+                "mean_ready": round(time_mean(series["ready"], 0.0, end), 3),
+                "max_spec": int(max(v for _, v in series["spec"])),
+                "scale_changes": _changes(series["spec"])}
+
+    real_side = side(real, figures(ttft, e2e, real_ok), int(np.isnan(ttft).sum()))
+    sim_side = side(sim, figures(sim_ttft, result.e2e, met(result, slo)),
+                    int((result.outcome != Outcome.COMPLETED).sum()))
+    ratios = {k: (round(sim_side[k] / v, 4) if isinstance(v, (int, float)) and v
+                  and isinstance(sim_side[k], (int, float)) else None)
+              for k, v in real_side.items()}
+    starts = live.fleet.start_times()
+    return {
+        "window_s": round(end, 1),
+        "real": real_side, "sim": sim_side, "sim_over_real": ratios,
+        "mean_abs_diff": {key: round(mean_abs_diff(real[key], sim[key], 0.0, end), 4)
+                          for key in ("spec", "ready", "pods")},
+        "pod_start_s": {"measured": starts,
+                        "mean": round(statistics.fmean(starts), 3) if starts else None},
+        "series": {"real": [list(r) for r in rows], "sim": [list(r) for r in result.timeline]},
+    }
+
+
+def check_scraped(prometheus_url: str, model: str, *, wait: float = 30.0) -> None:
+    """``ValueError`` (one line) unless the Prometheus the scaler reads has the model's
+    engine series within ``wait`` seconds: without them the loop is blind to the pods
+    and the comparison would say nothing about the lab."""
+    import httpx
+
+    query = f'brix_engine_up{{model="{model}"}}'
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            r = httpx.get(f"{prometheus_url.rstrip('/')}/api/v1/query",
+                          params={"query": query}, timeout=5.0)
+            if r.status_code == 200 and r.json()["data"]["result"]:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise ValueError(f"{prometheus_url} has no {query} after {wait:g} s: the loop "
+                             "cannot see the model's pods")
+        time.sleep(1.0)
+
+
+def validate_stack(gateway_url: str, model: str, trace: Trace, profile: Profile, slo: Slo, *,
+                   kubeconfig: str | None, namespace: str, deployment: str, loop: LoopSettings,
+                   scrape_interval: float, hold_timeout: float, routing: str, settle: float,
+                   cold_start: float | None = None, seed: int = 0,
+                   prometheus_url: str | None = None) -> dict[str, Any]:
+    """Replay ``trace`` on the live stack, simulate it with the same settings, compare.
+
+    ``cold_start``: the lab's pod start in seconds; None: the mean start time of the
+    pods that started during the live run (0 if none did). ``prometheus_url``: first
+    check that it scrapes the model's engines (``check_scraped``)."""
+    from kubernetes import client, config
+
+    if prometheus_url:
+        check_scraped(prometheus_url, model)
+
+    if kubeconfig:
+        api = config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+    else:
+        config.load_config()  # type: ignore[no-untyped-call]
+        api = client.ApiClient()
+    try:
+        apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
+        target = read_target(apps, namespace, deployment)
+        live = run_live(gateway_url.rstrip("/"), model, trace, apps=apps, core=core,
+                        target=target, settle=settle)
+    finally:
+        api.close()
+    at_zero = [s for s in live.fleet.samples if s[0] <= 0] or live.fleet.samples[:1]
+    initial = at_zero[-1][3]
+    starts = live.fleet.start_times()
+    cold = cold_start if cold_start is not None else (
+        statistics.fmean(starts) if starts else 0.0)
+    result = simulate_like(trace, profile, target, loop, cold_start=cold,
+                           initial_replicas=initial, scrape_interval=scrape_interval,
+                           hold_timeout=hold_timeout, routing=routing, settle=settle, seed=seed)
+    report = compare(live, result, slo)
+    report["settings"] = {
+        "model": model, "deployment": f"{namespace}/{deployment}", "target": target.target,
+        "min_replicas": target.min_replicas, "max_replicas": target.max_replicas,
+        "grace_period_s": target.grace_period, "initial_replicas": initial,
+        "loop": {"interval_s": loop.interval, "stabilization_window_s": loop.stabilization_window,
+                 "scale_period_s": loop.scale_period,
+                 "scale_to_zero_cooldown_s": loop.scale_to_zero_cooldown,
+                 "panic_window_s": loop.panic_window},
+        "scrape_interval_s": scrape_interval, "hold_timeout_s": hold_timeout,
+        "routing": routing, "settle_s": settle, "cold_start_s": round(cold, 3),
+        "slo_ttft_s": slo.ttft}
+    return report

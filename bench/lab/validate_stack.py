@@ -6,8 +6,8 @@ the scaler's fallback loop every 5 s with a 20 s stabilisation window, queue tar
 1-4 replicas), then runs ``python -m lab validate --gateway-url ...`` on
 ``validate-5min`` (all of it unless ``--duration``) with 60 s to settle after it, and
 writes ``DIR/validate.json`` (the comparison, with both replica series) and
-``DIR/profile.json``. ``--sidecar-readiness /readyz`` probes the sidecars as ``k8s/``
-does (a real completion; see ``start_lab_stack``). The integration test
+``DIR/profile.json``. The sidecars' readiness is ``/readyz``, as ``k8s/`` deploys them
+(``--sidecar-readiness /healthz`` leaves it to the engine). The integration test
 ``tests/integration/lab/test_validate_stack.py`` runs the same with 90 s of the trace.
 """
 
@@ -27,7 +27,7 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=None, help="trace seconds to keep")
     parser.add_argument("--settle", type=float, default=60.0)
     parser.add_argument("--out", type=Path, default=Path(".brix/bench-lab-validate"))
-    parser.add_argument("--sidecar-readiness", default="/healthz", choices=["/healthz", "/readyz"],
+    parser.add_argument("--sidecar-readiness", default="/readyz", choices=["/healthz", "/readyz"],
                         help="the sidecars' readiness path (/readyz: as k8s/ deploys them)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)

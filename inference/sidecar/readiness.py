@@ -1,8 +1,15 @@
-"""Readiness: the engine answers a real completion (vLLM's /health answers earlier).
+"""Readiness: the engine has answered a real completion, and still answers.
+
+vLLM's /health answers before the engine can serve, so the first check (and the
+first after any failed check) is a real one-token completion. Once that came
+back, a check is the engine's model list: a completion would wait behind a full
+batch, past the kubelet's probe timeout (1 s by default), and take a busy pod
+out of routing and out of Prometheus' scrape exactly when it is needed most. An
+engine that stops answering fails the model list, and the next check after it
+asks for a completion again.
 
 The answer is reused for ``ttl`` seconds, and concurrent probes share one check,
-so frequent kubelet probes put at most one one-token completion per ``ttl`` on
-the engine.
+so frequent kubelet probes put at most one request per ``ttl`` on the engine.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ class Readiness:
         self._timeout = timeout
         self._clock = clock
         self._last: ReadyState | None = None
+        self._served = False  # a completion came back since the last failed check
         self._lock = asyncio.Lock()
 
     def _fresh(self) -> ReadyState | None:
@@ -59,7 +67,10 @@ class Readiness:
             base = next((m.id for m in models if not m.is_adapter), None)
             if base is None:
                 return ReadyState(False, "the engine serves no base model", self._clock())
-            await self._engine.complete_one_token(base)
+            if not self._served:
+                await self._engine.complete_one_token(base)
         except EngineError as exc:
+            self._served = False
             return ReadyState(False, f"the engine cannot serve yet: {exc}", self._clock())
+        self._served = True
         return ReadyState(True, f"the engine completes requests for {base}", self._clock())

@@ -94,7 +94,7 @@ def sim_flags(profile: dict[str, Any]) -> list[str]:
 
 
 def deployment(model: str, profile: dict[str, Any], loop: LoopFlags, *,
-               sidecar_ready: str = "/healthz") -> dict[str, Any]:
+               sidecar_ready: str = "/readyz") -> dict[str, Any]:
     labels = {MODEL_LABEL: model}
     pod_ip = [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}]
     return {
@@ -151,17 +151,14 @@ def prometheus_config(localkube_url: str, ca: Path, gateway: str,
 
 def start_lab_stack(procs: ProcessGroup, workdir: Path, *, profile: dict[str, Any],
                     loop: LoopFlags, model: str = "lab-sim", scrape_interval: float = 2.0,
-                    hold_timeout: float = 60.0, sidecar_ready: str = "/healthz") -> LabStack:
+                    hold_timeout: float = 60.0, sidecar_ready: str = "/readyz") -> LabStack:
     """Start the stack and return once the model answers through the gateway.
 
-    ``sidecar_ready``: the sidecar's readiness path. The manifests of ``k8s/`` use
-    ``/readyz``, a real one-token completion, under the kubelet's default 1 s probe
-    timeout: while an engine's batch is full that completion waits behind it, the probe
-    fails, and the busy pod leaves the gateway's routing and Prometheus' scrape (the
-    relabelling keeps Ready pods) until its batch drains. The lab models a pod as ready
-    from its start until it is removed, so by default this stack's sidecars answer
-    readiness with ``/healthz`` and the engine's ``/health`` decides; ``/readyz``
-    reproduces the manifests (bench/lab/RESULTS.md has both runs).
+    ``sidecar_ready``: the sidecar's readiness path, ``/readyz`` as the manifests of
+    ``k8s/`` (``/healthz`` leaves readiness to the engine's ``/health``). Before the
+    sidecar's readiness stopped sending a completion once its engine had served, a full
+    batch made ``/readyz`` miss the kubelet's 1 s probe timeout and took busy pods out
+    of routing; bench/lab/RESULTS.md has that run.
     """
     workdir = workdir.resolve()  # Prometheus reads the CA path from its own directory
     _, kubeconfig = start_localkube(procs, workdir / "kube")

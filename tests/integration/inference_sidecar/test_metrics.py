@@ -249,6 +249,36 @@ def test_readyz_follows_the_engine_once_the_cache_expires(procs: ProcessGroup) -
     assert httpx.get(f"{sidecar.url}/healthz", timeout=10).status_code == 200
 
 
+def test_readyz_stays_ready_while_the_engine_batch_is_full(procs: ProcessGroup) -> None:
+    """A busy engine is a serving engine: once it has completed a request, /readyz does
+    not queue a completion behind a full batch (the kubelet's probe gives up after 1 s
+    by default, and a busy pod taken out of routing is the worst outcome)."""
+    engine = start_sim(procs, name=MODEL, extra_args=slow(ms_per_token=50, max_num_seqs=1))
+    assert engine.url is not None
+    sidecar = start_sidecar(procs, engine_url=engine.url,
+                            extra_args=("--ready-cache-seconds", "0.1"))
+    assert httpx.get(f"{sidecar.url}/readyz", timeout=30).status_code == 200
+
+    def long_request(_: int) -> int:
+        return httpx.post(f"{engine.url}/v1/completions", timeout=60, json={
+            "model": MODEL, "prompt": "hi", "max_tokens": 120, "ignore_eos": True}).status_code
+
+    with ThreadPoolExecutor(2) as pool:
+        running = pool.map(long_request, range(2))  # one in the batch of one, one waiting
+        wait_until(lambda: sim_value(engine.url, "vllm:num_requests_waiting") == 1,
+                   what="one request running and one waiting")
+        answers = []
+        for _ in range(5):
+            answers.append(httpx.get(f"{sidecar.url}/readyz", timeout=1.0).status_code)
+            time.sleep(0.2)
+        assert answers == [200] * 5
+        assert sim_value(engine.url, "vllm:num_requests_waiting") == 1  # still full
+        assert list(running) == [200, 200]
+    engine.stop()
+    wait_until(lambda: httpx.get(f"{sidecar.url}/readyz", timeout=30).status_code == 503,
+               what="/readyz 503 after the engine stopped")
+
+
 @pytest.mark.timeout(120)
 def test_prometheus_scrapes_the_sidecar(procs: ProcessGroup, tmp_path: Path) -> None:
     engine = start_sim(procs, name=MODEL, extra_args=FAST)

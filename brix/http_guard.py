@@ -22,17 +22,28 @@ socket in one write (``CoalescedWrites``), not one system call per ASGI
 message. Measured on the gateway (bench/gateway/RESULTS.md): the socket's
 write was a third of its CPU per proxied request, uvicorn making two of its
 three writes. Written here because uvicorn has no such option.
+
+And it tells the application when its client leaves without a task of its own
+listening: each request's scope carries the ASGI extension
+``brix.disconnect``, a function ``register(callback)``; the callback runs
+once if the connection is lost before that request's answer has all been
+sent (an application served elsewhere falls back to waiting on ``receive``
+for ``http.disconnect``, see gateway.proxy).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from brix.openai_errors import error_body
+
+DISCONNECT_EXTENSION = "brix.disconnect"
+"""The scope extension: ``register(callback)``, called once if the client leaves first."""
 
 _REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
 
@@ -93,6 +104,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._head_timer: asyncio.TimerHandle | None = None
         self._head_bytes = 0
         self._head_too_large = False
+        self._on_disconnect: tuple[Any, Callable[[], None]] | None = None
 
     def _arm(self) -> None:
         if self._head_timer is None:
@@ -129,7 +141,18 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        watch, self._on_disconnect = self._on_disconnect, None
         super().connection_lost(exc)
+        if watch is not None and not watch[0].response_complete:
+            watch[1]()
+
+    def _register_disconnect(self, cycle: Any, callback: Callable[[], None]) -> None:
+        if cycle is not self.cycle or cycle.response_complete:
+            return  # (not this request's connection any more: nothing to watch)
+        self._on_disconnect = (cycle, callback)
+        # A reader paused (a large body, see uvicorn's flow control) would not
+        # see the client leave; waiting on receive() resumes it the same way.
+        self.flow.resume_reading()
 
     def _count(self, size: int) -> None:
         self._head_bytes += size
@@ -162,6 +185,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._disarm()
         super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not None and cycle.scope is self.scope:  # (not an upgrade)
+            extensions: dict[str, Any] = dict(self.scope.get("extensions") or {})
+            extensions[DISCONNECT_EXTENSION] = (
+                lambda callback: self._register_disconnect(cycle, callback))
+            self.scope["extensions"] = extensions
 
 
 def guarded_protocol(*, header_timeout: float, max_header_bytes: int) -> type[HttpToolsProtocol]:

@@ -84,6 +84,8 @@ _SERVER_SET = frozenset({b"date", b"server"})
 _CONNECT_ERRORS = (aiohttp.ClientOSError, aiohttp.ConnectionTimeoutError)
 _MAX_BACKOFF = 1.0
 """Longest wait between two rounds of tries while a request is held for a pod to answer."""
+DISCONNECT_EXTENSION = "brix.disconnect"
+"""The scope extension by which the server says the client left (brix.http_guard)."""
 # Headers aiohttp would add when the client sent none; the engine gets the client's only.
 SKIP_AUTO_HEADERS = frozenset({"Accept-Encoding", "User-Agent", "Content-Type"})
 
@@ -200,7 +202,14 @@ class ProxyCall:
         loop = self.proxy.loop
         task = asyncio.current_task(loop)
         assert task is not None
-        watcher = loop.create_task(self._watch_disconnect(receive, task))
+        # The server says when the client leaves (brix.http_guard's extension):
+        # no task per request waiting on receive() for it.
+        register = scope.get("extensions", {}).get(DISCONNECT_EXTENSION)
+        watcher = None
+        if register is not None:
+            register(lambda: self._client_left(task))
+        else:
+            watcher = loop.create_task(self._watch_disconnect(receive, task))
         try:
             await self._run(send)
         except asyncio.CancelledError:
@@ -210,7 +219,8 @@ class ProxyCall:
             self.status = 499  # nginx's "client closed request", even after a 200 started
         finally:
             self._done = True
-            watcher.cancel()
+            if watcher is not None:
+                watcher.cancel()
             self.proxy.metrics.answered(self.model, self.status,
                                         time.perf_counter() - self.started)
 
@@ -219,6 +229,9 @@ class ProxyCall:
             message = await receive()
             if message["type"] == "http.disconnect":
                 break
+        self._client_left(task)
+
+    def _client_left(self, task: asyncio.Task[Any]) -> None:
         if not self._done:
             self._client_gone = True
             task.cancel()

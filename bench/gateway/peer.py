@@ -1,4 +1,6 @@
-"""brix's gateway beside the vLLM project's Rust router, in one run: ``python -m bench.gateway.peer``.
+"""brix's gateway beside the vLLM project's Rust router, measured in one run.
+
+``python -m bench.gateway.peer [--duration 5] [--pin] [--also NAME=DIR]``
 
 The peer is ``vllm-router`` (PyPI, pinned below), a benchmark-only dependency:
 it is installed into a virtual environment of its own
@@ -184,7 +186,8 @@ def streams(procs: ProcessGroup, routers: list[Router], duration: float,
     for rnd in (1, 2):
         rows = []
         for name, proc in running:
-            assert proc is not None and proc.url
+            assert proc is not None
+            assert proc.url
             c0 = cpu_seconds(proc)
             r = loadgen(*common, "--url", proc.url)
             cpu = 1000 * (cpu_seconds(proc) - c0) / max(1, r["ttfb"]["n"])

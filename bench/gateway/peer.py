@@ -1,13 +1,15 @@
 """brix's gateway beside the vLLM project's Rust router, measured in one run.
 
-``python -m bench.gateway.peer [--duration 5] [--pin] [--also NAME=DIR]``
+``python -m bench.gateway.peer [--duration 5] [--pin] [--routing R] [--also NAME=DIR]``
 
 The peer is ``vllm-router`` (PyPI, pinned below), a benchmark-only dependency:
 it is installed into a virtual environment of its own
 (``.brix/bench/vllm-router-venv``) the first time this runs, never into
 brix's. Both routers run with round-robin over the same one upstream:
 
-- brix: ``python -m gateway --discovery none --static-routes m1=UPSTREAM``
+- brix: ``python -m gateway --discovery none --static-routes m1=UPSTREAM
+  --routing round-robin`` (``--routing default``: brix's default, the
+  prefix-cache profile, which hashes each prompt's chunks)
 - vllm-router: ``vllm-router --worker-urls UPSTREAM --policy round_robin``
 
 Measured, each path in turn within every round (direct, then each router;
@@ -74,11 +76,12 @@ class Router:
     """Start the router in front of the upstream URL; returns once it answers."""
 
 
-def brix_router(name: str, checkout: Path) -> Router:
+def brix_router(name: str, checkout: Path, routing: str | None) -> Router:
     def start(procs: ProcessGroup, upstream: str) -> Proc:
+        strategy = ["--routing", routing] if routing else []
         return procs.start(
             ["-m", "gateway", "--port", "0", "--discovery", "none",
-             "--static-routes", f"m1={upstream}", "--log-level", "warning"],
+             "--static-routes", f"m1={upstream}", *strategy, "--log-level", "warning"],
             name=name, env={"BIND_HOST": "127.0.0.1"}, cwd=checkout)
     return Router(name, start)
 
@@ -171,14 +174,14 @@ def streams(procs: ProcessGroup, routers: list[Router], duration: float,
     sim = start_sim(procs, name="m1", extra_args=(*slow(ms_per_token=50, max_num_seqs=512),
                                                   "--log-level", "warning"))
     assert sim.url
-    running: list[tuple[str, Proc | None]] = [("direct", sim)]
-    for r in routers:
-        proc = r.start(procs, sim.url)
+    running: list[tuple[str, Proc]] = [("direct", sim)]
+    for router in routers:
+        proc = router.start(procs, sim.url)
         if router_cpus:
             pin(proc.popen.pid, router_cpus)
         assert proc.url
         loadgen("stream", "--url", proc.url, "--concurrency", "20", "--duration", "1")
-        running.append((r.name, proc))
+        running.append((router.name, proc))
     common = ["stream", "--concurrency", "200", "--duration", str(duration), "--tokens", "8"]
     lines = ["| round | path | first chunk p50 ms | vs vllm-router | first chunk p99 ms "
              "| vs vllm-router | stream p50 ms | streams | CPU ms/stream | vs vllm-router "
@@ -186,7 +189,6 @@ def streams(procs: ProcessGroup, routers: list[Router], duration: float,
     for rnd in (1, 2):
         rows = []
         for name, proc in running:
-            assert proc is not None
             assert proc.url
             c0 = cpu_seconds(proc)
             r = loadgen(*common, "--url", proc.url)
@@ -215,11 +217,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--also", action="append", default=[], metavar="NAME=DIR",
                         help="also measure the gateway of the brix checkout in DIR")
     parser.add_argument("--only", choices=["rate", "streams"], default=None)
+    parser.add_argument("--routing", default="round-robin",
+                        help="brix's strategy, round-robin like the peer's by default "
+                        "('default': brix's own default, the prefix-cache profile)")
     args = parser.parse_args(argv)
-    routers = [peer_router(), brix_router("brix", REPO)]
+    routing = None if args.routing == "default" else args.routing
+    routers = [peer_router(), brix_router("brix", REPO, routing)]
     for spec in args.also:
         name, _, where = spec.partition("=")
-        routers.append(brix_router(name, Path(where).resolve()))
+        routers.append(brix_router(name, Path(where).resolve(), routing))
     cpus = sorted(os.sched_getaffinity(0))
     router_cpus = {cpus[-1]} if args.pin and len(cpus) > 1 else None
     mine = os.sched_getaffinity(0)

@@ -147,12 +147,14 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             watch[1]()
 
     def _register_disconnect(self, cycle: Any, callback: Callable[[], None]) -> None:
-        if cycle is not self.cycle or cycle.response_complete:
-            return  # (not this request's connection any more: nothing to watch)
+        if cycle.response_complete:
+            return
+        # One request runs at a time on a connection (pipelined ones wait their turn).
         self._on_disconnect = (cycle, callback)
-        # A reader paused (a large body, see uvicorn's flow control) would not
-        # see the client leave; waiting on receive() resumes it the same way.
-        self.flow.resume_reading()
+        if cycle is self.cycle:  # (none pipelined behind it: those keep reading paused)
+            # A reader paused (a large body, see uvicorn's flow control) would not
+            # see the client leave; waiting on receive() resumes it the same way.
+            self.flow.resume_reading()
 
     def _count(self, size: int) -> None:
         self._head_bytes += size

@@ -11,8 +11,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHMARKS = ("sim", "sidecar.metrics_latency", "gateway", "routing", "scaler", "operator",
-              "localkube", "localkube_node", "up", "lab")
+BENCHMARKS = ("sim", "sidecar.metrics_latency", "gateway", "gateway.peer", "routing", "scaler",
+              "operator", "localkube", "localkube_node", "up", "lab")
 
 
 def main(argv: list[str]) -> int:

@@ -94,7 +94,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve(GatewayApp(app), name="brix gateway", port=settings.port, host=settings.host,
           log_level=settings.log_level,
           http=guarded_protocol(header_timeout=settings.header_timeout,
-                                max_header_bytes=settings.max_header_bytes))
+                                max_header_bytes=settings.max_header_bytes),
+          # The gateway reads no client address; X-Forwarded-* pass to the pod as sent.
+          proxy_headers=False)
     return 0
 
 

@@ -78,12 +78,15 @@ _HOP = frozenset({
     b"trailer", b"transfer-encoding", b"upgrade", b"host", b"content-length",
 })
 _SERVER_SET = frozenset({b"date", b"server"})
+_NOT_PASSED = _HOP | _SERVER_SET
 
 # Failures that mean no engine answered the request: refused, reset before any
 # answer (an engine killed with the request in its queue), or no connection in time.
 _CONNECT_ERRORS = (aiohttp.ClientOSError, aiohttp.ConnectionTimeoutError)
 _MAX_BACKOFF = 1.0
 """Longest wait between two rounds of tries while a request is held for a pod to answer."""
+DISCONNECT_EXTENSION = "brix.disconnect"
+"""The scope extension by which the server says the client left (brix.http_guard)."""
 # Headers aiohttp would add when the client sent none; the engine gets the client's only.
 SKIP_AUTO_HEADERS = frozenset({"Accept-Encoding", "User-Agent", "Content-Type"})
 
@@ -114,9 +117,13 @@ class Proxy:
     # looking it up costs a getpid() system call each time on Python 3.11.
     loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.get_running_loop)
     admission: Admission = field(init=False)
+    timeout: aiohttp.ClientTimeout = field(init=False)
+    """A try's timeouts while the total deadline is further than the first byte's (built once)."""
 
     def __post_init__(self) -> None:
         self.admission = Admission(self.settings.max_in_flight, self.settings.max_pending)
+        self.timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.settings.connect_timeout,
+                                             sock_read=self.settings.first_byte_timeout)
 
     def url(self, endpoint: Endpoint, path: str) -> URL:
         """The parsed URL of ``path`` at ``endpoint`` (parsed once, not per request)."""
@@ -200,7 +207,14 @@ class ProxyCall:
         loop = self.proxy.loop
         task = asyncio.current_task(loop)
         assert task is not None
-        watcher = loop.create_task(self._watch_disconnect(receive, task))
+        # The server says when the client leaves (brix.http_guard's extension):
+        # no task per request waiting on receive() for it.
+        register = scope.get("extensions", {}).get(DISCONNECT_EXTENSION)
+        watcher = None
+        if register is not None:
+            register(lambda: self._client_left(task))
+        else:
+            watcher = loop.create_task(self._watch_disconnect(receive, task))
         try:
             await self._run(send)
         except asyncio.CancelledError:
@@ -210,7 +224,8 @@ class ProxyCall:
             self.status = 499  # nginx's "client closed request", even after a 200 started
         finally:
             self._done = True
-            watcher.cancel()
+            if watcher is not None:
+                watcher.cancel()
             self.proxy.metrics.answered(self.model, self.status,
                                         time.perf_counter() - self.started)
 
@@ -219,6 +234,9 @@ class ProxyCall:
             message = await receive()
             if message["type"] == "http.disconnect":
                 break
+        self._client_left(task)
+
+    def _client_left(self, task: asyncio.Task[Any]) -> None:
         if not self._done:
             self._client_gone = True
             task.cancel()
@@ -337,10 +355,9 @@ class ProxyCall:
         s = p.settings
         stale_retry = True  # one more try when a kept-alive connection was closed under us
         while True:
-            timeout = aiohttp.ClientTimeout(
-                total=None, sock_connect=s.connect_timeout,
-                sock_read=max(0.001, min(s.first_byte_timeout, deadline - time.monotonic())),
-            )
+            left = deadline - time.monotonic()
+            timeout = (p.timeout if left >= s.first_byte_timeout else aiohttp.ClientTimeout(
+                total=None, sock_connect=s.connect_timeout, sock_read=max(0.001, left)))
             p.tracker.started(endpoint)
             try:
                 response = await p.client.post(
@@ -396,8 +413,11 @@ class ProxyCall:
     async def _stream(self, send: Send, endpoint: Endpoint, response: aiohttp.ClientResponse,
                       deadline: float) -> bool:
         """Pass the answer on; True when all of it came and went."""
-        headers = [(k.lower(), v) for k, v in response.raw_headers
-                   if k.lower() not in _HOP and k.lower() not in _SERVER_SET]
+        headers = []
+        for k, v in response.raw_headers:
+            name = k.lower()
+            if name not in _NOT_PASSED:
+                headers.append((name, v))
         length = response.headers.get("content-length")
         if length is not None:
             headers.append((b"content-length", length.encode()))

@@ -26,6 +26,9 @@ HTTP/1.1) for streams and for mixed loads.
 4. Routing quality: three sims that each run at most 4 sequences at once, a
    load where 10% of the requests are 40x longer; p99 per strategy.
 
+brix's gateway beside vLLM's Rust router (``vllm-router``), measured in the
+same run: ``python -m bench.gateway.peer`` (see that module).
+
 Goals (issue 4): p50 <= 1 ms and p99 <= 3 ms added at 64 concurrent; >= 3,000
 non-streaming requests/s through one worker (<= 0.3 ms gateway CPU per
 request); streaming first-byte overhead <= 30 ms p50 at 200 streams.

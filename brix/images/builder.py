@@ -8,13 +8,16 @@ this machine (``pip config list``: index, extra indexes, find-links, CA bundle,
 constraints) go into every build as a mounted pip.conf, with the local paths
 they name mounted read-only, so nothing about this machine is written into the
 repository. Builds use the engine's layer cache: a second run with nothing
-changed takes seconds.
+changed takes seconds: each image carries a label with the key of its inputs
+(its Dockerfile, target, base image, build arguments, and every file it copies),
+and an image whose label matches is not handed to the builder at all.
 """
 
 from __future__ import annotations
 
 import contextlib
 import glob
+import hashlib
 import os
 import shutil
 import subprocess
@@ -64,6 +67,17 @@ class Tool:
             return self.run("image", "exists", image, check=False).returncode == 0
         return self.run("image", "inspect", image, check=False).returncode == 0
 
+    def image_id(self, image: str) -> str | None:
+        done = self.run("image", "inspect", "--format", "{{.Id}}", image, check=False)
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    def label(self, image: str, name: str) -> str | None:
+        """The value of label ``name`` on ``image``; None when the image or label is not there."""
+        done = self.run("image", "inspect", "--format",
+                        f'{{{{ index .Config.Labels "{name}" }}}}', image, check=False)
+        value = done.stdout.strip()
+        return value if done.returncode == 0 and value and value != "<no value>" else None
+
     @property
     def run_flags(self) -> tuple[str, ...]:
         return PODMAN_ULIMITS if self.name == "podman" else ()
@@ -88,6 +102,28 @@ def manifest_builds(only: Sequence[str] = ()) -> list[p.Build]:
     return p.plan(p.manifest_images(texts), only)
 
 
+def context_files(sources: Sequence[str]) -> dict[str, str] | None:
+    """Each file of the build context under ``sources`` with a digest of its content and mode.
+
+    The files are those git sees (tracked, and untracked ones it does not
+    ignore: .gitignore leaves out what .dockerignore does); None outside a git
+    checkout, where no key can be made and every image is built.
+    """
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard",
+                             "--", *sources], cwd=ROOT, capture_output=True, check=False)
+    if listed.returncode != 0:
+        return None
+    paths = p.under(filter(None, listed.stdout.decode().split("\0")), sources)
+    digests: dict[str, str] = {}
+    for rel in paths:
+        path = ROOT / rel
+        if not path.is_file():  # deleted in the working tree, still in the index
+            continue
+        mode = "x" if os.access(path, os.X_OK) else "-"
+        digests[rel] = f"{mode}{hashlib.sha256(path.read_bytes()).hexdigest()}"
+    return digests
+
+
 def host_pip_settings() -> dict[str, str]:
     out = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True,
                          text=True, check=False).stdout
@@ -102,6 +138,8 @@ class Builder:
     tool: Tool
     say: Say
     state: Path = field(default_factory=lambda: ROOT / ".brix" / "images")
+    no_cache: bool = False
+    """Rebuild every layer and every image, whatever its label says (for benchmarks)."""
 
     # --- the Python base ------------------------------------------------------
 
@@ -172,33 +210,74 @@ class Builder:
                 flags += ["-v", f"{path}:{path}:ro"]
         return flags
 
+    def resolve(self, b: p.Build, bases: dict[str, str]) -> tuple[list[str], str | None] | None:
+        """The build arguments of ``b`` and the key of its inputs (None: no key can be made).
+
+        None when it cannot be built here (the GPU engine where its base cannot be pulled).
+        """
+        dockerfile = (ROOT / b.dockerfile).read_text()
+        build_args: dict[str, str] = {}
+        if b.needs_gpu_base:
+            base = p.dockerfile_arg(dockerfile, "VLLM_IMAGE") or ""
+            pulled = self.tool.exists(base) or self.tool.run(
+                "pull", "-q", p.qualified(base), check=False).returncode == 0
+            if not pulled:
+                self.say(f"{b.tag} skipped: its base {base} cannot be pulled here")
+                return None
+        else:
+            default = p.dockerfile_arg(dockerfile, "PYTHON_IMAGE") or ""
+            if default not in bases:
+                bases[default] = self.python_base(default)
+            base = bases[default]
+            build_args["PYTHON_IMAGE"] = base
+        args = [a for k, v in build_args.items() for a in ("--build-arg", f"{k}={v}")]
+        if b.target:
+            args += ["--target", b.target]
+        files = context_files(p.copy_sources(dockerfile))
+        base_id = self.tool.image_id(base)
+        if files is None or base_id is None:
+            return args, None
+        key = p.inputs_key(dockerfile=dockerfile, target=b.target, base=base_id,
+                           build_args=build_args, files=files)
+        return args, key
+
+    def current(self, builds: Sequence[p.Build]) -> list[str]:
+        """The tags of ``builds`` whose image is here and was built from the inputs there now."""
+        bases: dict[str, str] = {}
+        found: list[str] = []
+        for b in builds:
+            resolved = self.resolve(b, bases)
+            if resolved is not None and resolved[1] is not None \
+                    and self.tool.label(b.tag, p.INPUTS_LABEL) == resolved[1]:
+                found.append(b.tag)
+        return found
+
     def build(self, builds: Sequence[p.Build]) -> list[str]:
-        """Build each image; returns the tags built.
+        """Build each image whose inputs changed since it was built; returns the tags ready.
 
         The GPU engine is skipped, in one line, where its base cannot be had.
         """
         if not builds:
             return []
-        pip = self.pip_flags()
+        pip: list[str] | None = None
         bases: dict[str, str] = {}
         built: list[str] = []
         for b in builds:
-            dockerfile = (ROOT / b.dockerfile).read_text()
-            args: list[str] = []
-            if b.needs_gpu_base:
-                vllm = p.dockerfile_arg(dockerfile, "VLLM_IMAGE") or ""
-                pulled = self.tool.exists(vllm) or self.tool.run(
-                    "pull", "-q", p.qualified(vllm), check=False).returncode == 0
-                if not pulled:
-                    self.say(f"{b.tag} skipped: its base {vllm} cannot be pulled here")
-                    continue
-            else:
-                default = p.dockerfile_arg(dockerfile, "PYTHON_IMAGE") or ""
-                if default not in bases:
-                    bases[default] = self.python_base(default)
-                args = ["--build-arg", f"PYTHON_IMAGE={bases[default]}"]
-            if b.target:
-                args += ["--target", b.target]
+            resolved = self.resolve(b, bases)
+            if resolved is None:
+                continue
+            args, key = resolved
+            if not self.no_cache and key is not None \
+                    and self.tool.label(b.tag, p.INPUTS_LABEL) == key:
+                self.say(f"{b.tag} is up to date (built from these inputs)")
+                built.append(b.tag)
+                continue
+            if pip is None:
+                pip = self.pip_flags()
+            if key is not None:
+                args += ["--label", f"{p.INPUTS_LABEL}={key}"]
+            if self.no_cache:
+                args.append("--no-cache")
             target = f" --target {b.target}" if b.target else ""
             self.say(f"building {b.tag} ({b.dockerfile}{target})")
             log = self.state / f"build-{b.component}{'-' + b.target if b.target else ''}.log"
@@ -220,3 +299,9 @@ def build_images(only: Sequence[str] = (), say: Say = print) -> list[str]:
     """Build the brix images the manifests of ``k8s/`` name (``only`` these components)."""
     builds = manifest_builds(only)  # bad input first, before looking for an engine
     return Builder(find_tool(), say).build(builds)
+
+
+def current_images(only: Sequence[str] = ()) -> list[str]:
+    """The brix images (``only`` these components) that are here and current; builds nothing."""
+    builds = manifest_builds(only)
+    return Builder(find_tool(), say=lambda _line: None).current(builds)

@@ -6,7 +6,10 @@ and hands the text over.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
+import shlex
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -21,6 +24,9 @@ DEBIAN_SUITE = "bookworm"
 BASE_PACKAGES = ("python3-venv", "python3-pip", "python-is-python3", "ca-certificates")
 
 _COMPONENTS = {"gateway", "sidecar", "controller", "engine"}
+
+INPUTS_LABEL = "dev.brix.inputs"
+"""The image label holding the key of the inputs it was built from (``inputs_key``)."""
 
 
 class PlanError(ValueError):
@@ -181,3 +187,48 @@ def qualified(image: str) -> str:
     if rest and ("." in first or ":" in first or first == "localhost"):
         return image
     return f"docker.io/{image}" if rest else f"docker.io/library/{image}"
+
+
+def copy_sources(dockerfile: str) -> list[str]:
+    """The build-context paths a Dockerfile's ``COPY``/``ADD`` read (not ``--from`` a stage).
+
+    Every stage's, in order, each once.
+    """
+    joined = re.sub(r"\\\n", " ", dockerfile)
+    sources: list[str] = []
+    for raw in joined.splitlines():
+        m = re.match(r"\s*(COPY|ADD)\s+(.*)$", raw, re.IGNORECASE)
+        if m is None:
+            continue
+        rest = m.group(2).strip()
+        args = json.loads(rest) if rest.startswith("[") else shlex.split(rest)
+        if any(a.startswith("--from=") for a in args):
+            continue
+        for src in [a for a in args if not a.startswith("--")][:-1]:
+            path = str(PurePosixPath(src))
+            if path not in sources:
+                sources.append(path)
+    return sources
+
+
+def under(files: Iterable[str], sources: Iterable[str]) -> list[str]:
+    """The ``files`` (paths relative to the context) that are or lie under one of ``sources``."""
+    roots = [s.strip("/") for s in sources]
+    if "." in roots:
+        return sorted(set(files))
+    return sorted({f for f in files if any(f == r or f.startswith(r + "/") for r in roots)})
+
+
+def inputs_key(*, dockerfile: str, target: str | None, base: str,
+               build_args: Mapping[str, str], files: Mapping[str, str]) -> str:
+    """A key that changes when anything an image is built from changes.
+
+    ``dockerfile`` is its text, ``base`` the identity (image id) of the base it
+    builds on, ``files`` each context file it copies with the digest of its
+    content. Equal keys mean a build would make the same image, so it can be
+    skipped without asking the builder.
+    """
+    document = {"dockerfile": dockerfile, "target": target, "base": base,
+                "build_args": dict(build_args), "files": dict(files)}
+    text = json.dumps(document, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()

@@ -7,8 +7,9 @@ Usage::
                           manifest="k8s/base/gateway.yaml")
 
 ``run_container`` runs ``podman run`` in the foreground on the host's network
-(servers bind to 127.0.0.1 on free ports), as the user and with the read-only
-root filesystem that the manifest's container asks for, and returns once the
+(servers bind to 127.0.0.1 on free ports), as the user, with the read-only
+root filesystem and the memory-backed /dev/shm that the manifest's container
+asks for, and returns once the
 server printed its ready line.
 """
 
@@ -66,6 +67,27 @@ class SecurityFlags:
                 *(["--read-only"] if self.read_only else [])]
 
 
+_PODMAN_UNITS = {"Ki": "k", "Mi": "m", "Gi": "g", "K": "k", "M": "m", "G": "g"}
+
+
+def shm_flags(manifest: str, image: str) -> list[str]:
+    """``--shm-size`` as the manifest's container gets it: a memory emptyDir at /dev/shm.
+
+    Kubernetes mounts such a volume as a tmpfs of its ``sizeLimit``; podman's
+    own /dev/shm (64 MiB) stands in for it at that size.
+    """
+    pod_spec, container = manifest_container(manifest, image)
+    volumes = {v.get("name"): v for v in pod_spec.get("volumes") or []}
+    for mount in container.get("volumeMounts") or []:
+        empty_dir = (volumes.get(mount.get("name")) or {}).get("emptyDir") or {}
+        if mount.get("mountPath") == "/dev/shm" and empty_dir.get("medium") == "Memory":
+            limit = str(empty_dir.get("sizeLimit", "1Gi"))
+            m = re.fullmatch(r"(\d+)([KMG]i?)?", limit)
+            assert m, f"{manifest}: sizeLimit {limit!r}"
+            return ["--shm-size", f"{m.group(1)}{_PODMAN_UNITS.get(m.group(2) or '', '')}"]
+    return []
+
+
 def run_container(procs: ProcessGroup, image: str, command: Sequence[str], *, name: str,
                   manifest: str | None = None, env: Mapping[str, str] | None = None,
                   mounts: Sequence[Path] = (), writable: Sequence[Path] = (),
@@ -74,7 +96,8 @@ def run_container(procs: ProcessGroup, image: str, command: Sequence[str], *, na
 
     ``mounts`` are seen read-only at their own paths, ``writable`` read-write.
     """
-    flags = SecurityFlags.of(manifest, image).argv() if manifest else []
+    flags = [*SecurityFlags.of(manifest, image).argv(), *shm_flags(manifest, image)] \
+        if manifest else []
     argv = [*podman(), "run", "--rm", "--replace", "--name", name, "--network", "host",
             *PODMAN_ULIMITS, *flags]
     for key, value in {"BIND_HOST": "127.0.0.1", **(env or {})}.items():

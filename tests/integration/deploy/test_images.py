@@ -108,8 +108,8 @@ def _replayable(dockerfile: Path) -> list[tuple[str, Stage, list[str]]]:
         runs = " ".join(stage.runs)
         if "venv /opt/brix" not in runs or "vllm" in runs:
             continue
-        # The entrypoints are declared on the stage that copies this venv.
-        consumer = next((s for s in stages[i + 1 :] if "dev.brix.entrypoints" in s.labels), None)
+        # The entrypoints are declared on this stage or on the one that copies its venv.
+        consumer = next((s for s in stages[i:] if "dev.brix.entrypoints" in s.labels), None)
         assert consumer, f"{dockerfile.name}: nothing uses the venv built in stage {i}"
         out.append((f"{dockerfile.name}", stage, consumer.labels["dev.brix.entrypoints"].split()))
     return out

@@ -32,3 +32,16 @@ def test_an_unknown_component_is_refused_naming_the_choices() -> None:
     assert done.returncode == 1
     assert "unknown component(s) gatway: choose from controller, engine, gateway, sidecar" \
         in done.stderr
+
+
+def test_a_second_run_with_nothing_changed_hands_nothing_to_the_builder(
+        built_images: list[str]) -> None:
+    # Each image carries the key of its inputs: one whose key matches is not rebuilt.
+    done = subprocess.run([sys.executable, "-m", "brix.images", "--only",
+                           "gateway,sidecar,controller"], cwd=REPO, capture_output=True,
+                          text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "building" not in done.stdout, done.stdout
+    for tag in built_images:
+        assert f"make images: {tag} is up to date (built from these inputs)" in done.stdout
+    assert len(built_images) == 3

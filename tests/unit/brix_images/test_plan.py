@@ -124,3 +124,52 @@ def test_no_pip_settings_give_an_empty_config() -> None:
 ])
 def test_qualified_names(short: str, full: str) -> None:
     assert p.qualified(short) == full
+
+
+def test_copy_sources_are_the_context_paths_of_copy_and_add_not_those_of_stages() -> None:
+    dockerfile = """FROM base AS build
+COPY pyproject.toml README.md ./
+COPY --chown=1:1 brix \\
+     ./brix
+ADD ["inference", "/src/inference"]
+COPY --from=build /opt/brix /opt/brix
+copy brix/ ./again
+"""
+    assert p.copy_sources(dockerfile) == ["pyproject.toml", "README.md", "brix", "inference"]
+
+
+def test_every_dockerfile_copies_pyproject_before_any_source_folder() -> None:
+    # The dependency layer depends on pyproject.toml alone: the project's
+    # folders are copied after it (see docker/).
+    for dockerfile in sorted((ROOT / "docker").glob("Dockerfile.*")):
+        sources = p.copy_sources(dockerfile.read_text())
+        assert sources[:2] == ["pyproject.toml", "README.md"], dockerfile.name
+        assert "brix" in sources, dockerfile.name
+
+
+def test_under_keeps_the_files_in_the_sources_only() -> None:
+    files = ["brix/a.py", "brix/sub/b.py", "brixton/c.py", "gateway/d.py", "pyproject.toml"]
+    assert p.under(files, ["pyproject.toml", "brix/"]) == [
+        "brix/a.py", "brix/sub/b.py", "pyproject.toml"]
+    assert p.under(files, ["."]) == sorted(files)
+
+
+def _key(*, dockerfile: str = "FROM x\nCOPY brix ./brix\n", target: str | None = None,
+         base: str = "sha256:1", build_args: dict[str, str] | None = None,
+         files: dict[str, str] | None = None) -> str:
+    return p.inputs_key(dockerfile=dockerfile, target=target, base=base,
+                        build_args=build_args or {"PYTHON_IMAGE": "b:1"},
+                        files=files or {"brix/a.py": "-d1", "brix/b.py": "-d2"})
+
+
+def test_the_inputs_key_changes_with_each_input_and_only_then() -> None:
+    key = _key()
+    # The same inputs, in any order: the same key.
+    assert _key(files={"brix/b.py": "-d2", "brix/a.py": "-d1"}) == key
+    changed = [_key(dockerfile="FROM x\nCOPY brix ./src\n"), _key(target="cpu"),
+               _key(base="sha256:2"), _key(build_args={"PYTHON_IMAGE": "b:2"}),
+               _key(files={"brix/a.py": "-d1", "brix/b.py": "-d3"}),
+               _key(files={"brix/a.py": "-d1", "brix/b.py": "x-d2"}),
+               _key(files={"brix/a.py": "-d1", "brix/b.py": "-d2", "brix/c.py": "-d3"})]
+    assert key not in changed
+    assert len(set(changed)) == len(changed)

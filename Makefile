@@ -126,6 +126,7 @@ RELIABILITY_TESTS := tests/integration/test_schema_fuzz.py \
   tests/integration/gateway/test_engine_killed.py \
   tests/integration/gateway/test_overload_and_abuse.py \
   tests/integration/lora_operator/test_operator_faults.py \
+  tests/integration/test_localkube_restart.py \
   tests/integration/scaler/test_fallback_loop.py::test_a_prometheus_outage_holds_every_interval_then_waits_a_window_of_fresh_data \
   tests/integration/scaler/test_fallback_loop.py::test_two_scalers_one_acts_and_the_other_takes_over
 

@@ -3,6 +3,13 @@
 The file is rewritten whole (atomically, at most once a second while objects
 change, and at shutdown), and read at startup: CRDs first, so that their
 custom objects find their types. Watches from before a restart get 410.
+
+resourceVersions are never handed out twice, across restarts and crashes
+alike: before the store passes the last reserved number, the next block of
+``RV_BLOCK`` is recorded (and synced) in ``STATE_DIR/resource-version``, and a
+restart counts on from the highest reserved number. A crash loses the changes
+of the last second at most (the objects saved last), never the numbering: a
+client that saw a later number is answered 410 and lists again.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from localkube.api.resources import crd_resource_types
 log = logging.getLogger(__name__)
 
 FORMAT = "localkube/v1"
+RV_BLOCK = 1000
 
 
 class Persistence:
@@ -29,13 +37,39 @@ class Persistence:
         self.interval = interval
         self._dirty = False
         self._task: asyncio.Task[None] | None = None
+        self.rv_path = path.with_name("resource-version")
         server.store.on_commit.append(self._mark)
+        server.store.reserve_rvs = self._reserve
+
+    def _reserve(self, wanted: int) -> int:
+        """Record durably that numbers up to ``wanted + RV_BLOCK - 1`` may be in use."""
+        limit = wanted + RV_BLOCK - 1
+        self.rv_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.rv_path.with_name(self.rv_path.name + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(f"{limit}\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.rv_path)
+        return limit
+
+    def reserved(self) -> int:
+        """The highest resourceVersion a previous run may have handed out (0: none known)."""
+        try:
+            return int(self.rv_path.read_text(encoding="utf-8").strip() or 0)
+        except (OSError, ValueError):
+            return 0
 
     def _mark(self) -> None:
         self._dirty = True
 
     def load(self) -> int:
-        """Restore the objects of a previous run; return how many."""
+        """Restore the objects of a previous run; return how many.
+
+        The store counts on from above every resourceVersion a previous run may
+        have handed out.
+        """
+        self.server.store.set_resource_version(self.reserved())
         if not self.path.exists():
             return 0
         try:
@@ -65,7 +99,7 @@ class Persistence:
                 continue
             store.restore(rt, obj)
             count += 1
-        store.set_resource_version(int(data.get("resourceVersion", 0)))
+        store.set_resource_version(max(int(data.get("resourceVersion", 0)), self.reserved()))
         self._dirty = False
         return count
 

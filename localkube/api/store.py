@@ -2,7 +2,12 @@
 
 One global, monotonic resourceVersion counts every committed change; each
 commit appends one event to a bounded history that watches resume from. A
-watch from a resourceVersion older than the history answers 410 Expired.
+watch from a resourceVersion older than the history answers 410 Expired, and
+so does one from a resourceVersion this store never handed out (a client of a
+previous run, after a restart that lost changes): the client must list again.
+With persistence, numbers are reserved durably in blocks before they are handed
+out (``reserve_rvs``), so a restart never hands out a number twice, even after
+a crash between two saves of the objects.
 
 Stored objects are never changed in place once committed: every write builds
 a new dict, so readers may serialize what they get without copying it.
@@ -140,6 +145,10 @@ class Store:
         self.on_removed: list[Callable[[ResourceType, dict[str, Any]], None]] = []
         # Called after every commit (persistence marks itself dirty).
         self.on_commit: list[Callable[[], None]] = []
+        # Given the next resourceVersion, records durably a limit at least as high and
+        # returns it; called before a number above the last limit is handed out.
+        self.reserve_rvs: Callable[[int], int] | None = None
+        self._rv_limit = 0
 
     # --- reading ------------------------------------------------------------
 
@@ -190,6 +199,8 @@ class Store:
 
     def _commit(self, rt: ResourceType, etype: EventType, obj: dict[str, Any],
                 old: dict[str, Any] | None) -> dict[str, Any]:
+        if self.reserve_rvs is not None and self.rv + 1 > self._rv_limit:
+            self._rv_limit = self.reserve_rvs(self.rv + 1)
         self.rv += 1
         md = dict(obj["metadata"])
         md["resourceVersion"] = str(self.rv)
@@ -542,9 +553,12 @@ class Store:
                 w.queue.put_nowait(("ADDED", Event(int(obj["metadata"]["resourceVersion"]),
                                                    "ADDED", rt.key, obj)))
         else:
-            if since < self._floor:
+            if since < self._floor or since > self.rv:
+                log.info("watch of %s from resourceVersion %d answered 410 (this store "
+                         "has %d to %d)", rt.plural, since, self._floor, self.rv)
+                what = "too old" if since < self._floor else "unknown"
                 raise errors.expired(
-                    f"too old resource version: {since} ({self._floor + 1})"
+                    f"{what} resource version: {since} ({self._floor + 1})"
                 )
             for event in self._history:
                 if event.rv > since and event.key == rt.key:

@@ -10,22 +10,28 @@ What must hold (docs/RELIABILITY.md):
   sent while it was down) are retried on another pod and succeed; with one
   replica they are held until the engine is back (``--reconnect-hold``), not
   answered 502 at once;
-- the restarted engine rejoins routing.
+- the restarted engine rejoins routing; under localkube's kubelet too (the
+  container restarted in its pod, the pod Ready again).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from kubernetes import client, config
 
 from tests.helpers.gateway import start_gateway
+from tests.helpers.localkube import kubectl, start_localkube
+from tests.helpers.operator import LORA_CRD, wait_for
 from tests.helpers.procs import Proc, ProcessGroup, free_port
 from tests.helpers.sim import slow, start_sim
 
@@ -156,3 +162,78 @@ async def test_one_replica_killed_and_restarted_holds_the_waiting_requests(
         assert r.status_code == 200, r.text
         metrics = (await client.get(f"{gw.url}/metrics")).text
     assert 'brix_gateway_requests_pending{model="m1"} 0.0' in metrics
+
+
+async def test_one_replica_under_the_kubelet_killed_restarted_and_rejoins(
+    procs: ProcessGroup, tmp_path: Path,
+) -> None:
+    """The engine of a localkube pod SIGKILLed: its kubelet restarts the container, the
+    pod is Ready again, and the gateway (Kubernetes discovery) held the waiting requests
+    and serves them there."""
+    _, kubeconfig = start_localkube(procs, tmp_path / "kube")
+    kubectl(kubeconfig, "apply", "-f", str(LORA_CRD))
+    engine = {
+        "name": "engine",
+        "command": ["python", "-m", "inference.sim", "--served-model-name", "m1",
+                    "--port", "8000", *slow(ms_per_token=20, max_num_seqs=SEQS)],
+        "ports": [{"name": "http", "containerPort": 8000}],
+        "readinessProbe": {"httpGet": {"path": "/health", "port": "http"},
+                           "periodSeconds": 1},
+    }
+    kubectl(kubeconfig, "apply", "-f", "-", input=json.dumps({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "m1", "namespace": "default", "labels": {"brix.dev/model": "m1"}},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"brix.dev/model": "m1"}},
+                 "template": {"metadata": {"labels": {"brix.dev/model": "m1"}},
+                              "spec": {"terminationGracePeriodSeconds": 2,
+                                       "containers": [engine]}}},
+    }))
+    api = config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
+    core = client.CoreV1Api(api)
+
+    def the_pod() -> Any:
+        pods = core.list_namespaced_pod("default", label_selector="brix.dev/model=m1").items
+        return pods[0] if len(pods) == 1 else None
+
+    def ready_engine() -> Any:
+        pod = the_pod()
+        statuses = (pod.status.container_statuses or []) if pod is not None else []
+        return statuses[0] if statuses and statuses[0].ready else None
+
+    try:
+        first = wait_for(ready_engine, what="the engine's pod Ready", timeout=90)
+        gw = start_gateway(procs, kubeconfig=kubeconfig, extra_args=[
+            "--reconnect-hold", "60", "--hold-timeout", "60"])
+        async with httpx.AsyncClient(timeout=30) as c:
+            deadline = time.monotonic() + 30
+            while (await c.get(f"{gw.url}/health")).status_code != 200:
+                assert time.monotonic() < deadline, "the gateway never became ready"
+                await asyncio.sleep(0.2)
+        name = the_pod().metadata.name
+        pid = int(first.container_id.removeprefix("localkube://"))
+
+        outcomes, killed_at = await run_streams(
+            str(gw.url), 40, lambda: os.kill(pid, signal.SIGKILL), kill_after=0.5)
+        assert all(o.status == 200 for o in outcomes), [o.status for o in outcomes]
+        broken = [o for o in outcomes if not o.done]
+        for o in broken:
+            assert o.error is not None, o.events[-3:]
+            assert o.started
+        assert 0 < len(broken) <= SEQS
+        assert sum(o.done for o in outcomes) == 40 - len(broken)
+        again = wait_for(ready_engine, what="the engine Ready again", timeout=60)
+        assert again.restart_count >= 1
+        assert int(again.container_id.removeprefix("localkube://")) != pid
+        assert the_pod().metadata.name == name  # the same pod, its container restarted
+        served_after = max(o.ended_at for o in outcomes if o.done) - killed_at
+        async with httpx.AsyncClient(timeout=30) as c:
+            r = await c.post(f"{gw.url}/v1/completions",
+                             json={"model": "m1", "prompt": "x", "max_tokens": 1})
+            assert r.status_code == 200, r.text
+            metrics = (await c.get(f"{gw.url}/metrics")).text
+        assert 'brix_gateway_requests_pending{model="m1"} 0.0' in metrics
+        print(f"\nunder the kubelet: {len(broken)} of 40 streams broken (error event), "
+              f"{40 - len(broken)} held and completed, the last {served_after:.1f} s after "
+              f"the kill; restarts {again.restart_count}")
+    finally:
+        api.close()

@@ -255,3 +255,28 @@ async def test_a_sink_gets_events_from_the_commit_and_a_failing_one_closes(store
     assert store.get(CM, "default", "b") is created
     assert w.sink is None
     assert w.queue.get_nowait() is None  # the stream is told to end
+
+
+async def test_watch_from_a_resource_version_never_handed_out_is_expired(store: Store) -> None:
+    # A client of an earlier run of the store, which counted further before it
+    # stopped: this store cannot say what followed that number.
+    store.create(CM, cm("a"))
+    with pytest.raises(ApiError) as info:
+        store.watch(CM, None, labels=LabelSelector(), fields=FieldSelector(),
+                    since=store.rv + 1)
+    assert (info.value.code, info.value.reason) == (410, "Expired")
+    store.watch(CM, None, labels=LabelSelector(), fields=FieldSelector(), since=store.rv)
+    await asyncio.sleep(0)
+
+
+async def test_resource_versions_are_reserved_before_they_are_handed_out(store: Store) -> None:
+    asked: list[int] = []
+
+    def reserve(wanted: int) -> int:
+        asked.append(wanted)
+        return wanted + 2
+
+    store.reserve_rvs = reserve
+    rvs = [int(store.create(CM, cm(f"c{i}"))["metadata"]["resourceVersion"]) for i in range(7)]
+    assert rvs == [1, 2, 3, 4, 5, 6, 7]
+    assert asked == [1, 4, 7]  # a block of 3 each time the last one is passed

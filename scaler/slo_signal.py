@@ -24,6 +24,8 @@ Metadata keys (``MetadataError`` names the first bad one)::
     podStartSeconds  >= 0, default 60
     initialCapacity  requests/s one replica serves within the SLO, > 0
     profile          a timing profile as JSON (lab calibrate format); one of the two
+    promptTokens     the mean prompt tokens the profile prices before any are measured (1024)
+    outputTokens     the mean generated tokens likewise (256)
     concurrency      requests one replica runs at once (default: the profile's max_num_seqs)
     minReplicas, maxReplicas, utilization, scaleDownWindow, scaleToZeroCooldown
 """
@@ -49,14 +51,16 @@ KEY_POD_START: Final = "podStartSeconds"
 KEY_CAPACITY: Final = "initialCapacity"
 KEY_PROFILE: Final = "profile"
 KEY_CONCURRENCY: Final = "concurrency"
+KEY_PROMPT_TOKENS: Final = "promptTokens"
+KEY_OUTPUT_TOKENS: Final = "outputTokens"
 KEY_MIN: Final = "minReplicas"
 KEY_MAX: Final = "maxReplicas"
 KEY_UTILIZATION: Final = "utilization"
 KEY_SCALE_DOWN_WINDOW: Final = "scaleDownWindow"
 KEY_ZERO_COOLDOWN: Final = "scaleToZeroCooldown"
 SLO_KEYS: Final = (KEY_TTFT, KEY_TPOT, KEY_ATTAINMENT, KEY_POD_START, KEY_CAPACITY, KEY_PROFILE,
-                   KEY_CONCURRENCY, KEY_MIN, KEY_MAX, KEY_UTILIZATION, KEY_SCALE_DOWN_WINDOW,
-                   KEY_ZERO_COOLDOWN)
+                   KEY_PROMPT_TOKENS, KEY_OUTPUT_TOKENS, KEY_CONCURRENCY, KEY_MIN, KEY_MAX,
+                   KEY_UTILIZATION, KEY_SCALE_DOWN_WINDOW, KEY_ZERO_COOLDOWN)
 
 DEFAULT_POD_START: Final = 60.0
 RATE_WINDOW: Final = "1m"
@@ -132,7 +136,9 @@ def parse_slo(metadata: Mapping[str, str]) -> SloPolicy:
     for key, field in ((KEY_UTILIZATION, "utilization"),
                        (KEY_SCALE_DOWN_WINDOW, "scale_down_window"),
                        (KEY_ZERO_COOLDOWN, "zero_cooldown"),
-                       (KEY_CONCURRENCY, "concurrency")):
+                       (KEY_CONCURRENCY, "concurrency"),
+                       (KEY_PROMPT_TOKENS, "prompt_tokens"),
+                       (KEY_OUTPUT_TOKENS, "output_tokens")):
         number = _float(metadata, key)
         if number is not None:
             optional[field] = number

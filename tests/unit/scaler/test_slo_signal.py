@@ -44,12 +44,25 @@ def test_a_profile_is_the_prior() -> None:
     ({"ttft": "2", "initialCapacity": "1", "minReplicas": "2.5"}, "minReplicas"),
     ({"ttft": "2", "initialCapacity": "1", "minReplicas": "-1"}, "minReplicas"),
     ({"ttft": "2", "initialCapacity": "1", "scaleDownWindow": "-5"}, "scaleDownWindow"),
+    ({"ttft": "2", "initialCapacity": "1", "promptTokens": "0"}, "promptTokens"),
+    ({"ttft": "2", "initialCapacity": "1", "outputTokens": "many"}, "outputTokens"),
 ])
 def test_bad_settings_name_the_key(metadata: dict[str, str], key: str) -> None:
     with pytest.raises(MetadataError) as info:
         parse_slo(metadata)
     assert info.value.key == key
     assert str(info.value).startswith(f"{key}: ")
+
+
+def test_the_prior_lengths_are_settings() -> None:
+    policy = parse_slo({"ttft": "2", "initialCapacity": "1", "promptTokens": "4000",
+                        "outputTokens": "300"})
+    assert (policy.prompt_tokens, policy.output_tokens) == (4000, 300)
+    target = _target(**{"brix.dev/autoscale-ttft": "2", "brix.dev/autoscale-initial-capacity": "1",
+                        "brix.dev/autoscale-prompt-tokens": "800",
+                        "brix.dev/autoscale-output-tokens": "0"})
+    assert target.trigger.slo is not None
+    assert (target.trigger.slo.prompt_tokens, target.trigger.slo.output_tokens) == (800, 0)
 
 
 def test_the_trigger_carries_the_policy_and_a_target_of_one() -> None:

@@ -10,7 +10,16 @@ metadata (or the loop's annotations, mapped to the same keys) into a
     prompt    sum(rate(brix_engine_prompt_tokens_total{ns, model}[1m]))
     output    sum(rate(brix_engine_generation_tokens_total{ns, model}[1m]))
     ttft      histogram_quantile(attainment, sum by (le) (rate(..._ttft_seconds_bucket[1m])))
+    served    sum(rate(brix_engine_time_to_first_token_seconds_count{ns, model}[1m]))
     waiting, pending, running, pods   as in ``signals.model_query``
+
+The demand is the gateway's rate. Where the gateway has no series for the
+model while it has pods (the gateway not scraped, or its series lost), the
+engines' own count of first tokens stands in (``served``: what the engines
+started, so it trails arrivals as the gateway's count does); with neither,
+``slo_load`` raises a ``DataError``: absent data is not zero demand. With no
+pods at all nothing can have been answered, so an absent rate is 0 there (the
+gateway's pending gauge is what brings a model back from zero).
 
 The mean lengths are the token rates over the request rate; the observed TTFT
 is the attainment quantile of the engines' histogram over the same minute
@@ -74,7 +83,8 @@ _PENDING = metric("brix_gateway_requests_pending").name
 _RUNNING = metric("brix_engine_requests_running").name
 _UP = metric("brix_engine_up").name
 
-SLO_PARTS: Final = ("rate", "prompt", "output", "ttft", "waiting", "pending", "running", "pods")
+SLO_PARTS: Final = ("rate", "prompt", "output", "ttft", "served", "waiting", "pending",
+                     "running", "pods")
 
 
 def _float(metadata: Mapping[str, str], key: str) -> float | None:
@@ -182,6 +192,7 @@ def slo_query(namespace: str, model: str, attainment: float) -> str:
         ("output", f"sum(rate({_OUTPUT}{selector}[{w}]))"),
         ("ttft", f"histogram_quantile({attainment:g}, sum by (le) "
                  f"(rate({_TTFT}_bucket{selector}[{w}])))"),
+        ("served", f"sum(rate({_TTFT}_count{selector}[{w}]))"),
         ("waiting", f"sum({_WAITING}{selector})"),
         ("pending", f"sum({_PENDING}{gateway})"),
         ("running", f"sum({_RUNNING}{selector})"),
@@ -199,6 +210,7 @@ class SloSample:
     prompt: float | None = None
     output: float | None = None
     ttft: float | None = None
+    served: float | None = None
     waiting: float | None = None
     pending: float | None = None
     running: float | None = None
@@ -232,13 +244,24 @@ def read_slo_sample(result: Sequence[Any], *, model: str) -> SloSample:
 
 def slo_load(sample: SloSample, *, model: str, namespace: str) -> Load:
     """The ``Load`` of ``scaler.slo.decide``; ``DataError`` when the model's pods are
-    in Prometheus but their queue or running series are not."""
+    in Prometheus but their queue or running series are not, or no request rate
+    (the gateway's, else the engines') is."""
     pods = int(sample.pods or 0)
     if pods and (sample.waiting is None or sample.running is None):
         raise DataError(f"no waiting/running series for model {model!r} in namespace "
                         f"{namespace!r} although it has {pods} pod(s) in Prometheus "
                         "(are its sidecars scraped?)", code="unavailable")
-    rate = sample.rate or 0.0
+    if sample.rate is not None:
+        rate = sample.rate
+    elif sample.served is not None:
+        rate = sample.served  # the gateway's series is absent: the engines' count
+    elif pods:
+        raise DataError(f"no request rate for model {model!r} in namespace {namespace!r} "
+                        f"although it has {pods} pod(s): neither the gateway's {_REQUESTS} "
+                        f"nor the engines' {_TTFT}_count has a series (is the gateway "
+                        "scraped?); absent data is not zero demand", code="unavailable")
+    else:
+        rate = 0.0  # no pods: nothing can have been answered
     prompt = output = None
     if rate > 0 and sample.prompt is not None and sample.output is not None:
         prompt, output = sample.prompt / rate, sample.output / rate

@@ -80,7 +80,8 @@ def test_the_query_selects_the_model_and_the_quantile() -> None:
     q = slo_query("ns", 'we"ird', 0.95)
     assert 'model="we\\"ird"' in q
     assert "histogram_quantile(0.95," in q
-    for part in ("rate", "prompt", "output", "ttft", "waiting", "pending", "running", "pods"):
+    for part in ("rate", "prompt", "output", "ttft", "served", "waiting", "pending", "running",
+                 "pods"):
         assert f'"brix_part", "{part}"' in q
 
 
@@ -100,12 +101,28 @@ def test_reading_the_answer_into_a_load() -> None:
 
 
 def test_no_requests_means_no_lengths_and_no_quantile() -> None:
-    load = slo_load(read_slo_sample([_item("ttft", "0.5"), _item("pods", "1"),
+    load = slo_load(read_slo_sample([_item("rate", "0"), _item("ttft", "0.5"), _item("pods", "1"),
                                      _item("waiting", "0"), _item("running", "0")], model="m"),
                     model="m", namespace="ns")
     assert load.rate == 0
     assert load.ttft is None
     assert load.prompt_tokens is None
+
+
+def test_a_missing_request_series_is_not_zero_demand() -> None:
+    engines = [_item("pods", "2"), _item("waiting", "4"), _item("running", "30")]
+    with pytest.raises(DataError, match="absent data is not zero demand") as info:
+        slo_load(read_slo_sample(engines, model="m"), model="m", namespace="ns")
+    assert info.value.code == "unavailable"
+    assert "brix_gateway_requests_total" in str(info.value)
+    # The engines' own count of first tokens stands in for the gateway's.
+    load = slo_load(read_slo_sample([*engines, _item("served", "6.5")], model="m"),
+                    model="m", namespace="ns")
+    assert load.rate == 6.5
+    # The gateway's rate, where there is one, is the demand.
+    load = slo_load(read_slo_sample([*engines, _item("served", "6.5"), _item("rate", "7")],
+                                    model="m"), model="m", namespace="ns")
+    assert load.rate == 7
 
 
 @pytest.mark.parametrize("result", [

@@ -376,7 +376,7 @@ def gain(policy: SloPolicy, elapsed: float | None) -> float:
     previous one (None: the first, counted as one period)."""
     dt = policy.capacity_gain_period if elapsed is None else min(max(elapsed, 0.0),
                                                                   policy.learn_window)
-    return 1.0 - (1.0 - policy.capacity_gain) ** (dt / policy.capacity_gain_period)
+    return 1.0 - float((1.0 - policy.capacity_gain) ** (dt / policy.capacity_gain_period))
 
 
 def _learn_capacity(policy: SloPolicy, state: SloState, load: Load, prior: float | None, *,

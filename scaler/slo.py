@@ -47,14 +47,14 @@ capacity is at least ``L``; when it missed them, at most ``L``. A
 contradicting observation moves ``c`` toward ``L`` at a rate set in time, not
 in calls: ``capacity_gain`` (default 0.2) is the fraction of the gap closed
 per ``capacity_gain_period`` (default 15 s), so an observation ``dt`` seconds
-after the previous one closes ``1 - (1 - gain) ** (dt / period)`` of it. That
+after the previous decision closes ``1 - (1 - gain) ** (dt / period)`` of it. That
 closes 63 % of a gap in 75 s and 90 % in 150 s however often the caller
 asks (KEDA calls GetMetrics about twice per polling interval; two calls 7.5 s
 apart move it as far as one at 15 s), fast enough to follow a real change
 and slow enough that one noisy quantile does not swing the fleet. ``dt`` is
 capped at the rate window (60 s): each observation is a minute's average, so
 one after a long gap is one minute's evidence, not a long one's; the first
-observation counts as one period.
+decision counts as one period.
 Observations that agree with ``c`` leave it alone, and ``factor`` stays
 within ``[1 / capacity_range, capacity_range]`` (default 4), so a stretch of
 odd samples cannot run it away. Without a prior the capacity is unknown until
@@ -300,8 +300,8 @@ class SloState:
     """Without a prior: the capacity learnt from met targets (None: not yet)."""
     prior: float | None = None
     """The last prior the profile gave (kept while lengths cannot be measured)."""
-    observed_at: float | None = None
-    """When the capacity last took an observation (met or missed): the clock of its rate."""
+    looked_at: float | None = None
+    """When the last decision looked (the clock of the capacity's rate of change)."""
     last_busy: float | None = None
     """When anything last arrived, waited or ran."""
 
@@ -373,7 +373,7 @@ def _prior(policy: SloPolicy, state: SloState, load: Load) -> float | None:
 
 def gain(policy: SloPolicy, elapsed: float | None) -> float:
     """The fraction of a gap one observation closes, ``elapsed`` seconds after the
-    previous one (None: the first, counted as one period)."""
+    previous decision (None: the first, counted as one period)."""
     dt = policy.capacity_gain_period if elapsed is None else min(max(elapsed, 0.0),
                                                                   policy.learn_window)
     return 1.0 - float((1.0 - policy.capacity_gain) ** (dt / policy.capacity_gain_period))
@@ -392,16 +392,14 @@ def _learn_capacity(policy: SloPolicy, state: SloState, load: Load, prior: float
     met = _met(policy, load)
     if met is False and queued <= 0:
         met = None
-    observed_at = state.observed_at
+    elapsed = None if state.looked_at is None else now - state.looked_at
     if met is not None and load.ready > 0 and load.rate > 0:
         per_replica = load.rate / load.ready
-        elapsed = None if observed_at is None else now - observed_at
-        observed_at = now
         if current is None:
             current = per_replica if met else None
         elif (met and per_replica > current) or (not met and per_replica < current):
             current += gain(policy, elapsed) * (per_replica - current)
-    state = replace(state, observed_at=observed_at)
+    state = replace(state, looked_at=now)
     if prior is None:
         return current, replace(state, learned=current)
     assert current is not None

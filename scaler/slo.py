@@ -432,19 +432,19 @@ def decide(policy: SloPolicy, state: SloState, load: Load,
     if current == 0 and load.queue <= 0 and policy.min_replicas == 0:
         return SloDecision(0, 0, "0 -> 0: at zero, nothing waiting", capacity or 0.0,
                            0.0), next_state
-    if capacity is None:
+    if capacity is None:  # no setting and no profile: learnt from met targets only
         if current == 0:
             first = max(1, policy.min_replicas)
             return SloDecision(first, 0, f"0 -> {first}: from zero (capacity not known yet)",
                                0.0, 0.0), next_state
         if not busy:
-            # Nothing to plan for: no lengths to price a profile at is no error yet.
+            # Nothing to plan for: a capacity not learnt yet is no error until load.
             idle = now - last_busy
             if policy.min_replicas == 0 and idle >= policy.zero_cooldown:
                 return SloDecision(0, current, f"{current} -> 0: idle {idle:g}s >= cooldown "
                                    f"{policy.zero_cooldown:g}s: zero", 0.0, 0.0), next_state
             return SloDecision(current, current, f"{current} -> {current}: hold: idle, the "
-                               "capacity is priced once requests arrive", 0.0, 0.0), next_state
+                               "capacity is learnt once requests are served", 0.0, 0.0), next_state
         raise SloError("initialCapacity", "the capacity cannot be measured yet: no capacity "
                        "setting, no profile, and the targets were never met under load; "
                        "holding")

@@ -195,6 +195,12 @@ def test_without_a_profile_it_refuses_until_targets_are_met_under_load() -> None
     assert d.capacity == 1.5  # at least the load it was seen to meet
 
 
+def test_without_a_capacity_an_idle_fleet_holds_without_an_error() -> None:
+    d, _ = decide(policy(capacity=None), SloState(), load(0.0, 2), now=15.0)
+    assert (d.desired, d.direction) == (2, "none")
+    assert "idle" in d.reason
+
+
 def test_from_zero_needs_no_capacity() -> None:
     p = policy(capacity=None, min_replicas=0)
     d, _ = decide(p, SloState(), load(0.0, 0, queue=2.0), now=15.0)

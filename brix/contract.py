@@ -28,6 +28,8 @@ AUTOSCALE_SLO_ANNOTATIONS: Final = {
     "brix.dev/autoscale-pod-start-seconds": "podStartSeconds",
     "brix.dev/autoscale-initial-capacity": "initialCapacity",
     "brix.dev/autoscale-profile": "profile",
+    "brix.dev/autoscale-prompt-tokens": "promptTokens",
+    "brix.dev/autoscale-output-tokens": "outputTokens",
     "brix.dev/autoscale-concurrency": "concurrency",
     "brix.dev/autoscale-utilization": "utilization",
     "brix.dev/autoscale-scale-down-window": "scaleDownWindow",

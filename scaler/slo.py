@@ -36,18 +36,32 @@ Capacity, kept honest online. The prior ``c0`` is the policy's ``capacity``
 (requests/s per replica) or, with a timing ``profile`` (the lab's calibrate
 format), the requests/s one replica sustains at the mean prompt and output
 lengths measured now (``ProfileCapacity``), so it follows the traffic's mix.
-The estimate is ``c = c0 * factor``. When a decision sees the ready replicas
+Before any lengths were measured (a burst at an idle fleet: nothing answered
+yet) the profile prices the lengths last measured, else the stated prior
+lengths ``prompt_tokens`` / ``output_tokens`` (metadata ``promptTokens`` /
+``outputTokens``, default 1024 / 256: a chat request's order of magnitude),
+so a profile always gives a capacity and a burst is never held for the want
+of one. The estimate is ``c = c0 * factor``. When a decision sees the ready replicas
 at load ``L = rate / ready`` and the observed quantile met the targets, the
 capacity is at least ``L``; when it missed them, at most ``L``. A
-contradicting observation moves ``c`` a fraction ``capacity_gain`` (default
-0.2) of the way to ``L``: at one decision per 15 s that closes 63 % of a gap
-in five decisions (75 s) and 90 % in ten, fast enough to follow a real change
-and slow enough that one noisy quantile does not swing the fleet.
+contradicting observation moves ``c`` toward ``L`` at a rate set in time, not
+in calls: ``capacity_gain`` (default 0.2) is the fraction of the gap closed
+per ``capacity_gain_period`` (default 15 s), so an observation ``dt`` seconds
+after the previous decision closes ``1 - (1 - gain) ** (dt / period)`` of it. That
+closes 63 % of a gap in 75 s and 90 % in 150 s however often the caller
+asks (KEDA calls GetMetrics about twice per polling interval; two calls 7.5 s
+apart move it as far as one at 15 s), fast enough to follow a real change
+and slow enough that one noisy quantile does not swing the fleet. ``dt`` is
+capped at the rate window (60 s): each observation is a minute's average, so
+one after a long gap is one minute's evidence, not a long one's; the first
+decision counts as one period.
 Observations that agree with ``c`` leave it alone, and ``factor`` stays
 within ``[1 / capacity_range, capacity_range]`` (default 4), so a stretch of
 odd samples cannot run it away. Without a prior the capacity is unknown until
 the first time the targets were met under load; then it is that load (a lower
-bound: it over-provisions, and learns up only when load outruns it). A miss
+bound: it over-provisions, and learns up only when load outruns it). Only
+this case (no capacity setting and no profile) can leave the capacity
+unknown. A miss
 lowers the estimate only while a queue persisted (below): without one, the
 slow quantile is the requests' own work, not the fleet's load. Until
 then ``decide`` raises ``SloError`` naming ``initialCapacity``: never a silent 0.
@@ -70,7 +84,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 __all__ = ["Load", "ProfileCapacity", "Slo", "SloDecision", "SloError", "SloPolicy", "SloState",
-           "decide", "forecast"]
+           "decide", "forecast", "gain"]
 
 
 class SloError(ValueError):
@@ -174,6 +188,11 @@ class SloPolicy:
     """Requests/s one replica serves within the SLO (``initialCapacity``); overrides ``profile``."""
     profile: ProfileCapacity | None = None
     """A timing profile: the prior follows the measured mean lengths (needs them in ``Load``)."""
+    prompt_tokens: float = 1024.0
+    """Prior mean prompt tokens: what the profile prices before any were measured
+    (metadata ``promptTokens``)."""
+    output_tokens: float = 256.0
+    """Prior mean generated tokens, likewise (metadata ``outputTokens``)."""
     concurrency: float | None = None
     """Requests one replica runs at once (the engine's max sequences); unset: the
     profile's ``max_num_seqs``. Not learnt: an engine's waiting queue is briefly
@@ -189,7 +208,11 @@ class SloPolicy:
     trend_window: float = 300.0
     max_growth: float = 2.0
     capacity_gain: float = 0.2
+    """The fraction of a contradicting observation's gap closed per ``capacity_gain_period``."""
+    capacity_gain_period: float = 15.0
     capacity_range: float = 4.0
+    learn_window: float = 60.0
+    """The longest time one observation counts for (the rate window of its averages)."""
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.pod_start) and self.pod_start >= 0):
@@ -208,6 +231,11 @@ class SloPolicy:
             if not (math.isfinite(value) and value >= 0):
                 raise SloError(key, f"must be a number >= 0, got {value!r}")
         _positive("trend_window", self.trend_window)
+        _positive("promptTokens", self.prompt_tokens)
+        if not (math.isfinite(self.output_tokens) and self.output_tokens >= 0):
+            raise SloError("outputTokens", f"must be a number >= 0, got {self.output_tokens!r}")
+        _positive("capacity_gain_period", self.capacity_gain_period)
+        _positive("learn_window", self.learn_window)
         if not (math.isfinite(self.max_growth) and self.max_growth >= 1):
             raise SloError("max_growth", f"must be a number >= 1, got {self.max_growth!r}")
         if not (math.isfinite(self.capacity_gain) and 0 < self.capacity_gain <= 1):
@@ -272,6 +300,8 @@ class SloState:
     """Without a prior: the capacity learnt from met targets (None: not yet)."""
     prior: float | None = None
     """The last prior the profile gave (kept while lengths cannot be measured)."""
+    looked_at: float | None = None
+    """When the last decision looked (the clock of the capacity's rate of change)."""
     last_busy: float | None = None
     """When anything last arrived, waited or ran."""
 
@@ -332,11 +362,25 @@ def _prior(policy: SloPolicy, state: SloState, load: Load) -> float | None:
             and load.output_tokens is not None
             and load.prompt_tokens + load.output_tokens > 0):
         return policy.profile.requests_per_s(load.prompt_tokens, load.output_tokens)
-    return state.prior
+    if state.prior is not None:
+        return state.prior
+    if policy.profile is not None:
+        # Nothing measured yet (an idle fleet meeting its first burst): the profile
+        # at the stated prior lengths; the measured ones take over within a minute.
+        return policy.profile.requests_per_s(policy.prompt_tokens, policy.output_tokens)
+    return None
 
 
-def _learn_capacity(policy: SloPolicy, state: SloState, load: Load,
-                    prior: float | None, queued: float) -> tuple[float | None, SloState]:
+def gain(policy: SloPolicy, elapsed: float | None) -> float:
+    """The fraction of a gap one observation closes, ``elapsed`` seconds after the
+    previous decision (None: the first, counted as one period)."""
+    dt = policy.capacity_gain_period if elapsed is None else min(max(elapsed, 0.0),
+                                                                  policy.learn_window)
+    return 1.0 - float((1.0 - policy.capacity_gain) ** (dt / policy.capacity_gain_period))
+
+
+def _learn_capacity(policy: SloPolicy, state: SloState, load: Load, prior: float | None, *,
+                    queued: float, now: float) -> tuple[float | None, SloState]:
     """The capacity after this observation, and the state that remembers it.
 
     A miss says "capacity <= L" only when load caused it: when a queue persisted
@@ -348,12 +392,14 @@ def _learn_capacity(policy: SloPolicy, state: SloState, load: Load,
     met = _met(policy, load)
     if met is False and queued <= 0:
         met = None
+    elapsed = None if state.looked_at is None else now - state.looked_at
     if met is not None and load.ready > 0 and load.rate > 0:
         per_replica = load.rate / load.ready
         if current is None:
             current = per_replica if met else None
         elif (met and per_replica > current) or (not met and per_replica < current):
-            current += policy.capacity_gain * (per_replica - current)
+            current += gain(policy, elapsed) * (per_replica - current)
+    state = replace(state, looked_at=now)
     if prior is None:
         return current, replace(state, learned=current)
     assert current is not None
@@ -366,7 +412,8 @@ def decide(policy: SloPolicy, state: SloState, load: Load,
     """The replicas for ``load`` at ``now``; the decision and the next state.
 
     Raises ``SloError`` (key ``initialCapacity``) while the capacity cannot be
-    known: no profile and the targets never yet met under load.
+    known: no capacity setting, no profile, and the targets never yet met under
+    load. With a profile it is always known (see ``_prior``).
     """
     current = load.replicas
     rates = (*((t, r) for t, r in state.rates if t > now - policy.trend_window),
@@ -379,28 +426,28 @@ def decide(policy: SloPolicy, state: SloState, load: Load,
         float(policy.profile.max_num_seqs) if policy.profile is not None else None)
     queued = min(q for _, q in queues)
     capacity, next_state = _learn_capacity(policy, state, load, _prior(policy, state, load),
-                                           queued)
+                                           queued=queued, now=now)
     next_state = replace(next_state, rates=rates, queues=queues, last_busy=last_busy)
 
     if current == 0 and load.queue <= 0 and policy.min_replicas == 0:
         return SloDecision(0, 0, "0 -> 0: at zero, nothing waiting", capacity or 0.0,
                            0.0), next_state
-    if capacity is None:
+    if capacity is None:  # no setting and no profile: learnt from met targets only
         if current == 0:
             first = max(1, policy.min_replicas)
             return SloDecision(first, 0, f"0 -> {first}: from zero (capacity not known yet)",
                                0.0, 0.0), next_state
         if not busy:
-            # Nothing to plan for: no lengths to price a profile at is no error yet.
+            # Nothing to plan for: a capacity not learnt yet is no error until load.
             idle = now - last_busy
             if policy.min_replicas == 0 and idle >= policy.zero_cooldown:
                 return SloDecision(0, current, f"{current} -> 0: idle {idle:g}s >= cooldown "
                                    f"{policy.zero_cooldown:g}s: zero", 0.0, 0.0), next_state
             return SloDecision(current, current, f"{current} -> {current}: hold: idle, the "
-                               "capacity is priced once requests arrive", 0.0, 0.0), next_state
+                               "capacity is learnt once requests are served", 0.0, 0.0), next_state
         raise SloError("initialCapacity", "the capacity cannot be measured yet: no capacity "
-                       "setting, no profile with measured lengths, and the targets were never "
-                       "met under load; holding")
+                       "setting, no profile, and the targets were never met under load; "
+                       "holding")
 
     ahead_at = now + policy.pod_start
     predicted = forecast(rates, ahead_at, max_growth=policy.max_growth)

@@ -10,7 +10,16 @@ metadata (or the loop's annotations, mapped to the same keys) into a
     prompt    sum(rate(brix_engine_prompt_tokens_total{ns, model}[1m]))
     output    sum(rate(brix_engine_generation_tokens_total{ns, model}[1m]))
     ttft      histogram_quantile(attainment, sum by (le) (rate(..._ttft_seconds_bucket[1m])))
+    served    sum(rate(brix_engine_time_to_first_token_seconds_count{ns, model}[1m]))
     waiting, pending, running, pods   as in ``signals.model_query``
+
+The demand is the gateway's rate. Where the gateway has no series for the
+model while it has pods (the gateway not scraped, or its series lost), the
+engines' own count of first tokens stands in (``served``: what the engines
+started, so it trails arrivals as the gateway's count does); with neither,
+``slo_load`` raises a ``DataError``: absent data is not zero demand. With no
+pods at all nothing can have been answered, so an absent rate is 0 there (the
+gateway's pending gauge is what brings a model back from zero).
 
 The mean lengths are the token rates over the request rate; the observed TTFT
 is the attainment quantile of the engines' histogram over the same minute
@@ -24,6 +33,8 @@ Metadata keys (``MetadataError`` names the first bad one)::
     podStartSeconds  >= 0, default 60
     initialCapacity  requests/s one replica serves within the SLO, > 0
     profile          a timing profile as JSON (lab calibrate format); one of the two
+    promptTokens     the mean prompt tokens the profile prices before any are measured (1024)
+    outputTokens     the mean generated tokens likewise (256)
     concurrency      requests one replica runs at once (default: the profile's max_num_seqs)
     minReplicas, maxReplicas, utilization, scaleDownWindow, scaleToZeroCooldown
 """
@@ -49,14 +60,16 @@ KEY_POD_START: Final = "podStartSeconds"
 KEY_CAPACITY: Final = "initialCapacity"
 KEY_PROFILE: Final = "profile"
 KEY_CONCURRENCY: Final = "concurrency"
+KEY_PROMPT_TOKENS: Final = "promptTokens"
+KEY_OUTPUT_TOKENS: Final = "outputTokens"
 KEY_MIN: Final = "minReplicas"
 KEY_MAX: Final = "maxReplicas"
 KEY_UTILIZATION: Final = "utilization"
 KEY_SCALE_DOWN_WINDOW: Final = "scaleDownWindow"
 KEY_ZERO_COOLDOWN: Final = "scaleToZeroCooldown"
 SLO_KEYS: Final = (KEY_TTFT, KEY_TPOT, KEY_ATTAINMENT, KEY_POD_START, KEY_CAPACITY, KEY_PROFILE,
-                   KEY_CONCURRENCY, KEY_MIN, KEY_MAX, KEY_UTILIZATION, KEY_SCALE_DOWN_WINDOW,
-                   KEY_ZERO_COOLDOWN)
+                   KEY_PROMPT_TOKENS, KEY_OUTPUT_TOKENS, KEY_CONCURRENCY, KEY_MIN, KEY_MAX,
+                   KEY_UTILIZATION, KEY_SCALE_DOWN_WINDOW, KEY_ZERO_COOLDOWN)
 
 DEFAULT_POD_START: Final = 60.0
 RATE_WINDOW: Final = "1m"
@@ -70,7 +83,8 @@ _PENDING = metric("brix_gateway_requests_pending").name
 _RUNNING = metric("brix_engine_requests_running").name
 _UP = metric("brix_engine_up").name
 
-SLO_PARTS: Final = ("rate", "prompt", "output", "ttft", "waiting", "pending", "running", "pods")
+SLO_PARTS: Final = ("rate", "prompt", "output", "ttft", "served", "waiting", "pending",
+                     "running", "pods")
 
 
 def _float(metadata: Mapping[str, str], key: str) -> float | None:
@@ -132,7 +146,9 @@ def parse_slo(metadata: Mapping[str, str]) -> SloPolicy:
     for key, field in ((KEY_UTILIZATION, "utilization"),
                        (KEY_SCALE_DOWN_WINDOW, "scale_down_window"),
                        (KEY_ZERO_COOLDOWN, "zero_cooldown"),
-                       (KEY_CONCURRENCY, "concurrency")):
+                       (KEY_CONCURRENCY, "concurrency"),
+                       (KEY_PROMPT_TOKENS, "prompt_tokens"),
+                       (KEY_OUTPUT_TOKENS, "output_tokens")):
         number = _float(metadata, key)
         if number is not None:
             optional[field] = number
@@ -176,6 +192,7 @@ def slo_query(namespace: str, model: str, attainment: float) -> str:
         ("output", f"sum(rate({_OUTPUT}{selector}[{w}]))"),
         ("ttft", f"histogram_quantile({attainment:g}, sum by (le) "
                  f"(rate({_TTFT}_bucket{selector}[{w}])))"),
+        ("served", f"sum(rate({_TTFT}_count{selector}[{w}]))"),
         ("waiting", f"sum({_WAITING}{selector})"),
         ("pending", f"sum({_PENDING}{gateway})"),
         ("running", f"sum({_RUNNING}{selector})"),
@@ -193,6 +210,7 @@ class SloSample:
     prompt: float | None = None
     output: float | None = None
     ttft: float | None = None
+    served: float | None = None
     waiting: float | None = None
     pending: float | None = None
     running: float | None = None
@@ -226,13 +244,24 @@ def read_slo_sample(result: Sequence[Any], *, model: str) -> SloSample:
 
 def slo_load(sample: SloSample, *, model: str, namespace: str) -> Load:
     """The ``Load`` of ``scaler.slo.decide``; ``DataError`` when the model's pods are
-    in Prometheus but their queue or running series are not."""
+    in Prometheus but their queue or running series are not, or no request rate
+    (the gateway's, else the engines') is."""
     pods = int(sample.pods or 0)
     if pods and (sample.waiting is None or sample.running is None):
         raise DataError(f"no waiting/running series for model {model!r} in namespace "
                         f"{namespace!r} although it has {pods} pod(s) in Prometheus "
                         "(are its sidecars scraped?)", code="unavailable")
-    rate = sample.rate or 0.0
+    if sample.rate is not None:
+        rate = sample.rate
+    elif sample.served is not None:
+        rate = sample.served  # the gateway's series is absent: the engines' count
+    elif pods:
+        raise DataError(f"no request rate for model {model!r} in namespace {namespace!r} "
+                        f"although it has {pods} pod(s): neither the gateway's {_REQUESTS} "
+                        f"nor the engines' {_TTFT}_count has a series (is the gateway "
+                        "scraped?); absent data is not zero demand", code="unavailable")
+    else:
+        rate = 0.0  # no pods: nothing can have been answered
     prompt = output = None
     if rate > 0 and sample.prompt is not None and sample.output is not None:
         prompt, output = sample.prompt / rate, sample.output / rate

@@ -4,7 +4,10 @@ Every ``interval`` (the loop's 15 s) it reads, as Prometheus has them:
 
 - the demand: ``sum(rate(brix_gateway_requests_total[1m]))``. The gateway counts a
   request when it answers it, so this trails arrivals by a request's latency;
-  the queue term below covers what has arrived and not been answered;
+  the queue term below covers what has arrived and not been answered. As the
+  scaler does (``scaler.slo_signal``), an absent gateway series is not zero
+  demand: the engines' count stands in (``vllm:request_success_total``), and
+  with neither while pods serve the decision holds and says why;
 - the queue (``vllm:num_requests_waiting`` + ``brix_gateway_requests_pending``)
   and ``vllm:num_requests_running``;
 - the observed TTFT at the attainment quantile: ``histogram_quantile(attainment,
@@ -79,12 +82,24 @@ class BrixSlo:
             return None
         return max(0.0, counted / done)
 
+    def _rate(self, metrics: MetricsView, ready: int) -> float:
+        rate = metrics.sum_rate(REQUESTS, self.rate_window)
+        if rate is None:
+            rate = metrics.sum_rate(SUCCESS, self.rate_window)
+        if rate is None:
+            if ready:
+                raise SloError("rate", f"no series of {REQUESTS} nor {SUCCESS} although "
+                               f"{ready} pod(s) serve: absent data is not zero demand")
+            return 0.0
+        return rate
+
     def observe(self, metrics: MetricsView, replicas: int, ready: int) -> Load:
-        """The load as the scaler's queries would measure it."""
+        """The load as the scaler's queries would measure it; ``SloError`` when no
+        request rate is there to read."""
         return Load(
             prompt_tokens=self._mean(metrics, PROMPT_TOKENS),
             output_tokens=self._mean(metrics, OUTPUT_TOKENS),
-            rate=metrics.sum_rate(REQUESTS, self.rate_window) or 0.0,
+            rate=self._rate(metrics, ready),
             queue=(metrics.sum(WAITING) or 0.0) + (metrics.sum(PENDING) or 0.0),
             running=metrics.sum(RUNNING) or 0.0,
             replicas=replicas, ready=ready,
@@ -93,8 +108,8 @@ class BrixSlo:
 
     def decide(self, *, now: float, metrics: MetricsView, replicas: int, ready: int) -> int:
         try:
-            decision, self.state = decide(self.policy, self.state,
-                                          self.observe(metrics, replicas, ready), now)
+            load = self.observe(metrics, replicas, ready)
+            decision, self.state = decide(self.policy, self.state, load, now)
         except SloError as exc:
             self.last_reason = f"holding {replicas}: {exc}"
             return replicas

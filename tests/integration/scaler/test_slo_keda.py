@@ -213,3 +213,21 @@ def test_a_model_at_zero_with_nothing_waiting_stays_at_zero(stub: Any) -> None:
                                                    ttft="2", initialCapacity="1"))
     (value,) = response.metricValues
     assert value.metricValueFloat == 0.0
+
+
+def test_a_lower_answer_waits_out_the_policys_scale_down_window(stub: Any, prom: str) -> None:
+    # One engine pod serves, as when the pods the HPA was told to add are still
+    # starting. The policy asked for many; then (a capacity ten times higher:
+    # demand now needs one) the answer must hold for the policy's window, not
+    # read as "up from the one pod" and reach the HPA at once.
+    some_traffic(prom)
+    settings = {"ttft": "2", "utilization": "0.5", "maxReplicas": "100",
+                "podStartSeconds": "0"}
+    many = desired(stub, "so-window", initialCapacity="1", **settings)
+    assert many > 2
+    assert desired(stub, "so-window", initialCapacity="100", **settings) == many
+    # Without a window the same answer drops at once: the hold above is the window's.
+    assert desired(stub, "so-nowindow", initialCapacity="1", scaleDownWindow="0",
+                   **settings) > 2
+    assert desired(stub, "so-nowindow", initialCapacity="100", scaleDownWindow="0",
+                   **settings) == 1

@@ -130,3 +130,14 @@ def test_the_runs_profile_is_taken_only_when_the_settings_give_none() -> None:
     assert fixed.policy.profile is None
     with pytest.raises(ValueError, match="max_num_seqs"):
         slo("brix-slo").use_profile({k: v for k, v in GPU.items() if k != "max_num_seqs"})
+
+
+def test_an_absent_request_series_is_not_zero_demand() -> None:
+    policy = slo("brix-slo:capacity=2;utilization=0.8")
+    engines_only = StaticMetrics(15.0, {WAITING: 0.0, RUNNING: 20.0})
+    assert policy.decide(now=15.0, metrics=engines_only, replicas=6, ready=6) == 6
+    assert "absent data is not zero demand" in policy.last_reason
+    # The engines' own count of answered requests stands in for the gateway's.
+    served = StaticMetrics(30.0, {SUCCESS: 8.0, WAITING: 0.0, RUNNING: 20.0})
+    assert policy.decide(now=30.0, metrics=served, replicas=6, ready=6) == math.ceil(
+        8.0 / (2 * 0.8))

@@ -195,6 +195,12 @@ def test_without_a_profile_it_refuses_until_targets_are_met_under_load() -> None
     assert d.capacity == 1.5  # at least the load it was seen to meet
 
 
+def test_without_a_capacity_an_idle_fleet_holds_without_an_error() -> None:
+    d, _ = decide(policy(capacity=None), SloState(), load(0.0, 2), now=15.0)
+    assert (d.desired, d.direction) == (2, "none")
+    assert "idle" in d.reason
+
+
 def test_from_zero_needs_no_capacity() -> None:
     p = policy(capacity=None, min_replicas=0)
     d, _ = decide(p, SloState(), load(0.0, 0, queue=2.0), now=15.0)
@@ -317,17 +323,45 @@ def test_a_correction_learnt_at_one_mix_carries_to_the_next() -> None:
     assert d.capacity == pytest.approx(profile.requests_per_s(3000, 100) * 0.75)
 
 
-def test_with_a_profile_but_no_lengths_yet_the_capacity_is_unknown() -> None:
-    p = policy(capacity=None, profile=ProfileCapacity.from_mapping(GPU))
-    with pytest.raises(SloError, match="initialCapacity"):
-        decide(p, SloState(), load(3.0, 2), now=15.0)
+def test_a_burst_at_an_idle_fleet_is_priced_at_the_prior_lengths_not_held() -> None:
+    # A profile but nothing answered yet, so no lengths measured: the capacity is the
+    # profile's at the stated prior lengths, and the burst scales up at once.
+    profile = ProfileCapacity.from_mapping(GPU)
+    p = policy(capacity=None, profile=profile, max_replicas=100)
+    burst = Load(rate=0.0, replicas=1, ready=1, queue=60.0, running=40.0)
+    d, state = decide(p, SloState(), burst, now=15.0)
+    assert d.capacity == pytest.approx(profile.requests_per_s(p.prompt_tokens, p.output_tokens))
+    assert d.desired > 1
+    d, _ = decide(p, state, burst, now=30.0)  # the queue persisted: its backlog counts
+    assert d.desired == math.ceil(60.0 / p.slo.ttft / (d.capacity * p.utilization))
 
 
-def test_idle_with_a_profile_and_no_lengths_yet_holds_without_an_error() -> None:
+def test_the_stated_prior_lengths_set_the_capacity_before_any_are_measured() -> None:
+    profile = ProfileCapacity.from_mapping(GPU)
+    short = policy(capacity=None, profile=profile, prompt_tokens=500.0, output_tokens=100.0)
+    long_ = policy(capacity=None, profile=profile, prompt_tokens=8000.0, output_tokens=800.0)
+    unmeasured = Load(rate=20.0, replicas=2, ready=2)
+    d_short, _ = decide(short, SloState(), unmeasured, now=15.0)
+    d_long, _ = decide(long_, SloState(), unmeasured, now=15.0)
+    assert d_short.capacity == pytest.approx(profile.requests_per_s(500.0, 100.0))
+    assert d_long.capacity == pytest.approx(profile.requests_per_s(8000.0, 800.0))
+    assert d_long.desired > d_short.desired
+
+
+@pytest.mark.parametrize(("field", "value", "key"), [
+    ("prompt_tokens", 0.0, "promptTokens"), ("prompt_tokens", math.nan, "promptTokens"),
+    ("output_tokens", -1.0, "outputTokens"),
+])
+def test_bad_prior_lengths_name_the_key(field: str, value: float, key: str) -> None:
+    with pytest.raises(SloError) as info:
+        policy(**{field: value})
+    assert info.value.key == key
+
+
+def test_idle_with_a_profile_and_no_lengths_yet_holds_at_its_minimum_then_zero() -> None:
     p = policy(capacity=None, profile=ProfileCapacity.from_mapping(GPU))
     d, _ = decide(p, SloState(), load(0.0, 1), now=15.0)
     assert (d.desired, d.direction) == (1, "none")
-    assert "idle" in d.reason
     # ... and with a minimum of 0 still reaches zero after the cooldown.
     p0 = policy(capacity=None, profile=ProfileCapacity.from_mapping(GPU), min_replicas=0,
                 zero_cooldown=30.0)
@@ -336,16 +370,48 @@ def test_idle_with_a_profile_and_no_lengths_yet_holds_without_an_error() -> None
     assert d.desired == 0
 
 
+# --- the capacity learns per second, not per call ------------------------------------------
+
+def learn(p: SloPolicy, times: list[float]) -> float:
+    """The capacity after met targets at 3/s per replica (above the prior) at ``times``."""
+    state = SloState()
+    capacity = math.nan
+    for now in times:
+        d, state = decide(p, state, load(12.0, 4, ttft=0.5), now=now)
+        capacity = d.capacity
+    return capacity
+
+
+def test_twice_the_calls_learn_no_faster() -> None:
+    p = policy(capacity=2.0, capacity_gain=0.2)
+    every_15 = learn(p, [15.0 * i for i in range(1, 7)])
+    every_7_5 = learn(p, [15.0] + [15.0 + 7.5 * i for i in range(1, 11)])
+    assert every_7_5 == pytest.approx(every_15)
+    assert 2.0 < every_15 < 3.0
+
+
+def test_the_gain_is_per_period_and_a_long_gap_counts_as_one_rate_window() -> None:
+    p = policy(capacity=2.0, capacity_gain=0.2, capacity_gain_period=15.0, learn_window=60.0)
+    first = learn(p, [15.0])
+    assert first == pytest.approx(2.0 + 0.2 * 1.0)  # the first observation: one period
+    after_30 = learn(p, [15.0, 45.0])
+    assert after_30 == pytest.approx(first + (1 - 0.8 ** 2) * (3.0 - first))
+    after_gap = learn(p, [15.0, 1015.0])
+    assert after_gap == pytest.approx(first + (1 - 0.8 ** 4) * (3.0 - first))
+    same_instant = learn(p, [15.0, 15.0])
+    assert same_instant == pytest.approx(first)
+
+
 def test_requests_with_no_tokens_counted_price_nothing_rather_than_infinity() -> None:
     # Requests answered while the engines counted no tokens (all refused, say): the
-    # profile cannot price a zero-length request, so there is no capacity yet
-    # (a clear SloError), never NaN arithmetic.
+    # profile cannot price a zero-length request, so it prices the prior lengths,
+    # never infinity or NaN arithmetic.
     profile = ProfileCapacity.from_mapping(GPU)
     p = policy(capacity=None, profile=profile)
     empty = Load(rate=2.0, replicas=2, ready=2, queue=1.0, running=1.0,
                  prompt_tokens=0.0, output_tokens=0.0)
-    with pytest.raises(SloError, match="initialCapacity"):
-        decide(p, SloState(), empty, now=15.0)
+    d, _ = decide(p, SloState(), empty, now=15.0)
+    assert d.capacity == pytest.approx(profile.requests_per_s(p.prompt_tokens, p.output_tokens))
     # A capacity priced earlier carries on through such a minute.
     priced = Load(rate=2.0, replicas=2, ready=2, prompt_tokens=500.0, output_tokens=100.0)
     before, state = decide(p, SloState(), priced, now=15.0)

@@ -44,12 +44,25 @@ def test_a_profile_is_the_prior() -> None:
     ({"ttft": "2", "initialCapacity": "1", "minReplicas": "2.5"}, "minReplicas"),
     ({"ttft": "2", "initialCapacity": "1", "minReplicas": "-1"}, "minReplicas"),
     ({"ttft": "2", "initialCapacity": "1", "scaleDownWindow": "-5"}, "scaleDownWindow"),
+    ({"ttft": "2", "initialCapacity": "1", "promptTokens": "0"}, "promptTokens"),
+    ({"ttft": "2", "initialCapacity": "1", "outputTokens": "many"}, "outputTokens"),
 ])
 def test_bad_settings_name_the_key(metadata: dict[str, str], key: str) -> None:
     with pytest.raises(MetadataError) as info:
         parse_slo(metadata)
     assert info.value.key == key
     assert str(info.value).startswith(f"{key}: ")
+
+
+def test_the_prior_lengths_are_settings() -> None:
+    policy = parse_slo({"ttft": "2", "initialCapacity": "1", "promptTokens": "4000",
+                        "outputTokens": "300"})
+    assert (policy.prompt_tokens, policy.output_tokens) == (4000, 300)
+    target = _target(**{"brix.dev/autoscale-ttft": "2", "brix.dev/autoscale-initial-capacity": "1",
+                        "brix.dev/autoscale-prompt-tokens": "800",
+                        "brix.dev/autoscale-output-tokens": "0"})
+    assert target.trigger.slo is not None
+    assert (target.trigger.slo.prompt_tokens, target.trigger.slo.output_tokens) == (800, 0)
 
 
 def test_the_trigger_carries_the_policy_and_a_target_of_one() -> None:
@@ -67,7 +80,8 @@ def test_the_query_selects_the_model_and_the_quantile() -> None:
     q = slo_query("ns", 'we"ird', 0.95)
     assert 'model="we\\"ird"' in q
     assert "histogram_quantile(0.95," in q
-    for part in ("rate", "prompt", "output", "ttft", "waiting", "pending", "running", "pods"):
+    for part in ("rate", "prompt", "output", "ttft", "served", "waiting", "pending", "running",
+                 "pods"):
         assert f'"brix_part", "{part}"' in q
 
 
@@ -87,12 +101,28 @@ def test_reading_the_answer_into_a_load() -> None:
 
 
 def test_no_requests_means_no_lengths_and_no_quantile() -> None:
-    load = slo_load(read_slo_sample([_item("ttft", "0.5"), _item("pods", "1"),
+    load = slo_load(read_slo_sample([_item("rate", "0"), _item("ttft", "0.5"), _item("pods", "1"),
                                      _item("waiting", "0"), _item("running", "0")], model="m"),
                     model="m", namespace="ns")
     assert load.rate == 0
     assert load.ttft is None
     assert load.prompt_tokens is None
+
+
+def test_a_missing_request_series_is_not_zero_demand() -> None:
+    engines = [_item("pods", "2"), _item("waiting", "4"), _item("running", "30")]
+    with pytest.raises(DataError, match="absent data is not zero demand") as info:
+        slo_load(read_slo_sample(engines, model="m"), model="m", namespace="ns")
+    assert info.value.code == "unavailable"
+    assert "brix_gateway_requests_total" in str(info.value)
+    # The engines' own count of first tokens stands in for the gateway's.
+    load = slo_load(read_slo_sample([*engines, _item("served", "6.5")], model="m"),
+                    model="m", namespace="ns")
+    assert load.rate == 6.5
+    # The gateway's rate, where there is one, is the demand.
+    load = slo_load(read_slo_sample([*engines, _item("served", "6.5"), _item("rate", "7")],
+                                    model="m"), model="m", namespace="ns")
+    assert load.rate == 7
 
 
 @pytest.mark.parametrize("result", [

@@ -3,7 +3,7 @@
 Open to every caller::
 
     GET /healthz                the process is alive
-    GET /readyz                 the engine answered a real completion and still answers (200, else 503)
+    GET /readyz                 the engine has served a completion and still answers (200/503)
     GET /metrics                brix_* metrics, read from the engine at scrape time
 
 Behind the bearer token when one is configured (401 otherwise)::

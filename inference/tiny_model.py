@@ -225,7 +225,19 @@ def build(spec: TinyModelSpec, out: Path) -> None:
     _build_model(spec, tokenizer, out)
     for i, name in enumerate(spec.adapter_names(), start=1):
         _build_adapter(spec, out, out / "adapters" / name, i)
+    _make_readable(out)
     (out / MARKER).write_text(json.dumps(asdict(spec), indent=2, sort_keys=True) + "\n")
+
+
+def _make_readable(out: Path) -> None:
+    """Random public weights: readable by every user (the safetensors writer makes its
+    file 0600), so an engine container running as its own non-root user can read a
+    model made on the host and mounted into it."""
+    for path in [out, *out.rglob("*")]:
+        if path.is_symlink():
+            continue
+        mode = path.stat().st_mode
+        path.chmod(mode | (0o555 if path.is_dir() else 0o444))
 
 
 # --- caching ---------------------------------------------------------------
@@ -275,6 +287,7 @@ def _remove_partials(out: Path) -> None:
 def ensure(spec: TinyModelSpec, out: Path) -> bool:
     """Make sure ``out`` holds the model for ``spec``; return False when it already did."""
     if is_complete(spec, out):
+        _make_readable(out)  # a model made before the build did so
         return False
     if out.exists() and (not out.is_dir() or not _is_ours_or_empty(out)):
         raise FileExistsError(

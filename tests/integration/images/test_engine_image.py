@@ -60,7 +60,7 @@ def test_the_engine_and_sidecar_images_serve_the_tiny_model_and_an_adapter(
         names: tuple[str, str]) -> None:
     assert ENGINE in engine_images
     # The containers run as 10001, as the pod's init container that makes the
-    # model would: they get a copy they can read (the host's may be 0600, root's).
+    # model would: they get a copy of their own, readable whatever made the host's.
     model = tmp_path / "tiny-llama"
     shutil.copytree(tiny_model_dir(), model)
     for path in [model, *model.rglob("*")]:

@@ -55,6 +55,17 @@ def test_layout_vllm_cpu_can_load(built: Path) -> None:
                                                                       "tiny-lora-2"]
 
 
+def test_every_file_is_readable_by_other_users(built: Path) -> None:
+    """An engine container runs as its own non-root user and reads the model mounted from
+    the host: nothing in the model may be readable by its owner alone."""
+    for path in [built, *built.rglob("*")]:
+        wanted = 0o005 if path.is_dir() else 0o004
+        assert path.stat().st_mode & wanted == wanted, f"{path}: {oct(path.stat().st_mode)}"
+    (built / "model.safetensors").chmod(0o600)  # as a model made by an earlier build
+    assert run(built, "--adapters", "2").returncode == 0
+    assert (built / "model.safetensors").stat().st_mode & 0o004
+
+
 def test_tokenizer_round_trips_and_has_a_chat_template(built: Path) -> None:
     from transformers import AutoTokenizer
 

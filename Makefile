@@ -124,6 +124,7 @@ lab: $(STAMP)
 RELIABILITY_TESTS := tests/integration/test_schema_fuzz.py \
   tests/unit/test_engine_output_parsers_fuzz.py \
   tests/integration/gateway/test_engine_killed.py \
+  tests/integration/gateway/test_engine_killed_vllm.py \
   tests/integration/gateway/test_overload_and_abuse.py \
   tests/integration/gateway/test_gateway_memory.py \
   tests/integration/lora_operator/test_operator_faults.py \
@@ -132,8 +133,8 @@ RELIABILITY_TESTS := tests/integration/test_schema_fuzz.py \
   tests/integration/scaler/test_fallback_loop.py::test_two_scalers_one_acts_and_the_other_takes_over
 
 .PHONY: reliability
-reliability: $(STAMP) $(SYSTEM_STAMP) proto
-	@BRIX_FUZZ_EXAMPLES=$${BRIX_FUZZ_EXAMPLES:-5000} BRIX_PARSER_EXAMPLES=$${BRIX_PARSER_EXAMPLES:-1000} \
+reliability: $(STAMP) $(SYSTEM_STAMP) proto tiny-model
+	@BRIX_TINY_MODEL=$(CURDIR)/$(TINY_MODEL) BRIX_FUZZ_EXAMPLES=$${BRIX_FUZZ_EXAMPLES:-5000} BRIX_PARSER_EXAMPLES=$${BRIX_PARSER_EXAMPLES:-1000} \
 	  BRIX_CRD_EXAMPLES=$${BRIX_CRD_EXAMPLES:-300} BRIX_MEMORY_ROUNDS=$${BRIX_MEMORY_ROUNDS:-5} \
 	  $(call run_pytest,-q -s -p no:cacheprovider $(RELIABILITY_TESTS))
 

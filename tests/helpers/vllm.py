@@ -83,6 +83,7 @@ def start_vllm(
     *,
     model_dir: Path | None = None,
     served_name: str = SERVED_NAME,
+    port: int = 0,
     engine_args: Sequence[str] = (),
     extra_args: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
@@ -90,6 +91,7 @@ def start_vllm(
 ) -> VllmEngine:
     """Start a real vLLM through ``inference.engine`` and wait until it answers completions.
 
+    ``port`` 0 picks a free one (a restarted engine is given its old one back);
     ``engine_args`` are brix's engine flags (``--max-loras 2``); ``extra_args``
     go to vLLM after ``--`` (``--max-num-seqs 16``).
     """
@@ -97,7 +99,7 @@ def start_vllm(
     args = [
         "-m", "inference.engine", "--backend", "vllm",
         "--model", str(model_dir), "--served-model-name", served_name,
-        "--host", "127.0.0.1", "--port", "0", "--max-lora-rank", "8",
+        "--host", "127.0.0.1", "--port", str(port), "--max-lora-rank", "8",
         *engine_args,
     ]
     if extra_args:

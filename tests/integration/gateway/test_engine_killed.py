@@ -21,7 +21,6 @@ import json
 import os
 import signal
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,61 +33,12 @@ from tests.helpers.localkube import kubectl, start_localkube
 from tests.helpers.operator import LORA_CRD, wait_for
 from tests.helpers.procs import Proc, ProcessGroup, free_port
 from tests.helpers.sim import slow, start_sim
+from tests.helpers.streams import run_streams
 
 # 50 tokens at 20 ms: a second a request; 8 run at once per engine, the rest wait.
 SEQS = 8
 pytestmark = pytest.mark.integration
 BODY = {"model": "m1", "prompt": "x", "max_tokens": 50, "stream": True, "ignore_eos": True}
-
-
-@dataclass
-class Outcome:
-    status: int = 0
-    pod: str = ""
-    started: bool = False  # a token event came before the kill
-    events: list[Any] = field(default_factory=list)
-    ended_at: float = 0.0
-
-    @property
-    def done(self) -> bool:
-        return bool(self.events) and self.events[-1] == "[DONE]"
-
-    @property
-    def error(self) -> dict[str, Any] | None:
-        last = self.events[-1] if self.events else None
-        return last["error"] if isinstance(last, dict) and "error" in last else None
-
-
-async def stream_one(client: httpx.AsyncClient, url: str, killed: asyncio.Event) -> Outcome:
-    out = Outcome()
-    async with client.stream("POST", f"{url}/v1/completions", json=BODY) as r:
-        out.status = r.status_code
-        out.pod = r.headers.get("x-brix-pod", "")
-        async for line in r.aiter_lines():
-            if not line.startswith("data: "):
-                continue
-            data = line.removeprefix("data: ")
-            event = data if data == "[DONE]" else json.loads(data)
-            if isinstance(event, dict) and "choices" in event and not killed.is_set():
-                out.started = True
-            out.events.append(event)
-    out.ended_at = time.monotonic()
-    return out
-
-
-async def run_streams(url: str, n: int, kill: Any, *, kill_after: float) -> tuple[
-        list[Outcome], float]:
-    """n concurrent streams; ``kill()`` runs after ``kill_after`` s; (outcomes, kill time)."""
-    killed = asyncio.Event()
-    limits = httpx.Limits(max_connections=n + 10)
-    # The read timeout is the hang detector: a stream silent this long fails the test.
-    async with httpx.AsyncClient(timeout=httpx.Timeout(60.0), limits=limits) as client:
-        tasks = [asyncio.create_task(stream_one(client, url, killed)) for _ in range(n)]
-        await asyncio.sleep(kill_after)
-        killed.set()
-        at = time.monotonic()
-        await asyncio.to_thread(kill)
-        return list(await asyncio.gather(*tasks)), at
 
 
 def host_of(proc: Proc) -> str:
@@ -106,7 +56,7 @@ async def test_killed_engine_streams_end_with_an_error_and_waiting_ones_go_to_th
         "--routing", "round-robin", "--reconnect-hold", "30"])
     victim, survivor = engines
     outcomes, killed_at = await run_streams(str(gw.url), 100,
-                                            lambda: victim.signal(signal.SIGKILL),
+                                            lambda: victim.signal(signal.SIGKILL), body=BODY,
                                             kill_after=1.5)
     assert all(o.status == 200 for o in outcomes), [o.status for o in outcomes]
     broken = [o for o in outcomes if not o.done]
@@ -145,7 +95,8 @@ async def test_one_replica_killed_and_restarted_holds_the_waiting_requests(
         procs.start(["-m", "inference.sim", "--served-model-name", "m1", *flags],
                     name="sim-m1-restarted", env={"BIND_HOST": "127.0.0.1"})
 
-    outcomes, _ = await run_streams(str(gw.url), 40, kill_and_restart, kill_after=0.5)
+    outcomes, _ = await run_streams(str(gw.url), 40, kill_and_restart, body=BODY,
+                                     kill_after=0.5)
     assert all(o.status == 200 for o in outcomes), [o.status for o in outcomes]
     broken = [o for o in outcomes if not o.done]
     for o in broken:
@@ -213,7 +164,8 @@ async def test_one_replica_under_the_kubelet_killed_restarted_and_rejoins(
         pid = int(first.container_id.removeprefix("localkube://"))
 
         outcomes, killed_at = await run_streams(
-            str(gw.url), 40, lambda: os.kill(pid, signal.SIGKILL), kill_after=0.5)
+            str(gw.url), 40, lambda: os.kill(pid, signal.SIGKILL), body=BODY,
+            kill_after=0.5)
         assert all(o.status == 200 for o in outcomes), [o.status for o in outcomes]
         broken = [o for o in outcomes if not o.done]
         for o in broken:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import random
 import re
 import statistics
 import sys
@@ -66,13 +67,23 @@ def _kv_tokens(client: httpx.Client, url: str) -> int | None:
     return None
 
 
-_SERIAL = itertools.count()
+SERIALS = 50**3
+
+
+def first_serial() -> int:
+    """Where a run's serials start: at random, so that a second run against the same
+    engine (calibrating twice, validating after calibrating) does not meet the first
+    run's prompts in the engine's prefix cache."""
+    return random.randrange(SERIALS)  # noqa: S311 - not for security
+
+
+_SERIAL = itertools.count(first_serial())
 
 
 def unique_prompt(prompt_tokens: int, serial: int) -> list[int]:
-    """Token ids of a prompt no other serial shares a prefix with: engines cache
-    prefixes (vLLM's prefix caching, the sim's), and a cached prompt's prefill
-    would look free. The first three ids spell ``serial`` in base 50."""
+    """Token ids of a prompt no other serial (modulo ``SERIALS``) shares a prefix
+    with: engines cache prefixes (vLLM's prefix caching, the sim's), and a cached
+    prompt's prefill would look free. The first three ids spell ``serial`` in base 50."""
     head = [11 + (serial // 50**k) % 50 for k in range(3)]
     return (head + [11 + (i % 50) for i in range(prompt_tokens)])[:prompt_tokens]
 

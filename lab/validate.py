@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from lab.calibrate import unique_prompt
+from lab.calibrate import first_serial, unique_prompt
 from lab.engine import Outcome, SimSettings, simulate
 from lab.policies.fixed import Fixed
 from lab.profiles import Profile
@@ -82,9 +82,10 @@ async def _replay(url: str, model: str, trace: Trace,
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=100)
     async with httpx.AsyncClient(timeout=httpx.Timeout(600.0), limits=limits) as client:
         at = time.perf_counter() + 0.5 if start is None else start
+        first = first_serial()
         return await asyncio.gather(*[
             _one(client, url, model, prompt=r.prompt_tokens, output=r.output_tokens,
-                 delay=r.arrival, start=at, serial=i)
+                 delay=r.arrival, start=at, serial=first + i)
             for i, r in enumerate(trace.requests)])
 
 

@@ -99,7 +99,7 @@ class Persistence:
                 continue
             store.restore(rt, obj)
             count += 1
-        store.set_resource_version(max(int(data.get("resourceVersion", 0)), self.reserved()))
+        store.set_resource_version(int(data.get("resourceVersion", 0)))  # keeps the higher
         self._dirty = False
         return count
 

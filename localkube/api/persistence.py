@@ -51,6 +51,11 @@ class Persistence:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.rv_path)
+        directory = os.open(self.rv_path.parent, os.O_RDONLY)  # the rename, durable too
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
         return limit
 
     def reserved(self) -> int:

@@ -32,6 +32,15 @@ from scaler.slo_signal import slo_load
 DEFAULT_ANSWER_TTL = 120.0
 
 
+def start_replicas(serving: int, answered: tuple[float, int] | None, now: float,
+                   ttl: float) -> int:
+    """The replicas a KEDA decision starts from: the pods ``serving``, or the last
+    answer ``answered`` (when, desired) if higher and at most ``ttl`` seconds old."""
+    if answered is None or now - answered[0] > ttl:
+        return serving
+    return max(serving, answered[1])
+
+
 class SloRunner:
     """``decide`` for ``slo`` triggers, with each scaled object's state."""
 
@@ -61,11 +70,9 @@ class SloRunner:
         load = slo_load(sample, model=trigger.model, namespace=trigger.namespace)
         now = self._clock()
         if replicas is None:
-            answered = self._answers.get(key)
-            if answered is not None and now - answered[0] <= self._answer_ttl:
-                load = replace(load, replicas=max(load.replicas, answered[1]))
-        else:
-            load = replace(load, replicas=replicas)
+            replicas = start_replicas(load.replicas, self._answers.get(key), now,
+                                      self._answer_ttl)
+        load = replace(load, replicas=replicas)
         try:
             decision, state = decide(trigger.slo, self._states.get(key, SloState()), load, now)
         except SloError as exc:

@@ -51,7 +51,8 @@ from brix.contract import metric
 from scaler.signals import PART_LABEL, DataError, MetadataError, quote
 from scaler.slo import Load, ProfileCapacity, Slo, SloError, SloPolicy
 
-__all__ = ["SLO_KEYS", "SloSample", "parse_slo", "read_slo_sample", "slo_load", "slo_query"]
+__all__ = ["SLO_KEYS", "SloSample", "demand", "parse_slo", "read_slo_sample", "slo_load",
+           "slo_query"]
 
 KEY_TTFT: Final = "ttft"
 KEY_TPOT: Final = "tpot"
@@ -242,6 +243,17 @@ def read_slo_sample(result: Sequence[Any], *, model: str) -> SloSample:
     return SloSample(**values)
 
 
+def demand(rate: float | None, served: float | None, pods: int) -> float | None:
+    """The request rate to plan for: the gateway's ``rate``, else the engines' count
+    ``served``; 0 with neither and no pods (nothing can have been answered), None with
+    neither while pods serve: absent data is not zero demand."""
+    if rate is not None:
+        return rate
+    if served is not None:
+        return served
+    return None if pods else 0.0
+
+
 def slo_load(sample: SloSample, *, model: str, namespace: str) -> Load:
     """The ``Load`` of ``scaler.slo.decide``; ``DataError`` when the model's pods are
     in Prometheus but their queue or running series are not, or no request rate
@@ -251,17 +263,12 @@ def slo_load(sample: SloSample, *, model: str, namespace: str) -> Load:
         raise DataError(f"no waiting/running series for model {model!r} in namespace "
                         f"{namespace!r} although it has {pods} pod(s) in Prometheus "
                         "(are its sidecars scraped?)", code="unavailable")
-    if sample.rate is not None:
-        rate = sample.rate
-    elif sample.served is not None:
-        rate = sample.served  # the gateway's series is absent: the engines' count
-    elif pods:
+    rate = demand(sample.rate, sample.served, pods)
+    if rate is None:
         raise DataError(f"no request rate for model {model!r} in namespace {namespace!r} "
                         f"although it has {pods} pod(s): neither the gateway's {_REQUESTS} "
                         f"nor the engines' {_TTFT}_count has a series (is the gateway "
                         "scraped?); absent data is not zero demand", code="unavailable")
-    else:
-        rate = 0.0  # no pods: nothing can have been answered
     prompt = output = None
     if rate > 0 and sample.prompt is not None and sample.output is not None:
         prompt, output = sample.prompt / rate, sample.output / rate

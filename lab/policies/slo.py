@@ -32,6 +32,7 @@ from dataclasses import dataclass, field, replace
 
 from lab.policies.base import MetricsView
 from scaler.slo import Load, ProfileCapacity, SloError, SloPolicy, SloState, decide
+from scaler.slo_signal import demand
 
 __all__ = ["BrixSlo"]
 
@@ -83,14 +84,11 @@ class BrixSlo:
         return max(0.0, counted / done)
 
     def _rate(self, metrics: MetricsView, ready: int) -> float:
-        rate = metrics.sum_rate(REQUESTS, self.rate_window)
+        rate = demand(metrics.sum_rate(REQUESTS, self.rate_window),
+                      metrics.sum_rate(SUCCESS, self.rate_window), ready)
         if rate is None:
-            rate = metrics.sum_rate(SUCCESS, self.rate_window)
-        if rate is None:
-            if ready:
-                raise SloError("rate", f"no series of {REQUESTS} nor {SUCCESS} although "
-                               f"{ready} pod(s) serve: absent data is not zero demand")
-            return 0.0
+            raise SloError("rate", f"no series of {REQUESTS} nor {SUCCESS} although "
+                           f"{ready} pod(s) serve: absent data is not zero demand")
         return rate
 
     def observe(self, metrics: MetricsView, replicas: int, ready: int) -> Load:

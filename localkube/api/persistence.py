@@ -51,6 +51,11 @@ class Persistence:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.rv_path)
+        directory = os.open(self.rv_path.parent, os.O_RDONLY)  # the rename, durable too
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
         return limit
 
     def reserved(self) -> int:
@@ -99,7 +104,7 @@ class Persistence:
                 continue
             store.restore(rt, obj)
             count += 1
-        store.set_resource_version(max(int(data.get("resourceVersion", 0)), self.reserved()))
+        store.set_resource_version(int(data.get("resourceVersion", 0)))  # keeps the higher
         self._dirty = False
         return count
 

@@ -156,6 +156,12 @@ class StaticExporter:
         self._server.server_close()
         self._thread.join(5)
 
+    def __enter__(self) -> StaticExporter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 def scrape_config(*targets: str, interval: str = "1s") -> dict[str, Any]:
     """A Prometheus config scraping ``targets`` every ``interval``, keeping their labels."""

@@ -51,13 +51,10 @@ SCALER_FLAGS = ("--loop-interval", "0.5", "--lease-duration", "3", "--scale-peri
                 "--cache-ttl", "0.5", "--stabilization-window", "3")
 
 
-@pytest.fixture
+@pytest.fixture  # per test (the scaler's modules share one): each case starts from no series
 def exporter() -> Iterator[StaticExporter]:
-    e = StaticExporter()
-    try:
+    with StaticExporter() as e:
         yield e
-    finally:
-        e.close()
 
 
 def ready_everywhere(env: Env, name: str, pods: int) -> bool:

@@ -15,11 +15,8 @@ from tests.helpers.scaler import StaticExporter, scrape_config
 
 @pytest.fixture(scope="module")
 def exporter() -> Iterator[StaticExporter]:
-    e = StaticExporter()
-    try:
+    with StaticExporter() as e:
         yield e
-    finally:
-        e.close()
 
 
 @pytest.fixture(scope="module")

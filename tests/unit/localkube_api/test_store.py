@@ -280,3 +280,18 @@ async def test_resource_versions_are_reserved_before_they_are_handed_out(store: 
     rvs = [int(store.create(CM, cm(f"c{i}"))["metadata"]["resourceVersion"]) for i in range(7)]
     assert rvs == [1, 2, 3, 4, 5, 6, 7]
     assert asked == [1, 4, 7]  # a block of 3 each time the last one is passed
+
+
+def test_a_reservation_that_cannot_be_recorded_refuses_the_write(store: Store) -> None:
+    def full_disk(wanted: int) -> int:
+        raise OSError("no space left on device")
+
+    store.reserve_rvs = full_disk
+    with pytest.raises(OSError, match="no space"):
+        store.create(CM, cm("a"))
+    assert store.rv == 0  # no number handed out unrecorded
+    with pytest.raises(ApiError) as info:
+        store.get(CM, "default", "a")
+    assert info.value.code == 404
+    store.reserve_rvs = lambda wanted: wanted + 9
+    assert store.create(CM, cm("a"))["metadata"]["resourceVersion"] == "1"

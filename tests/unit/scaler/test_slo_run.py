@@ -11,7 +11,7 @@ import pytest
 
 from scaler.prometheus import MetricsSource
 from scaler.signals import SourceKey, Trigger, parse_trigger
-from scaler.slo_run import SloRunner
+from scaler.slo_run import SloRunner, start_replicas
 from scaler.slo_signal import SloSample
 
 pytestmark = pytest.mark.unit
@@ -70,6 +70,18 @@ async def test_the_loop_passes_the_deployments_count() -> None:
     runner = SloRunner(Answers(ONE_POD), clock=Clock())
     decision = await runner.decide("d", trigger("1"), replicas=7)
     assert decision.current == 7
+
+
+@pytest.mark.parametrize(("serving", "answered", "now", "start"), [
+    (3, None, 0.0, 3),           # no answer yet: the pods
+    (1, (0.0, 20), 15.0, 20),    # pods still starting: the answer
+    (1, (0.0, 20), 120.0, 20),   # fresh up to the ttl itself
+    (1, (0.0, 20), 120.5, 1),    # stale: the pods again
+    (5, (0.0, 2), 15.0, 5),      # more pods serve than answered: the pods
+])
+def test_the_start_is_the_larger_of_the_pods_and_a_fresh_answer(
+        serving: int, answered: tuple[float, int] | None, now: float, start: int) -> None:
+    assert start_replicas(serving, answered, now, ttl=120.0) == start
 
 
 def test_a_bad_ttl_is_refused() -> None:

@@ -9,7 +9,7 @@ import yaml
 
 from brix.contract import MODEL_LABEL
 from scaler.signals import DataError, MetadataError, parse_trigger
-from scaler.slo_signal import parse_slo, read_slo_sample, slo_load, slo_query
+from scaler.slo_signal import demand, parse_slo, read_slo_sample, slo_load, slo_query
 from scaler.targets import AnnotationError, ScaleTarget, read_target
 
 pytestmark = pytest.mark.unit
@@ -123,6 +123,18 @@ def test_a_missing_request_series_is_not_zero_demand() -> None:
     load = slo_load(read_slo_sample([*engines, _item("served", "6.5"), _item("rate", "7")],
                                     model="m"), model="m", namespace="ns")
     assert load.rate == 7
+
+
+@pytest.mark.parametrize(("rate", "served", "pods", "expected"), [
+    (7.0, 6.5, 2, 7.0),      # the gateway's rate
+    (0.0, 6.5, 2, 0.0),      # a gateway series at 0 is zero demand
+    (None, 6.5, 2, 6.5),     # the engines' count stands in
+    (None, None, 2, None),   # neither while pods serve: unknown
+    (None, None, 0, 0.0),    # no pods: nothing can have been answered
+])
+def test_the_demand_falls_back_from_the_gateway_to_the_engines(
+        rate: float | None, served: float | None, pods: int, expected: float | None) -> None:
+    assert demand(rate, served, pods) == expected
 
 
 @pytest.mark.parametrize("result", [

@@ -25,6 +25,7 @@ SLO attainment.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import statistics
 import threading
@@ -35,11 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from brix.contract import (
-    AUTOSCALE_MAX_ANNOTATION,
-    AUTOSCALE_MIN_ANNOTATION,
-    AUTOSCALE_TARGET_ANNOTATION,
-)
+from brix.contract import AUTOSCALE_ANNOTATION
 from lab.engine import Outcome, Result, SimSettings, simulate
 from lab.fleet import integral, mean_abs_diff, time_mean
 from lab.policies.brix import BrixLoop
@@ -47,11 +44,14 @@ from lab.profiles import Profile
 from lab.summary import Slo, met
 from lab.traces import Trace
 from lab.validate import figures, replay
+from scaler import targets
+from scaler.settings import ScalerSettings
+from scaler.targets import wants_autoscaling
 
 __all__ = ["Fleet", "LiveRun", "LoopSettings", "Target", "check_scraped", "compare",
            "read_target", "run_live", "simulate_like", "validate_stack"]
 
-SIGNAL_ANNOTATION = "brix.dev/autoscale-signal"
+_LOOP: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(ScalerSettings)}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -78,28 +78,27 @@ class Target:
     grace_period: float
 
 
-def read_target(apps: Any, namespace: str, name: str, default_max: int = 10) -> Target:
-    """The Deployment's autoscale annotations; ``ValueError`` (one line) if it is not one
-    the lab can simulate (no autoscale annotation, or a signal other than ``queue``)."""
+def read_target(apps: Any, namespace: str, name: str,
+                default_max: int = _LOOP["default_max_replicas"]) -> Target:
+    """The Deployment's autoscale annotations, read as the scaler's loop reads them
+    (``scaler.targets``); ``ValueError`` (one line) if it is not one the lab can simulate
+    (no autoscale annotation, a bad one, or a signal other than ``queue``)."""
     d = apps.read_namespaced_deployment(name, namespace)
     notes = d.metadata.annotations or {}
-    if notes.get("brix.dev/autoscale") != "true":
-        raise ValueError(f"deployment {namespace}/{name} is not annotated brix.dev/autoscale")
-    signal = notes.get(SIGNAL_ANNOTATION, "queue")
-    if signal != "queue":
-        raise ValueError(f"deployment {namespace}/{name}: signal {signal!r}; the lab's "
-                         "brix-loop simulates the queue signal only")
+    if not wants_autoscaling(notes):
+        raise ValueError(f"deployment {namespace}/{name} is not annotated {AUTOSCALE_ANNOTATION}")
     try:
-        target = float(notes[AUTOSCALE_TARGET_ANNOTATION])
-        low = int(notes.get(AUTOSCALE_MIN_ANNOTATION, "1"))
-        high = int(notes.get(AUTOSCALE_MAX_ANNOTATION, str(default_max)))
-    except (KeyError, ValueError):
-        raise ValueError(f"deployment {namespace}/{name}: bad or missing "
-                         f"{AUTOSCALE_TARGET_ANNOTATION}/-min/-max annotations") from None
+        scale = targets.read_target(namespace=namespace, labels=d.metadata.labels or {},
+                                    annotations=notes, default_max=default_max)
+    except targets.AnnotationError as e:
+        raise ValueError(f"deployment {namespace}/{name}: {e}") from None
+    if scale.trigger.signal != "queue":
+        raise ValueError(f"deployment {namespace}/{name}: signal {scale.trigger.signal!r}; "
+                         "the lab's brix-loop simulates the queue signal only")
     grace = d.spec.template.spec.termination_grace_period_seconds
     return Target(namespace=namespace, name=name,
-                  selector=dict(d.spec.selector.match_labels or {}), target=target,
-                  min_replicas=low, max_replicas=high,
+                  selector=dict(d.spec.selector.match_labels or {}), target=scale.trigger.target,
+                  min_replicas=scale.min_replicas, max_replicas=scale.max_replicas,
                   grace_period=30.0 if grace is None else float(grace))
 
 

@@ -83,7 +83,8 @@ class _Apps:
     def __init__(self, annotations: dict[str, str], grace: int | None = None) -> None:
         from kubernetes import client
         self.deployment = client.V1Deployment(
-            metadata=client.V1ObjectMeta(name="m", namespace="ns", annotations=annotations),
+            metadata=client.V1ObjectMeta(name="m", namespace="ns", annotations=annotations,
+                                         labels={"brix.dev/model": "m"}),
             spec=client.V1DeploymentSpec(
                 selector=client.V1LabelSelector(match_labels={"brix.dev/model": "m"}),
                 template=client.V1PodTemplateSpec(spec=client.V1PodSpec(
@@ -105,8 +106,11 @@ def test_the_target_is_read_from_the_deployment_and_bad_ones_are_named() -> None
     assert read_target(_Apps(good), "ns", "m").grace_period == 30.0  # Kubernetes' default
     for notes, message in (
         ({}, "not annotated brix.dev/autoscale"),
-        ({**good, "brix.dev/autoscale-signal": "slo"}, "queue signal only"),
-        ({**good, "brix.dev/autoscale-target": "lots"}, "bad or missing"),
+        ({**good, "brix.dev/autoscale-signal": "running"}, "queue signal only"),
+        # Read as the scaler's loop reads them (scaler.targets): its checks, its words.
+        ({**good, "brix.dev/autoscale-signal": "slo"}, "autoscale-ttft: is required"),
+        ({**good, "brix.dev/autoscale-target": "lots"}, "autoscale-target: expected a number"),
+        ({**good, "brix.dev/autoscale-min": "5"}, "autoscale-max: must be >= 1 and >="),
     ):
         with pytest.raises(ValueError, match=message) as err:
             read_target(_Apps(notes), "ns", "m")

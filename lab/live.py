@@ -56,13 +56,14 @@ _LOOP: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(ScalerSet
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LoopSettings:
-    """The scaler's fallback-loop flags the live stack runs with (``python -m scaler``)."""
+    """The scaler's fallback-loop flags the live stack runs with (``python -m scaler``);
+    the defaults are the scaler's (``scaler.settings.ScalerSettings``)."""
 
-    interval: float = 15.0
-    stabilization_window: float = 300.0
-    scale_period: float = 15.0
-    scale_to_zero_cooldown: float = 300.0
-    panic_window: float = 0.0
+    interval: float = _LOOP["loop_interval"]
+    stabilization_window: float = _LOOP["stabilization_window"]
+    scale_period: float = _LOOP["scale_period"]
+    scale_to_zero_cooldown: float = _LOOP["scale_to_zero_cooldown"]
+    panic_window: float = _LOOP["panic_window"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -111,10 +111,24 @@ class Fleet:
     listed: dict[str, float] = field(default_factory=dict)
     ready: dict[str, float] = field(default_factory=dict)
 
+    def record(self, t: float, pods: Sequence[tuple[str, bool]], spec: int, ready: int) -> None:
+        """One sample at ``t``: the listed pods as ``(name, ready and not terminating)``,
+        the Deployment's spec and ready replicas."""
+        for name, is_ready in pods:
+            self.listed.setdefault(name, t)
+            if is_ready:
+                self.ready.setdefault(name, t)
+        self.samples.append((t, len(pods), spec, ready))
+
     def start_times(self) -> list[float]:
         """Listed-to-Ready seconds of the pods that started while watched."""
         return [round(self.ready[n] - t, 3) for n, t in self.listed.items()
                 if n in self.ready and t > self.samples[0][0]]
+
+    def ready_at_start(self) -> int:
+        """The ready replicas at trace time 0 (the last sample before it, else the first)."""
+        at_zero = [s for s in self.samples if s[0] <= 0] or self.samples[:1]
+        return at_zero[-1][3]
 
 
 def _pod_ready(pod: Any) -> bool:
@@ -133,13 +147,9 @@ def _watch(apps: Any, core: Any, target: Target, fleet: Fleet, *, t0: float,
         except Exception:  # a missed sample (the API hiccuped); the next comes in `period`
             stop.wait(period)
             continue
-        for pod in pods:
-            name = pod.metadata.name
-            fleet.listed.setdefault(name, now)
-            if _pod_ready(pod) and not pod.metadata.deletion_timestamp:
-                fleet.ready.setdefault(name, now)
-        fleet.samples.append((now, len(pods), int(scale.spec.replicas or 0),
-                              int(scale.status.ready_replicas or 0)))
+        fleet.record(now, [(p.metadata.name, _pod_ready(p) and not p.metadata.deletion_timestamp)
+                           for p in pods],
+                     int(scale.spec.replicas or 0), int(scale.status.ready_replicas or 0))
         stop.wait(period)
 
 
@@ -285,8 +295,7 @@ def validate_stack(gateway_url: str, model: str, trace: Trace, profile: Profile,
                         target=target, settle=settle)
     finally:
         api.close()
-    at_zero = [s for s in live.fleet.samples if s[0] <= 0] or live.fleet.samples[:1]
-    initial = at_zero[-1][3]
+    initial = live.fleet.ready_at_start()
     starts = live.fleet.start_times()
     cold = cold_start if cold_start is not None else (
         statistics.fmean(starts) if starts else 0.0)

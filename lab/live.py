@@ -34,16 +34,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from brix.contract import AUTOSCALE_ANNOTATION
 from lab.engine import Outcome, Result, SimSettings, simulate
 from lab.fleet import integral, mean_abs_diff, time_mean
 from lab.policies.brix import BrixLoop
 from lab.profiles import Profile
-from lab.summary import Slo, met
+from lab.summary import Slo
 from lab.traces import Trace
-from lab.validate import figures, replay
+from lab.validate import measured_figures, replay, simulated_figures
 from scaler import targets
 from scaler.settings import ScalerSettings
 from scaler.targets import wants_autoscaling
@@ -214,10 +212,6 @@ def compare(live: LiveRun, result: Result, slo: Slo) -> dict[str, Any]:
             for i, key in ((1, "pods"), (2, "spec"), (3, "ready"))}
     sim = {key: [(r[0], float(r[i])) for r in result.timeline]
            for i, key in ((1, "pods"), (2, "spec"), (3, "ready"))}
-    ttft = np.array([m[0] if m else np.nan for m in live.measured])
-    e2e = np.array([m[1] if m else np.nan for m in live.measured])
-    real_ok = ~np.isnan(ttft) & (np.nan_to_num(ttft, nan=np.inf) <= slo.ttft)
-    sim_ttft = np.where(result.outcome == Outcome.COMPLETED, result.ttft, np.nan)
 
     def side(series: dict[str, list[tuple[float, float]]], lat: dict[str, float | None],
              failed: int) -> dict[str, Any]:
@@ -228,8 +222,9 @@ def compare(live: LiveRun, result: Result, slo: Slo) -> dict[str, Any]:
                 "max_spec": int(max(v for _, v in series["spec"])),
                 "scale_changes": _changes(series["spec"])}
 
-    real_side = side(real, figures(ttft, e2e, real_ok), int(np.isnan(ttft).sum()))
-    sim_side = side(sim, figures(sim_ttft, result.e2e, met(result, slo)),
+    real_side = side(real, measured_figures(live.measured, slo),
+                     sum(m is None for m in live.measured))
+    sim_side = side(sim, simulated_figures(result, slo),
                     int((result.outcome != Outcome.COMPLETED).sum()))
     ratios = {k: (round(sim_side[k] / v, 4) if isinstance(v, (int, float)) and v
                   and isinstance(sim_side[k], (int, float)) else None)

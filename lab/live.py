@@ -63,6 +63,14 @@ class LoopSettings:
     scale_to_zero_cooldown: float = _LOOP["scale_to_zero_cooldown"]
     panic_window: float = _LOOP["panic_window"]
 
+    def __post_init__(self) -> None:
+        # The scaler's own checks and words (``ValueError`` naming the flag), before the
+        # live run rather than after it.
+        ScalerSettings(loop_interval=self.interval, stabilization_window=self.stabilization_window,
+                       scale_period=self.scale_period,
+                       scale_to_zero_cooldown=self.scale_to_zero_cooldown,
+                       panic_window=self.panic_window, identity="lab")
+
 
 @dataclass(frozen=True, slots=True)
 class Target:

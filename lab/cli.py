@@ -46,6 +46,8 @@ def _add_trace_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from lab.live import LoopSettings
+
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -122,13 +124,17 @@ def _parser() -> argparse.ArgumentParser:
     stack.add_argument("--kubeconfig", default=None, help="else $KUBECONFIG, else in-cluster")
     stack.add_argument("--namespace", default="default", help="the Deployment's namespace")
     stack.add_argument("--deployment", default=None, help="default: the model's name")
-    stack.add_argument("--loop-interval", type=float, default=15.0, help="the scaler's flag")
-    stack.add_argument("--stabilization-window", type=float, default=300.0,
+    loop = LoopSettings()  # the scaler's defaults
+    stack.add_argument("--loop-interval", type=float, default=loop.interval,
                        help="the scaler's flag")
-    stack.add_argument("--scale-period", type=float, default=15.0, help="the scaler's flag")
-    stack.add_argument("--scale-to-zero-cooldown", type=float, default=300.0,
+    stack.add_argument("--stabilization-window", type=float, default=loop.stabilization_window,
                        help="the scaler's flag")
-    stack.add_argument("--panic-window", type=float, default=0.0, help="the scaler's flag")
+    stack.add_argument("--scale-period", type=float, default=loop.scale_period,
+                       help="the scaler's flag")
+    stack.add_argument("--scale-to-zero-cooldown", type=float,
+                       default=loop.scale_to_zero_cooldown, help="the scaler's flag")
+    stack.add_argument("--panic-window", type=float, default=loop.panic_window,
+                       help="the scaler's flag")
     stack.add_argument("--scrape-interval", type=float, default=15.0,
                        help="Prometheus' scrape interval of the pods and the gateway")
     stack.add_argument("--hold-timeout", type=float, default=60.0, help="the gateway's flag")

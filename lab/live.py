@@ -25,6 +25,7 @@ SLO attainment.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import statistics
 import threading
@@ -33,36 +34,42 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
-from brix.contract import (
-    AUTOSCALE_MAX_ANNOTATION,
-    AUTOSCALE_MIN_ANNOTATION,
-    AUTOSCALE_TARGET_ANNOTATION,
-)
+from brix.contract import AUTOSCALE_ANNOTATION
 from lab.engine import Outcome, Result, SimSettings, simulate
 from lab.fleet import integral, mean_abs_diff, time_mean
 from lab.policies.brix import BrixLoop
 from lab.profiles import Profile
-from lab.summary import Slo, met
+from lab.summary import Slo
 from lab.traces import Trace
-from lab.validate import figures, replay
+from lab.validate import measured_figures, replay, simulated_figures
+from scaler import targets
+from scaler.settings import ScalerSettings
+from scaler.targets import wants_autoscaling
 
 __all__ = ["Fleet", "LiveRun", "LoopSettings", "Target", "check_scraped", "compare",
            "read_target", "run_live", "simulate_like", "validate_stack"]
 
-SIGNAL_ANNOTATION = "brix.dev/autoscale-signal"
+_LOOP: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(ScalerSettings)}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LoopSettings:
-    """The scaler's fallback-loop flags the live stack runs with (``python -m scaler``)."""
+    """The scaler's fallback-loop flags the live stack runs with (``python -m scaler``);
+    the defaults are the scaler's (``scaler.settings.ScalerSettings``)."""
 
-    interval: float = 15.0
-    stabilization_window: float = 300.0
-    scale_period: float = 15.0
-    scale_to_zero_cooldown: float = 300.0
-    panic_window: float = 0.0
+    interval: float = _LOOP["loop_interval"]
+    stabilization_window: float = _LOOP["stabilization_window"]
+    scale_period: float = _LOOP["scale_period"]
+    scale_to_zero_cooldown: float = _LOOP["scale_to_zero_cooldown"]
+    panic_window: float = _LOOP["panic_window"]
+
+    def __post_init__(self) -> None:
+        # The scaler's own checks and words (``ValueError`` naming the flag), before the
+        # live run rather than after it.
+        ScalerSettings(loop_interval=self.interval, stabilization_window=self.stabilization_window,
+                       scale_period=self.scale_period,
+                       scale_to_zero_cooldown=self.scale_to_zero_cooldown,
+                       panic_window=self.panic_window, identity="lab")
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,28 +85,27 @@ class Target:
     grace_period: float
 
 
-def read_target(apps: Any, namespace: str, name: str, default_max: int = 10) -> Target:
-    """The Deployment's autoscale annotations; ``ValueError`` (one line) if it is not one
-    the lab can simulate (no autoscale annotation, or a signal other than ``queue``)."""
+def read_target(apps: Any, namespace: str, name: str,
+                default_max: int = _LOOP["default_max_replicas"]) -> Target:
+    """The Deployment's autoscale annotations, read as the scaler's loop reads them
+    (``scaler.targets``); ``ValueError`` (one line) if it is not one the lab can simulate
+    (no autoscale annotation, a bad one, or a signal other than ``queue``)."""
     d = apps.read_namespaced_deployment(name, namespace)
     notes = d.metadata.annotations or {}
-    if notes.get("brix.dev/autoscale") != "true":
-        raise ValueError(f"deployment {namespace}/{name} is not annotated brix.dev/autoscale")
-    signal = notes.get(SIGNAL_ANNOTATION, "queue")
-    if signal != "queue":
-        raise ValueError(f"deployment {namespace}/{name}: signal {signal!r}; the lab's "
-                         "brix-loop simulates the queue signal only")
+    if not wants_autoscaling(notes):
+        raise ValueError(f"deployment {namespace}/{name} is not annotated {AUTOSCALE_ANNOTATION}")
     try:
-        target = float(notes[AUTOSCALE_TARGET_ANNOTATION])
-        low = int(notes.get(AUTOSCALE_MIN_ANNOTATION, "1"))
-        high = int(notes.get(AUTOSCALE_MAX_ANNOTATION, str(default_max)))
-    except (KeyError, ValueError):
-        raise ValueError(f"deployment {namespace}/{name}: bad or missing "
-                         f"{AUTOSCALE_TARGET_ANNOTATION}/-min/-max annotations") from None
+        scale = targets.read_target(namespace=namespace, labels=d.metadata.labels or {},
+                                    annotations=notes, default_max=default_max)
+    except targets.AnnotationError as e:
+        raise ValueError(f"deployment {namespace}/{name}: {e}") from None
+    if scale.trigger.signal != "queue":
+        raise ValueError(f"deployment {namespace}/{name}: signal {scale.trigger.signal!r}; "
+                         "the lab's brix-loop simulates the queue signal only")
     grace = d.spec.template.spec.termination_grace_period_seconds
     return Target(namespace=namespace, name=name,
-                  selector=dict(d.spec.selector.match_labels or {}), target=target,
-                  min_replicas=low, max_replicas=high,
+                  selector=dict(d.spec.selector.match_labels or {}), target=scale.trigger.target,
+                  min_replicas=scale.min_replicas, max_replicas=scale.max_replicas,
                   grace_period=30.0 if grace is None else float(grace))
 
 
@@ -111,10 +117,24 @@ class Fleet:
     listed: dict[str, float] = field(default_factory=dict)
     ready: dict[str, float] = field(default_factory=dict)
 
+    def record(self, t: float, pods: Sequence[tuple[str, bool]], spec: int, ready: int) -> None:
+        """One sample at ``t``: the listed pods as ``(name, ready and not terminating)``,
+        the Deployment's spec and ready replicas."""
+        for name, is_ready in pods:
+            self.listed.setdefault(name, t)
+            if is_ready:
+                self.ready.setdefault(name, t)
+        self.samples.append((t, len(pods), spec, ready))
+
     def start_times(self) -> list[float]:
         """Listed-to-Ready seconds of the pods that started while watched."""
         return [round(self.ready[n] - t, 3) for n, t in self.listed.items()
                 if n in self.ready and t > self.samples[0][0]]
+
+    def ready_at_start(self) -> int:
+        """The ready replicas at trace time 0 (the last sample before it, else the first)."""
+        at_zero = [s for s in self.samples if s[0] <= 0] or self.samples[:1]
+        return at_zero[-1][3]
 
 
 def _pod_ready(pod: Any) -> bool:
@@ -133,13 +153,9 @@ def _watch(apps: Any, core: Any, target: Target, fleet: Fleet, *, t0: float,
         except Exception:  # a missed sample (the API hiccuped); the next comes in `period`
             stop.wait(period)
             continue
-        for pod in pods:
-            name = pod.metadata.name
-            fleet.listed.setdefault(name, now)
-            if _pod_ready(pod) and not pod.metadata.deletion_timestamp:
-                fleet.ready.setdefault(name, now)
-        fleet.samples.append((now, len(pods), int(scale.spec.replicas or 0),
-                              int(scale.status.ready_replicas or 0)))
+        fleet.record(now, [(p.metadata.name, _pod_ready(p) and not p.metadata.deletion_timestamp)
+                           for p in pods],
+                     int(scale.spec.replicas or 0), int(scale.status.ready_replicas or 0))
         stop.wait(period)
 
 
@@ -204,10 +220,6 @@ def compare(live: LiveRun, result: Result, slo: Slo) -> dict[str, Any]:
             for i, key in ((1, "pods"), (2, "spec"), (3, "ready"))}
     sim = {key: [(r[0], float(r[i])) for r in result.timeline]
            for i, key in ((1, "pods"), (2, "spec"), (3, "ready"))}
-    ttft = np.array([m[0] if m else np.nan for m in live.measured])
-    e2e = np.array([m[1] if m else np.nan for m in live.measured])
-    real_ok = ~np.isnan(ttft) & (np.nan_to_num(ttft, nan=np.inf) <= slo.ttft)
-    sim_ttft = np.where(result.outcome == Outcome.COMPLETED, result.ttft, np.nan)
 
     def side(series: dict[str, list[tuple[float, float]]], lat: dict[str, float | None],
              failed: int) -> dict[str, Any]:
@@ -218,8 +230,9 @@ def compare(live: LiveRun, result: Result, slo: Slo) -> dict[str, Any]:
                 "max_spec": int(max(v for _, v in series["spec"])),
                 "scale_changes": _changes(series["spec"])}
 
-    real_side = side(real, figures(ttft, e2e, real_ok), int(np.isnan(ttft).sum()))
-    sim_side = side(sim, figures(sim_ttft, result.e2e, met(result, slo)),
+    real_side = side(real, measured_figures(live.measured, slo),
+                     sum(m is None for m in live.measured))
+    sim_side = side(sim, simulated_figures(result, slo),
                     int((result.outcome != Outcome.COMPLETED).sum()))
     ratios = {k: (round(sim_side[k] / v, 4) if isinstance(v, (int, float)) and v
                   and isinstance(sim_side[k], (int, float)) else None)
@@ -285,8 +298,7 @@ def validate_stack(gateway_url: str, model: str, trace: Trace, profile: Profile,
                         target=target, settle=settle)
     finally:
         api.close()
-    at_zero = [s for s in live.fleet.samples if s[0] <= 0] or live.fleet.samples[:1]
-    initial = at_zero[-1][3]
+    initial = live.fleet.ready_at_start()
     starts = live.fleet.start_times()
     cold = cold_start if cold_start is not None else (
         statistics.fmean(starts) if starts else 0.0)

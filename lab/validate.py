@@ -28,13 +28,14 @@ import httpx
 import numpy as np
 
 from lab.calibrate import first_serial, unique_prompt
-from lab.engine import Outcome, SimSettings, simulate
+from lab.engine import Outcome, Result, SimSettings, simulate
 from lab.policies.fixed import Fixed
 from lab.profiles import Profile
 from lab.summary import Slo, met
 from lab.traces import Trace
 
-__all__ = ["Comparison", "figures", "replay", "validate"]
+__all__ = ["Comparison", "figures", "measured_figures", "replay", "simulated_figures",
+           "validate"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,17 +119,27 @@ def figures(ttft: np.ndarray, e2e: np.ndarray, ok: np.ndarray) -> dict[str, floa
             "e2e_p99_s": pct(e2e, 99), "slo_attainment": round(float(ok.mean()), 4)}
 
 
+def measured_figures(measured: Sequence[tuple[float, float] | None],
+                     slo: Slo) -> dict[str, float | None]:
+    """``figures`` of replayed requests (``replay``): a failed one (None) has no latency
+    and misses the SLO."""
+    ttft = np.array([m[0] if m else np.nan for m in measured])
+    e2e = np.array([m[1] if m else np.nan for m in measured])
+    ok = ~np.isnan(ttft) & (np.nan_to_num(ttft, nan=np.inf) <= slo.ttft)
+    return figures(ttft, e2e, ok)
+
+
+def simulated_figures(result: Result, slo: Slo) -> dict[str, float | None]:
+    """``figures`` of the lab's run: latencies of the completed requests only."""
+    ttft = np.where(result.outcome == Outcome.COMPLETED, result.ttft, np.nan)
+    return figures(ttft, result.e2e, met(result, slo))
+
+
 def validate(url: str, trace: Trace, profile: Profile, slo: Slo,
              measured: Sequence[tuple[float, float] | None] | None = None) -> Comparison:
     """Replay ``trace`` at ``url`` (unless ``measured`` is given) and simulate it; compare."""
     if measured is None:
         measured = replay(url, trace)
-    real_ttft = np.array([m[0] if m else np.nan for m in measured])
-    real_e2e = np.array([m[1] if m else np.nan for m in measured])
-    real_ok = ~np.isnan(real_ttft) & (np.nan_to_num(real_ttft, nan=np.inf) <= slo.ttft)
     result = simulate(trace, profile, Fixed(replicas=1),
                       SimSettings(cold_start=lambda _rng: 0.0, initial_replicas=1))
-    sim_ok = met(result, slo)
-    sim_ttft = np.where(result.outcome == Outcome.COMPLETED, result.ttft, np.nan)
-    return Comparison(real=figures(real_ttft, real_e2e, real_ok),
-                      sim=figures(sim_ttft, result.e2e, sim_ok))
+    return Comparison(real=measured_figures(measured, slo), sim=simulated_figures(result, slo))

@@ -77,13 +77,34 @@ def test_compare_lines_up_the_live_fleet_and_the_lab_over_one_window() -> None:
     assert compare(live, late, Slo(ttft=2.0))["mean_abs_diff"]["spec"] == pytest.approx(0.5)
 
 
+def test_the_fleet_counts_pods_from_listed_to_gone_and_times_the_ones_that_start() -> None:
+    fleet = Fleet()
+    fleet.record(-1.5, [("a", True)], 1, 1)
+    fleet.record(-0.5, [("a", True)], 2, 1)
+    fleet.record(0.5, [("a", True), ("b", False)], 2, 1)
+    fleet.record(3.5, [("a", True), ("b", True)], 2, 2)
+    # Scaled in: "b" terminates (listed, not ready), then "c" starts and never gets ready.
+    fleet.record(8.0, [("a", True), ("b", False), ("c", False)], 1, 1)
+    assert [s[1] for s in fleet.samples] == [1, 1, 2, 2, 3]
+    assert fleet.listed == {"a": -1.5, "b": 0.5, "c": 8.0}
+    assert fleet.ready == {"a": -1.5, "b": 3.5}
+    # "a" was there before the first sample: its start was not seen.
+    assert fleet.start_times() == [3.0]
+    assert fleet.ready_at_start() == 1  # the last sample at or before trace time 0
+    late = Fleet()
+    late.record(0.2, [("a", True), ("b", True)], 2, 2)
+    late.record(1.2, [("a", True)], 1, 1)
+    assert late.ready_at_start() == 2  # none before 0: the first
+
+
 class _Apps:
     """Answers read_namespaced_deployment with one Deployment (the client's own model)."""
 
     def __init__(self, annotations: dict[str, str], grace: int | None = None) -> None:
         from kubernetes import client
         self.deployment = client.V1Deployment(
-            metadata=client.V1ObjectMeta(name="m", namespace="ns", annotations=annotations),
+            metadata=client.V1ObjectMeta(name="m", namespace="ns", annotations=annotations,
+                                         labels={"brix.dev/model": "m"}),
             spec=client.V1DeploymentSpec(
                 selector=client.V1LabelSelector(match_labels={"brix.dev/model": "m"}),
                 template=client.V1PodTemplateSpec(spec=client.V1PodSpec(
@@ -105,8 +126,11 @@ def test_the_target_is_read_from_the_deployment_and_bad_ones_are_named() -> None
     assert read_target(_Apps(good), "ns", "m").grace_period == 30.0  # Kubernetes' default
     for notes, message in (
         ({}, "not annotated brix.dev/autoscale"),
-        ({**good, "brix.dev/autoscale-signal": "slo"}, "queue signal only"),
-        ({**good, "brix.dev/autoscale-target": "lots"}, "bad or missing"),
+        ({**good, "brix.dev/autoscale-signal": "running"}, "queue signal only"),
+        # Read as the scaler's loop reads them (scaler.targets): its checks, its words.
+        ({**good, "brix.dev/autoscale-signal": "slo"}, "autoscale-ttft: is required"),
+        ({**good, "brix.dev/autoscale-target": "lots"}, "autoscale-target: expected a number"),
+        ({**good, "brix.dev/autoscale-min": "5"}, "autoscale-max: must be >= 1 and >="),
     ):
         with pytest.raises(ValueError, match=message) as err:
             read_target(_Apps(notes), "ns", "m")

@@ -172,6 +172,11 @@ def test_attainment_is_compared_with_the_target_unrounded() -> None:
      "unknown routing strategy 'fastest'"),
     (["--gateway-url", "http://127.0.0.1:9", "--model", "m", "--settle", "-1"],
      "need --scrape-interval > 0"),
+    # The scaler's checks of its loop flags, before anything is sent.
+    (["--gateway-url", "http://127.0.0.1:9", "--model", "m", "--loop-interval", "0"],
+     "--loop-interval: must be > 0"),
+    (["--gateway-url", "http://127.0.0.1:9", "--model", "m", "--stabilization-window", "-1"],
+     "--stabilization-window: must be >= 0"),
 ])
 def test_bad_stack_validate_input_is_one_line_and_exit_2(
         capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:

@@ -146,6 +146,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if watch is not None and not watch[0].response_complete:
             watch[1]()
 
+    def on_response_complete(self) -> None:
+        # The answer has all gone: its callback (and all it holds, a request's body
+        # say) is let go now, not kept while the connection idles between requests.
+        self._on_disconnect = None
+        super().on_response_complete()
+
     def _register_disconnect(self, cycle: Any, callback: Callable[[], None]) -> None:
         if cycle.response_complete:
             return

@@ -59,6 +59,7 @@ import aiohttp
 from starlette.types import Message, Receive, Scope, Send
 from yarl import URL
 
+from brix.http_guard import DISCONNECT_EXTENSION
 from brix.openai_errors import error_body
 from gateway.admission import Admission
 from gateway.hold import wait_for_route
@@ -85,8 +86,6 @@ _NOT_PASSED = _HOP | _SERVER_SET
 _CONNECT_ERRORS = (aiohttp.ClientOSError, aiohttp.ConnectionTimeoutError)
 _MAX_BACKOFF = 1.0
 """Longest wait between two rounds of tries while a request is held for a pod to answer."""
-DISCONNECT_EXTENSION = "brix.disconnect"
-"""The scope extension by which the server says the client left (brix.http_guard)."""
 # Headers aiohttp would add when the client sent none; the engine gets the client's only.
 SKIP_AUTO_HEADERS = frozenset({"Accept-Encoding", "User-Agent", "Content-Type"})
 

@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -119,6 +120,21 @@ def _wait_listening(proc: Proc, port: int, timeout: float = 60.0) -> None:
             time.sleep(0.1)
 
 
+def start_routers(procs: ProcessGroup, routers: list[Router], upstream: str,
+                  router_cpus: set[int] | None, *,
+                  warm: Callable[[str], object]) -> list[tuple[str, Proc]]:
+    """Each router in front of ``upstream``, on ``router_cpus`` if any, warmed by ``warm(url)``."""
+    running = []
+    for router in routers:
+        proc = router.start(procs, upstream)
+        if router_cpus:
+            pin(proc.popen.pid, router_cpus)
+        assert proc.url
+        warm(proc.url)
+        running.append((router.name, proc))
+    return running
+
+
 def _signed(value: float) -> str:
     return f"{value:+.2f}"
 
@@ -131,14 +147,8 @@ def rate_and_latency(procs: ProcessGroup, routers: list[Router], duration: float
                      script: Path, answer: Path, router_cpus: set[int] | None) -> list[str]:
     up = procs.start(["-m", "bench.gateway.replay", "--answer", str(answer)], name="replay")
     assert up.url
-    running = []
-    for r in routers:
-        proc = r.start(procs, up.url)
-        if router_cpus:
-            pin(proc.popen.pid, router_cpus)
-        assert proc.url
-        wrk(proc.url, 16, 2, script)  # connections, imports, caches
-        running.append((r.name, proc))
+    running = start_routers(procs, routers, up.url, router_cpus,
+                            warm=lambda url: wrk(url, 16, 2, script))  # connections, caches
     lines = ["| round | path | req/s at 64 | vs vllm-router | p50 / p99 ms at 64 "
              "| CPU ms/req at 64 | vs vllm-router | p50 ms at 8 | added p50 ms at 8 "
              "| errors | load avg |",
@@ -174,14 +184,9 @@ def streams(procs: ProcessGroup, routers: list[Router], duration: float,
     sim = start_sim(procs, name="m1", extra_args=(*slow(ms_per_token=50, max_num_seqs=512),
                                                   "--log-level", "warning"))
     assert sim.url
-    running: list[tuple[str, Proc]] = [("direct", sim)]
-    for router in routers:
-        proc = router.start(procs, sim.url)
-        if router_cpus:
-            pin(proc.popen.pid, router_cpus)
-        assert proc.url
-        loadgen("stream", "--url", proc.url, "--concurrency", "20", "--duration", "1")
-        running.append((router.name, proc))
+    running = [("direct", sim), *start_routers(
+        procs, routers, sim.url, router_cpus,
+        warm=lambda url: loadgen("stream", "--url", url, "--concurrency", "20", "--duration", "1"))]
     common = ["stream", "--concurrency", "200", "--duration", str(duration), "--tokens", "8"]
     lines = ["| round | path | first chunk p50 ms | vs vllm-router | first chunk p99 ms "
              "| vs vllm-router | stream p50 ms | streams | CPU ms/stream | vs vllm-router "
@@ -221,6 +226,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="brix's strategy, round-robin like the peer's by default "
                         "('default': brix's own default, the prefix-cache profile)")
     args = parser.parse_args(argv)
+    if args.only in (None, "rate") and shutil.which("wrk") is None:
+        print("wrk is missing: apt-get install wrk (Debian's package)", file=sys.stderr)
+        return 1
     routing = None if args.routing == "default" else args.routing
     routers = [peer_router(), brix_router("brix", REPO, routing)]
     for spec in args.also:

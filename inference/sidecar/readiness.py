@@ -66,6 +66,7 @@ class Readiness:
             models = await self._engine.models(timeout_s=self._timeout)
             base = next((m.id for m in models if not m.is_adapter), None)
             if base is None:
+                self._served = False
                 return ReadyState(False, "the engine serves no base model", self._clock())
             if not self._served:
                 await self._engine.complete_one_token(base)

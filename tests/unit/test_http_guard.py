@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
+import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -81,10 +83,11 @@ class _Server(uvicorn.Server):
 
 
 @contextlib.asynccontextmanager
-async def _server(app: Any) -> AsyncIterator[_Server]:
+async def _server(app: Any, **options: Any) -> AsyncIterator[_Server]:
     config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off",
                             loop="asyncio", http=guarded_protocol(header_timeout=10,
-                                                                  max_header_bytes=65536))
+                                                                  max_header_bytes=65536),
+                            **options)
     server = _Server(config)
     task = asyncio.create_task(server.serve())
     await asyncio.wait_for(server.ready.wait(), 30)
@@ -144,3 +147,39 @@ async def test_no_call_back_once_the_answer_has_gone() -> None:
     assert head.startswith(b"HTTP/1.1 200")
     assert body == b"ok"
     assert calls == []
+
+
+async def test_the_callback_is_let_go_once_the_answer_has_gone() -> None:
+    """A kept-alive connection does not hold its last request's callback (nor what the
+    callback holds) while it idles."""
+
+    class Callback:
+        def __call__(self) -> None:
+            pass
+
+    refs: list[weakref.ref[Callback]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        callback = Callback()
+        refs.append(weakref.ref(callback))
+        scope["extensions"][DISCONNECT_EXTENSION](callback)
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    # Kept alive longer than the wait below: the connection's end would let go of all.
+    async with _server(app, timeout_keep_alive=60) as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", _port(server))
+        writer.write(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+        await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+        await asyncio.wait_for(reader.readexactly(2), 30)
+        assert len(refs) == 1
+        async with asyncio.timeout(20):  # the connection open, kept alive
+            while refs[0]() is not None:
+                gc.collect()
+                await asyncio.sleep(0.01)
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()

@@ -33,7 +33,7 @@ from tests.helpers.localkube import kubectl, start_localkube
 from tests.helpers.operator import LORA_CRD, wait_for
 from tests.helpers.procs import Proc, ProcessGroup, free_port
 from tests.helpers.sim import slow, start_sim
-from tests.helpers.streams import run_streams
+from tests.helpers.streams import Outcome, run_streams
 
 # 50 tokens at 20 ms: a second a request; 8 run at once per engine, the rest wait.
 SEQS = 8
@@ -44,6 +44,29 @@ BODY = {"model": "m1", "prompt": "x", "max_tokens": 50, "stream": True, "ignore_
 def host_of(proc: Proc) -> str:
     assert proc.url is not None
     return proc.url.removeprefix("http://")
+
+
+def broken_streams(outcomes: list[Outcome]) -> list[Outcome]:
+    """Those that did not complete, after checking that each ended with an error event
+    after a token, that some but at most a batch broke, and that all the rest completed."""
+    assert all(o.status == 200 for o in outcomes), [o.status for o in outcomes]
+    broken = [o for o in outcomes if not o.done]
+    for o in broken:
+        assert o.error is not None, o.events[-3:]
+        assert o.started
+    assert 0 < len(broken) <= SEQS
+    assert sum(o.done for o in outcomes) == len(outcomes) - len(broken)
+    return broken
+
+
+async def assert_routed_again(gw_url: str) -> None:
+    """The restarted engine is routed to again; held requests count back to zero."""
+    async with httpx.AsyncClient(timeout=30) as client:
+        r = await client.post(f"{gw_url}/v1/completions",
+                              json={"model": "m1", "prompt": "x", "max_tokens": 1})
+        assert r.status_code == 200, r.text
+        metrics = (await client.get(f"{gw_url}/metrics")).text
+    assert 'brix_gateway_requests_pending{model="m1"} 0.0' in metrics
 
 
 async def test_killed_engine_streams_end_with_an_error_and_waiting_ones_go_to_the_other_pod(
@@ -97,22 +120,10 @@ async def test_one_replica_killed_and_restarted_holds_the_waiting_requests(
 
     outcomes, _ = await run_streams(str(gw.url), 40, kill_and_restart, body=BODY,
                                      kill_after=0.5)
-    assert all(o.status == 200 for o in outcomes), [o.status for o in outcomes]
-    broken = [o for o in outcomes if not o.done]
-    for o in broken:
-        assert o.error is not None, o.events[-3:]
-        assert o.started
-    assert 0 < len(broken) <= SEQS
-    assert sum(o.done for o in outcomes) == 40 - len(broken)
+    broken = broken_streams(outcomes)
     print(f"\none replica: {len(broken)} of 40 streams broken (error event), "
           f"{40 - len(broken)} held or retried and completed")
-    # The restarted engine is routed to again; held requests count back to zero.
-    async with httpx.AsyncClient(timeout=30) as client:
-        r = await client.post(f"{gw.url}/v1/completions",
-                              json={"model": "m1", "prompt": "x", "max_tokens": 1})
-        assert r.status_code == 200, r.text
-        metrics = (await client.get(f"{gw.url}/metrics")).text
-    assert 'brix_gateway_requests_pending{model="m1"} 0.0' in metrics
+    await assert_routed_again(str(gw.url))
 
 
 async def test_one_replica_under_the_kubelet_killed_restarted_and_rejoins(
@@ -166,24 +177,13 @@ async def test_one_replica_under_the_kubelet_killed_restarted_and_rejoins(
         outcomes, killed_at = await run_streams(
             str(gw.url), 40, lambda: os.kill(pid, signal.SIGKILL), body=BODY,
             kill_after=0.5)
-        assert all(o.status == 200 for o in outcomes), [o.status for o in outcomes]
-        broken = [o for o in outcomes if not o.done]
-        for o in broken:
-            assert o.error is not None, o.events[-3:]
-            assert o.started
-        assert 0 < len(broken) <= SEQS
-        assert sum(o.done for o in outcomes) == 40 - len(broken)
+        broken = broken_streams(outcomes)
         again = wait_for(ready_engine, what="the engine Ready again", timeout=60)
         assert again.restart_count >= 1
         assert int(again.container_id.removeprefix("localkube://")) != pid
         assert the_pod().metadata.name == name  # the same pod, its container restarted
         served_after = max(o.ended_at for o in outcomes if o.done) - killed_at
-        async with httpx.AsyncClient(timeout=30) as c:
-            r = await c.post(f"{gw.url}/v1/completions",
-                             json={"model": "m1", "prompt": "x", "max_tokens": 1})
-            assert r.status_code == 200, r.text
-            metrics = (await c.get(f"{gw.url}/metrics")).text
-        assert 'brix_gateway_requests_pending{model="m1"} 0.0' in metrics
+        await assert_routed_again(str(gw.url))
         print(f"\nunder the kubelet: {len(broken)} of 40 streams broken (error event), "
               f"{40 - len(broken)} held and completed, the last {served_after:.1f} s after "
               f"the kill; restarts {again.restart_count}")

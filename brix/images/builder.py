@@ -106,16 +106,16 @@ def context_files(sources: Sequence[str]) -> dict[str, str] | None:
     """Each file of the build context under ``sources`` with a digest of its content and mode.
 
     The files are those git sees (tracked, and untracked ones it does not
-    ignore: .gitignore leaves out what .dockerignore does); None outside a git
-    checkout, where no key can be made and every image is built.
+    ignore: .gitignore leaves out what .dockerignore does), ``sources`` being
+    its pathspecs (``brix`` is the folder's files, not ``brixton``'s); None
+    outside a git checkout, where no key can be made and every image is built.
     """
     listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard",
                              "--", *sources], cwd=ROOT, capture_output=True, check=False)
     if listed.returncode != 0:
         return None
-    paths = p.under(filter(None, listed.stdout.decode().split("\0")), sources)
     digests: dict[str, str] = {}
-    for rel in paths:
+    for rel in filter(None, listed.stdout.decode().split("\0")):
         path = ROOT / rel
         if not path.is_file():  # deleted in the working tree, still in the index
             continue

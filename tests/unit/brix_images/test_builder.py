@@ -1,12 +1,13 @@
-"""What ``Builder.current`` asks the container engine: it only looks, never fetches."""
+"""The builder's look at its inputs: the context files it keys, the engine it asks."""
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 from dataclasses import dataclass, field
 
 from brix.images import plan as p
-from brix.images.builder import Builder, Tool
+from brix.images.builder import ROOT, Builder, Tool, context_files
 
 
 @dataclass
@@ -27,3 +28,12 @@ def test_no_image_is_current_where_no_base_is_here_and_none_is_pulled_or_built()
     assert Builder(tool, say=lambda _line: None).current(builds) == []
     assert [c for c in tool.calls if c[0] != "image"] == [], tool.calls
     assert {c[1] for c in tool.calls} == {"exists"}, tool.calls
+
+
+def test_the_context_files_are_those_under_the_copied_paths_with_their_digests() -> None:
+    files = context_files(["pyproject.toml", "brix"])
+    assert files is not None
+    assert "brix/images/plan.py" in files
+    assert all(f == "pyproject.toml" or f.startswith("brix/") for f in files), sorted(files)
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    assert files["pyproject.toml"] == f"-{digest}"

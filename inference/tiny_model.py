@@ -232,12 +232,15 @@ def build(spec: TinyModelSpec, out: Path) -> None:
 def _make_readable(out: Path) -> None:
     """Random public weights: readable by every user (the safetensors writer makes its
     file 0600), so an engine container running as its own non-root user can read a
-    model made on the host and mounted into it."""
+    model made on the host and mounted into it. What already is stays untouched, so
+    a model in a cache shared with other users (theirs to chmod) is used as it is."""
     for path in [out, *out.rglob("*")]:
         if path.is_symlink():
             continue
         mode = path.stat().st_mode
-        path.chmod(mode | (0o555 if path.is_dir() else 0o444))
+        wanted = mode | (0o555 if path.is_dir() else 0o444)
+        if wanted != mode:
+            path.chmod(wanted)
 
 
 # --- caching ---------------------------------------------------------------

@@ -106,16 +106,16 @@ def context_files(sources: Sequence[str]) -> dict[str, str] | None:
     """Each file of the build context under ``sources`` with a digest of its content and mode.
 
     The files are those git sees (tracked, and untracked ones it does not
-    ignore: .gitignore leaves out what .dockerignore does); None outside a git
-    checkout, where no key can be made and every image is built.
+    ignore: .gitignore leaves out what .dockerignore does), ``sources`` being
+    its pathspecs (``brix`` is the folder's files, not ``brixton``'s); None
+    outside a git checkout, where no key can be made and every image is built.
     """
     listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard",
                              "--", *sources], cwd=ROOT, capture_output=True, check=False)
     if listed.returncode != 0:
         return None
-    paths = p.under(filter(None, listed.stdout.decode().split("\0")), sources)
     digests: dict[str, str] = {}
-    for rel in paths:
+    for rel in filter(None, listed.stdout.decode().split("\0")):
         path = ROOT / rel
         if not path.is_file():  # deleted in the working tree, still in the index
             continue
@@ -143,13 +143,20 @@ class Builder:
 
     # --- the Python base ------------------------------------------------------
 
-    def python_base(self, default: str) -> str:
-        """The default base when it is here or can be pulled, else the local Debian one."""
+    def python_base_here(self, default: str) -> str | None:
+        """The default base when it is here, else the local Debian one when that is; else None."""
         if self.tool.exists(default):
             return default
         if self.tool.exists(p.LOCAL_BASE):
             self.say(f"{default} is not here: using {p.LOCAL_BASE} (built from Debian packages)")
             return p.LOCAL_BASE
+        return None
+
+    def python_base(self, default: str) -> str:
+        """The default base when it is here or can be pulled, else the local Debian one."""
+        here = self.python_base_here(default)
+        if here is not None:
+            return here
         if self.tool.run("pull", "-q", p.qualified(default), check=False).returncode == 0:
             return default
         self.say(f"{default} cannot be pulled: building {p.LOCAL_BASE} from Debian packages "
@@ -210,25 +217,33 @@ class Builder:
                 flags += ["-v", f"{path}:{path}:ro"]
         return flags
 
-    def resolve(self, b: p.Build, bases: dict[str, str]) -> tuple[list[str], str | None] | None:
+    def resolve(self, b: p.Build, bases: dict[str, str | None],
+                fetch: bool = True) -> tuple[list[str], str | None] | None:
         """The build arguments of ``b`` and the key of its inputs (None: no key can be made).
 
-        None when it cannot be built here (the GPU engine where its base cannot be pulled).
+        None when it cannot be built here (the GPU engine where its base cannot be
+        pulled), or, without ``fetch``, when its base is not here (nothing is pulled
+        or built then).
         """
         dockerfile = (ROOT / b.dockerfile).read_text()
         build_args: dict[str, str] = {}
         if b.needs_gpu_base:
             base = p.dockerfile_arg(dockerfile, "VLLM_IMAGE") or ""
-            pulled = self.tool.exists(base) or self.tool.run(
-                "pull", "-q", p.qualified(base), check=False).returncode == 0
-            if not pulled:
-                self.say(f"{b.tag} skipped: its base {base} cannot be pulled here")
-                return None
+            if not self.tool.exists(base):
+                if not fetch:
+                    return None
+                if self.tool.run("pull", "-q", p.qualified(base), check=False).returncode != 0:
+                    self.say(f"{b.tag} skipped: its base {base} cannot be pulled here")
+                    return None
         else:
             default = p.dockerfile_arg(dockerfile, "PYTHON_IMAGE") or ""
             if default not in bases:
-                bases[default] = self.python_base(default)
-            base = bases[default]
+                bases[default] = (self.python_base(default) if fetch
+                                  else self.python_base_here(default))
+            found = bases[default]
+            if found is None:
+                return None
+            base = found
             build_args["PYTHON_IMAGE"] = base
         args = [a for k, v in build_args.items() for a in ("--build-arg", f"{k}={v}")]
         if b.target:
@@ -242,15 +257,21 @@ class Builder:
         return args, key
 
     def current(self, builds: Sequence[p.Build]) -> list[str]:
-        """The tags of ``builds`` whose image is here and was built from the inputs there now."""
-        bases: dict[str, str] = {}
+        """The tags of ``builds`` whose image is here and was built from the inputs there now.
+
+        Pulls nothing and builds nothing, bases included.
+        """
+        bases: dict[str, str | None] = {}
         found: list[str] = []
         for b in builds:
-            resolved = self.resolve(b, bases)
-            if resolved is not None and resolved[1] is not None \
-                    and self.tool.label(b.tag, p.INPUTS_LABEL) == resolved[1]:
+            resolved = self.resolve(b, bases, fetch=False)
+            if resolved is not None and self.up_to_date(b.tag, resolved[1]):
                 found.append(b.tag)
         return found
+
+    def up_to_date(self, tag: str, key: str | None) -> bool:
+        """Whether image ``tag`` is here and labelled with ``key`` (None: no key, never)."""
+        return key is not None and self.tool.label(tag, p.INPUTS_LABEL) == key
 
     def build(self, builds: Sequence[p.Build]) -> list[str]:
         """Build each image whose inputs changed since it was built; returns the tags ready.
@@ -260,15 +281,14 @@ class Builder:
         if not builds:
             return []
         pip: list[str] | None = None
-        bases: dict[str, str] = {}
+        bases: dict[str, str | None] = {}
         built: list[str] = []
         for b in builds:
             resolved = self.resolve(b, bases)
             if resolved is None:
                 continue
             args, key = resolved
-            if not self.no_cache and key is not None \
-                    and self.tool.label(b.tag, p.INPUTS_LABEL) == key:
+            if not self.no_cache and self.up_to_date(b.tag, key):
                 self.say(f"{b.tag} is up to date (built from these inputs)")
                 built.append(b.tag)
                 continue

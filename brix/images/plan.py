@@ -211,14 +211,6 @@ def copy_sources(dockerfile: str) -> list[str]:
     return sources
 
 
-def under(files: Iterable[str], sources: Iterable[str]) -> list[str]:
-    """The ``files`` (paths relative to the context) that are or lie under one of ``sources``."""
-    roots = [s.strip("/") for s in sources]
-    if "." in roots:
-        return sorted(set(files))
-    return sorted({f for f in files if any(f == r or f.startswith(r + "/") for r in roots)})
-
-
 def inputs_key(*, dockerfile: str, target: str | None, base: str,
                build_args: Mapping[str, str], files: Mapping[str, str]) -> str:
     """A key that changes when anything an image is built from changes.

@@ -28,6 +28,7 @@ import yaml
 
 from brix.images.builder import PODMAN_RUNTIME, PODMAN_ULIMITS
 from brix.serving import READY_PATTERN
+from localkube.node.envbuild import parse_quantity
 from tests.helpers.procs import REPO, Proc, ProcessGroup
 
 
@@ -67,24 +68,19 @@ class SecurityFlags:
                 *(["--read-only"] if self.read_only else [])]
 
 
-_PODMAN_UNITS = {"Ki": "k", "Mi": "m", "Gi": "g", "K": "k", "M": "m", "G": "g"}
-
-
 def shm_flags(manifest: str, image: str) -> list[str]:
     """``--shm-size`` as the manifest's container gets it: a memory emptyDir at /dev/shm.
 
     Kubernetes mounts such a volume as a tmpfs of its ``sizeLimit``; podman's
-    own /dev/shm (64 MiB) stands in for it at that size.
+    own /dev/shm (64 MiB) stands in for it at that size, in bytes.
     """
     pod_spec, container = manifest_container(manifest, image)
     volumes = {v.get("name"): v for v in pod_spec.get("volumes") or []}
     for mount in container.get("volumeMounts") or []:
         empty_dir = (volumes.get(mount.get("name")) or {}).get("emptyDir") or {}
         if mount.get("mountPath") == "/dev/shm" and empty_dir.get("medium") == "Memory":
-            limit = str(empty_dir.get("sizeLimit", "1Gi"))
-            m = re.fullmatch(r"(\d+)([KMG]i?)?", limit)
-            assert m, f"{manifest}: sizeLimit {limit!r}"
-            return ["--shm-size", f"{m.group(1)}{_PODMAN_UNITS.get(m.group(2) or '', '')}"]
+            size = parse_quantity(str(empty_dir.get("sizeLimit", "1Gi")))
+            return ["--shm-size", str(int(size))]
     return []
 
 

@@ -95,6 +95,14 @@ def test_a_complete_model_is_not_rebuilt(built: Path) -> None:
     assert {p: p.stat().st_mtime_ns for p in built.rglob("*")} == before
 
 
+def test_a_readable_model_is_not_chmodded_again(built: Path) -> None:
+    # Its files may be another user's (a shared cache): only they may chmod them.
+    (built / "model.safetensors").chmod(0o644)
+    before = {p: p.stat().st_ctime_ns for p in [built, *built.rglob("*")]}
+    assert run(built, "--adapters", "2").returncode == 0
+    assert {p: p.stat().st_ctime_ns for p in [built, *built.rglob("*")]} == before
+
+
 def test_an_incomplete_model_and_leftovers_are_redone(built: Path, tmp_path: Path) -> None:
     out = tmp_path / "model"
     shutil.copytree(built, out)

@@ -147,13 +147,6 @@ def test_every_dockerfile_copies_pyproject_before_any_source_folder() -> None:
         assert "brix" in sources, dockerfile.name
 
 
-def test_under_keeps_the_files_in_the_sources_only() -> None:
-    files = ["brix/a.py", "brix/sub/b.py", "brixton/c.py", "gateway/d.py", "pyproject.toml"]
-    assert p.under(files, ["pyproject.toml", "brix/"]) == [
-        "brix/a.py", "brix/sub/b.py", "pyproject.toml"]
-    assert p.under(files, ["."]) == sorted(files)
-
-
 def _key(*, dockerfile: str = "FROM x\nCOPY brix ./brix\n", target: str | None = None,
          base: str = "sha256:1", build_args: dict[str, str] | None = None,
          files: dict[str, str] | None = None) -> str:

@@ -260,8 +260,16 @@ def test_prometheus_sees_requests_waiting_under_a_burst(
 
 def burst(engine: VllmEngine, prom: str, promql: str, *,
           requests: int) -> tuple[set[int], list[dict[str, Any]]]:
-    """Send ``requests`` completions at once (a thread each); poll ``promql`` meanwhile."""
-    limits = httpx.Limits(max_connections=requests + 10)
+    """Send ``requests`` completions at once (a thread each); poll ``promql`` meanwhile.
+
+    Each request opens a connection of its own and none is kept: a thread
+    that starts after other requests were answered (on busy cores) would
+    otherwise take one of their idle connections, and vLLM's server (uvicorn)
+    closes an idle connection 5 s after its answer while httpx's pool keeps it
+    for 5 s too: a request sent on it as the server closes it fails with
+    "Server disconnected without sending a response".
+    """
+    limits = httpx.Limits(max_connections=requests + 10, max_keepalive_connections=0)
     with httpx.Client(timeout=600, limits=limits) as http, \
             ThreadPoolExecutor(max_workers=requests) as pool:
         def one(i: int) -> int:

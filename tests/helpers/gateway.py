@@ -15,10 +15,18 @@ LoraAdapters); without it, it serves only the routes given in ``extra_args``
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import json
+import socket
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+import httpx
+
 from tests.helpers.procs import Proc, ProcessGroup
+from tests.helpers.sim import sim_value
+
+RUNNING = "vllm:num_requests_running"
 
 
 def start_gateway(
@@ -36,3 +44,32 @@ def start_gateway(
         ["-m", "gateway", "--port", "0", *discovery, *extra_args],
         name="gateway", env=full_env, timeout=timeout,
     )
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout}s: {what}")
+        time.sleep(0.05)
+
+
+def leave_mid_request(gateway_url: str, engine_url: str, *, stream: bool) -> None:
+    """Send a minute of work (600 tokens of a sim at 100 ms each) through the gateway on a
+    raw socket, leave once the engine runs it (after the first bytes when streaming), and
+    check that the engine stopped it and the gateway counted a 499."""
+    body = json.dumps({"model": "m1", "prompt": "x", "max_tokens": 600, "stream": stream,
+                       "ignore_eos": True}).encode()
+    host, port = gateway_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(b"POST /v1/completions HTTP/1.1\r\nhost: gw\r\n"
+                     b"content-type: application/json\r\n"
+                     b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        wait_until(lambda: sim_value(engine_url, RUNNING) == 1, 15,
+                   "the engine runs the request")
+        if stream:
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+    # The client is gone; the engine stops long before the minute is over.
+    wait_until(lambda: sim_value(engine_url, RUNNING) == 0, 15, "the engine stopped the request")
+    metrics = httpx.get(f"{gateway_url}/metrics", timeout=10).text
+    assert 'brix_gateway_requests_total{code="499",model="m1"} 1.0' in metrics

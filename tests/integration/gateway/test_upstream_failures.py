@@ -5,27 +5,17 @@ from __future__ import annotations
 import http.server
 import json
 import signal
-import socket
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from tests.helpers.gateway import start_gateway
+from tests.helpers.gateway import leave_mid_request, start_gateway, wait_until
 from tests.helpers.procs import Proc, ProcessGroup, free_port
 from tests.helpers.sim import FAST, sim_value, slow, start_sim
 
 RUNNING = "vllm:num_requests_running"
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s: {what}")
-        time.sleep(0.05)
 
 
 def host_of(proc: Proc) -> str:
@@ -144,23 +134,9 @@ def test_a_client_that_leaves_cancels_the_upstream_request(procs: ProcessGroup,
                                                            stream: bool) -> None:
     engine = start_sim(procs, name="m1", extra_args=slow(ms_per_token=100))
     assert engine.url is not None
-    url = engine.url
     gw = start_gateway(procs, extra_args=["--static-routes", f"m1={engine.url}"])
-    # 600 tokens at 100 ms: a minute of work unless the gateway cancels it.
-    body = json.dumps({"model": "m1", "prompt": "x", "max_tokens": 600, "stream": stream,
-                       "ignore_eos": True}).encode()
-    host, port = host_of(gw).split(":")
-    with socket.create_connection((host, int(port)), timeout=30) as sock:
-        sock.sendall(b"POST /v1/completions HTTP/1.1\r\nhost: gw\r\n"
-                     b"content-type: application/json\r\n"
-                     b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
-        wait_until(lambda: sim_value(url, RUNNING) == 1, 15, "the engine runs the request")
-        if stream:
-            assert sock.recv(65536).startswith(b"HTTP/1.1 200")
-    # The client is gone; the engine stops long before the minute is over.
-    wait_until(lambda: sim_value(url, RUNNING) == 0, 15, "the engine stopped the request")
-    metrics = httpx.get(f"{gw.url}/metrics", timeout=10).text
-    assert 'brix_gateway_requests_total{code="499",model="m1"} 1.0' in metrics
+    assert gw.url is not None
+    leave_mid_request(gw.url, engine.url, stream=stream)
 
 
 def test_a_cookie_one_answer_sets_never_reaches_another_request(procs: ProcessGroup) -> None:

@@ -55,8 +55,9 @@ class GatewaySettings:
     routing: str = setting(
         "prefix-cache", help="Default strategy or profile (header x-brix-routing overrides it "
         f"per request): {', '.join(STRATEGIES)}, or a profile of --routing-config. "
-        "prefix-cache by default: best or even on every workload of bench/routing, and "
-        "least-request itself for prompts shorter than one chunk.",
+        "prefix-cache by default (prefix and in-flight scorers behind a load filter, "
+        "gateway/scoring.py): the best of bench/routing's comparison at 4 and 16 replicas, "
+        "and least-request itself for prompts shorter than one chunk.",
     )
     routing_config: str | None = setting(
         None, help="Routing config file (YAML): profiles of weighted scorers and filters, and "

@@ -45,7 +45,7 @@ class PrefixBounds:
     max_chunks: int = 256
     """Chunks hashed per request at most (64 K characters at the default chunk)."""
     chunks_per_pod: int = 8192
-    """LRU bound per pod: 2 M characters of recent prompts, about 1.6 MB of memory."""
+    """LRU bound per pod: 2 M characters of recent prompts, about 1.4 MB of memory."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,8 +55,10 @@ class GatewaySettings:
     routing: str = setting(
         "prefix-cache", help="Default strategy or profile (header x-brix-routing overrides it "
         f"per request): {', '.join(STRATEGIES)}, or a profile of --routing-config. "
-        "prefix-cache by default: best or even on every workload of bench/routing, and "
-        "least-request itself for prompts shorter than one chunk.",
+        "prefix-cache by default (prefix and in-flight scorers behind a load filter, "
+        "gateway/scoring.py): best or within noise of the best at 4 replicas and ahead of "
+        "round-robin and least-request at 16 (bench/routing/RESULTS.md), and least-request "
+        "itself for prompts shorter than one chunk.",
     )
     routing_config: str | None = setting(
         None, help="Routing config file (YAML): profiles of weighted scorers and filters, and "

@@ -31,7 +31,7 @@ import math
 import statistics
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,7 +48,7 @@ from scaler.settings import ScalerSettings
 from scaler.targets import wants_autoscaling
 
 __all__ = ["REQUEST_COLUMNS", "Fleet", "LiveRun", "LoopSettings", "Target", "check_scraped",
-           "compare", "decisions_made", "read_target", "request_rows", "run_live",
+           "compare", "decisions_made", "pod_starts", "read_target", "request_rows", "run_live",
            "scrape_phase", "simulate_like", "validate_stack"]
 
 _LOOP: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(ScalerSettings)}
@@ -203,14 +203,18 @@ def _watch_passes(url: str, target: Target, fleet: Fleet, *, t0: float,
 def scrape_phase(prometheus_url: str, model: str, *, start: float, end: float) -> float | None:
     """Seconds after ``start`` (a wall-clock time) of Prometheus' first scrape of the
     model's engines at or after it: the phase of its scrapes against the trace. The
-    earliest-scraped engine's (the pod serving at the start); None if none was."""
+    earliest-scraped engine's (the pod serving at the start); None if none was, or
+    Prometheus did not answer."""
     import httpx
 
     window = max(1, math.ceil(end - start) + 1)
-    r = httpx.get(f"{prometheus_url.rstrip('/')}/api/v1/query", timeout=10.0,
-                  params={"query": f'brix_engine_up{{model="{model}"}}[{window}s]',
-                          "time": f"{end:.3f}"})
-    r.raise_for_status()
+    try:
+        r = httpx.get(f"{prometheus_url.rstrip('/')}/api/v1/query", timeout=10.0,
+                      params={"query": f'brix_engine_up{{model="{model}"}}[{window}s]',
+                              "time": f"{end:.3f}"})
+        r.raise_for_status()
+    except httpx.HTTPError:
+        return None
     firsts = [min(float(ts) for ts, _ in series["values"] if float(ts) >= start)
               for series in r.json()["data"]["result"]
               if any(float(ts) >= start for ts, _ in series["values"])]
@@ -265,8 +269,22 @@ def run_live(gateway_url: str, model: str, trace: Trace, *, apps: Any, core: Any
     return LiveRun(requests=requests, fleet=fleet, horizon=horizon, wall_start=wall_start)
 
 
+def pod_starts(starts: float | Sequence[float]) -> Callable[[Any], float]:
+    """The lab's cold start: a fixed one, or the live pods' measured ones in the order they
+    started (the n-th pod the lab starts takes the n-th), then their mean."""
+    if isinstance(starts, (int, float)):
+        fixed = float(starts)
+        return lambda _rng: fixed
+    if not starts:
+        raise ValueError("no pod start times to use")
+    rest = iter(list(starts))
+    mean = statistics.fmean(starts)
+    return lambda _rng: next(rest, mean)
+
+
 def simulate_like(trace: Trace, profile: Profile, target: Target, loop: LoopSettings, *,
-                  cold_start: float, initial_replicas: int, scrape_interval: float,
+                  cold_start: float | Sequence[float], initial_replicas: int,
+                  scrape_interval: float,
                   hold_timeout: float, routing: str, settle: float, seed: int = 0,
                   decision_times: Sequence[float] = (), first_scrape: float = 0.0) -> Result:
     """The lab's run of ``trace`` with the live stack's settings; ``decision_times`` and
@@ -276,7 +294,7 @@ def simulate_like(trace: Trace, profile: Profile, target: Target, loop: LoopSett
                       stabilization_window=loop.stabilization_window,
                       scale_to_zero_cooldown=loop.scale_to_zero_cooldown,
                       scale_period=loop.scale_period, panic_window=loop.panic_window)
-    settings = SimSettings(cold_start=lambda _rng: cold_start, routing=routing,
+    settings = SimSettings(cold_start=pod_starts(cold_start), routing=routing,
                            scrape_interval=scrape_interval, hold_timeout=hold_timeout,
                            initial_replicas=initial_replicas, seed=seed,
                            grace_period=target.grace_period, tail=settle,
@@ -396,13 +414,14 @@ def validate_stack(gateway_url: str, model: str, trace: Trace, profile: Profile,
                    scaler_metrics_url: str | None = None) -> dict[str, Any]:
     """Replay ``trace`` on the live stack, simulate it with the same settings, compare.
 
-    ``cold_start``: the lab's pod start in seconds; None: the mean start time of the
-    pods that started during the live run (0 if none did). ``prometheus_url``: first
-    check that it scrapes the model's engines (``check_scraped``), and after the run read
-    the phase of its scrapes. ``scaler_metrics_url``: the scaler's /metrics, polled to time
+    ``cold_start``: the lab's pod start in seconds; None: the start times of the pods
+    that started during the live run, in order, then their mean (0 if none did).
+    ``prometheus_url``: first check that it scrapes the model's engines
+    (``check_scraped``), and after the run read the phase of its scrapes. ``scaler_metrics_url``: the scaler's /metrics, polled to time
     its loop's passes. The lab's scrapes and decisions keep those times where they are
-    known (``simulate_like``); the report's ``own_clock`` is the lab on its own clock
-    (scrape at 0, decide every interval from one interval in), for comparison."""
+    known (``simulate_like``), and its pods start as long as the live ones did, in order;
+    the report's ``own_clock`` is the lab on its own clock (scrape at 0, decide every
+    interval from one interval in) with the pods' mean start, for comparison."""
     from kubernetes import client, config
 
     if prometheus_url:
@@ -428,8 +447,11 @@ def validate_stack(gateway_url: str, model: str, trace: Trace, profile: Profile,
     starts = live.fleet.start_times()
     cold = cold_start if cold_start is not None else (
         statistics.fmean(starts) if starts else 0.0)
+    lab_starts: float | list[float] = starts if cold_start is None and starts else cold
+
     def lab(aligned: bool) -> Result:
-        return simulate_like(trace, profile, target, loop, cold_start=cold,
+        return simulate_like(trace, profile, target, loop,
+                             cold_start=lab_starts if aligned else cold,
                              initial_replicas=initial, scrape_interval=scrape_interval,
                              hold_timeout=hold_timeout, routing=routing, settle=settle, seed=seed,
                              decision_times=live.fleet.passes if aligned else (),
@@ -449,6 +471,7 @@ def validate_stack(gateway_url: str, model: str, trace: Trace, profile: Profile,
                  "panic_window_s": loop.panic_window},
         "scrape_interval_s": scrape_interval, "hold_timeout_s": hold_timeout,
         "routing": routing, "settle_s": settle, "cold_start_s": round(cold, 3),
+        "cold_starts_s": lab_starts,
         "slo_ttft_s": slo.ttft, "live_loop_passes_s": live.fleet.passes,
         "live_scrape_phase_s": phase}
     return report

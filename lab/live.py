@@ -417,9 +417,10 @@ def validate_stack(gateway_url: str, model: str, trace: Trace, profile: Profile,
     ``cold_start``: the lab's pod start in seconds; None: the start times of the pods
     that started during the live run, in order, then their mean (0 if none did).
     ``prometheus_url``: first check that it scrapes the model's engines
-    (``check_scraped``), and after the run read the phase of its scrapes. ``scaler_metrics_url``: the scaler's /metrics, polled to time
-    its loop's passes. The lab's scrapes and decisions keep those times where they are
-    known (``simulate_like``), and its pods start as long as the live ones did, in order;
+    (``check_scraped``), and after the run read the phase of its scrapes.
+    ``scaler_metrics_url``: the scaler's /metrics, polled to time its loop's passes.
+    The lab's scrapes and decisions keep those times where they are known
+    (``simulate_like``), and its pods start as long as the live ones did, in order;
     the report's ``own_clock`` is the lab on its own clock (scrape at 0, decide every
     interval from one interval in) with the pods' mean start, for comparison."""
     from kubernetes import client, config

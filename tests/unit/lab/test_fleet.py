@@ -177,3 +177,14 @@ def test_the_scaler_loops_passes_are_counted_from_its_own_metrics() -> None:
     metrics.decision(namespace="lab", deployment="other", signal="queue", value=3.0, desired=2,
                      direction="up")
     assert decisions_made(generate_latest(metrics.registry).decode(), target) == 3
+
+
+def test_the_lab_starts_its_pods_as_long_as_the_live_ones_took_in_order() -> None:
+    from lab.live import pod_starts
+
+    starts = pod_starts([4.9, 4.8, 3.1])
+    assert [starts(None) for _ in range(5)] == pytest.approx([4.9, 4.8, 3.1, 4.2, 4.2])
+    fixed = pod_starts(2.5)
+    assert [fixed(None), fixed(None)] == [2.5, 2.5]
+    with pytest.raises(ValueError, match="no pod start"):
+        pod_starts([])

@@ -35,6 +35,10 @@ SETTLE = 60
 MAX_SPEC_DIFF = 0.8  # time-weighted mean |spec (and ready) replicas real - lab|
 REPLICA_SECONDS = (0.75, 1.3)  # lab / real
 TTFT_P50_SLACK = 0.5  # seconds either way
+# The lab on the live loop's and Prometheus' clock (their passes and scrape phase): TTFT
+# p99 lab/real 0.999 over the whole 5-minute trace (2026-12-05); on its own clock the same
+# run gave 0.72, and over loop and scrape phases alone the lab's p99 spans 23-38 s there.
+TTFT_P99 = (0.75, 1.33)  # lab / real
 E2E_P50 = (0.8, 1.25)  # lab / real
 ATTAINMENT_SLACK = 0.15
 
@@ -58,12 +62,16 @@ def test_the_lab_predicts_the_live_stack(procs: ProcessGroup, tmp_path: Path) ->
     assert report["series"]["real"][-1][2] == LOOP.min_replicas
     assert report["series"]["sim"][-1][2] == LOOP.min_replicas
     assert report["pod_start_s"]["measured"]
+    # The lab kept the live stack's clock: the loop's passes and Prometheus' scrape phase.
+    assert len(report["settings"]["live_loop_passes_s"]) >= DURATION // LOOP.interval
+    assert report["settings"]["live_scrape_phase_s"] is not None
     # The tolerances.
     assert report["mean_abs_diff"]["spec"] <= MAX_SPEC_DIFF
     assert report["mean_abs_diff"]["ready"] <= MAX_SPEC_DIFF
     low, high = REPLICA_SECONDS
     assert low <= report["sim_over_real"]["replica_seconds"] <= high
     assert abs(sim["ttft_p50_s"] - real["ttft_p50_s"]) <= TTFT_P50_SLACK
+    assert TTFT_P99[0] <= report["sim_over_real"]["ttft_p99_s"] <= TTFT_P99[1]
     assert E2E_P50[0] <= report["sim_over_real"]["e2e_p50_s"] <= E2E_P50[1]
     assert abs(sim["slo_attainment"] - real["slo_attainment"]) <= ATTAINMENT_SLACK
 

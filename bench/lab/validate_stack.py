@@ -7,8 +7,9 @@ the scaler's fallback loop every 5 s with a 20 s stabilisation window, queue tar
 ``validate-5min`` (all of it unless ``--duration``) with 60 s to settle after it, and
 writes ``DIR/validate.json`` (the comparison, with both replica series and each
 request's row; the lab on the live loop's passes and Prometheus' scrape phase, and as
-``own_clock`` on its own) and ``DIR/profile.json``. The sidecars' readiness is ``/readyz``, as ``k8s/`` deploys them
-(``--sidecar-readiness /healthz`` leaves it to the engine). The integration test
+``own_clock`` on its own) and ``DIR/profile.json``. The sidecars' readiness is
+``/readyz``, as ``k8s/`` deploys them (``--sidecar-readiness /healthz`` leaves it to
+the engine). The integration test
 ``tests/integration/lab/test_validate_stack.py`` runs the same with 90 s of the trace.
 """
 

@@ -141,7 +141,11 @@ def _parser() -> argparse.ArgumentParser:
                        help="Prometheus' scrape interval of the pods and the gateway")
     stack.add_argument("--hold-timeout", type=float, default=60.0, help="the gateway's flag")
     stack.add_argument("--prometheus-url", default=None,
-                       help="the scaler's Prometheus: first check it scrapes the model's engines")
+                       help="the scaler's Prometheus: first check it scrapes the model's engines; "
+                       "the lab scrapes at its phase")
+    stack.add_argument("--scaler-metrics-url", default=None,
+                       help="the scaler's /metrics: the lab decides when the live loop's "
+                       "passes came")
     stack.add_argument("--routing", default=DEFAULT_ROUTING,
                        help="the gateway's --routing: a gateway.picker strategy or its "
                        f"built-in profile (default: the gateway's own, {DEFAULT_ROUTING})")
@@ -334,7 +338,7 @@ def _validate_stack(args: argparse.Namespace, trace: Trace, profile: Any) -> int
         deployment=args.deployment or args.model, loop=loop,
         scrape_interval=args.scrape_interval, hold_timeout=args.hold_timeout,
         routing=args.routing, settle=args.settle, cold_start=args.cold_start, seed=args.seed,
-        prometheus_url=args.prometheus_url)
+        prometheus_url=args.prometheus_url, scaler_metrics_url=args.scaler_metrics_url)
     real, sim, ratios = report["real"], report["sim"], report["sim_over_real"]
     print(f"{'figure':<18}{'real':>10}{'lab':>10}{'lab/real':>10}")
     for key, value in real.items():

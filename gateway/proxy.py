@@ -25,12 +25,14 @@ upstream request (the engine stops generating). Timeouts: ``connect`` (then
 the next endpoint), first byte and between bytes (504 before the answer
 started), and ``total`` checked as bytes arrive.
 
-The client to the pods is aiohttp's, not httpx's: measured on loopback with 16
-requests in flight, httpx.AsyncClient (and httpx2) managed about a tenth of
-aiohttp's requests per second (httpcore's pool; encode/httpx#3215), and the
-gateway's overhead budget is a millisecond. aiohttp is told not to add
-headers of its own (Accept-Encoding would change the engine's answer) and not
-to decompress, so bytes pass as the engine wrote them.
+The client to the pods is gateway.upstream (an asyncio protocol with httptools'
+parser and a kept-alive pool), not a library's: aiohttp's client cost about
+three times its CPU per request (bench/gateway/RESULTS.md, issue 18), and
+httpx.AsyncClient managed about a tenth of aiohttp's requests per second
+(httpcore's pool; encode/httpx#3215). It adds no header of its own but Host and
+Content-Length (Accept-Encoding would change the engine's answer) and does not
+decompress, so bytes pass as the engine wrote them. aiohttp's session stays,
+for the sidecars (gateway.load).
 
 Errors::
 

@@ -315,6 +315,10 @@ class UpstreamPool:
             self._waiting.append(waiter)
             try:
                 await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake_one()  # woken but leaving: the slot goes to the next
+                raise
             finally:
                 if waiter in self._waiting:
                     self._waiting.remove(waiter)

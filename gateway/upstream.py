@@ -355,7 +355,7 @@ class UpstreamPool:
         return self._tls_context
 
     def _give_back(self, conn: _Connection) -> None:
-        if self.closed:
+        if self.closed or self._waiting:  # (a request waits for room: this makes it)
             self._drop(conn)
             return
         conn.in_use = False

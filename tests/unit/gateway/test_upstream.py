@@ -170,3 +170,32 @@ def test_bad_urls_are_refused() -> None:
     with pytest.raises(ValueError, match="not an http"):
         Target.of("ftp://host/x")
     assert Target.of("https://pod.ns:8443/base/v1/completions").key == ("pod.ns", 8443, True)
+
+
+def test_beyond_the_limit_a_request_waits_until_a_connection_is_let_go() -> None:
+    async def main() -> None:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while True:
+                try:
+                    await _read_request(reader)
+                except asyncio.IncompleteReadError:
+                    return
+                writer.write(OK)
+
+        one, target_one = await _serve(handler)
+        two, target_two = await _serve(handler)
+        pool = UpstreamPool(asyncio.get_running_loop(), limit=1)
+        first = await pool.post(target_one, [], b"", connect_timeout=2, first_byte_timeout=5)
+        second = asyncio.ensure_future(_post(pool, target_two))
+        await asyncio.sleep(0.1)
+        assert not second.done()  # the one connection is in use
+        assert await first.next_chunk(5) == b"{}"
+        first.release()  # a request waits for room: closed rather than kept idle
+        assert (await asyncio.wait_for(second, 5))[2] == b"{}"
+        assert pool._open == 1
+        pool.close()
+        one.close()
+        two.close()
+        await asyncio.sleep(0.05)
+
+    _run(main())

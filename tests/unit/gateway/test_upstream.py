@@ -193,6 +193,9 @@ def test_beyond_the_limit_a_request_waits_until_a_connection_is_let_go() -> None
         first.release()  # a request waits for room: closed rather than kept idle
         assert (await asyncio.wait_for(second, 5))[2] == b"{}"
         assert pool._open == 1
+        # Kept idle (nobody waited); a request elsewhere closes it to make room.
+        assert (await asyncio.wait_for(_post(pool, target_one), 5))[2] == b"{}"
+        assert pool._open == 1
         pool.close()
         one.close()
         two.close()

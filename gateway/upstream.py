@@ -53,7 +53,6 @@ class BrokenAnswer(UpstreamError):
 
 _HIGH_WATER = 256 * 1024
 """Bytes of an answer held for a slow client before reading from the pod pauses."""
-_LOW_WATER = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -221,14 +220,18 @@ class Answer:
         return conn.complete and not conn.chunks
 
     async def next_chunk(self, within: float) -> bytes | None:
-        """The next piece of the body (None at its end); TimeoutError when none
+        """What has come of the body since (None at its end); TimeoutError when none
         comes within ``within`` seconds, BrokenAnswer when it broke off."""
         conn = self._conn
         while True:
-            if conn.chunks:
-                chunk = conn.chunks.popleft()
-                conn.buffered -= len(chunk)
-                if conn.paused and conn.buffered <= _LOW_WATER:
+            chunks = conn.chunks
+            if chunks:
+                # All that has come, in one piece (fewer, larger writes to a client
+                # that has fallen behind, as aiohttp's readany did).
+                chunk = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
+                chunks.clear()
+                conn.buffered = 0
+                if conn.paused:
                     conn.paused = False
                     conn.transport.resume_reading()  # type: ignore[union-attr]
                 return chunk

@@ -42,7 +42,7 @@ def test_a_base_that_cannot_be_built_is_one_line_naming_what_failed(tmp_path: Pa
         (tools / name).symlink_to(found)
     storage, registries = tmp_path / "storage.conf", tmp_path / "registries.conf"
     graph, run = tmp_path / "graph", tmp_path / "run"
-    storage.write_text(f'[storage]\ndriver = "overlay"\ngraphroot = "{graph}"\n'
+    storage.write_text(f'[storage]\ndriver = "vfs"\ngraphroot = "{graph}"\n'
                        f'runroot = "{run}"\n')
     registries.write_text('unqualified-search-registries = []\n'
                           '[[registry]]\nlocation = "docker.io"\nblocked = true\n')

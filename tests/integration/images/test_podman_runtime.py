@@ -136,12 +136,14 @@ def test_a_non_root_container_writes_its_empty_dirs_at_tmp_and_dev_shm(kube: Pat
     def finished() -> str | None:
         phase = str(get_pod(kube, "writer").get("status", {}).get("phase"))
         return phase if phase in ("Succeeded", "Failed") else None
-    phase = wait_for(finished, what="writer finished", timeout=90,
-                     describe=lambda: get_pod(kube, "writer").get("status"))
-    logs = kubectl(kube, "logs", "writer").stdout
-    assert phase == "Succeeded", logs
-    assert "wrote both" in logs
-    kubectl(kube, "delete", "pod", "writer", "--wait=true", "--timeout=60s")
+    try:
+        phase = wait_for(finished, what="writer finished", timeout=90,
+                         describe=lambda: get_pod(kube, "writer").get("status"))
+        logs = kubectl(kube, "logs", "writer").stdout
+        assert phase == "Succeeded", logs
+        assert "wrote both" in logs
+    finally:  # its podman pod goes with it
+        kubectl(kube, "delete", "pod", "writer", "--wait=true", "--timeout=60s")
 
 
 def test_a_missing_image_shows_image_pull_back_off_naming_it(kube: Path) -> None:

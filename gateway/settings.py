@@ -112,9 +112,11 @@ class GatewaySettings:
         10, help="Retry-After seconds sent with a 503 after a hold.",
     )
     reconnect_hold: float = setting(
-        30.0, help="Seconds to hold a request whose every pod refused the connection (an "
+        60.0, help="Seconds to hold a request whose every pod refused the connection (an "
         "engine restarting) before answering 502: it is retried as pods come and go, on "
-        "another pod or on the restarted one; 0 answers 502 at once.",
+        "another pod or on the restarted one; 0 answers 502 at once. Set it above the "
+        "engine's restart time: a vLLM restart took 33-49 s with the tiny model on 2 CPU "
+        "cores, a large model on a GPU takes longer.",
     )
 
     # --- overload and abuse ------------------------------------------------------

@@ -15,17 +15,15 @@ import asyncio
 import logging
 import re
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client, config
+from kubernetes import client
 
 from scaler.kube import Kube
 from scaler.loop import FallbackLoop
 from scaler.metrics import ScalerMetrics
 from scaler.prometheus import MetricsSource
-from tests.helpers.localkube import start_localkube
 from tests.helpers.procs import ProcessGroup
 from tests.helpers.prometheus import start_prometheus
 from tests.helpers.scaler import scrape_config
@@ -40,22 +38,6 @@ NAMESPACE = "slo-leader"
 MODEL = "m-slo-loop"  # the model test_slo_loop.slo_deployment labels
 CAPACITY = re.compile(r"capacity ([0-9.e+]+)/s")
 DEMAND = re.compile(r"demand ([0-9.e+]+)/s")
-
-
-@pytest.fixture(scope="module")
-def kubeconfig(module_procs: ProcessGroup, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    _, path = start_localkube(module_procs, tmp_path_factory.mktemp("localkube"), node=False,
-                              extra_args=["--no-persist"])
-    return path
-
-
-@pytest.fixture(scope="module")
-def api(kubeconfig: Path) -> Iterator[client.ApiClient]:
-    a = config.new_client_from_config(config_file=str(kubeconfig))
-    try:
-        yield a
-    finally:
-        a.close()
 
 
 @pytest.fixture(scope="module")

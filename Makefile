@@ -120,7 +120,8 @@ lab: $(STAMP)
 
 # The reliability campaign (docs/RELIABILITY.md): the fault tests, and the
 # fuzzers at 5,000 examples per operation (>= 10,000 requests per service);
-# `make test` runs the same tests with short counts.
+# `make test` runs the same tests with short counts (BRIX_RELIABILITY_CAMPAIGN=1:
+# the heavier variants too, e.g. the two-vLLM engine kill).
 RELIABILITY_TESTS := tests/integration/test_schema_fuzz.py \
   tests/unit/test_engine_output_parsers_fuzz.py \
   tests/integration/gateway/test_engine_killed.py \
@@ -134,7 +135,7 @@ RELIABILITY_TESTS := tests/integration/test_schema_fuzz.py \
 
 .PHONY: reliability
 reliability: $(STAMP) $(SYSTEM_STAMP) proto tiny-model
-	@BRIX_TINY_MODEL=$(CURDIR)/$(TINY_MODEL) BRIX_FUZZ_EXAMPLES=$${BRIX_FUZZ_EXAMPLES:-5000} BRIX_PARSER_EXAMPLES=$${BRIX_PARSER_EXAMPLES:-1000} \
+	@BRIX_TINY_MODEL=$(CURDIR)/$(TINY_MODEL) BRIX_RELIABILITY_CAMPAIGN=1 BRIX_FUZZ_EXAMPLES=$${BRIX_FUZZ_EXAMPLES:-5000} BRIX_PARSER_EXAMPLES=$${BRIX_PARSER_EXAMPLES:-1000} \
 	  BRIX_CRD_EXAMPLES=$${BRIX_CRD_EXAMPLES:-300} BRIX_MEMORY_ROUNDS=$${BRIX_MEMORY_ROUNDS:-5} \
 	  $(call run_pytest,-q -s -p no:cacheprovider $(RELIABILITY_TESTS))
 

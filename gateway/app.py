@@ -13,6 +13,7 @@ on every ``/v1`` route, 401 without.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections.abc import AsyncIterator, Callable
@@ -38,6 +39,7 @@ from gateway.router import ProfileRouter
 from gateway.routing_config import RoutingConfig
 from gateway.settings import GatewaySettings
 from gateway.table import RoutingTable
+from gateway.upstream import UpstreamPool
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
@@ -83,17 +85,22 @@ def create_app(
         async with aiohttp.ClientSession(connector=connector, auto_decompress=False,
                                          skip_auto_headers=SKIP_AUTO_HEADERS,
                                          cookie_jar=aiohttp.DummyCookieJar()) as client:
+            upstream = UpstreamPool(asyncio.get_running_loop(), limit=settings.max_connections,
+                                    keepalive_timeout=30)
             proxy_holder["proxy"] = Proxy(
                 settings=settings, table=table, tracker=tracker, metrics=metrics,
                 client=client, rng=random.Random(settings.seed),  # noqa: S311 - not crypto
-                router=router,
+                upstream=upstream, router=router,
             )
             app.state.proxy = proxy_holder["proxy"]
-            if lifespan is None:
-                yield
-            else:
-                async with lifespan(app):
+            try:
+                if lifespan is None:
                     yield
+                else:
+                    async with lifespan(app):
+                        yield
+            finally:
+                upstream.close()
 
     app = FastAPI(title="brix gateway", lifespan=app_lifespan, openapi_url="/openapi.json",
                   docs_url=None, redoc_url=None)

@@ -74,7 +74,7 @@ class Completions:
         started = time.perf_counter()
         settings = self._settings
         request_id = authorization = routing = length = None
-        forward: list[tuple[str, str]] = []
+        forward: list[tuple[bytes, bytes]] = []
         for name, value in scope["headers"]:
             if name == b"x-request-id":
                 request_id = value
@@ -85,7 +85,7 @@ class Completions:
             elif name == b"content-length":
                 length = value
             if name not in _DROP:
-                forward.append((name.decode("latin-1"), value.decode("latin-1")))
+                forward.append((name, value))
         rid = (request_id.decode() if request_id is not None
                and _REQUEST_ID_OK.fullmatch(request_id) else _new_request_id())
 
@@ -115,7 +115,7 @@ class Completions:
 
     async def _admitted(self, scope: Scope, receive: Receive, send: Send, *, rid: str,
                         length: bytes | None, routing: bytes | None,
-                        forward: list[tuple[str, str]], fail: Callable[..., Awaitable[None]],
+                        forward: list[tuple[bytes, bytes]], fail: Callable[..., Awaitable[None]],
                         started: float) -> None:
         settings = self._settings
         limit = settings.max_body_bytes

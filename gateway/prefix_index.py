@@ -10,12 +10,16 @@ not hashed (vLLM caches full blocks only).
 
 ``chunk_hashes`` is pure. ``PrefixIndex`` is the small stateful part: for each
 pod, the chunk hashes of the requests recently routed to it, in LRU order.
+There is no map from a hash to its pods: a lookup asks each pod's LRU in
+turn (one dict probe per pod that misses the first chunk), which costs less
+than keeping such a map up to date on every routed request and every
+eviction (``bench/routing/RESULTS.md``, "Overhead").
 
 Memory bound: at most ``chunks_per_pod`` hashes per pod, and only pods still
 in the routing table (``retain`` forgets the others), so at most
-``chunks_per_pod * pods`` entries; each costs about 200 bytes (a node of the
-pod's OrderedDict plus a slot in the shared hash -> pods map), so the default
-8,192 chunks per pod is about 1.6 MB per pod. Hashes are Python's own
+``chunks_per_pod * pods`` entries; each costs about 170 bytes (a slot and a
+node of the pod's OrderedDict and the hash's int, measured with tracemalloc),
+so the default 8,192 chunks per pod is about 1.4 MB per pod. Hashes are Python's own
 (SipHash, salted per process): they only need to agree within one gateway
 process, and they cost a fraction of a microsecond per chunk.
 """
@@ -47,7 +51,6 @@ class PrefixIndex:
             raise ValueError("chunks_per_pod must be > 0")
         self.chunks_per_pod = chunks_per_pod
         self._pods: dict[str, OrderedDict[int, None]] = {}
-        self._holders: dict[int, set[str]] = {}
 
     def __len__(self) -> int:
         """Entries held, all pods together (each pod's count is at most the bound)."""
@@ -63,16 +66,18 @@ class PrefixIndex:
     def matches(self, hashes: Sequence[int]) -> dict[str, int]:
         """For each pod holding the first chunk: how many leading chunks it holds in a row."""
         out: dict[str, int] = {}
-        alive: set[str] | None = None
-        for i, h in enumerate(hashes):
-            holders = self._holders.get(h)
-            if not holders:
-                break
-            alive = set(holders) if alive is None else alive & holders
-            if not alive:
-                break
-            for pod in alive:
-                out[pod] = i + 1
+        if not hashes:
+            return out
+        first = hashes[0]
+        for pod, lru in self._pods.items():
+            if first not in lru:
+                continue
+            n = 1
+            for h in hashes[1:]:
+                if h not in lru:
+                    break
+                n += 1
+            out[pod] = n
         return out
 
     def record(self, pod: str, hashes: Iterable[int]) -> None:
@@ -80,37 +85,23 @@ class PrefixIndex:
         lru = self._pods.get(pod)
         if lru is None:
             lru = self._pods[pod] = OrderedDict()
-        holders = self._holders
+        move = lru.move_to_end
         for h in hashes:
             if h in lru:
-                lru.move_to_end(h)
-                continue
-            lru[h] = None
-            pods = holders.get(h)
-            if pods is None:
-                holders[h] = {pod}
+                move(h)
             else:
-                pods.add(pod)
-        while len(lru) > self.chunks_per_pod:
-            old, _ = lru.popitem(last=False)
-            self._drop(old, pod)
+                lru[h] = None
+        if len(lru) > self.chunks_per_pod:
+            pop = lru.popitem
+            for _ in range(len(lru) - self.chunks_per_pod):
+                pop(last=False)
 
     def forget(self, pod: str) -> None:
         """``pod`` is gone: nothing of it is kept."""
-        lru = self._pods.pop(pod, None)
-        for h in lru or ():
-            self._drop(h, pod)
+        self._pods.pop(pod, None)
 
     def retain(self, pods: Iterable[str]) -> None:
         """Forget every pod not in ``pods``."""
         keep = set(pods)
         for pod in [p for p in self._pods if p not in keep]:
             self.forget(pod)
-
-    def _drop(self, h: int, pod: str) -> None:
-        holders = self._holders.get(h)
-        if holders is not None:
-            holders.discard(pod)
-            if not holders:
-                del self._holders[h]
-

@@ -25,12 +25,14 @@ upstream request (the engine stops generating). Timeouts: ``connect`` (then
 the next endpoint), first byte and between bytes (504 before the answer
 started), and ``total`` checked as bytes arrive.
 
-The client to the pods is aiohttp's, not httpx's: measured on loopback with 16
-requests in flight, httpx.AsyncClient (and httpx2) managed about a tenth of
-aiohttp's requests per second (httpcore's pool; encode/httpx#3215), and the
-gateway's overhead budget is a millisecond. aiohttp is told not to add
-headers of its own (Accept-Encoding would change the engine's answer) and not
-to decompress, so bytes pass as the engine wrote them.
+The client to the pods is gateway.upstream (an asyncio protocol with httptools'
+parser and a kept-alive pool), not a library's: aiohttp's client cost about
+three times its CPU per request (bench/gateway/RESULTS.md, issue 18), and
+httpx.AsyncClient managed about a tenth of aiohttp's requests per second
+(httpcore's pool; encode/httpx#3215). It adds no header of its own but Host and
+Content-Length (Accept-Encoding would change the engine's answer) and does not
+decompress, so bytes pass as the engine wrote them. aiohttp's session stays,
+for the sidecars (gateway.load).
 
 Errors::
 
@@ -57,7 +59,6 @@ from typing import Any
 
 import aiohttp
 from starlette.types import Message, Receive, Scope, Send
-from yarl import URL
 
 from brix.http_guard import DISCONNECT_EXTENSION
 from brix.openai_errors import error_body
@@ -69,6 +70,15 @@ from gateway.picker import LEAST_QUEUE, pick
 from gateway.router import ProfileRouter
 from gateway.settings import GatewaySettings
 from gateway.table import Endpoint, Route, RoutingTable
+from gateway.upstream import (
+    Answer,
+    BrokenAnswer,
+    ClosedBeforeAnswer,
+    ConnectFailed,
+    Target,
+    UpstreamError,
+    UpstreamPool,
+)
 
 log = logging.getLogger(__name__)
 
@@ -81,9 +91,6 @@ _HOP = frozenset({
 _SERVER_SET = frozenset({b"date", b"server"})
 _NOT_PASSED = _HOP | _SERVER_SET
 
-# Failures that mean no engine answered the request: refused, reset before any
-# answer (an engine killed with the request in its queue), or no connection in time.
-_CONNECT_ERRORS = (aiohttp.ClientOSError, aiohttp.ConnectionTimeoutError)
 _MAX_BACKOFF = 1.0
 """Longest wait between two rounds of tries while a request is held for a pod to answer."""
 # Headers aiohttp would add when the client sent none; the engine gets the client's only.
@@ -107,30 +114,28 @@ class Proxy:
     tracker: LoadTracker
     metrics: GatewayMetrics
     client: aiohttp.ClientSession
+    """For the sidecars (gateway.load); requests to the pods go through ``upstream``."""
     rng: random.Random
+    upstream: UpstreamPool
     turns: dict[str, int] = field(default_factory=dict)
-    urls: dict[tuple[str, str], URL] = field(default_factory=dict)
+    urls: dict[tuple[str, str], Target] = field(default_factory=dict)
     router: ProfileRouter | None = None
     """Routes requests whose strategy is a profile (gateway.router); None: strategies only."""
     # The loop the calls run on, given explicitly to current_task and create_task:
     # looking it up costs a getpid() system call each time on Python 3.11.
     loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.get_running_loop)
     admission: Admission = field(init=False)
-    timeout: aiohttp.ClientTimeout = field(init=False)
-    """A try's timeouts while the total deadline is further than the first byte's (built once)."""
 
     def __post_init__(self) -> None:
         self.admission = Admission(self.settings.max_in_flight, self.settings.max_pending)
-        self.timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.settings.connect_timeout,
-                                             sock_read=self.settings.first_byte_timeout)
 
-    def url(self, endpoint: Endpoint, path: str) -> URL:
-        """The parsed URL of ``path`` at ``endpoint`` (parsed once, not per request)."""
+    def url(self, endpoint: Endpoint, path: str) -> Target:
+        """Where ``path`` at ``endpoint`` goes (parsed once, not per request)."""
         url = self.urls.get((endpoint.url, path))
         if url is None:
             if len(self.urls) > 10_000:  # endpoints come and go; keep it bounded
                 self.urls.clear()
-            url = self.urls[(endpoint.url, path)] = URL(endpoint.url + path)
+            url = self.urls[(endpoint.url, path)] = Target.of(endpoint.url + path)
         return url
 
     def choose(
@@ -178,7 +183,7 @@ class ProxyCall:
         *,
         path: str,
         body: bytes,
-        headers: list[tuple[str, str]],
+        headers: list[tuple[bytes, bytes]],
         name: str,
         strategy: str,
         prefix: str,
@@ -355,17 +360,16 @@ class ProxyCall:
         stale_retry = True  # one more try when a kept-alive connection was closed under us
         while True:
             left = deadline - time.monotonic()
-            timeout = (p.timeout if left >= s.first_byte_timeout else aiohttp.ClientTimeout(
-                total=None, sock_connect=s.connect_timeout, sock_read=max(0.001, left)))
+            read_timeout = min(s.first_byte_timeout, max(0.001, left))
             p.tracker.started(endpoint)
             try:
-                response = await p.client.post(
-                    p.url(endpoint, self.path), data=self.payload, timeout=timeout,
-                    headers=[*self.upstream_headers, ("x-request-id", self.request_id)],
-                    skip_auto_headers=SKIP_AUTO_HEADERS, allow_redirects=False,
-                    auto_decompress=False,
+                response = await p.upstream.post(
+                    p.url(endpoint, self.path),
+                    [*self.upstream_headers, (b"x-request-id", self.request_id.encode())],
+                    self.payload, connect_timeout=s.connect_timeout,
+                    first_byte_timeout=read_timeout,
                 )
-            except aiohttp.ServerDisconnectedError as exc:
+            except ClosedBeforeAnswer as exc:
                 # Closed with no answer at all: a kept-alive connection the pod had
                 # closed (worth one more try), or a pod that died after accepting.
                 p.tracker.finished(endpoint)
@@ -375,7 +379,7 @@ class ProxyCall:
                     stale_retry = False
                     continue
                 return False
-            except _CONNECT_ERRORS as exc:
+            except ConnectFailed as exc:
                 p.tracker.finished(endpoint)
                 self._last_error = f"{endpoint.name}: {type(exc).__name__}: {exc}"
                 log.info("connect to %s failed (%s); trying another", endpoint.name, exc)
@@ -385,7 +389,7 @@ class ProxyCall:
                 await self._error(send, 504, f"{endpoint.name} sent no answer in time.",
                                   "upstream_timeout")
                 return True
-            except aiohttp.ClientError as exc:
+            except UpstreamError as exc:
                 p.tracker.finished(endpoint)
                 await self._error(send, 502, f"The request to {endpoint.name} failed: {exc}",
                                   "upstream_error")
@@ -396,7 +400,7 @@ class ProxyCall:
             unhold()
             complete = False
             try:
-                complete = await self._stream(send, endpoint, response, deadline)
+                complete = await self._stream(send, endpoint, response, deadline, read_timeout)
             except _BrokeBeforeStart as exc:
                 self._last_error = f"{endpoint.name}: {exc}"
                 log.info("the answer from %s broke before it started (%s)", endpoint.name, exc)
@@ -409,46 +413,48 @@ class ProxyCall:
                     response.close()  # the engine sees the disconnect and stops
             return True
 
-    async def _stream(self, send: Send, endpoint: Endpoint, response: aiohttp.ClientResponse,
-                      deadline: float) -> bool:
+    async def _stream(self, send: Send, endpoint: Endpoint, response: Answer,
+                      deadline: float, read_timeout: float) -> bool:
         """Pass the answer on; True when all of it came and went."""
         headers = []
-        for k, v in response.raw_headers:
+        length = None
+        is_sse = False
+        for k, v in response.headers:
             name = k.lower()
             if name not in _NOT_PASSED:
                 headers.append((name, v))
-        length = response.headers.get("content-length")
+                if name == b"content-type":
+                    is_sse = is_sse or v.startswith(b"text/event-stream")
+            elif name == b"content-length" and length is None:
+                length = v
         if length is not None:
-            headers.append((b"content-length", length.encode()))
+            headers.append((b"content-length", length))
         headers += [(b"x-brix-pod", endpoint.name.encode()),
                     (b"x-request-id", self.request_id.encode())]
-        is_sse = response.headers.get("content-type", "").startswith("text/event-stream")
-        chunks = response.content.iter_any()
         try:
-            chunk: bytes | None = await anext(chunks, None)
+            chunk: bytes | None = await response.next_chunk(read_timeout)
         except TimeoutError:
             await self._error(send, 504, f"{endpoint.name} sent no answer in time.",
                               "upstream_timeout")
             return False
-        except aiohttp.ClientError as exc:
+        except BrokenAnswer as exc:
             raise _BrokeBeforeStart(str(exc) or type(exc).__name__) from exc
         self.status = response.status
         self.proxy.metrics.first_byte(self.model, time.perf_counter() - self.started)
         await send({"type": "http.response.start", "status": response.status,
                     "headers": headers})
-        content = response.content
         try:
             while chunk is not None:
                 # A body that has all come (a whole JSON answer, usually in one
                 # read) goes out as the last message: no empty one after it.
-                last = content.at_eof()
+                last = response.at_eof()
                 await send({"type": "http.response.body", "body": chunk, "more_body": not last})
                 if last:
                     return True
                 if time.monotonic() > deadline:
                     raise TimeoutError("total timeout")
-                chunk = await anext(chunks, None)
-        except (aiohttp.ClientError, TimeoutError) as exc:
+                chunk = await response.next_chunk(read_timeout)
+        except (BrokenAnswer, TimeoutError) as exc:
             what = "timed out" if isinstance(exc, TimeoutError) else "failed"
             detail = str(exc) or type(exc).__name__
             log.warning("answer from %s %s after it started: %s", endpoint.name, what, detail)

@@ -26,6 +26,8 @@ from gateway.routing_config import RoutingConfig
 from gateway.scoring import Profile, Signals, pick_scored
 from gateway.table import Endpoint, RoutingTable
 
+_NOTHING = Signals()
+"""A candidate's signals when nothing is known of any (no match, no KV sample, no adapter)."""
 LORA_ENTRIES_MAX = 10_000
 """(pod, adapter) pairs remembered at most, by default."""
 
@@ -103,7 +105,7 @@ class ProfileRouter:
                     kv_cache=kv.get(e.url) if kv else None,
                     lora_active=adapter and now - lora.get((e.url, name), -1e18) <= window)
             for e in endpoints
-        ]
+        ] if matches or kv or adapter else [_NOTHING] * len(endpoints)
         i = pick_scored(profile, candidates, signals, prefix_total=len(hashes), rng=rng)
         chosen = endpoints[i]
         if hashes:

@@ -9,8 +9,8 @@ Example (``gateway/routing.example.yaml`` is a full one)::
     lora-window: 5            # seconds an adapter counts as active on a pod after a request
     profiles:
       prefix-cache:
-        scorers: {prefix: 1}
-        filters: {load: {factor: 1.5, slack: 2}}
+        scorers: {prefix: 2, in-flight: 1}
+        filters: {load: {factor: 2, slack: 4}}
       balanced:
         scorers: {prefix: 2, running: 1, kv-cache: 0.5}
 
@@ -45,7 +45,7 @@ class PrefixBounds:
     max_chunks: int = 256
     """Chunks hashed per request at most (64 K characters at the default chunk)."""
     chunks_per_pod: int = 8192
-    """LRU bound per pod: 2 M characters of recent prompts, about 1.6 MB of memory."""
+    """LRU bound per pod: 2 M characters of recent prompts, about 1.4 MB of memory."""
 
 
 @dataclass(frozen=True, slots=True)

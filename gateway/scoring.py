@@ -9,6 +9,8 @@ here does I/O or keeps state: what a scorer needs comes in as ``Signals``.
 Scorers (load scorers score ``1 - value / max value`` over the candidates,
 so the least loaded gets 1 and the most loaded 0; all equal: all 1):
 
+- ``in-flight``: the requests this gateway has sent to the pod and not yet
+  seen finish (its own count: always fresh, and no sidecar polled);
 - ``queue``: the engine's waiting requests (its sidecar's; this gateway's
   in-flight count where the sidecar's is not known);
 - ``running``: requests running in the engine, never less than this
@@ -28,9 +30,13 @@ Filters:
 - ``queue``: drop pods with more than ``max`` waiting requests;
 - ``kv-cache``: drop pods whose KV-cache usage is above ``max`` (unknown: kept).
 
-The built-in ``prefix-cache`` profile is the prefix scorer alone behind the
-load filter: the pod with the longest matching prefix wins unless it is past
-the load threshold; ties and misses go to the least loaded pod.
+The built-in ``prefix-cache`` profile (the gateway's default) is prefix 2 +
+in-flight 1 behind the load filter (factor 2, slack 4): a pod holding the
+whole prompt beats an idle one, but a pod that shares only a prompt's first
+chunk or two (a common system prompt) does not beat a less loaded one; ties
+and misses go to the least loaded pod. It needs no sidecar. The prefix
+scorer alone (what ``prefix-cache`` was before) piled requests onto the pods
+that held a shared first chunk while others idled (bench/routing/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ from typing import Final
 
 from gateway.picker import Candidate
 
-SCORERS: Final[tuple[str, ...]] = ("kv-cache", "lora", "prefix", "queue", "running")
+SCORERS: Final[tuple[str, ...]] = ("in-flight", "kv-cache", "lora", "prefix", "queue", "running")
 FILTERS: Final[Mapping[str, tuple[str, ...]]] = {
     "kv-cache": ("max",), "load": ("factor", "slack"), "queue": ("max",),
 }
@@ -109,9 +115,10 @@ class Scored:
 
 
 PREFIX_CACHE: Final = Profile(
-    name="prefix-cache", weights={"prefix": 1.0},
-    filters=(Filter("load", {"factor": 1.5, "slack": 2.0}),),
+    name="prefix-cache", weights={"prefix": 2.0, "in-flight": 1.0},
+    filters=(Filter("load", {"factor": 2.0, "slack": 4.0}),),
 )
+"""The built-in profile and the gateway's default routing (see the module's docstring)."""
 
 
 def _load_score(values: Sequence[float]) -> list[float]:
@@ -152,6 +159,8 @@ def _part(name: str, cands: Sequence[Candidate], sig: Sequence[Signals],
         if not prefix_total:
             return [0.0] * len(cands)
         return [min(1.0, s.prefix_chunks / prefix_total) for s in sig]
+    if name == "in-flight":
+        return _load_score([float(c.in_flight) for c in cands])
     if name == "queue":
         return _load_score([float(c.in_flight if c.waiting is None else c.waiting)
                             for c in cands])

@@ -55,8 +55,10 @@ class GatewaySettings:
     routing: str = setting(
         "prefix-cache", help="Default strategy or profile (header x-brix-routing overrides it "
         f"per request): {', '.join(STRATEGIES)}, or a profile of --routing-config. "
-        "prefix-cache by default: best or even on every workload of bench/routing, and "
-        "least-request itself for prompts shorter than one chunk.",
+        "prefix-cache by default (prefix and in-flight scorers behind a load filter, "
+        "gateway/scoring.py): best or within noise of the best at 4 replicas and ahead of "
+        "round-robin and least-request at 16 (bench/routing/RESULTS.md), and least-request "
+        "itself for prompts shorter than one chunk.",
     )
     routing_config: str | None = setting(
         None, help="Routing config file (YAML): profiles of weighted scorers and filters, and "
@@ -110,9 +112,11 @@ class GatewaySettings:
         10, help="Retry-After seconds sent with a 503 after a hold.",
     )
     reconnect_hold: float = setting(
-        30.0, help="Seconds to hold a request whose every pod refused the connection (an "
+        60.0, help="Seconds to hold a request whose every pod refused the connection (an "
         "engine restarting) before answering 502: it is retried as pods come and go, on "
-        "another pod or on the restarted one; 0 answers 502 at once.",
+        "another pod or on the restarted one; 0 answers 502 at once. Set it above the "
+        "engine's restart time: a vLLM restart took 33-49 s with the tiny model on 2 CPU "
+        "cores, a large model on a GPU takes longer.",
     )
 
     # --- overload and abuse ------------------------------------------------------

@@ -21,6 +21,7 @@ from lab.engine import Result, SimSettings, simulate
 from lab.pods import parse_cold_start
 from lab.profiles import BUNDLED as PROFILES
 from lab.profiles import ProfileError, load_profile
+from lab.routing import DEFAULT_ROUTING
 from lab.summary import Slo
 from lab.traces import BUNDLED as TRACES
 from lab.traces import Trace, TraceError, load, transform
@@ -70,9 +71,10 @@ def _parser() -> argparse.ArgumentParser:
     bt.add_argument("--slo-tpot", type=float, default=None, help="TPOT target, seconds")
     bt.add_argument("--slo-target", type=float, default=0.99,
                     help="share of requests that must meet the SLO")
-    bt.add_argument("--routing", default="least-request",
+    bt.add_argument("--routing", default=DEFAULT_ROUTING,
                     help="gateway routing: a strategy of gateway.picker or the gateway's "
-                    "prefix-cache profile or one of --routing-config (lab.routing)")
+                    "prefix-cache profile or one of --routing-config (lab.routing); "
+                    f"default: the gateway's own, {DEFAULT_ROUTING}")
     bt.add_argument("--routing-config", type=Path, default=None,
                     help="the gateway's routing config (YAML: profiles of scorers), as its "
                     "--routing-config")
@@ -139,9 +141,14 @@ def _parser() -> argparse.ArgumentParser:
                        help="Prometheus' scrape interval of the pods and the gateway")
     stack.add_argument("--hold-timeout", type=float, default=60.0, help="the gateway's flag")
     stack.add_argument("--prometheus-url", default=None,
-                       help="the scaler's Prometheus: first check it scrapes the model's engines")
-    stack.add_argument("--routing", default="least-request",
-                       help="the gateway's --routing (a gateway.picker strategy)")
+                       help="the scaler's Prometheus: first check it scrapes the model's engines; "
+                       "the lab scrapes at its phase")
+    stack.add_argument("--scaler-metrics-url", default=None,
+                       help="the scaler's /metrics: the lab decides when the live loop's "
+                       "passes came")
+    stack.add_argument("--routing", default=DEFAULT_ROUTING,
+                       help="the gateway's --routing: a gateway.picker strategy or its "
+                       f"built-in profile (default: the gateway's own, {DEFAULT_ROUTING})")
     stack.add_argument("--settle", type=float, default=60.0,
                        help="seconds both sides go on after the trace (the scale-down)")
     stack.add_argument("--cold-start", type=float, default=None,
@@ -308,14 +315,14 @@ def validate_command(args: argparse.Namespace) -> int:
 
 
 def _validate_stack(args: argparse.Namespace, trace: Trace, profile: Any) -> int:
-    from gateway.picker import STRATEGIES
     from lab.live import LoopSettings, validate_stack
+    from lab.routing import routings
 
     if not args.model:
         raise UsageError("--gateway-url needs --model")
-    if args.routing not in STRATEGIES:
+    if args.routing not in routings():
         raise UsageError(f"unknown routing strategy {args.routing!r} "
-                         f"(known: {', '.join(sorted(STRATEGIES))})")
+                         f"(known: {', '.join(routings())})")
     if not (args.scrape_interval > 0 and args.settle >= 0 and args.hold_timeout >= 0) or (
             args.cold_start is not None and not args.cold_start >= 0):
         raise UsageError("need --scrape-interval > 0, --settle, --hold-timeout and "
@@ -331,7 +338,7 @@ def _validate_stack(args: argparse.Namespace, trace: Trace, profile: Any) -> int
         deployment=args.deployment or args.model, loop=loop,
         scrape_interval=args.scrape_interval, hold_timeout=args.hold_timeout,
         routing=args.routing, settle=args.settle, cold_start=args.cold_start, seed=args.seed,
-        prometheus_url=args.prometheus_url)
+        prometheus_url=args.prometheus_url, scaler_metrics_url=args.scaler_metrics_url)
     real, sim, ratios = report["real"], report["sim"], report["sim_over_real"]
     print(f"{'figure':<18}{'real':>10}{'lab':>10}{'lab/real':>10}")
     for key, value in real.items():

@@ -34,6 +34,9 @@ time costs nothing. What happens, and in which component's terms:
   gauges, counters and histograms and the gateway's are appended to a
   ``lab.prom.TSDB``; a removed pod's series go stale. The policy's
   ``decide`` runs every ``policy.interval`` and sees only ``TSDB.view(now)``.
+  The first scrape and the first decisions may be placed (``first_scrape``,
+  ``decision_times``): a live stack's Prometheus and loop tick at their own
+  phase against a trace, and on a short trace that phase moves the TTFT tail.
   A policy with a ``use_profile(mapping)`` method is handed the run's timing
   profile (its JSON object) before the first decision, as a capacity prior.
 - **After the trace**: once every request has ended, scrapes and decisions go
@@ -113,6 +116,13 @@ class SimSettings:
     """Seconds a draining pod keeps its in-flight requests before it is killed."""
     tail: float = 900.0
     """Seconds the run may go on after the trace and its last request end, to settle."""
+    decision_times: tuple[float, ...] = ()
+    """Trace times of the policy's first decisions (a live loop's passes, which come at
+    its own phase against the trace and every interval plus the pass's own time); after
+    the last, one every ``interval``. Empty: the first one interval in."""
+    first_scrape: float = 0.0
+    """Trace time of the first scrape, then one every ``scrape_interval`` (a live
+    Prometheus scrapes each target at its own offset in the interval)."""
 
     def __post_init__(self) -> None:
         if self.scrape_interval <= 0 or self.hold_timeout < 0 or (
@@ -120,6 +130,10 @@ class SimSettings:
             raise ValueError("need scrape_interval > 0, hold_timeout >= 0, initial_replicas >= 0")
         if not (self.grace_period >= 0 and self.tail >= 0):
             raise ValueError("need grace_period >= 0 and tail >= 0")
+        times = self.decision_times
+        if not self.first_scrape >= 0 or any(not t >= 0 for t in times) or any(
+                not b > a for a, b in itertools.pairwise(times)):
+            raise ValueError("need first_scrape >= 0 and decision_times >= 0, increasing")
 
 
 @dataclass(slots=True)
@@ -145,6 +159,8 @@ class Result:
     """Prompt tokens looked up in the engines' prefix caches, all pods together."""
     prefix_hits: int = 0
     """Of those, the tokens found cached (so not prefilled)."""
+    pod: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int32))
+    """The index (in creation order, from 0) of the pod each request went to; -1: none."""
 
 
 class _State(enum.Enum):
@@ -200,6 +216,7 @@ class _Sim:
         self.ttft = np.full(n, np.nan)
         self.e2e = np.full(n, np.nan)
         self.tpot = np.full(n, np.nan)
+        self.pod_of = np.full(n, -1, dtype=np.int32)
         self.ended = 0
         self.now = 0.0
         self.heap: list[tuple[float, int, int, object, int]] = []
@@ -328,6 +345,7 @@ class _Sim:
             candidates, prefix=req.prefix, hashes=hashes,
             kv_cache=[p.scheduler.kv_usage for p in ready] if self.router.profile else ())]
         pod.in_flight += 1
+        self.pod_of[idx] = pod.index
         pod.scheduler.add(Sequence(id=idx, prompt_tokens=req.prompt_tokens,
                                    output_len=req.output_tokens, arrival=self.now,
                                    block_hashes=hashes))
@@ -481,7 +499,7 @@ class _Sim:
         for _ in range(initial):
             self.new_pod(ready_now=True)
         self.record()
-        self.push(0.0, _EV_SCRAPE)
+        self.push(self.s.first_scrape, _EV_SCRAPE)
         # A policy that can start from the run's timing profile (brix-slo) gets it now.
         use_profile = getattr(self.policy, "use_profile", None)
         if callable(use_profile):
@@ -489,7 +507,8 @@ class _Sim:
         interval = float(self.policy.interval)
         if not interval > 0:
             raise ValueError(f"policy interval must be > 0, got {interval!r}")
-        self.push(interval, _EV_DECIDE)
+        planned = deque(self.s.decision_times)
+        self.push(planned.popleft() if planned else interval, _EV_DECIDE)
         requests = self.trace.requests
         n = len(requests)
         nxt = 0
@@ -530,7 +549,9 @@ class _Sim:
                     last_report = t
             else:
                 self.decide()
-                self.push(t + interval, _EV_DECIDE)
+                while planned and planned[0] <= t:
+                    planned.popleft()
+                self.push(planned.popleft() if planned else t + interval, _EV_DECIDE)
         end = max(self.now, self.trace.duration)
         if self.ended == n and horizon < math.inf and not self.settled(floor):
             end = max(end, horizon)
@@ -547,6 +568,7 @@ class _Sim:
                                if p.scheduler.prefix_cache is not None),
             prefix_hits=sum(p.scheduler.prefix_cache.hits for p in self.pods
                             if p.scheduler.prefix_cache is not None),
+            pod=self.pod_of,
         )
 
 

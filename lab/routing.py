@@ -2,9 +2,11 @@
 
 ``--routing`` names one of the picker's strategies (``gateway.picker.pick``)
 or a profile of the gateway's routing config (``gateway.routing_config``):
-the built-in ``prefix-cache`` (the prefix scorer behind the load filter,
-``gateway.scoring``) or one of ``--routing-config FILE``, the gateway's own
-file format. For a profile the lab
+the built-in ``prefix-cache`` (prefix and in-flight scorers behind the load
+filter, ``gateway.scoring``) or one of ``--routing-config FILE``, the gateway's
+own file format. Its default is the gateway's own default (``DEFAULT_ROUTING``,
+read from ``gateway.settings``), so a backtest routes as a gateway left as it
+is does. For a profile the lab
 keeps a ``gateway.prefix_index.PrefixIndex`` as the gateway does, but where
 the gateway hashes chunks of a prompt's text, the lab hashes the request's
 block chain: a trace's block ids (Mooncake's ``hash_ids``) chained as the sim
@@ -24,6 +26,7 @@ request carries an adapter (the LoRA scorer never fires).
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Sequence
 from typing import Final
@@ -32,10 +35,14 @@ from gateway.picker import STRATEGIES, Candidate, pick
 from gateway.prefix_index import PrefixIndex
 from gateway.routing_config import RoutingConfig
 from gateway.scoring import Signals, pick_scored
+from gateway.settings import GatewaySettings
 
-__all__ = ["CHARS_PER_TOKEN", "Router", "routings"]
+__all__ = ["CHARS_PER_TOKEN", "DEFAULT_ROUTING", "Router", "routings"]
 
 CHARS_PER_TOKEN: Final = 4
+DEFAULT_ROUTING: Final[str] = next(
+    str(f.default) for f in dataclasses.fields(GatewaySettings) if f.name == "routing")
+"""The gateway's default ``--routing``, which the lab's ``--routing`` defaults to."""
 
 
 def routings(config: RoutingConfig | None = None) -> tuple[str, ...]:

@@ -34,8 +34,8 @@ from lab.profiles import Profile
 from lab.summary import Slo, met
 from lab.traces import Trace
 
-__all__ = ["Comparison", "figures", "measured_figures", "replay", "simulated_figures",
-           "validate"]
+__all__ = ["Comparison", "Replayed", "figures", "measured_figures", "replay", "replay_requests",
+           "simulated_figures", "validate"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,10 +55,23 @@ class Comparison:
         return {"real": self.real, "sim": self.sim, "sim_over_real": self.ratios()}
 
 
+@dataclass(frozen=True, slots=True)
+class Replayed:
+    """One replayed request as the client saw it."""
+
+    ttft: float
+    e2e: float
+    pod: str | None
+    """The gateway's ``x-brix-pod`` (None from an engine, which does not name itself)."""
+    late: float
+    """Seconds the client sent it after its arrival time (its own event loop's lag)."""
+
+
 async def _one(client: httpx.AsyncClient, url: str, model: str, *, prompt: int, output: int,
-               delay: float, start: float, serial: int) -> tuple[float, float] | None:
+               delay: float, start: float, serial: int) -> Replayed | None:
     await asyncio.sleep(max(0.0, start + delay - time.perf_counter()))
     sent = time.perf_counter()
+    pod: str | None = None
     body = {"model": model, "prompt": unique_prompt(prompt, serial),
             "max_tokens": output, "ignore_eos": True, "stream": True, "temperature": 0}
     first: float | None = None
@@ -66,6 +79,7 @@ async def _one(client: httpx.AsyncClient, url: str, model: str, *, prompt: int, 
         async with client.stream("POST", f"{url}/v1/completions", json=body) as r:
             if r.status_code != 200:
                 return None
+            pod = r.headers.get("x-brix-pod")
             async for line in r.aiter_lines():
                 if first is None and line.startswith("data: ") and line != "data: [DONE]":
                     chunk = json.loads(line[6:])
@@ -75,11 +89,12 @@ async def _one(client: httpx.AsyncClient, url: str, model: str, *, prompt: int, 
         return None
     if first is None:
         return None
-    return first, time.perf_counter() - sent
+    return Replayed(ttft=first, e2e=time.perf_counter() - sent, pod=pod,
+                    late=sent - (start + delay))
 
 
 async def _replay(url: str, model: str, trace: Trace,
-                  start: float | None) -> list[tuple[float, float] | None]:
+                  start: float | None) -> list[Replayed | None]:
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=100)
     async with httpx.AsyncClient(timeout=httpx.Timeout(600.0), limits=limits) as client:
         at = time.perf_counter() + 0.5 if start is None else start
@@ -95,6 +110,12 @@ def replay(url: str, trace: Trace, model: str | None = None,
     """(TTFT, e2e) of each request of ``trace`` sent to ``url`` (an engine or the gateway;
     None: failed). ``start``: the ``time.perf_counter()`` of the trace's time 0 (default:
     half a second from now)."""
+    return [(r.ttft, r.e2e) if r else None for r in replay_requests(url, trace, model, start)]
+
+
+def replay_requests(url: str, trace: Trace, model: str | None = None,
+                    start: float | None = None) -> list[Replayed | None]:
+    """``replay`` with what else the client saw of each request (``Replayed``)."""
     url = url.rstrip("/")
     if model is None:
         r = httpx.get(f"{url}/v1/models", timeout=30.0)

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import shutil
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from brix.serving import configure_logging, install_signal_exit, print_ready
 from localkube.api import tls
 from localkube.api.authn import Keys
 from localkube.api.kubeconfig import write_kubeconfig
-from localkube.api.persistence import Persistence
+from localkube.api.persistence import Persistence, unpersisted_base
 from localkube.api.server import ApiServer, ServerOptions
 from localkube.settings import LocalkubeSettings
 
@@ -46,6 +47,8 @@ async def run(settings: LocalkubeSettings) -> int:
         restored = persistence.load()
         if restored:
             log.info("restored %d objects from %s", restored, persistence.path)
+    else:
+        server.store.set_resource_version(unpersisted_base(time.time()))
     server.bootstrap()
 
     runner = web.AppRunner(server.app(), handler_cancellation=True, access_log=None,

@@ -108,7 +108,8 @@ async def run(settings: ScalerSettings, stop: asyncio.Event, *,
     loop_task: asyncio.Task[None] | None = None
     try:
         if settings.serves_grpc:
-            scaler = ExternalScaler(source, metrics, stream_interval=settings.stream_interval)
+            scaler = ExternalScaler(source, metrics, stream_interval=settings.stream_interval,
+                                    forget_after=settings.keda_forget_after)
             server, port, health_servicer = await start_grpc(settings, scaler, host)
             scheme = "grpcs" if settings.tls_cert else "grpc"
             print_ready("scaler", scheme, host, port)

@@ -12,6 +12,11 @@ gRPC error (so KEDA's ``fallback`` engages), never a silent zero:
 ``StreamIsActive`` evaluates every ``stream_interval`` seconds, one shared
 evaluation per model; a model with no pods reads Prometheus afresh each time
 (activation from zero is quick), one with pods uses the cached answer.
+
+KEDA never says a ScaledObject was deleted (the protocol has no such call):
+what is kept per ScaledObject (the SLO policy's state, its ``brix_scaler_*``
+series) is forgotten once KEDA has not called about it for ``forget_after``
+seconds and holds no stream open for it (``scaler.seen``).
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable, Hashable
 from typing import NoReturn
 
 import grpc
@@ -30,6 +36,7 @@ from scaler.feeds import Feeds
 from scaler.measure import Raw, fetch_raw, from_raw, measure
 from scaler.metrics import ScalerMetrics
 from scaler.prometheus import MetricsSource
+from scaler.seen import DEFAULT_FORGET_AFTER, LastSeen
 from scaler.signals import MetadataError, ModelSample, SignalError, Trigger, parse_trigger
 from scaler.slo_run import SloRunner
 
@@ -46,12 +53,16 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
     """IsActive, StreamIsActive, GetMetricSpec, GetMetrics (and StreamMetricSpec)."""
 
     def __init__(self, source: MetricsSource, metrics: ScalerMetrics, *,
-                 stream_interval: float = 1.5) -> None:
+                 stream_interval: float = 1.5, forget_after: float = DEFAULT_FORGET_AFTER,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._source = source
         self._metrics = metrics
         self._stream_interval = stream_interval
         self._feeds: Feeds[Raw] = Feeds(stream_interval)
-        self._slo = SloRunner(source)
+        self._clock = clock
+        self._slo = SloRunner(source, clock=clock)
+        self._seen: LastSeen[tuple[str, str]] = LastSeen(forget_after)
+        self._slo_keys: dict[tuple[str, str], set[Hashable]] = {}
 
     async def close(self) -> None:
         await self._feeds.close()
@@ -61,6 +72,24 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
         return self._feeds
 
     # --- helpers -----------------------------------------------------------
+
+    @staticmethod
+    def _object(ref: pb.ScaledObjectRef) -> tuple[str, str]:
+        return ref.namespace or "default", ref.name
+
+    def _heard(self, ref: pb.ScaledObjectRef) -> None:
+        """KEDA called about ``ref`` now; forget the ScaledObjects it stopped calling about."""
+        now = self._clock()
+        self._expire(now)  # first: one back after a longer silence starts afresh too
+        self._seen.touch(self._object(ref), now)
+
+    def _expire(self, now: float) -> None:
+        for namespace, name in self._seen.expire(now):
+            for key in self._slo_keys.pop((namespace, name), ()):
+                self._slo.forget(key)
+            self._metrics.forget(namespace=namespace, deployment=name)
+            log.info("ScaledObject %s/%s: no call for %gs: its state is forgotten",
+                     namespace, name, self._seen.forget_after)
 
     async def _trigger(self, ref: pb.ScaledObjectRef,
                        context: grpc.aio.ServicerContext[object, object]) -> Trigger:
@@ -83,6 +112,7 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
 
     async def IsActive(self, request: pb.ScaledObjectRef,
                        context: grpc.aio.ServicerContext[object, object]) -> pb.IsActiveResponse:
+        self._heard(request)
         trigger = await self._trigger(request, context)
         try:
             m = await measure(self._source, trigger)
@@ -94,6 +124,7 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
         self, request: pb.ScaledObjectRef,
         context: grpc.aio.ServicerContext[object, object],
     ) -> AsyncIterator[pb.IsActiveResponse]:
+        self._heard(request)
         trigger = await self._trigger(request, context)
         previous: list[Raw] = []
 
@@ -108,23 +139,29 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
             return raw
 
         last: bool | None = None
-        async with self._feeds.listen(trigger.source, fetch) as feed:
-            async for outcome in feed.updates():
-                if outcome.error is not None:
-                    await self._abort(context, outcome.error, request)
-                assert outcome.value is not None
-                try:
-                    active = from_raw(trigger, outcome.value).active(trigger.activation_target)
-                except SignalError as exc:
-                    await self._abort(context, exc, request)
-                if active != last:
-                    last = active
-                    yield pb.IsActiveResponse(result=active)
+        self._seen.opened(self._object(request), self._clock())
+        try:
+            async with self._feeds.listen(trigger.source, fetch) as feed:
+                async for outcome in feed.updates():
+                    if outcome.error is not None:
+                        await self._abort(context, outcome.error, request)
+                    assert outcome.value is not None
+                    try:
+                        active = from_raw(trigger, outcome.value).active(
+                            trigger.activation_target)
+                    except SignalError as exc:
+                        await self._abort(context, exc, request)
+                    if active != last:
+                        last = active
+                        yield pb.IsActiveResponse(result=active)
+        finally:
+            self._seen.closed(self._object(request), self._clock())
 
     async def GetMetricSpec(
         self, request: pb.ScaledObjectRef,
         context: grpc.aio.ServicerContext[object, object],
     ) -> pb.GetMetricSpecResponse:
+        self._heard(request)
         trigger = await self._trigger(request, context)
         return _spec(trigger)
 
@@ -134,6 +171,7 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
     ) -> AsyncIterator[pb.GetMetricSpecResponse]:
         # The spec depends on the metadata alone, which a stream cannot change:
         # send it at once, then hold the stream open until KEDA closes it.
+        self._heard(request)
         trigger = await self._trigger(request, context)
         yield _spec(trigger)
         await asyncio.Event().wait()
@@ -143,6 +181,7 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
         context: grpc.aio.ServicerContext[object, object],
     ) -> pb.GetMetricsResponse:
         ref = request.scaledObjectRef
+        self._heard(ref)
         trigger = await self._trigger(ref, context)
         name = trigger.metric_name
         asked = _strip_index(request.metricName)
@@ -168,9 +207,10 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
         """The SLO policy's replicas for this ScaledObject: with ``metricType:
         AverageValue`` and target 1 the HPA's ``ceil(value / 1)`` reproduces it."""
         namespace = ref.namespace or "default"
+        key = (namespace, ref.name, trigger.metric_name)
+        self._slo_keys.setdefault((namespace, ref.name), set()).add(key)
         try:
-            decision = await self._slo.decide((namespace, ref.name, trigger.metric_name),
-                                              trigger)
+            decision = await self._slo.decide(key, trigger)
         except SignalError as exc:
             if isinstance(exc, MetadataError):
                 self._metrics.error("metadata")

@@ -57,6 +57,9 @@ class LeaderElector:
         self._observed = _Observed()
         self._renewed_at: float | None = None
         self.last_error: str | None = None
+        self.term = 0
+        """Counts the times this replica became the leader: a new value is a new term,
+        begun after a gap in which another replica may have acted."""
 
     @property
     def retry_period(self) -> float:
@@ -94,6 +97,7 @@ class LeaderElector:
                 log.warning("leader election: %s", exc)
             return self.is_leader()
         if self._renewed_at is None or not self.is_leader():
+            self.term += 1
             log.info("leader election: %s now holds Lease %s/%s", self.identity,
                      self.namespace, self.name)
         self._renewed_at = started

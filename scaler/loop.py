@@ -7,8 +7,11 @@ the world and converges it (level-triggered, like an HPA's sync):
    (``scaler.targets``) and the HPAs; skip every Deployment an HPA targets
    (KEDA's included), so the two never fight;
 2. measure each one's signal through the shared Prometheus cache;
-3. ``scaler.policy.decide`` (the same core as everywhere), per Deployment state
-   kept in memory (a new leader starts afresh, waiting out the windows);
+3. ``scaler.policy.decide`` (the same core as everywhere), or ``scaler.slo`` for
+   ``signal: slo``, with per Deployment state kept in memory for one term of
+   leadership: each term (``LeaderElector.term``) starts afresh, the queue
+   policy waiting out its windows and the SLO policy from its prior capacity,
+   since another replica may have scaled on what it saw in between;
 4. apply a change through the ``deployments/scale`` subresource and record an
    Event with the inputs and the decision; export ``brix_scaler_*``.
 
@@ -71,6 +74,7 @@ class FallbackLoop:
             self._kube, namespace=settings.lease_namespace, name=settings.lease_name,
             identity=settings.identity, duration=settings.lease_duration, clock=clock)
         self._last_pass: float | None = None
+        self._term = 0  # the elector's term the state below was learnt in
 
     # --- running -----------------------------------------------------------
 
@@ -79,18 +83,31 @@ class FallbackLoop:
         try:
             while not stop.is_set():
                 if self.elector.is_leader():
+                    if self._term != self.elector.term:
+                        self._forget_all()  # a new term starts afresh
+                        self._term = self.elector.term
                     try:
                         await self.reconcile()
                     except Exception:  # a bug or an odd object: log it, try next pass
                         log.exception("fallback loop: the pass failed")
-                elif self._tracked:
-                    self._tracked.clear()  # a later term starts afresh
+                else:
+                    self._forget_all()
                 self._last_pass = self._clock()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self._settings.loop_interval)
         finally:
             stop.set()
             await elector
+
+    def _forget_all(self) -> None:
+        """Drop what was learnt about every Deployment (the queue policy's windows, the
+        SLO policy's capacity, trend and windows): while this replica did not lead,
+        another may have scaled them on what it saw, so a later term starts afresh."""
+        if self._tracked:
+            log.info("fallback loop: not leading; forgetting the state of %d Deployment(s)",
+                     len(self._tracked))
+        self._tracked.clear()
+        self._slo.clear()
 
     def healthy(self) -> tuple[bool, str]:
         """Alive while passes keep coming (a stuck loop fails the liveness probe)."""

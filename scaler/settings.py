@@ -33,6 +33,9 @@ class ScalerSettings:
                                         "to: requires them (mTLS; KEDA's tlsClientCert).")
     stream_interval: float = setting(1.5, help="Seconds between evaluations behind "
                                      "StreamIsActive (activation from zero is this quick).")
+    keda_forget_after: float = setting(600.0, help="Seconds after KEDA's last call about a "
+                                       "ScaledObject that the scaler forgets it (KEDA has no "
+                                       "delete call): its SLO state and brix_scaler_* series.")
     log_level: str = setting("INFO", help="Log level.")
 
     # --- Prometheus ----------------------------------------------------------
@@ -67,7 +70,7 @@ class ScalerSettings:
             if not 0 <= getattr(self, name) <= 65535:
                 raise ValueError(f"--{name.replace('_', '-')}: not a port: {getattr(self, name)}")
         for name in ("stream_interval", "prometheus_timeout", "loop_interval", "lease_duration",
-                     "scale_period"):
+                     "scale_period", "keda_forget_after"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"--{name.replace('_', '-')}: must be > 0")
         for name in ("cache_ttl", "stabilization_window", "scale_to_zero_cooldown",

@@ -28,7 +28,8 @@ start away, cannot help a queue that drains by itself within seconds; a queue
 that persists is work the fleet does not absorb.
 
 then: up at once; down only to the highest desired of the last
-``scale_down_window`` seconds (demand must have stayed lower that long); to
+``scale_down_window`` seconds (demand must have stayed lower that long), and
+only by at least ``down_tolerance`` (default 35 %) of the replicas; to
 zero only after ``zero_cooldown`` seconds with nothing arriving, queued or
 running (and ``min_replicas`` 0); from zero on the first queued request.
 
@@ -211,6 +212,11 @@ class SloPolicy:
     """The fraction of a contradicting observation's gap closed per ``capacity_gain_period``."""
     capacity_gain_period: float = 15.0
     capacity_range: float = 4.0
+    down_tolerance: float = 0.35
+    """A scale-down that would remove less than this share of the replicas holds
+    (within ``max_replicas``): steps of a pod or two as the demand crosses a replica
+    boundary, each reversed a few minutes later, are most of the moves on traces
+    whose per-minute token demand swings (bench/lab/RESULTS.md, #13)."""
     learn_window: float = 60.0
     """The longest time one observation counts for (the rate window of its averages)."""
 
@@ -240,6 +246,9 @@ class SloPolicy:
             raise SloError("max_growth", f"must be a number >= 1, got {self.max_growth!r}")
         if not (math.isfinite(self.capacity_gain) and 0 < self.capacity_gain <= 1):
             raise SloError("capacity_gain", f"must be within (0, 1], got {self.capacity_gain!r}")
+        if not (math.isfinite(self.down_tolerance) and 0 <= self.down_tolerance < 1):
+            raise SloError("down_tolerance",
+                           f"must be within [0, 1), got {self.down_tolerance!r}")
         if not (math.isfinite(self.capacity_range) and self.capacity_range >= 1):
             raise SloError("capacity_range",
                            f"must be a number >= 1, got {self.capacity_range!r}")
@@ -479,6 +488,8 @@ def decide(policy: SloPolicy, state: SloState, load: Load,
         # Down only as far as every desired count of the window allows; to zero only
         # through the cooldown above.
         desired = max(1, min(current, max(d for _, d in window)))
+        if current * (1 - policy.down_tolerance) < desired < current:
+            desired = min(current, policy.max_replicas)  # a small step down: hold
         why = ("down" if desired < current
                else f"hold: down waits {policy.scale_down_window:g}s of lower demand")
     reason = f"{current} -> {desired}: {why}; {arithmetic}"

@@ -84,3 +84,8 @@ class SloRunner:
     def forget(self, key: Hashable) -> None:
         self._states.pop(key, None)
         self._answers.pop(key, None)
+
+    def clear(self) -> None:
+        """Forget every scaled object (the loop, when it stops leading)."""
+        self._states.clear()
+        self._answers.clear()

@@ -71,7 +71,7 @@ def comparison(out: Path, *, reuse: bool) -> dict[str, dict[str, Any]]:
         if not (reuse and (folder / "summary.json").exists()):
                 subprocess.run([sys.executable, "-m", "lab", "backtest", "--trace", trace, *extra,
                             "--policies", *COMPARISON, "--profile", "gpu-8b",
-                            "--cold-start", "60",
+                            "--cold-start", "60", "--routing", "least-request",
                             "--slo-ttft", "2.0", "--quiet", "--out", str(folder)], check=True)
         summaries[label] = json.loads((folder / "summary.json").read_text())
         print(f"comparison {label}: {folder / 'report.md'}", flush=True)

@@ -5,9 +5,11 @@ Starts the stack of ``tests/helpers/lab_stack.py`` on localkube (sim engines wit
 the scaler's fallback loop every 5 s with a 20 s stabilisation window, queue target 2,
 1-4 replicas), then runs ``python -m lab validate --gateway-url ...`` on
 ``validate-5min`` (all of it unless ``--duration``) with 60 s to settle after it, and
-writes ``DIR/validate.json`` (the comparison, with both replica series) and
-``DIR/profile.json``. The sidecars' readiness is ``/readyz``, as ``k8s/`` deploys them
-(``--sidecar-readiness /healthz`` leaves it to the engine). The integration test
+writes ``DIR/validate.json`` (the comparison, with both replica series and each
+request's row; the lab on the live loop's passes and Prometheus' scrape phase, and as
+``own_clock`` on its own) and ``DIR/profile.json``. The sidecars' readiness is
+``/readyz``, as ``k8s/`` deploys them (``--sidecar-readiness /healthz`` leaves it to
+the engine). The integration test
 ``tests/integration/lab/test_validate_stack.py`` runs the same with 90 s of the trace.
 """
 

@@ -168,14 +168,16 @@ def _profile(text: str) -> ProfileCapacity:
 def _brix_slo(*, ttft: float, tpot: float | None, attainment: float, pod_start: float,
               capacity: float | None, profile: str | None, concurrency: float | None,
               utilization: float, window: float, cooldown: float, trend: float,
-              growth: float, gain: float, interval: float, min: int, max: int) -> BrixSlo:
+              growth: float, gain: float, interval: float, min: int, max: int,
+              tolerance: float) -> BrixSlo:
     slo = Slo(ttft=ttft, tpot=tpot, attainment=attainment)
     return BrixSlo(SloPolicy(slo=slo, pod_start=pod_start, capacity=capacity,
                              profile=None if profile is None else _profile(profile),
                              concurrency=concurrency, min_replicas=min, max_replicas=max,
                              utilization=utilization, scale_down_window=window,
                              zero_cooldown=cooldown, trend_window=trend, max_growth=growth,
-                             capacity_gain=gain), interval=interval)
+                             capacity_gain=gain,
+                             down_tolerance=tolerance), interval=interval)
 
 
 _MAX = Setting(int, 100, "most replicas (KEDA's maxReplicaCount default: no policy is capped "
@@ -302,6 +304,8 @@ _POLICIES: dict[str, PolicyInfo] = {
             "min": Setting(int, 1, "fewest replicas (0: to zero after the cooldown)",
                            minimum=0),
             "max": _MAX,
+            "tolerance": Setting(float, 0.35, "a scale-down removing less than this share "
+                                 "of the replicas holds, [0, 1)", minimum=0, maximum=0.99),
         },
         build=_brix_slo,
     ),

@@ -10,6 +10,13 @@ alike: before the store passes the last reserved number, the next block of
 restart counts on from the highest reserved number. A crash loses the changes
 of the last second at most (the objects saved last), never the numbering: a
 client that saw a later number is answered 410 and lists again.
+
+Without persistence (``--no-persist``) a restart starts empty, and must say so:
+its store counts from ``unpersisted_base()``, the microseconds since the epoch,
+so every number of an earlier run (which would have had to hand out more than
+a million a second to catch up) is below the new one's, and a client resuming
+a watch from one is answered 410 and lists again, instead of resuming from a
+number the new run handed out for something else.
 """
 
 from __future__ import annotations
@@ -28,6 +35,11 @@ log = logging.getLogger(__name__)
 
 FORMAT = "localkube/v1"
 RV_BLOCK = 1000
+
+
+def unpersisted_base(now: float) -> int:
+    """Where a store that keeps nothing on disk counts from, started at ``now`` (epoch s)."""
+    return int(now * 1_000_000)
 
 
 class Persistence:

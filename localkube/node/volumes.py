@@ -11,7 +11,10 @@ exists and is writable. Otherwise the mount is not visible at that path, which
 is reported in the result; brix's own manifests pass paths through env and
 args, so they do not depend on it. A link another live pod made is left to it
 (only a link whose volume is gone is replaced), and the links are removed with
-their pod. ``readOnly``, ``subPathExpr``, ownership and modes are not applied.
+their pod. ``readOnly``, ``subPathExpr``, ownership and modes are not applied,
+except that an ``emptyDir`` is writable by every user (mode 0777, as the
+kubelet makes it), so a container running as its non-root user (the podman
+runtime) can write its ``/tmp`` or ``/dev/shm`` there.
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ from pathlib import Path
 from typing import Any
 
 JsonObj = dict[str, Any]
+
+EMPTY_DIR_MODE = 0o777
+"""The kubelet's mode for an emptyDir: any user of the pod may write it."""
 
 
 class VolumeError(Exception):
@@ -104,6 +110,7 @@ def make_volumes(pod: JsonObj, pod_dir: Path, *, configmaps: Mapping[str, JsonOb
         path = pod_dir / "volumes" / name
         if "emptyDir" in vol:
             path.mkdir(parents=True, exist_ok=True)
+            path.chmod(EMPTY_DIR_MODE)  # whatever the umask
         elif "configMap" in vol:
             src = vol["configMap"]
             cm = configmaps.get(str(src.get("name", "")))

@@ -16,6 +16,7 @@ server printed its ready line.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -24,12 +25,40 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
-from brix.images.builder import PODMAN_RUNTIME, PODMAN_ULIMITS
+from brix.images.builder import (
+    PODMAN_RUNTIME,
+    PODMAN_ULIMITS,
+    ImageError,
+    build_images,
+    current_images,
+)
 from brix.serving import READY_PATTERN
 from localkube.node.envbuild import parse_quantity
 from tests.helpers.procs import REPO, Proc, ProcessGroup
+
+ENGINE_IMAGE = "brix/engine:0.1.0-cpu"
+
+
+def engine_images(*others: str) -> list[str]:
+    """The CPU engine image and ``others`` (components), built; the calling test skips
+    unless the engine image is here and current, or ``BRIX_ENGINE_IMAGE=1`` asks to build it.
+
+    The engine image is the slow one (vLLM and torch: minutes, bench/images/RESULTS.md):
+    CI builds it only when a commit changes what it installs (.ci/run).
+    """
+    if shutil.which("podman") is None and shutil.which("docker") is None:
+        pytest.skip("neither podman nor docker is installed (make test installs podman)")
+    try:
+        if (os.environ.get("BRIX_ENGINE_IMAGE") != "1"
+                and ENGINE_IMAGE not in current_images(["engine"])):
+            pytest.skip(f"{ENGINE_IMAGE} is not built from the sources here (slow: minutes); "
+                        "make images ONLY=engine or BRIX_ENGINE_IMAGE=1 builds it")
+        return build_images(("engine", *others))
+    except ImageError as exc:
+        pytest.fail(str(exc))
 
 
 def podman() -> list[str]:

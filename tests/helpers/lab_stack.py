@@ -68,6 +68,7 @@ class LabStack:
     loop: LoopFlags
     scrape_interval: float
     hold_timeout: float
+    scaler_metrics_url: str
 
     def validate_args(self) -> list[str]:
         """``lab validate`` flags that describe this stack."""
@@ -79,7 +80,8 @@ class LabStack:
                 "--scale-period", str(loop.scale_period),
                 "--scrape-interval", str(self.scrape_interval),
                 "--hold-timeout", str(self.hold_timeout), "--routing", "least-request",
-                "--prometheus-url", self.prometheus_url]
+                "--prometheus-url", self.prometheus_url,
+                "--scaler-metrics-url", self.scaler_metrics_url]
 
 
 def sim_flags(profile: dict[str, Any]) -> list[str]:
@@ -176,7 +178,7 @@ def start_lab_stack(procs: ProcessGroup, workdir: Path, *, profile: dict[str, An
     _, prom = start_prometheus(procs, workdir / "prometheus", prometheus_config(
         server, kubeconfig.parent / "tls" / "ca.crt", gw.url.removeprefix("http://"),
         scrape_interval))
-    start_scaler(procs, prometheus_url=prom, mode="loop", extra_args=[
+    scaler = start_scaler(procs, prometheus_url=prom, mode="loop", extra_args=[
         "--kubeconfig", str(kubeconfig), "--namespace", NAMESPACE,
         "--lease-namespace", NAMESPACE, "--lease-duration", "3", "--cache-ttl", "0",
         "--loop-interval", f"{loop.interval:g}",
@@ -195,4 +197,5 @@ def start_lab_stack(procs: ProcessGroup, workdir: Path, *, profile: dict[str, An
             raise TimeoutError(f"{model} did not answer through the gateway in 120 s")
         time.sleep(0.5)
     return LabStack(kubeconfig=kubeconfig, gateway_url=gw.url, prometheus_url=prom, model=model,
-                    loop=loop, scrape_interval=scrape_interval, hold_timeout=hold_timeout)
+                    loop=loop, scrape_interval=scrape_interval, hold_timeout=hold_timeout,
+                    scaler_metrics_url=f"{scaler.http_url}/metrics")

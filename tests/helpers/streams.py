@@ -77,12 +77,14 @@ async def run_streams(
         while (sum(o.started for o in outcomes) < min_started
                or (kill_when is not None and not await kill_when())):
             if time.monotonic() - began > start_timeout or all(t.done() for t in tasks):
+                why = ("every stream had ended" if all(t.done() for t in tasks)
+                       else f"{start_timeout:g} s had passed")
                 for t in tasks:
                     t.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
                 raise AssertionError(f"the moment to kill (at least {min_started} streams "
-                                     f"with a token, and kill_when) had not come "
-                                     f"{start_timeout:g} s in")
+                                     f"with a token, and kill_when) had not come when "
+                                     f"{why}")
             await asyncio.sleep(0.05)
         killed.set()
         at = time.monotonic()

@@ -10,6 +10,8 @@ abuse run against it, each round at once:
   larger than the limit (413 before reading) and chunked bodies that pass it
   (413 at the limit);
 - slowloris connections dripping their headers (408 at ``--header-timeout``);
+- then, with every place free again, ``--max-in-flight`` chunked bodies that pass
+  the limit, each admitted and read up to ``--max-body-bytes`` (413 there);
 - clients that send a whole large body and vanish before the answer.
 
 The bound is the flags' own: the baseline, plus ``--max-in-flight`` bodies
@@ -176,6 +178,16 @@ class Abuse:
                 pass
             self._record("chunked_too_large", status_of(sock))
 
+    def over_the_limit(self) -> None:
+        """One chunk a little past the limit, then the answer: admitted, read to the
+        limit, 413 (the path where a body is read before it is refused)."""
+        body = self.m1 + self.m1[:65536]
+        with self._connect() as sock:
+            with contextlib.suppress(OSError):  # answered and closed before it was all sent
+                sock.sendall(head("/v1/completions", None, chunked=True)
+                             + f"{len(body):x}\r\n".encode() + body + b"\r\n")
+            self._record("over_the_limit", status_of(sock))
+
     def slowloris(self) -> None:
         with self._connect() as sock:
             try:
@@ -261,6 +273,10 @@ def run_round(abuse: Abuse) -> None:
         futures = first + [pool.submit(f) for f in rest]
         for f in futures:
             f.result(timeout=60)
+    wait_idle(abuse.gw)  # every place free again
+    with ThreadPoolExecutor(max_workers=MAX_IN_FLIGHT) as pool:
+        for f in [pool.submit(abuse.over_the_limit) for _ in range(MAX_IN_FLIGHT)]:
+            f.result(timeout=60)
     with ThreadPoolExecutor(max_workers=MAX_IN_FLIGHT) as pool:
         for f in [pool.submit(abuse.vanish) for _ in range(MAX_IN_FLIGHT)]:
             f.result(timeout=60)
@@ -297,6 +313,11 @@ def test_memory_stays_within_the_flags_bound_and_comes_back(gw: Proc, heap_file:
             refused[status] = refused.get(status, 0) + n
     assert set(refused) <= {0, 413, 429}, counts
     assert sum(refused.values()) == (MAX_IN_FLIGHT + 15) * ROUNDS, counts
+    # Read up to the limit, then refused (0 as above, where the answer was lost with the
+    # connection): no other answer, and the 413 seen.
+    assert set(counts["over_the_limit"]) <= {0, 413}, counts
+    assert sum(counts["over_the_limit"].values()) == MAX_IN_FLIGHT * ROUNDS, counts
+    assert counts["over_the_limit"].get(413, 0) > 0, counts
     assert sampler.peak <= baseline + BOUND_ABOVE_BASELINE, (
         f"peak {sampler.peak / MiB:.1f} MiB, baseline {baseline / MiB:.1f} MiB")
     # What the process keeps once idle (Python's and the C allocator's free lists

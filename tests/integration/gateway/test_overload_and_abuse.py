@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.helpers.gateway import start_gateway
+from tests.helpers.gateway import start_gateway, wait_until
 from tests.helpers.procs import Proc, ProcessGroup
 from tests.helpers.sim import sim_value, slow, start_sim
 
@@ -36,14 +36,6 @@ MAX_IN_FLIGHT = 6
 MAX_PENDING = 2
 STREAM = {"model": "m1", "prompt": "x", "max_tokens": 2000, "stream": True, "ignore_eos": True}
 QUICK = {"model": "m1", "prompt": "x", "max_tokens": 1}
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s: {what}")
-        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")

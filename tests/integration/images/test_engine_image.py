@@ -20,8 +20,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from brix.images.builder import ImageError, build_images, current_images
-from tests.helpers.images import SecurityFlags, exec_in, remove_container, run_container
+from tests.helpers.images import (
+    ENGINE_IMAGE,
+    SecurityFlags,
+    engine_images,
+    exec_in,
+    remove_container,
+    run_container,
+)
 from tests.helpers.procs import ProcessGroup
 from tests.helpers.sim import sim_value
 from tests.helpers.vllm import START_TIMEOUT_S, tiny_model_dir
@@ -29,21 +35,13 @@ from tests.helpers.vllm import START_TIMEOUT_S, tiny_model_dir
 # A cold engine build takes about 12 minutes here (bench/images/RESULTS.md), vLLM's start more.
 pytestmark = [pytest.mark.images, pytest.mark.vllm, pytest.mark.timeout(2400)]
 
-ENGINE, SIDECAR = "brix/engine:0.1.0-cpu", "brix/sidecar:0.1.0"
+ENGINE, SIDECAR = ENGINE_IMAGE, "brix/sidecar:0.1.0"
 MANIFEST = "k8s/models/tiny-llama/deployment.yaml"
 
 
 @pytest.fixture(scope="module")
-def engine_images() -> list[str]:
-    if shutil.which("podman") is None and shutil.which("docker") is None:
-        pytest.skip("neither podman nor docker is installed (make test installs podman)")
-    try:
-        if os.environ.get("BRIX_ENGINE_IMAGE") != "1" and ENGINE not in current_images(["engine"]):
-            pytest.skip(f"{ENGINE} is not built from the sources here (slow: about 12 minutes); "
-                        "make images ONLY=engine or BRIX_ENGINE_IMAGE=1 builds it")
-        return build_images(("engine", "sidecar"))
-    except ImageError as exc:
-        pytest.fail(str(exc))
+def engine_and_sidecar() -> list[str]:
+    return engine_images("sidecar")
 
 
 @pytest.fixture
@@ -56,9 +54,9 @@ def names() -> Iterator[tuple[str, str]]:
 
 
 def test_the_engine_and_sidecar_images_serve_the_tiny_model_and_an_adapter(
-        engine_images: list[str], procs: ProcessGroup, tmp_path: Path,
+        engine_and_sidecar: list[str], procs: ProcessGroup, tmp_path: Path,
         names: tuple[str, str]) -> None:
-    assert ENGINE in engine_images
+    assert ENGINE in engine_and_sidecar
     # The containers run as 10001, as the pod's init container that makes the
     # model would: they get a copy of their own, readable whatever made the host's.
     model = tmp_path / "tiny-llama"

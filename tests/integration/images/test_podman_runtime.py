@@ -116,6 +116,36 @@ def test_a_container_that_exits_is_restarted_from_its_image(kube: Path) -> None:
     kubectl(kube, "delete", "pod", "crasher", "--wait=true", "--timeout=60s")
 
 
+def test_a_non_root_container_writes_its_empty_dirs_at_tmp_and_dev_shm(kube: Path) -> None:
+    # As the engine of tiny-llama: user 10001, a read-only root, /tmp and /dev/shm from
+    # emptyDirs (vLLM writes its cache under /tmp and opens shared memory).
+    script = ("import pathlib, uuid; from multiprocessing import shared_memory; "
+              "pathlib.Path('/tmp/cache').mkdir(); "
+              "m = shared_memory.SharedMemory(name='brix-' + uuid.uuid4().hex[:8], create=True, "
+              "size=4096); m.close(); m.unlink(); print('wrote both', flush=True)")
+    manifest = json.loads(sim_pod("writer", restart="Never"))
+    spec = manifest["spec"]
+    spec["volumes"] = [{"name": "tmp", "emptyDir": {}},
+                       {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}}]
+    container = spec["containers"][0]
+    container.update(command=["python", "-c", script], args=[], volumeMounts=[
+        {"name": "tmp", "mountPath": "/tmp"}, {"name": "shm", "mountPath": "/dev/shm"}])
+    del container["readinessProbe"]
+    kubectl(kube, "apply", "-f", "-", input=json.dumps(manifest))
+
+    def finished() -> str | None:
+        phase = str(get_pod(kube, "writer").get("status", {}).get("phase"))
+        return phase if phase in ("Succeeded", "Failed") else None
+    try:
+        phase = wait_for(finished, what="writer finished", timeout=90,
+                         describe=lambda: get_pod(kube, "writer").get("status"))
+        logs = kubectl(kube, "logs", "writer").stdout
+        assert phase == "Succeeded", logs
+        assert "wrote both" in logs
+    finally:  # its podman pod goes with it
+        kubectl(kube, "delete", "pod", "writer", "--wait=true", "--timeout=60s")
+
+
 def test_a_missing_image_shows_image_pull_back_off_naming_it(kube: Path) -> None:
     image = "localhost/brix/no-such-image:0"
     kubectl(kube, "apply", "-f", "-", input=sim_pod("ghost", image=image))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -236,9 +237,7 @@ def test_prometheus_sees_requests_waiting_under_a_burst(
     assert sidecar.url is not None
     target = sidecar.url.removeprefix("http://")
     _, prom = start_prometheus(procs, tmp_path / "prometheus", {
-        # 3 s: more than the sidecar's own 2 s wait on a busy vLLM's /metrics; the
-        # burst keeps requests waiting for much longer than that (16 batches of 8
-        # sequences of 128 tokens).
+        # 3 s: more than the sidecar's own 2 s wait on a busy vLLM's /metrics.
         "global": {"scrape_interval": "3s", "scrape_timeout": "3s",
                    "evaluation_interval": "3s"},
         "scrape_configs": [{"job_name": "sidecar", "static_configs": [{"targets": [target]}]}],
@@ -247,10 +246,9 @@ def test_prometheus_sees_requests_waiting_under_a_burst(
                what="a first scrape of the sidecar")
 
     series = f'brix_engine_requests_waiting{{job="sidecar",model="{engine.served_name}"}}'
-    waiting = f"{series} > 0"
-    statuses, seen = burst(engine, prom, waiting, requests=128)
+    statuses, seen = sustained_queue(engine, prom, f"{series} > 0", clients=24, limit=180)
     assert statuses == {200}
-    if not seen:  # the burst ended between two polls: look back over its duration
+    if not seen:  # the load ended between two polls: look back over its duration
         seen = wait_until(
             lambda: query(prom, f"max_over_time({series}[5m]) > 0"), timeout=30,
             what="brix_engine_requests_waiting > 0 in Prometheus",
@@ -258,34 +256,47 @@ def test_prometheus_sees_requests_waiting_under_a_burst(
     assert float(seen[0]["value"][1]) > 0
 
 
-def burst(engine: VllmEngine, prom: str, promql: str, *,
-          requests: int) -> tuple[set[int], list[dict[str, Any]]]:
-    """Send ``requests`` completions at once (a thread each); poll ``promql`` meanwhile.
+def sustained_queue(engine: VllmEngine, prom: str, promql: str, *, clients: int,
+                    limit: float) -> tuple[set[int], list[dict[str, Any]]]:
+    """Keep ``clients`` completions in flight until ``promql`` answers, or ``limit`` s pass.
 
-    Each request opens a connection of its own and none is kept: a thread
-    that starts after other requests were answered (on busy cores) would
-    otherwise take one of their idle connections, and vLLM's server (uvicorn)
-    closes an idle connection 5 s after its answer while httpx's pool keeps it
-    for 5 s too: a request sent on it as the server closes it fails with
-    "Server disconnected without sending a response".
+    With ``--max-num-seqs 8`` and 24 clients, 16 requests wait in vLLM's queue
+    the whole time, so the queue outlasts any number of scrapes that time out
+    on a loaded machine (a fixed burst could end between two of them).
+
+    Each request opens a connection of its own and none is kept: vLLM's server
+    (uvicorn) closes an idle connection 5 s after its answer while httpx's pool
+    keeps it for 5 s too, and a request sent on it as the server closes it
+    fails with "Server disconnected without sending a response".
     """
-    limits = httpx.Limits(max_connections=requests + 10, max_keepalive_connections=0)
+    done = threading.Event()
+    limits = httpx.Limits(max_connections=clients + 10, max_keepalive_connections=0)
     with httpx.Client(timeout=600, limits=limits) as http, \
-            ThreadPoolExecutor(max_workers=requests) as pool:
-        def one(i: int) -> int:
-            r = http.post(f"{engine.url}/v1/completions", json={
-                "model": engine.served_name, "prompt": f"{PROMPT} {i}", "max_tokens": 128,
-                "temperature": 0, "ignore_eos": True,
-            })
-            return r.status_code
+            ThreadPoolExecutor(max_workers=clients) as pool:
+        def client_loop(c: int) -> set[int]:
+            statuses: set[int] = set()
+            i = 0
+            while not done.is_set():
+                r = http.post(f"{engine.url}/v1/completions", json={
+                    "model": engine.served_name, "prompt": f"{PROMPT} {c}-{i}",
+                    "max_tokens": 64, "temperature": 0, "ignore_eos": True,
+                })
+                statuses.add(r.status_code)
+                i += 1
+            return statuses
 
-        futures = [pool.submit(one, i) for i in range(requests)]
+        futures = [pool.submit(client_loop, c) for c in range(clients)]
         seen: list[dict[str, Any]] = []
-        while not seen and not all(f.done() for f in futures):
-            seen = query(prom, promql)
-            if not seen:
-                time.sleep(0.5)
-        statuses = {f.result() for f in futures}
+        deadline = time.monotonic() + limit
+        try:
+            while not seen and time.monotonic() < deadline \
+                    and not any(f.done() for f in futures):
+                seen = query(prom, promql)
+                if not seen:
+                    time.sleep(0.5)
+        finally:
+            done.set()
+        statuses = set().union(*(f.result() for f in futures))
     return statuses, seen
 
 

@@ -30,13 +30,19 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 DURATION = 90
 SETTLE = 60
 
-# Reached here (bench/lab/RESULTS.md: 0.20-0.23 replicas, 1.02-1.05, 0.001-0.023 s,
-# 0.98-0.99, 0.05-0.06), with margin for a busy machine.
-MAX_SPEC_DIFF = 0.8  # time-weighted mean |spec (and ready) replicas real - lab|
-REPLICA_SECONDS = (0.75, 1.3)  # lab / real
+# Reached here (bench/lab/RESULTS.md; the runs of 90 s and of 5 minutes recorded there,
+# but the one before the sidecar's readiness fix): spec and ready replicas within
+# 0.055-0.20 on average, replica-seconds 0.99-1.02, SLO attainment within 0.00-0.05,
+# e2e p50 0.99-1.01; with margin for a busy machine.
+MAX_SPEC_DIFF = 0.5  # time-weighted mean |spec (and ready) replicas real - lab|
+REPLICA_SECONDS = (0.8, 1.25)  # lab / real
 TTFT_P50_SLACK = 0.5  # seconds either way
+# The lab on the live loop's and Prometheus' clock (their passes and scrape phase): TTFT
+# p99 lab/real 0.999 over the whole 5-minute trace (2026-12-05); on its own clock the same
+# run gave 0.72, and over loop and scrape phases alone the lab's p99 spans 23-38 s there.
+TTFT_P99 = (0.75, 1.33)  # lab / real
 E2E_P50 = (0.8, 1.25)  # lab / real
-ATTAINMENT_SLACK = 0.15
+ATTAINMENT_SLACK = 0.1
 
 
 def test_the_lab_predicts_the_live_stack(procs: ProcessGroup, tmp_path: Path) -> None:
@@ -50,19 +56,24 @@ def test_the_lab_predicts_the_live_stack(procs: ProcessGroup, tmp_path: Path) ->
     assert code == 0
     report = json.loads(out.read_text())
     real, sim = report["real"], report["sim"]
-    print(json.dumps({k: v for k, v in report.items() if k != "series"}, indent=1))
+    print(json.dumps({k: v for k, v in report.items()
+                      if k not in ("series", "requests", "own_clock")}, indent=1))
     # The load made the real loop scale up and back down, and the lab too.
     assert real["max_spec"] >= 3
     assert sim["max_spec"] >= 3
     assert report["series"]["real"][-1][2] == LOOP.min_replicas
     assert report["series"]["sim"][-1][2] == LOOP.min_replicas
     assert report["pod_start_s"]["measured"]
+    # The lab kept the live stack's clock: the loop's passes and Prometheus' scrape phase.
+    assert len(report["settings"]["live_loop_passes_s"]) >= DURATION // LOOP.interval
+    assert report["settings"]["live_scrape_phase_s"] is not None
     # The tolerances.
     assert report["mean_abs_diff"]["spec"] <= MAX_SPEC_DIFF
     assert report["mean_abs_diff"]["ready"] <= MAX_SPEC_DIFF
     low, high = REPLICA_SECONDS
     assert low <= report["sim_over_real"]["replica_seconds"] <= high
     assert abs(sim["ttft_p50_s"] - real["ttft_p50_s"]) <= TTFT_P50_SLACK
+    assert TTFT_P99[0] <= report["sim_over_real"]["ttft_p99_s"] <= TTFT_P99[1]
     assert E2E_P50[0] <= report["sim_over_real"]["e2e_p50_s"] <= E2E_P50[1]
     assert abs(sim["slo_attainment"] - real["slo_attainment"]) <= ATTAINMENT_SLACK
 

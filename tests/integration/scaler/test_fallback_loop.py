@@ -11,14 +11,14 @@ from __future__ import annotations
 import itertools
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import yaml
-from kubernetes import client, config
+from kubernetes import client
 
 from brix.contract import (
     AUTOSCALE_ANNOTATION,
@@ -27,29 +27,13 @@ from brix.contract import (
     AUTOSCALE_TARGET_ANNOTATION,
     MODEL_LABEL,
 )
-from tests.helpers.localkube import kubectl, service_account_kubeconfig, start_localkube
+from tests.helpers.localkube import kubectl, service_account_kubeconfig
 from tests.helpers.manifests import render
 from tests.helpers.procs import ProcessGroup
 from tests.helpers.prometheus import query, start_prometheus
 from tests.helpers.scaler import ScalerProc, StaticExporter, start_scaler
 
 _names = itertools.count()
-
-
-@pytest.fixture(scope="module")
-def kubeconfig(module_procs: ProcessGroup, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    _, path = start_localkube(module_procs, tmp_path_factory.mktemp("localkube"), node=False,
-                              extra_args=["--no-persist"])
-    return path
-
-
-@pytest.fixture(scope="module")
-def api(kubeconfig: Path) -> Iterator[client.ApiClient]:
-    a = config.new_client_from_config(config_file=str(kubeconfig))
-    try:
-        yield a
-    finally:
-        a.close()
 
 
 @pytest.fixture

@@ -27,11 +27,9 @@ from scaler.settings import ScalerSettings
 from scaler.signals import ModelSample, SourceKey
 from tests.helpers.scaler import StaticExporter
 from tests.integration.scaler.test_fallback_loop import (
-    api,  # noqa: F401  (module fixtures)
     deployment,
     events,
-    kubeconfig,  # noqa: F401
-    namespace,  # noqa: F401
+    namespace,  # noqa: F401  (a fixture)
     replicas,
     scraped,
 )
@@ -92,7 +90,7 @@ async def run_until(loop: FallbackLoop, condition: Callable[[], bool], what: str
 
 
 async def test_a_defect_measuring_one_deployment_is_a_warning_and_the_others_scale(
-        api: client.ApiClient, kubeconfig: Path, prom: str,  # noqa: F811
+        api: client.ApiClient, kubeconfig: Path, prom: str,
         exporter: StaticExporter, namespace: str) -> None:  # noqa: F811
     fine, broken = f"{namespace}-fine", f"{namespace}-broken"
     deployment(api, namespace, "fine", model=fine, replicas=1, target="2")
@@ -117,7 +115,7 @@ async def test_a_defect_measuring_one_deployment_is_a_warning_and_the_others_sca
 
 
 async def test_a_defect_mid_pass_is_logged_and_the_next_pass_acts(
-        api: client.ApiClient, kubeconfig: Path, prom: str,  # noqa: F811
+        api: client.ApiClient, kubeconfig: Path, prom: str,
         exporter: StaticExporter, namespace: str,  # noqa: F811
         caplog: pytest.LogCaptureFixture) -> None:
     model = f"{namespace}-m"

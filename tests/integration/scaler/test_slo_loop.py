@@ -8,12 +8,11 @@ process in loop mode.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client, config
+from kubernetes import client
 
 from brix.contract import (
     AUTOSCALE_ANNOTATION,
@@ -22,7 +21,6 @@ from brix.contract import (
     AUTOSCALE_SIGNAL_ANNOTATION,
     MODEL_LABEL,
 )
-from tests.helpers.localkube import start_localkube
 from tests.helpers.procs import ProcessGroup
 from tests.helpers.prometheus import start_prometheus
 from tests.helpers.scaler import scrape_config
@@ -39,22 +37,6 @@ pytestmark = pytest.mark.integration
 
 NAMESPACE = "slo-loop"
 MODEL = "m-slo-loop"
-
-
-@pytest.fixture(scope="module")
-def kubeconfig(module_procs: ProcessGroup, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    _, path = start_localkube(module_procs, tmp_path_factory.mktemp("localkube"), node=False,
-                              extra_args=["--no-persist"])
-    return path
-
-
-@pytest.fixture(scope="module")
-def api(kubeconfig: Path) -> Iterator[client.ApiClient]:
-    a = config.new_client_from_config(config_file=str(kubeconfig))
-    try:
-        yield a
-    finally:
-        a.close()
 
 
 @pytest.fixture(scope="module")

@@ -26,23 +26,50 @@ def pick(profile: Profile, cands: list[Candidate], sig: list[Signals], total: in
     return pick_scored(profile, cands, sig, prefix_total=total, rng=random.Random(seed))
 
 
-def test_longest_prefix_wins_under_the_load_threshold() -> None:
+PREFIX_ONLY = Profile("prefix-only", {"prefix": 1.0},
+                      (Filter("load", {"factor": 1.5, "slack": 2.0}),))
+"""The built-in before it weighed load: the prefix scorer alone."""
+
+
+def test_a_whole_prefix_beats_an_idle_pod() -> None:
     cands = [Candidate(KEYS[0], in_flight=2), Candidate(KEYS[1], in_flight=0),
              Candidate(KEYS[2], in_flight=1)]
-    sig = [Signals(prefix_chunks=3), Signals(prefix_chunks=0), Signals(prefix_chunks=8)]
+    sig = [Signals(prefix_chunks=3), Signals(prefix_chunks=0), Signals(prefix_chunks=10)]
     assert pick(PREFIX_CACHE, cands, sig) == 2
 
 
+def test_a_shared_first_chunk_does_not_beat_a_less_loaded_pod() -> None:
+    # Every request starts with the same system prompt: the busy pod that has served it
+    # matches 1 chunk of 10, the idle one none. The prefix scorer alone piles onto the
+    # busy one; the built-in sends the request to the idle one.
+    cands = [Candidate(KEYS[0], in_flight=1), Candidate(KEYS[1], in_flight=0)]
+    sig = [Signals(prefix_chunks=1), Signals()]
+    assert pick(PREFIX_ONLY, cands, sig) == 0
+    assert pick(PREFIX_CACHE, cands, sig) == 1
+
+
 def test_a_pod_past_the_load_threshold_loses_its_prefix() -> None:
-    # mean with the new request = (12 + 0 + 0 + 1) / 4 = 3.25; bound 1.5 * 3.25 + 2 = 6.9
+    # mean with the new request = (12 + 0 + 0 + 1) / 4 = 3.25; bound 2 * 3.25 + 4 = 10.5
     cands = [Candidate(KEYS[0], in_flight=12), Candidate(KEYS[1], in_flight=0),
              Candidate(KEYS[2], in_flight=0), Candidate(KEYS[3], in_flight=0)]
     sig = [Signals(prefix_chunks=10), Signals(), Signals(prefix_chunks=2), Signals()]
     assert pick(PREFIX_CACHE, cands, sig) == 2  # the next longest prefix among the rest
-    cands[0] = Candidate(KEYS[0], in_flight=4)  # bound (4 + 1) / 4 * 1.5 + 2 = 3.875: past
+    cands[0] = Candidate(KEYS[0], in_flight=9)  # bound 2 * (9 + 1) / 4 + 4 = 9: past
     assert pick(PREFIX_CACHE, cands, sig) == 2
-    cands[0] = Candidate(KEYS[0], in_flight=3)  # bound (3 + 1) / 4 * 1.5 + 2 = 3.5: within
+    cands[0] = Candidate(KEYS[0], in_flight=8)  # bound 2 * (8 + 1) / 4 + 4 = 8.5: within
     assert pick(PREFIX_CACHE, cands, sig) == 0
+
+
+@settings(deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 20), st.integers(0, 10)), min_size=2, max_size=6),
+       st.integers(0, 2**32))
+def test_the_built_in_never_picks_a_dominated_pod(rows: list[tuple[int, int]],
+                                                   seed: int) -> None:
+    # No other pod holds at least as much of the prompt with fewer requests in flight.
+    cands = [Candidate(KEYS[i], in_flight=n) for i, (n, _) in enumerate(rows)]
+    sig = [Signals(prefix_chunks=p) for _, p in rows]
+    i = pick(PREFIX_CACHE, cands, sig, seed=seed)
+    assert not any(p >= rows[i][1] and n < rows[i][0] for n, p in rows)
 
 
 @settings(deadline=None)
@@ -93,6 +120,11 @@ def test_each_scorer_prefers_what_it_says() -> None:
              Candidate(KEYS[1], in_flight=1, waiting=0, running=2)]
     assert pick(Profile("q", {"queue": 1}), cands, [Signals()] * 2) == 1
     assert pick(Profile("r", {"running": 1}), cands, [Signals()] * 2) == 1
+    # in-flight reads this gateway's own count only, whatever the sidecars say
+    busy = [Candidate(KEYS[0], in_flight=3, waiting=0, running=0),
+            Candidate(KEYS[1], in_flight=1, waiting=7, running=9)]
+    assert pick(Profile("f", {"in-flight": 1}), busy, [Signals()] * 2) == 1
+    assert pick(Profile("q", {"queue": 1}), busy, [Signals()] * 2) == 0
     assert pick(Profile("k", {"kv-cache": 1}), cands,
                 [Signals(kv_cache=0.1), Signals(kv_cache=0.9)]) == 0
     assert pick(Profile("l", {"lora": 1}), cands,
@@ -169,6 +201,16 @@ def test_requests_sharing_a_prefix_follow_the_first_one() -> None:
     tracker.started(first)  # it is still running: load alone would send the next elsewhere
     for turn in range(3):
         assert ask(router, eps, "conversation one " * 40 + f"turn {turn} " * 40) == first
+
+
+def test_the_built_in_polls_no_sidecar_and_a_queue_profile_does() -> None:
+    eps = [Endpoint(f"p{i}", KEYS[i]) for i in range(2)]
+    config = parse_routing_config({"profiles": {"q": {"scorers": {"prefix": 2, "queue": 1}}}})
+    router, _, tracker = router_for(eps, config)
+    ask(router, eps, "hello " * 100)
+    assert not tracker.queues_wanted.is_set()
+    ask(router, eps, "hello " * 100, profile="q")
+    assert tracker.queues_wanted.is_set()
 
 
 def test_an_adapter_does_not_match_its_base_models_prefix() -> None:

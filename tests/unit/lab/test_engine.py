@@ -291,3 +291,37 @@ def test_scale_down_after_the_trace_is_simulated_until_the_fleet_settles() -> No
     # With no tail, nothing after the last request: still 3 replicas.
     cut = run(trace, Floor(schedule), cold=5.0, tail=0.0)
     assert cut.timeline[-1][2] == 3
+
+
+def test_decisions_and_scrapes_can_keep_a_live_stacks_clock() -> None:
+    trace = load("synthetic:steady?rate=5&duration=60&seed=1&output_mean=100")
+    policy = Steps([], interval=5.0)
+    result = run(trace, policy, scrape_interval=2.0, decision_times=(0.7, 5.9, 11.2),
+                 first_scrape=1.3, tail=0.0)
+    times = [t for t, _ in result.decisions]
+    # The given passes first (each 5 s plus a little, as a loop that sleeps after its
+    # pass), then every interval after the last.
+    assert times[:5] == pytest.approx([0.7, 5.9, 11.2, 16.2, 21.2])
+    assert [t for t, _ in result.queue][:3] == pytest.approx([1.3, 3.3, 5.3])
+    # The decision at 0.7 s came before the first scrape: it saw nothing yet.
+    assert policy.seen[0] == (0.7, None)
+    assert policy.seen[1][1] is not None
+
+
+def test_a_loops_phase_moves_the_ttft_tail_of_a_short_burst() -> None:
+    # One pod, a burst it cannot serve; the policy scales to 3 at its first decision.
+    trace = trace_of(*[(0.25 * i, 400, 200) for i in range(24)])
+    early = run(trace, Steps([(0.0, 3)], interval=5.0), cold=2.0, decision_times=(1.0,))
+    late = run(trace, Steps([(0.0, 3)], interval=5.0), cold=2.0, decision_times=(4.5,))
+    assert early.decisions[0][0] == 1.0
+    assert late.decisions[0][0] == 4.5
+    # Requests that arrive before the new pods are ready queue on the first pod.
+    assert np.nanmax(late.ttft) > np.nanmax(early.ttft)
+    assert int((late.pod == 0).sum()) > int((early.pod == 0).sum())
+
+
+def test_bad_clock_settings_are_refused() -> None:
+    for bad in ({"decision_times": (5.0, 5.0)}, {"decision_times": (3.0, 1.0)},
+                {"decision_times": (-1.0,)}, {"first_scrape": -0.5}):
+        with pytest.raises(ValueError, match="decision_times"):
+            SimSettings(cold_start=lambda _r: 0.0, **bad)  # type: ignore[arg-type]

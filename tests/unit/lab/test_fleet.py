@@ -9,8 +9,10 @@ import pytest
 
 from lab.engine import Outcome, Result
 from lab.fleet import integral, mean_abs_diff, time_mean, value_at
-from lab.live import Fleet, LiveRun, compare
+from lab.live import REQUEST_COLUMNS, Fleet, LiveRun, Target, compare, decisions_made
 from lab.summary import Slo
+from lab.traces import Request, Trace
+from lab.validate import Replayed
 
 pytestmark = pytest.mark.unit
 
@@ -57,8 +59,8 @@ def test_compare_lines_up_the_live_fleet_and_the_lab_over_one_window() -> None:
                            (30.0, 1, 1, 1)],
                   listed={"a": -1.0, "b": 10.0, "c": 10.0}, ready={"a": -1.0, "b": 14.0,
                                                                    "c": 14.0})
-    live = LiveRun(measured=[(0.2, 1.2), (0.4, 1.4), None, (3.0, 4.0)], fleet=fleet,
-                   horizon=40.0)
+    live = LiveRun(requests=[Replayed(0.2, 1.2, "a", 0.0), Replayed(0.4, 1.4, "b", 0.01), None,
+                             Replayed(3.0, 4.0, "a", 0.0)], fleet=fleet, horizon=40.0)
     sim = _result([(0.0, 1, 1, 1), (10.0, 3, 3, 1), (14.0, 3, 3, 3), (30.0, 1, 1, 1)],
                   [0.2, 0.4, 0.6, 3.0])
     report = compare(live, sim, Slo(ttft=2.0))
@@ -71,6 +73,18 @@ def test_compare_lines_up_the_live_fleet_and_the_lab_over_one_window() -> None:
     assert report["real"]["slo_attainment"] == 0.5
     assert report["sim"]["slo_attainment"] == 0.75
     assert report["pod_start_s"]["measured"] == [4.0, 4.0]
+    assert "requests" not in report  # rows only with the trace replayed
+    trace = Trace.of("t", [Request(arrival=float(i), prompt_tokens=10 * (i + 1), output_tokens=5)
+                           for i in range(4)])
+    sim.pod = np.array([0, 1, -1, 0], dtype=np.int32)
+    rows = compare(live, sim, Slo(ttft=2.0), trace)["requests"]
+    assert rows["columns"] == list(REQUEST_COLUMNS)
+    by_name = [dict(zip(REQUEST_COLUMNS, row, strict=True)) for row in rows["rows"]]
+    assert by_name[1] == {"arrival_s": 1.0, "prompt_tokens": 20, "output_tokens": 5,
+                          "real_ttft_s": 0.4, "real_e2e_s": 1.4, "real_pod": "b",
+                          "real_late_s": 0.01, "sim_ttft_s": 0.4, "sim_e2e_s": 1.4, "sim_pod": 1}
+    assert by_name[2]["real_ttft_s"] is None
+    assert by_name[2]["sim_pod"] is None
     # A lab that scaled 5 s later than the live loop is 2 replicas off for 10 of 40 s.
     late = _result([(0.0, 1, 1, 1), (15.0, 3, 3, 1), (19.0, 3, 3, 3), (35.0, 1, 1, 1)],
                    [0.2, 0.4, 0.6, 3.0])
@@ -146,3 +160,31 @@ def test_a_prometheus_that_does_not_scrape_the_model_is_named() -> None:
         check_scraped(url, "m", wait=0)
     assert url in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_the_scaler_loops_passes_are_counted_from_its_own_metrics() -> None:
+    from prometheus_client import generate_latest
+
+    from scaler.metrics import ScalerMetrics
+
+    target = Target(namespace="lab", name="m", selector={}, target=2.0, min_replicas=1,
+                    max_replicas=4, grace_period=30.0)
+    metrics = ScalerMetrics()
+    assert decisions_made(generate_latest(metrics.registry).decode(), target) == 0
+    for direction in ("hold", "up", "hold"):
+        metrics.decision(namespace="lab", deployment="m", signal="queue", value=3.0, desired=2,
+                         direction=direction)
+    metrics.decision(namespace="lab", deployment="other", signal="queue", value=3.0, desired=2,
+                     direction="up")
+    assert decisions_made(generate_latest(metrics.registry).decode(), target) == 3
+
+
+def test_the_lab_starts_its_pods_as_long_as_the_live_ones_took_in_order() -> None:
+    from lab.live import pod_starts
+
+    starts = pod_starts([4.9, 4.8, 3.1])
+    assert [starts(None) for _ in range(5)] == pytest.approx([4.9, 4.8, 3.1, 12.8 / 3, 12.8 / 3])
+    fixed = pod_starts(2.5)
+    assert [fixed(None), fixed(None)] == [2.5, 2.5]
+    with pytest.raises(ValueError, match="no pod start"):
+        pod_starts([])

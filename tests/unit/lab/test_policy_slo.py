@@ -133,7 +133,7 @@ def test_the_runs_profile_is_taken_only_when_the_settings_give_none() -> None:
 
 
 def test_an_absent_request_series_is_not_zero_demand() -> None:
-    policy = slo("brix-slo:capacity=2;utilization=0.8")
+    policy = slo("brix-slo:capacity=2;utilization=0.8;tolerance=0")
     engines_only = StaticMetrics(15.0, {WAITING: 0.0, RUNNING: 20.0})
     assert policy.decide(now=15.0, metrics=engines_only, replicas=6, ready=6) == 6
     assert "absent data is not zero demand" in policy.last_reason

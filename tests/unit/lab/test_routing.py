@@ -11,6 +11,7 @@ import pytest
 
 from gateway.picker import Candidate
 from gateway.routing_config import parse_routing_config
+from gateway.settings import GatewaySettings
 from lab.cli import main
 from lab.engine import Outcome, Result, SimSettings, simulate
 from lab.profiles import Profile
@@ -121,6 +122,18 @@ def test_backtest_reports_the_hit_ratio_and_takes_a_routing_config(tmp_path: Pat
     # Two shared 512-token blocks of each 1,100-token prompt; the first of each pod misses.
     assert 0 < row["prefix_hit_ratio"] < 1024 / 1100
     assert "prefix hit ratio" in (tmp_path / "r" / "report.md").read_text()
+
+
+def test_backtest_routes_as_the_gateway_does_by_default(tmp_path: Path) -> None:
+    trace = tmp_path / "t.jsonl"
+    trace.write_text("".join(json.dumps({
+        "timestamp": 500 * i, "input_length": 1100, "output_length": 4,
+        "hash_ids": [1, 2, 100 + i]}) + "\n" for i in range(10)))
+    code = main(["backtest", "--trace", str(trace), "--policies", "fixed:replicas=2",
+                 "--quiet", "--out", str(tmp_path / "r")])
+    assert code == 0
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["settings"]["routing"] == GatewaySettings().routing
 
 
 def test_a_bad_routing_config_is_one_line_and_exit_2(tmp_path: Path,

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from localkube.api.errors import ApiError
+from localkube.api.persistence import unpersisted_base
 from localkube.api.resources import Registry, ResourceType
 from localkube.api.selectors import FieldSelector, LabelSelector
 from localkube.api.store import Store
@@ -295,3 +296,23 @@ def test_a_reservation_that_cannot_be_recorded_refuses_the_write(store: Store) -
     assert info.value.code == 404
     store.reserve_rvs = lambda wanted: wanted + 9
     assert store.create(CM, cm("a"))["metadata"]["resourceVersion"] == "1"
+
+
+async def test_a_store_without_saved_state_counts_above_every_number_of_an_earlier_run() -> None:
+    """A restart of a localkube that keeps nothing (--no-persist) lost every object: a
+    client resuming a watch from a number of the earlier run must get 410 and list again,
+    even once the new run has made more changes than the earlier one (counting from 0
+    each time, that number would be the new run's and the watch would resume silently)."""
+    earlier = Store()
+    earlier.set_resource_version(unpersisted_base(1_000.0))
+    for name in ("a", "b", "c"):
+        earlier.create(CM, cm(name))
+    seen = earlier.rv
+
+    later = Store()  # the same server started again a second later, empty
+    later.set_resource_version(unpersisted_base(1_001.0))
+    made = [later.create(CM, cm(f"n{i}")) for i in range(10)]
+    assert min(int(o["metadata"]["resourceVersion"]) for o in made) > seen
+    with pytest.raises(ApiError) as info:
+        later.watch(CM, "default", labels=LabelSelector(), fields=FieldSelector(), since=seen)
+    assert (info.value.code, info.value.reason) == (410, "Expired")

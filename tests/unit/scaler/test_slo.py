@@ -93,14 +93,14 @@ def test_a_ramp_is_provisioned_for_a_pod_start_ahead() -> None:
 
 
 def test_never_below_what_the_running_work_needs() -> None:
-    p = policy(concurrency=8.0)
+    p = policy(concurrency=8.0, down_tolerance=0.0)
     decision, _ = decide(p, SloState(), load(0.0, 6, running=30.0), now=15.0)
     assert decision.desired == math.ceil(30.0 / 8.0)
 
 
 def test_the_profiles_batch_is_the_concurrency_and_busy_work_keeps_one() -> None:
     profile = ProfileCapacity.from_mapping({**GPU, "max_num_seqs": 8})
-    p = policy(capacity=2.0, profile=profile)
+    p = policy(capacity=2.0, profile=profile, down_tolerance=0.0)
     decision, _ = decide(p, SloState(), load(0.0, 6, running=30.0), now=15.0)
     assert decision.desired == math.ceil(30.0 / 8)
     # A brief queue beside a little running work is no sign of a full replica.
@@ -122,6 +122,18 @@ def test_scale_down_waits_until_demand_has_stayed_lower_for_the_window() -> None
     after = [g for t, g in zip(times, got[1:], strict=True) if t - 15.0 >= 120.0]
     assert set(held) == {high}
     assert after[0] < high
+
+
+def test_a_scale_down_smaller_than_the_tolerance_holds() -> None:
+    # 20 replicas; the demand falls to what 18 (a tenth fewer) or 10 (half) serve.
+    per_replica = 2.0 * 0.8
+    for wanted, tolerance, expected in ((18, 0.25, 20), (18, 0.0, 18), (10, 0.25, 10)):
+        p = policy(scale_down_window=0.0, down_tolerance=tolerance)
+        got = run(p, [(15.0, load(per_replica * wanted, 20))])
+        assert got == [expected], (wanted, tolerance)
+    # Holding never goes above the maximum.
+    capped = policy(scale_down_window=0.0, down_tolerance=0.25, max_replicas=19)
+    assert run(capped, [(15.0, load(per_replica * 18, 20))]) == [19]
 
 
 def test_to_zero_after_the_cooldown_and_back_on_the_first_queued_request() -> None:
@@ -250,6 +262,7 @@ def test_decisions_stay_within_bounds_and_explain_themselves(
 
 @pytest.mark.parametrize(("make", "key"), [
     (lambda: Slo(ttft=0.0), "ttft"),
+    (lambda: policy(down_tolerance=1.0), "down_tolerance"),
     (lambda: Slo(ttft=-1.0), "ttft"),
     (lambda: Slo(ttft=math.nan), "ttft"),
     (lambda: Slo(ttft=1.0, tpot=0.0), "tpot"),

@@ -146,30 +146,31 @@ async def _polls_on_demand() -> None:
     tracker = LoadTracker()
     try:
         async with aiohttp.ClientSession() as client:
-            poller = SidecarPoller(tracker, lambda: [endpoint], interval=0.01, client=client,
-                                   idle_after=0.2)
+            # A poll times out after its interval: 0.05 s leaves a loaded machine room to
+            # answer, and the wait below keeps wanting the queues, as a stream of least-queue
+            # requests would, so a poll that timed out is simply retried.
+            poller = SidecarPoller(tracker, lambda: [endpoint], interval=0.05, client=client,
+                                   idle_after=0.3)
             def seen() -> tuple[int | None, int | None]:
                 (cand,) = tracker.candidates([endpoint])
                 return cand.waiting, cand.running
 
             task = asyncio.create_task(poller.run())
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(0.5)
             assert hits == 0, "polled although no request wanted the queues"
             assert seen() == (None, None)
-            tracker.want_queues()
             for _ in range(200):
+                tracker.want_queues()
                 if seen() != (None, None):
                     break
-                await asyncio.sleep(0.01)
+                await asyncio.sleep(0.05)
             assert seen() == (3, 7)
-            # No more requests want them: the polls stop and the stale numbers go.
-            for _ in range(200):
-                if seen() == (None, None):
-                    break
-                await asyncio.sleep(0.01)
+            # No more requests want them: after idle_after the polls stop and the stale
+            # numbers go (1.5 s is five times idle_after plus a poll).
+            await asyncio.sleep(1.5)
             assert seen() == (None, None)
             paused_at = hits
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.5)
             assert hits == paused_at
             task.cancel()
             with pytest.raises(asyncio.CancelledError):

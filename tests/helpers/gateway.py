@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import json
 import socket
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import httpx
 
 from tests.helpers.procs import Proc, ProcessGroup
 from tests.helpers.sim import sim_value
+from tests.helpers.wait import wait_until
 
 RUNNING = "vllm:num_requests_running"
 
@@ -46,12 +46,6 @@ def start_gateway(
     )
 
 
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s: {what}")
-        time.sleep(0.05)
 
 
 def leave_mid_request(gateway_url: str, engine_url: str, *, stream: bool) -> None:
@@ -65,11 +59,12 @@ def leave_mid_request(gateway_url: str, engine_url: str, *, stream: bool) -> Non
         sock.sendall(b"POST /v1/completions HTTP/1.1\r\nhost: gw\r\n"
                      b"content-type: application/json\r\n"
                      b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
-        wait_until(lambda: sim_value(engine_url, RUNNING) == 1, 15,
-                   "the engine runs the request")
+        wait_until(lambda: sim_value(engine_url, RUNNING) == 1,
+                   "the engine runs the request", timeout=15)
         if stream:
             assert sock.recv(65536).startswith(b"HTTP/1.1 200")
     # The client is gone; the engine stops long before the minute is over.
-    wait_until(lambda: sim_value(engine_url, RUNNING) == 0, 15, "the engine stopped the request")
+    wait_until(lambda: sim_value(engine_url, RUNNING) == 0, "the engine stopped the request",
+               timeout=15)
     metrics = httpx.get(f"{gateway_url}/metrics", timeout=10).text
     assert 'brix_gateway_requests_total{code="499",model="m1"} 1.0' in metrics

@@ -27,9 +27,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.helpers.gateway import start_gateway, wait_until
+from tests.helpers.gateway import start_gateway
 from tests.helpers.procs import Proc, ProcessGroup
 from tests.helpers.sim import sim_value, slow, start_sim
+from tests.helpers.wait import wait_until
 
 pytestmark = pytest.mark.integration
 MAX_IN_FLIGHT = 6
@@ -112,7 +113,7 @@ def test_beyond_max_in_flight_is_429_with_retry_after_then_room_again(
     for s in streams:
         s.close()
     wait_until(lambda: httpx.post(f"{gw.url}/v1/completions", json=QUICK,
-                                  timeout=30).status_code == 200, 15, "room again")
+                                  timeout=30).status_code == 200, "room again", timeout=15)
 
 
 def test_beyond_max_pending_is_503_overloaded(gw: Proc) -> None:
@@ -127,7 +128,7 @@ def test_beyond_max_pending_is_503_overloaded(gw: Proc) -> None:
     with concurrent.futures.ThreadPoolExecutor(MAX_PENDING) as pool:
         held = [pool.submit(httpx.post, f"{gw.url}/v1/completions", json=cold, timeout=60)
                 for _ in range(MAX_PENDING)]
-        wait_until(lambda: pending() == MAX_PENDING, 15, "the requests held")
+        wait_until(lambda: pending() == MAX_PENDING, "the requests held", timeout=15)
         r = httpx.post(f"{gw.url}/v1/completions", json=cold, timeout=30)
         error = error_of(r, 503)
         assert error["code"] == "overloaded"
@@ -198,13 +199,13 @@ def test_clients_that_vanish_give_back_their_place_and_stop_the_engine(
         for s in socks[MAX_IN_FLIGHT // 2:]:
             s.sendall(head + body[:10])  # mid-body
         wait_until(lambda: sim_value(url, "vllm:num_requests_running") == MAX_IN_FLIGHT // 2,
-                   15, "the engine runs the streams")
+                   "the engine runs the streams", timeout=15)
         for s in socks[: MAX_IN_FLIGHT // 2]:
             assert s.recv(65536).startswith(b"HTTP/1.1 200")
         for s in socks:
             s.close()
-        wait_until(lambda: sim_value(url, "vllm:num_requests_running") == 0, 15,
-                   "the engine stopped the vanished clients' requests")
+        wait_until(lambda: sim_value(url, "vllm:num_requests_running") == 0,
+                   "the engine stopped the vanished clients' requests", timeout=15)
     # Every place was given back: a full set of streams is admitted again.
     with httpx.Client(timeout=30) as client, ExitStack() as stack:
         for _ in range(MAX_IN_FLIGHT):

@@ -11,9 +11,10 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.helpers.gateway import leave_mid_request, start_gateway, wait_until
+from tests.helpers.gateway import leave_mid_request, start_gateway
 from tests.helpers.procs import Proc, ProcessGroup, free_port
 from tests.helpers.sim import FAST, sim_value, slow, start_sim
+from tests.helpers.wait import wait_until
 
 RUNNING = "vllm:num_requests_running"
 
@@ -111,7 +112,7 @@ def test_no_first_byte_in_time_is_504_and_the_pod_stops_working_on_it(
     assert r.json()["error"]["code"] == "upstream_timeout"
     assert engine.url is not None
     url = engine.url
-    wait_until(lambda: sim_value(url, RUNNING) == 0, 10, "the engine dropped the request")
+    wait_until(lambda: sim_value(url, RUNNING) == 0, "the engine dropped the request", timeout=10)
 
 
 def test_a_stream_over_the_total_time_ends_with_an_error_event(procs: ProcessGroup) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from tests.helpers.procs import Proc, ProcessGroup
 from tests.helpers.prometheus import query, start_prometheus
 from tests.helpers.sidecar import start_sidecar
 from tests.helpers.sim import FAST, sim_metrics, sim_value, slow, start_sim
+from tests.helpers.wait import wait_until
 from tests.integration.inference_sidecar.conftest import write_adapter
 
 MODEL = "sim-llama"
@@ -37,12 +37,6 @@ def value(samples: Samples, name: str, **labels: str) -> float | None:
     return sum(found) if found else None
 
 
-def wait_until(check: Callable[[], bool], *, timeout: float = 30.0, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not seen within {timeout}s: {what}")
-        time.sleep(0.05)
 
 
 def _as_brix(engine: Samples) -> Samples:

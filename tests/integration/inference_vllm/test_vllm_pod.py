@@ -11,7 +11,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from tests.helpers.procs import Proc, ProcessGroup
 from tests.helpers.prometheus import query, start_prometheus
 from tests.helpers.sidecar import start_sidecar
 from tests.helpers.vllm import VllmEngine, vllm_server
+from tests.helpers.wait import wait_until
 
 pytestmark = [pytest.mark.vllm, pytest.mark.timeout(900)]
 
@@ -300,16 +301,6 @@ def sustained_queue(engine: VllmEngine, prom: str, promql: str, *, clients: int,
     return statuses, seen
 
 
-def wait_until(probe: Callable[[], list[dict[str, Any]]], *, timeout: float,
-               what: str) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = probe()
-        if result:
-            return list(result)
-        if time.monotonic() > deadline:
-            pytest.fail(f"no {what} within {timeout}s")
-        time.sleep(0.5)
 
 
 # --- exit codes ----------------------------------------------------------------------

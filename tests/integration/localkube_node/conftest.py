@@ -3,9 +3,8 @@ namespace. Also polling and client helpers."""
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -16,6 +15,7 @@ from kubernetes.client.exceptions import ApiException
 
 from tests.helpers.localkube import kubectl, start_localkube
 from tests.helpers.procs import ProcessGroup
+from tests.helpers.wait import wait_until
 
 T = TypeVar("T")
 
@@ -65,23 +65,6 @@ def namespace(cluster: Cluster) -> Iterator[str]:
                what=f"pods of {name} gone", timeout=60)
 
 
-def wait_until(probe: Callable[[], T | None], *, what: str, timeout: float = 60.0,
-               interval: float = 0.2) -> T:
-    """Poll ``probe`` until it returns something truthy; fail naming ``what`` and the last value."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        try:
-            last = probe()
-        except AssertionError as exc:
-            last = exc
-        else:
-            if last:
-                found: T = last
-                return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}; last seen: {last!r}")
-        time.sleep(interval)
 
 
 def http_server_deployment(name: str, replicas: int, *, extra_env: dict[str, str] | None = None,

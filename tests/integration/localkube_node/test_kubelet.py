@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tests.integration.localkube_node.conftest import Cluster, is_ready, wait_until
+from tests.helpers.wait import wait_until
+from tests.integration.localkube_node.conftest import Cluster, is_ready
 
 
 def pod_manifest(name: str, command: list[str], **spec: Any) -> dict[str, Any]:

@@ -14,7 +14,8 @@ import pytest
 import yaml
 
 from localkube.node.identity import SA_PATH, PodIdentity, mount_namespaces
-from tests.integration.localkube_node.conftest import Cluster, wait_until
+from tests.helpers.wait import wait_until
+from tests.integration.localkube_node.conftest import Cluster
 
 pytestmark = pytest.mark.integration
 

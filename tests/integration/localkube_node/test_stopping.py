@@ -13,7 +13,7 @@ from kubernetes import client, config
 
 from tests.helpers.localkube import start_localkube
 from tests.helpers.procs import Proc, ProcessGroup
-from tests.integration.localkube_node.conftest import wait_until
+from tests.helpers.wait import wait_until
 
 
 def group_members(pgid: int) -> list[int]:

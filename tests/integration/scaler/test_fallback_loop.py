@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import signal
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ from tests.helpers.manifests import render
 from tests.helpers.procs import ProcessGroup
 from tests.helpers.prometheus import query, start_prometheus
 from tests.helpers.scaler import ScalerProc, StaticExporter, start_scaler
+from tests.helpers.wait import wait_until
 
 _names = itertools.count()
 
@@ -83,12 +83,6 @@ def events(api: client.ApiClient, namespace: str, name: str) -> list[Any]:
     return [e for e in items if e.involved_object.name == name]
 
 
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"not within {timeout}s: {what}")
-        time.sleep(0.2)
 
 
 def scraped(prom: str, promql: str, expected: float) -> None:

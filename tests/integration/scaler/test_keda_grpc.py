@@ -7,7 +7,6 @@ the module; tests use their own model names so they do not see each other.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from tests.helpers.scaler import (
     scrape_config,
     start_scaler,
 )
+from tests.helpers.wait import wait_until
 
 
 @pytest.fixture(scope="module")
@@ -42,12 +42,6 @@ def stub(scaler: ScalerProc) -> Iterator[Any]:
         yield scaler_stub(channel)
 
 
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"not within {timeout}s: {what}")
-        time.sleep(0.1)
 
 
 def scraped(prom: str, promql: str, expected: float) -> None:

@@ -24,12 +24,12 @@ from brix.contract import (
 from tests.helpers.procs import ProcessGroup
 from tests.helpers.prometheus import start_prometheus
 from tests.helpers.scaler import scrape_config
+from tests.helpers.wait import wait_until
 from tests.integration.scaler.test_fallback_loop import (
     events,
     loop_scaler,
     replicas,
     scaler_metric,
-    wait_until,
 )
 from tests.integration.scaler.test_slo_keda import Traffic, measured_rate
 

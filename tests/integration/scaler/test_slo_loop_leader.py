@@ -27,7 +27,7 @@ from scaler.prometheus import MetricsSource
 from tests.helpers.procs import ProcessGroup
 from tests.helpers.prometheus import start_prometheus
 from tests.helpers.scaler import scrape_config
-from tests.integration.scaler.test_fallback_loop import wait_until
+from tests.helpers.wait import wait_until
 from tests.integration.scaler.test_fallback_loop_faults import settings
 from tests.integration.scaler.test_slo_keda import Traffic, measured_rate
 from tests.integration.scaler.test_slo_loop import slo_deployment
@@ -102,8 +102,8 @@ async def test_a_regained_lease_decides_from_the_prior_not_the_learnt_capacity(
     slo_deployment(api, NAMESPACE, "llm", {
         "brix.dev/autoscale-ttft": "2", "brix.dev/autoscale-initial-capacity": "1",
         "brix.dev/autoscale-utilization": "0.5", "brix.dev/autoscale-pod-start-seconds": "0"})
-    await asyncio.to_thread(wait_until, lambda: measured_rate(prom, MODEL) > 8,
-                            "a request rate in Prometheus", 60)
+    await asyncio.to_thread(lambda: wait_until(lambda: measured_rate(prom, MODEL) > 8,
+                                               "a request rate in Prometheus", timeout=60))
     loop = FallbackLoop(settings(NAMESPACE), api, source=MetricsSource(prom, cache_ttl=0.5),
                         metrics=ScalerMetrics())
     stop = asyncio.Event()

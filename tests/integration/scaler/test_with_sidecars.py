@@ -10,7 +10,6 @@ running = 4 for the model.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,18 +22,13 @@ from tests.helpers.prometheus import query, start_prometheus
 from tests.helpers.scaler import get_metrics_request, scaled_object_ref, scaler_stub, start_scaler
 from tests.helpers.sidecar import start_sidecar
 from tests.helpers.sim import slow, start_sim
+from tests.helpers.wait import wait_until
 
 MODEL = "sim-scaled"
 PER_ENGINE = 5
 SEQS = 2
 
 
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"not within {timeout}s: {what}")
-        time.sleep(0.2)
 
 
 @pytest.fixture

@@ -41,7 +41,7 @@ from typing import Any
 from starlette.types import Message
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from brix.http_guard import GuardedHttpToolsProtocol
+from brix.http_guard import CoalescedWrites, GuardedHttpToolsProtocol
 from gateway.completions import PATHS, Completions, Head, Refusal, read_head
 from gateway.proxy import ProxyCall, UpstreamCutOff
 
@@ -81,7 +81,8 @@ class FastCycle:
                  keep_alive: bool) -> None:
         self.protocol = protocol
         self.completions = protocol.completions
-        self.transport: asyncio.Transport = protocol.transport
+        self.transport: CoalescedWrites = protocol.transport  # type: ignore[assignment]
+        self.pending_head = b""  # the status line and headers, sent with the first body
         self.head = head
         self.path = path
         self.keep_alive = keep_alive
@@ -242,23 +243,28 @@ class FastCycle:
             if not self.keep_alive:
                 content.append(b"connection: close\r\n")
             content.append(b"\r\n")
-            self.transport.write(b"".join(content))
+            self.pending_head = b"".join(content)
             return
         if self.response_complete:
             raise RuntimeError(f"Unexpected {message['type']!r} after the answer was complete")
         body: bytes = message.get("body", b"")
         more = message.get("more_body", False)
         if self.chunked:
-            if body:
-                self.transport.write(b"%x\r\n%s\r\n" % (len(body), body))
+            data = b"%x\r\n%s\r\n" % (len(body), body) if body else b""
             if not more:
-                self.transport.write(b"0\r\n\r\n")
+                data += b"0\r\n\r\n"
         else:
             self.expected_length -= len(body)
             if self.expected_length < 0:
                 raise RuntimeError("Response content longer than Content-Length")
-            if body:
-                self.transport.write(body)
+            data = body
+        if self.pending_head:
+            # The head and the first of the body leave in one write, at once: no turn
+            # of the loop (brix.http_guard's gathering) between them.
+            data = self.pending_head + data
+            self.pending_head = b""
+        if data:
+            self.transport.write_now(data)
         if not more:
             if self.expected_length != 0:
                 raise RuntimeError("Response content shorter than Content-Length")
@@ -292,7 +298,7 @@ class GatewayProtocol(GuardedHttpToolsProtocol):
         self.expect_100_continue = False
         self.headers = []
         self._head_bytes = 0
-        self._arm()
+        self._in_head = True
 
     def _fast_path(self) -> bytes | None:
         parser = self.parser
@@ -313,6 +319,7 @@ class GatewayProtocol(GuardedHttpToolsProtocol):
             self.url, self.expect_100_continue = url, expect
             super().on_headers_complete()
             return
+        self._in_head = False
         self._disarm()
         parser = self.parser
         cycle = FastCycle(self, read_head(self.headers), path.decode(),

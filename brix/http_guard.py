@@ -16,6 +16,12 @@ protocol adds both, per request:
 Both answers are JSON in OpenAI's error shape. The body's own time limit is
 the application's (it reads the body; see gateway.completions).
 
+Timers: a head that arrives whole (nearly all do) arms none; the time limit
+starts only when a read ends with a head begun and not complete. uvicorn's
+idle timer for kept-alive connections (``timeout_keep_alive``) is one per
+connection here, re-armed when it fires on a connection busy meanwhile,
+rather than one per answer: the same limit, without a timer per request.
+
 It also writes less often: what the application sends within one turn of the
 event loop (an answer's status line and headers, then its body) goes to the
 socket in one write (``CoalescedWrites``), not one system call per ASGI
@@ -74,6 +80,12 @@ class CoalescedWrites:
         if not self._transport.is_closing():
             self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
 
+    def write_now(self, data: bytes) -> None:
+        """Write at once, after what is pending (for a writer that gathers its own)."""
+        if self._pending:
+            self.flush()
+        self._transport.write(data)
+
     def close(self) -> None:
         self.flush()
         self._transport.close()
@@ -102,6 +114,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._head_timer: asyncio.TimerHandle | None = None
+        self._in_head = False  # a request's head has begun and is not complete
+        self._idle_since: float | None = None  # kept alive with no request since then
         self._head_bytes = 0
         self._head_too_large = False
         self._on_disconnect: tuple[Any, Callable[[], None]] | None = None
@@ -141,6 +155,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        if self.timeout_keep_alive_task is not None:
+            self.timeout_keep_alive_task.cancel()
+            self.timeout_keep_alive_task = None
         watch, self._on_disconnect = self._on_disconnect, None
         super().connection_lost(exc)
         if watch is not None and not watch[0].response_complete:
@@ -150,7 +167,37 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         # The answer has all gone: its callback (and all it holds, a request's body
         # say) is let go now, not kept while the connection idles between requests.
         self._on_disconnect = None
-        super().on_response_complete()
+        # uvicorn's own, but for its idle timer: uvicorn arms one per answer and
+        # cancels it at the next request's first bytes; here one per connection,
+        # re-armed when it fires on a connection that was busy meanwhile.
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self.flow.resume_reading()
+        if self.pipeline:
+            self._idle_since = None
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+            return
+        self._idle_since = now = self.loop.time()
+        if self.timeout_keep_alive_task is None:
+            self.timeout_keep_alive_task = self.loop.call_at(
+                now + self.timeout_keep_alive, self._idle_check)
+
+    def _unset_keepalive_if_required(self) -> None:
+        # (uvicorn calls it at each read) busy again: the idle timer, if armed, stays
+        self._idle_since = None
+
+    def _idle_check(self) -> None:
+        self.timeout_keep_alive_task = None
+        since = self._idle_since
+        if since is None:
+            return  # busy: armed again when its answer is complete
+        due = since + self.timeout_keep_alive
+        if self.loop.time() >= due:
+            self.timeout_keep_alive_handler()
+        else:
+            self.timeout_keep_alive_task = self.loop.call_at(due, self._idle_check)
 
     def _register_disconnect(self, cycle: Any, callback: Callable[[], None]) -> None:
         if cycle.response_complete:
@@ -177,10 +224,17 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         else:
             super().send_400_response(msg)
 
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._in_head and self._head_timer is None and not self.transport.is_closing():
+            # A head begun in this read and not complete: its time runs from now (a
+            # head that comes whole, as nearly all do, costs no timer).
+            self._arm()
+
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._head_bytes = 0
-        self._arm()
+        self._in_head = True
 
     def on_url(self, url: bytes) -> None:
         self._count(len(url))
@@ -191,6 +245,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
+        self._in_head = False
         self._disarm()
         super().on_headers_complete()
         cycle = self.cycle

@@ -4,6 +4,8 @@
 from the edge inwards:
 
 - ``__main__``: settings -> table, discovery, poller and app; serves it.
+- ``server``: the HTTP protocol it is served with: the completion routes
+  straight from the parser to ``completions``, the rest to the ASGI app.
 - ``app``: the FastAPI app (``/v1/models``, ``/healthz``, ``/metrics``, errors in
   OpenAI's shape) and ``GatewayApp``, which sends completions straight to
 - ``completions``: the checks on a completion request (key from ``keys``, size,

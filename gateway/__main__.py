@@ -11,12 +11,12 @@ from collections.abc import AsyncIterator, Sequence
 from fastapi import FastAPI
 
 from brix.config import build_parser, describe, load_settings
-from brix.http_guard import guarded_protocol
 from brix.serving import configure_logging, serve
 from gateway.app import GatewayApp, create_app, load_api_keys
 from gateway.load import LoadTracker, SidecarPoller
 from gateway.picker import STRATEGIES
 from gateway.routing_config import RoutingConfigError, load_routing_config
+from gateway.server import gateway_protocol
 from gateway.settings import GatewaySettings
 from gateway.static import ConfigError, parse_services, parse_static_routes
 from gateway.table import RoutingTable
@@ -91,9 +91,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.info("settings: %s", describe(settings))
     # Slow or oversized request heads are bounded by the HTTP protocol (brix.http_guard),
     # idle kept-alive connections by uvicorn (timeout_keep_alive, 5 s), bodies by the app.
+    # The completion routes are served by the protocol itself (gateway.server).
     serve(GatewayApp(app), name="brix gateway", port=settings.port, host=settings.host,
           log_level=settings.log_level,
-          http=guarded_protocol(header_timeout=settings.header_timeout,
+          http=gateway_protocol(app.state.completions, header_timeout=settings.header_timeout,
                                 max_header_bytes=settings.max_header_bytes),
           # The gateway reads no client address; X-Forwarded-* pass to the pod as sent.
           proxy_headers=False)

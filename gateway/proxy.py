@@ -208,16 +208,21 @@ class ProxyCall:
         self._last_error = ""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # The server says when the client leaves (brix.http_guard's extension):
+        # no task per request waiting on receive() for it.
+        await self.serve(send, scope.get("extensions", {}).get(DISCONNECT_EXTENSION), receive)
+
+    async def serve(self, send: Send, register: Callable[[Callable[[], None]], None] | None,
+                    receive: Receive | None = None) -> None:
+        """Answer through ``send``; ``register(callback)`` tells of the client leaving (else
+        a task waits on ``receive`` for ``http.disconnect``)."""
         loop = self.proxy.loop
         task = asyncio.current_task(loop)
         assert task is not None
-        # The server says when the client leaves (brix.http_guard's extension):
-        # no task per request waiting on receive() for it.
-        register = scope.get("extensions", {}).get(DISCONNECT_EXTENSION)
         watcher = None
         if register is not None:
             register(lambda: self._client_left(task))
-        else:
+        elif receive is not None:
             watcher = loop.create_task(self._watch_disconnect(receive, task))
         try:
             await self._run(send)

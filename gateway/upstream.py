@@ -188,12 +188,20 @@ class _Connection(asyncio.Protocol):
         self._wake()
 
     async def _wait(self, seconds: float) -> None:
-        self.waiter = self.loop.create_future()
+        # A bare timer on the future (asyncio.timeout costs a context manager and a
+        # task cancellation on top; this wait is on every request's path).
+        waiter = self.waiter = self.loop.create_future()
+        timer = self.loop.call_later(seconds, _expire, waiter)
         try:
-            async with asyncio.timeout(seconds):
-                await self.waiter
+            await waiter
         finally:
+            timer.cancel()
             self.waiter = None
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
 
 
 class Answer:

@@ -23,6 +23,13 @@ class GatewaySettings:
     )
     log_level: str = setting("info", help="Log level.",
                              choices=["debug", "info", "warning", "error"])
+    workers: int = setting(
+        1, help="Processes serving the port (SO_REUSEPORT; one core each). With more than one, "
+        "a supervising process runs discovery and the sidecar polls once and publishes them "
+        "to the workers, whose in-flight counts per pod are shared (gateway/workers.py), so "
+        "the load-aware strategies see the whole gateway's load; a worker that dies is "
+        "restarted. 1 serves in this process, as a single gateway always has.",
+    )
 
     # --- where models are -------------------------------------------------------
     discovery: str = setting(
@@ -157,6 +164,8 @@ class GatewaySettings:
                      "sidecar_poll_interval", "body_timeout", "header_timeout"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0")
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1 (got {self.workers})")
         if self.hold_timeout < 0:
             raise ValueError("hold_timeout must be >= 0")
         if self.sidecar_poll_idle < 0:

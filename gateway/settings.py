@@ -129,10 +129,12 @@ class GatewaySettings:
     # --- overload and abuse ------------------------------------------------------
     max_in_flight: int = setting(
         4096, help="Completion requests taken on at once, in any state (reading the body, "
-        "held, proxied, streaming); beyond it 429 with Retry-After.",
+        "held, proxied, streaming); beyond it 429 with Retry-After. Per worker process "
+        "(--workers).",
     )
     max_pending: int = setting(
-        1024, help="Requests held at once (no ready pod yet); beyond it 503 with Retry-After.",
+        1024, help="Requests held at once (no ready pod yet); beyond it 503 with Retry-After. "
+        "Per worker process (--workers).",
     )
     overload_retry_after: int = setting(
         1, help="Retry-After seconds sent with a 429 or a 503 for overload.",

@@ -273,8 +273,8 @@ class Supervisor:
 
     def follow_interest(self) -> None:
         """Workers routed on queues: wake (or keep awake) the poller."""
-        wanted = self.counts.wanted_at()
-        if wanted > self.tracker.queues_wanted_at:
+        wanted = self.counts.wanted_at()  # 0: no worker has asked yet
+        if wanted > 0 and wanted > self.tracker.queues_wanted_at:
             self.tracker.queues_wanted_at = wanted
             self.tracker.queues_wanted.set()
 

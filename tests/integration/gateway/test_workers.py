@@ -147,7 +147,8 @@ def test_a_killed_worker_leaves_no_count_and_no_hole(
         # (all together the pods stay even): that worker is the one to kill.
         victim = None
         while victim is None:
-            assert len(held) < 40, "no worker came to hold two more streams on one pod"
+            # Usually within 7 streams; not within 80 about once in 50,000 runs.
+            assert len(held) < 80, "no worker came to hold two more streams on one pod"
             sock, pod = open_stream(gw.url)
             held.append((sock, pod, worker_of(sock, pids)))
             for w in pids:

@@ -21,7 +21,8 @@ Workers bind the port with SO_REUSEPORT, so the kernel spreads new
 connections over the workers evenly (one accept queue each) and a dead
 worker's share goes to the others until its replacement listens. The
 supervisor holds the port bound (not listening) so that port 0 picks one port
-for all and a port in use is a one-line error before any worker starts.
+for all and a port in use (by anything, another gateway with workers too) is a
+one-line error before any worker starts.
 
 A worker that dies is started again (after 0.5 s, doubling up to 10 s while it
 keeps dying young); its row of counts is zeroed first, so nothing it had in
@@ -414,8 +415,15 @@ class Supervisor:
     def open(self) -> None:
         """Reserve the port, make the shared memory and the metrics directory."""
         self.host = bind_host(self.settings.host)
-        self.reserved = reuseport_socket(self.host, self.settings.port)
-        self.port = int(self.reserved.getsockname()[1])
+        # First without SO_REUSEPORT, which would let this gateway join the port of
+        # another one running with --workers: a port in use must be an error.
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((self.host, self.settings.port))
+            port = int(probe.getsockname()[1])
+        self.reserved = reuseport_socket(self.host, port)
+        self.port = port
         self.memfd = os.memfd_create("brix-gateway-load", 0)
         size = SharedCounts.size(self.n)
         os.ftruncate(self.memfd, size)

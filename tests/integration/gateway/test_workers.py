@@ -213,3 +213,18 @@ def test_a_port_in_use_stops_with_one_clear_line() -> None:
     assert result.returncode == 1, (time.monotonic() - start, result.stderr)
     assert "could not listen" in result.stderr.splitlines()[-1]
     assert "Traceback" not in result.stderr
+
+
+def test_a_second_gateway_with_workers_does_not_join_the_port(
+    gateway: tuple[Proc, list[str]],
+) -> None:
+    gw, _ = gateway
+    assert gw.url is not None
+    port = gw.url.rsplit(":", 1)[1]
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway", "--port", port, "--discovery", "none",
+         "--workers", "2", "--host", "127.0.0.1"],
+        capture_output=True, text=True, timeout=60, cwd=REPO, check=False,
+    )
+    assert result.returncode == 1, result.stderr
+    assert "could not listen" in result.stderr.splitlines()[-1]

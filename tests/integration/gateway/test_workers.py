@@ -10,6 +10,7 @@ hole in routing.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
@@ -176,6 +177,48 @@ def test_a_killed_worker_leaves_no_count_and_no_hole(
     finally:
         for sock, _, _ in held:
             sock.close()
+
+
+def _through(url: str, pids: set[int], method: str, path: str,
+             body: bytes | None = None) -> tuple[int, int, bytes]:
+    """One request on a new connection: (worker that took it, status, body)."""
+    host, port = url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        conn.connect()
+        assert conn.sock is not None
+        worker = worker_of(conn.sock, pids)
+        conn.request(method, path, body=body, headers={"content-type": "application/json"})
+        response = conn.getresponse()
+        return worker, response.status, response.read()
+    finally:
+        conn.close()
+
+
+def test_metrics_are_the_whole_gateways_whichever_worker_answers(
+    gateway: tuple[Proc, list[str]],
+) -> None:
+    gw, _ = gateway
+    assert gw.url is not None
+    pids = workers_of(gw)
+    short = json.dumps({"model": "m1", "prompt": "x", "max_tokens": 1}).encode()
+    answered: Counter[int] = Counter()
+    while min(answered[p] for p in pids) < 2:
+        assert sum(answered.values()) < 40, answered
+        worker, status, _ = _through(gw.url, pids, "POST", "/v1/completions", short)
+        assert status == 200
+        answered[worker] += 1
+    total = sum(answered.values())
+    line = f'brix_gateway_requests_total{{code="200",model="m1"}} {float(total)}'
+    scraped: set[int] = set()
+    for _ in range(40):
+        if scraped == pids:
+            break
+        worker, status, text = _through(gw.url, pids, "GET", "/metrics")
+        assert status == 200
+        assert line in text.decode().splitlines(), text.decode()[:2000]
+        scraped.add(worker)
+    assert scraped == pids
 
 
 def test_sigterm_stops_every_worker(gateway: tuple[Proc, list[str]]) -> None:

@@ -29,7 +29,8 @@ from tests.helpers.sim import slow, start_sim
 
 pytestmark = pytest.mark.integration
 
-LONG = {"model": "m1", "prompt": "x", "max_tokens": 600, "stream": True, "ignore_eos": True}
+LONG_TOKENS = 600  # two minutes at 200 ms a token
+LONG = {"model": "m1", "prompt": "x", "max_tokens": LONG_TOKENS, "stream": True, "ignore_eos": True}
 
 
 def workers_of(gateway: Proc) -> set[int]:
@@ -81,10 +82,10 @@ def worker_of(sock: socket.socket, pids: set[int]) -> int:
     raise AssertionError(f"no worker of {pids} holds socket {inode}")
 
 
-def open_stream(url: str) -> tuple[socket.socket, str]:
+def open_stream(url: str, tokens: int = LONG_TOKENS) -> tuple[socket.socket, str]:
     """A long least-request stream on a new connection, held open; returns (socket, pod)."""
     host, port = url.removeprefix("http://").split(":")
-    body = json.dumps(LONG).encode()
+    body = json.dumps({**LONG, "max_tokens": tokens}).encode()
     sock = socket.create_connection((host, int(port)), timeout=30)
     sock.sendall(b"POST /v1/completions HTTP/1.1\r\nhost: gw\r\n"
                  b"content-type: application/json\r\nx-brix-routing: least-request\r\n"
@@ -223,8 +224,16 @@ def test_metrics_are_the_whole_gateways_whichever_worker_answers(
 
 def test_sigterm_stops_every_worker(gateway: tuple[Proc, list[str]]) -> None:
     gw, _ = gateway
+    assert gw.url is not None
     pids = workers_of(gw)
+    streams = [open_stream(gw.url, tokens=10)[0] for _ in range(4)]  # 2 s each, any worker
     os.kill(gw.popen.pid, signal.SIGTERM)  # the supervisor only, as Kubernetes does
+    for sock in streams:  # drained: each runs to its end
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+        sock.close()
+        assert b"data: [DONE]" in received, received[-300:]
     assert gw.popen.wait(30) == 0
     wait_until(lambda: not any(os.path.exists(f"/proc/{p}") for p in pids), 10,
                "every worker exits")

@@ -57,7 +57,8 @@ def _server_inode(gateway_port: int, client_port: int) -> str | None:
             fields = line.split()
             local, remote, inode = fields[1], fields[2], fields[9]
             if (int(local.split(":")[1], 16) == gateway_port
-                    and int(remote.split(":")[1], 16) == client_port):
+                    and int(remote.split(":")[1], 16) == client_port
+                    and inode != "0"):  # 0: not accepted yet, or closed (TIME_WAIT)
                 return inode
     return None
 
@@ -186,12 +187,11 @@ def _through(url: str, pids: set[int], method: str, path: str,
     host, port = url.removeprefix("http://").split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=30)
     try:
-        conn.connect()
-        assert conn.sock is not None
-        worker = worker_of(conn.sock, pids)
         conn.request(method, path, body=body, headers={"content-type": "application/json"})
         response = conn.getresponse()
-        return worker, response.status, response.read()
+        data = response.read()
+        assert conn.sock is not None  # kept alive: the worker still holds its end
+        return worker_of(conn.sock, pids), response.status, data
     finally:
         conn.close()
 

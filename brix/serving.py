@@ -17,7 +17,9 @@ import logging
 import os
 import re
 import signal
+import socket
 import sys
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 READY_PATTERN: Final = re.compile(r"listening on (?P<url>(?:http|grpc)s?://\S+)")
@@ -84,9 +86,15 @@ def serve(
     host: str | None = None,
     log_level: str = "info",
     timeout_graceful_shutdown: int | None = 10,
+    sockets: Sequence[socket.socket] | None = None,
+    on_ready: Callable[[str, int], None] | None = None,
     **uvicorn_options: Any,
 ) -> None:
     """Serve ``app`` until SIGINT/SIGTERM; exit non-zero with one line if the port is busy.
+
+    ``sockets``: serve on these bound sockets (listening from then on) instead of
+    binding ``host:port``. ``on_ready(host, port)``: called once serving, instead of
+    printing the ready line (a gateway worker tells its supervisor).
 
     uvicorn is imported here, not at the top: components that only print the
     ready line (the operator, the scaler) do not need it installed.
@@ -108,7 +116,10 @@ def serve(
             for server in self.servers:
                 for sock in server.sockets:
                     host, port = sock.getsockname()[:2]
-                    print_ready(self._name, "http", str(self.config.host or host), int(port))
+                    if on_ready is not None:
+                        on_ready(str(self.config.host or host), int(port))
+                    else:
+                        print_ready(self._name, "http", str(self.config.host or host), int(port))
                     return
 
     config = uvicorn.Config(
@@ -136,7 +147,7 @@ def serve(
     server = _Server(config, name=name)
     try:
         # run(), not asyncio.run(serve()): it makes the loop configured above.
-        server.run()
+        server.run(sockets=list(sockets) if sockets is not None else None)
     except SystemExit:
         # uvicorn exits from startup when it cannot bind, after logging why.
         if server.started:

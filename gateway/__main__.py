@@ -15,19 +15,20 @@ from brix.serving import configure_logging, serve
 from gateway.app import GatewayApp, create_app, load_api_keys
 from gateway.load import LoadTracker, SidecarPoller
 from gateway.picker import STRATEGIES
-from gateway.routing_config import RoutingConfigError, load_routing_config
+from gateway.routing_config import RoutingConfig, RoutingConfigError, load_routing_config
 from gateway.server import gateway_protocol
 from gateway.settings import GatewaySettings
 from gateway.static import ConfigError, parse_services, parse_static_routes
 from gateway.table import RoutingTable
+from gateway.workers import WorkerLink, WorkerSpec, supervise
 
 log = logging.getLogger("gateway")
 
 PROG = "python -m gateway"
 
 
-def build(settings: GatewaySettings) -> FastAPI:
-    """The app with its table, discovery and poller wired as the settings say."""
+def configure(settings: GatewaySettings) -> tuple[RoutingTable, RoutingConfig, bool]:
+    """The table of configured routes, the routing config, and whether to watch Kubernetes."""
     static = parse_static_routes(settings.static_routes)
     for model, endpoints in parse_services(settings.services).items():
         static.setdefault(model, []).extend(endpoints)
@@ -40,7 +41,6 @@ def build(settings: GatewaySettings) -> FastAPI:
         raise RoutingConfigError(f"--routing: unknown strategy or profile "
                                  f"{settings.routing!r} (known: {known})")
     table = RoutingTable(static=static, hold_models=settings.hold_models)
-    tracker = LoadTracker()
     watch = settings.discovery == "kubernetes"
     if settings.discovery == "auto":
         from gateway.discovery import kubernetes_configured
@@ -48,6 +48,20 @@ def build(settings: GatewaySettings) -> FastAPI:
         watch = kubernetes_configured(settings.kubeconfig)
         if not watch:
             log.info("no Kubernetes configuration found: serving the configured routes only")
+    return table, routing, watch
+
+
+def build(settings: GatewaySettings, *, worker: WorkerLink | None = None) -> FastAPI:
+    """The app with its table, discovery and poller wired as the settings say.
+
+    A worker of ``--workers N`` (``worker``) runs neither discovery nor the
+    poller: its table, queues and shared counts come from its supervisor.
+    """
+    table, routing, watch = configure(settings)
+    if worker is not None:
+        return create_app(settings, table=table, tracker=worker.tracker,
+                          lifespan=worker.lifespan(table), routing=routing)
+    tracker = LoadTracker()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -89,6 +103,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, OSError) as exc:
         parser.error(str(exc))
     log.info("settings: %s", describe(settings))
+    if settings.workers > 1:
+        table, _, watch = configure(settings)
+        return supervise(settings, table=table, watch=watch, target="gateway.__main__:run_worker")
     # Slow or oversized request heads are bounded by the HTTP protocol (brix.http_guard),
     # idle kept-alive connections by uvicorn (timeout_keep_alive, 5 s), bodies by the app.
     # The completion routes are served by the protocol itself (gateway.server).
@@ -99,6 +116,19 @@ def main(argv: Sequence[str] | None = None) -> int:
           # The gateway reads no client address; X-Forwarded-* pass to the pod as sent.
           proxy_headers=False)
     return 0
+
+
+def run_worker(spec: WorkerSpec) -> None:
+    """One worker of ``--workers N`` (in its own process, started by ``supervise``)."""
+    settings = spec.settings
+    configure_logging(settings.log_level)
+    link = WorkerLink(spec)
+    app = build(settings, worker=link)
+    serve(GatewayApp(app), name="brix gateway", port=spec.port, host=spec.host,
+          log_level=settings.log_level, sockets=[link.listener()], on_ready=link.ready,
+          http=gateway_protocol(app.state.completions, header_timeout=settings.header_timeout,
+                                max_header_bytes=settings.max_header_bytes),
+          proxy_headers=False)
 
 
 if __name__ == "__main__":

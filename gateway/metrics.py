@@ -1,8 +1,18 @@
-"""The gateway's metrics (``brix_gateway_*`` of brix.contract), in their own registry."""
+"""The gateway's metrics (``brix_gateway_*`` of brix.contract), in their own registry.
+
+With ``--workers N`` (N > 1) every worker writes its values to files in
+``$PROMETHEUS_MULTIPROC_DIR`` (prometheus_client's multiprocess mode, which the
+supervisor turns on for its workers), and whichever worker answers a scrape
+reads them all: the same names and labels as one process, summed over the
+workers (counters and histograms also keep what a restarted worker counted).
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from brix.contract import metric
 
@@ -30,13 +40,23 @@ class GatewayMetrics:
                                   buckets=_BUCKETS, registry=self.registry)
         self.ttfb = Histogram(ttfb.name, ttfb.help, list(ttfb.labels), buckets=_BUCKETS,
                               registry=self.registry)
+        # livesum: across workers, the sum over the live ones (one process: ignored).
         self.pending = Gauge(pending.name, pending.help, list(pending.labels),
-                             registry=self.registry)
+                             registry=self.registry, multiprocess_mode="livesum")
 
         # Children by label values, so the request path skips labels()'s lock and checks.
         self._requests: dict[tuple[str, int], Counter] = {}
         self._duration: dict[str, Histogram] = {}
         self._ttfb: dict[str, Histogram] = {}
+
+    def exposition(self) -> bytes:
+        """The Prometheus text of ``/metrics``: this registry, or every worker's values."""
+        path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if not path:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=path)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
 
     def answered(self, model: str, code: int, seconds: float) -> None:
         counter = self._requests.get((model, code))

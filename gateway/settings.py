@@ -23,6 +23,13 @@ class GatewaySettings:
     )
     log_level: str = setting("info", help="Log level.",
                              choices=["debug", "info", "warning", "error"])
+    workers: int = setting(
+        1, help="Processes serving the port (SO_REUSEPORT; one core each). With more than one, "
+        "a supervising process runs discovery and the sidecar polls once and publishes them "
+        "to the workers, whose in-flight counts per pod are shared (gateway/workers.py), so "
+        "the load-aware strategies see the whole gateway's load; a worker that dies is "
+        "restarted. 1 serves in this process, as a single gateway always has.",
+    )
 
     # --- where models are -------------------------------------------------------
     discovery: str = setting(
@@ -122,10 +129,12 @@ class GatewaySettings:
     # --- overload and abuse ------------------------------------------------------
     max_in_flight: int = setting(
         4096, help="Completion requests taken on at once, in any state (reading the body, "
-        "held, proxied, streaming); beyond it 429 with Retry-After.",
+        "held, proxied, streaming); beyond it 429 with Retry-After. Per worker process "
+        "(--workers).",
     )
     max_pending: int = setting(
-        1024, help="Requests held at once (no ready pod yet); beyond it 503 with Retry-After.",
+        1024, help="Requests held at once (no ready pod yet); beyond it 503 with Retry-After. "
+        "Per worker process (--workers).",
     )
     overload_retry_after: int = setting(
         1, help="Retry-After seconds sent with a 429 or a 503 for overload.",
@@ -157,6 +166,8 @@ class GatewaySettings:
                      "sidecar_poll_interval", "body_timeout", "header_timeout"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0")
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1 (got {self.workers})")
         if self.hold_timeout < 0:
             raise ValueError("hold_timeout must be >= 0")
         if self.sidecar_poll_idle < 0:

@@ -238,6 +238,10 @@ class RoutingTable:
         """Every endpoint in the table (the load poller's list)."""
         return {e for r in self._routes.values() for e in r.endpoints}
 
+    def objects(self, kind: Kind) -> dict[Key, State]:
+        """What the table holds of ``kind`` (a copy): what ``replace`` takes back."""
+        return dict(self._objects[kind])
+
     def changed(self) -> asyncio.Event:
         """An event set at the next change of the table."""
         return self._changed

@@ -52,7 +52,7 @@ from typing import Any
 import httpx
 
 from bench.machine import cpu_model, pin
-from bench.machine import cpu_seconds as pid_cpu_seconds
+from bench.machine import tree_cpu_seconds as pid_cpu_seconds
 from tests.helpers.gateway import start_gateway
 from tests.helpers.procs import Proc, ProcessGroup
 from tests.helpers.sim import slow, start_sim

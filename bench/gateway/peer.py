@@ -1,6 +1,7 @@
 """brix's gateway beside the vLLM project's Rust router, measured in one run.
 
-``python -m bench.gateway.peer [--duration 5] [--pin] [--routing R] [--also NAME=DIR]``
+``python -m bench.gateway.peer [--duration 5] [--pin] [--routing R] [--workers 1,2]
+[--also NAME=DIR]``
 
 The peer is ``vllm-router`` (PyPI, pinned below), a benchmark-only dependency:
 it is installed into a virtual environment of its own
@@ -30,6 +31,8 @@ round. ``--pin`` puts each router on the last CPU (all of its threads) and
 everything else on the others; without it every process shares every CPU.
 ``--also NAME=DIR`` adds the brix gateway of another checkout of brix (run
 from DIR) beside this one: an A/B of two versions of the gateway, interleaved.
+``--workers 1,2`` measures brix with one worker and with two (``--workers 2``,
+row ``brix x2``); a router's CPU is its process's and its workers' together.
 """
 
 from __future__ import annotations
@@ -77,12 +80,14 @@ class Router:
     """Start the router in front of the upstream URL; returns once it answers."""
 
 
-def brix_router(name: str, checkout: Path, routing: str | None) -> Router:
+def brix_router(name: str, checkout: Path, routing: str | None, workers: int = 1) -> Router:
     def start(procs: ProcessGroup, upstream: str) -> Proc:
         strategy = ["--routing", routing] if routing else []
+        processes = ["--workers", str(workers)] if workers > 1 else []
         return procs.start(
             ["-m", "gateway", "--port", "0", "--discovery", "none",
-             "--static-routes", f"m1={upstream}", *strategy, "--log-level", "warning"],
+             "--static-routes", f"m1={upstream}", *strategy, *processes,
+             "--log-level", "warning"],
             name=name, env={"BIND_HOST": "127.0.0.1"}, cwd=checkout)
     return Router(name, start)
 
@@ -222,6 +227,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--also", action="append", default=[], metavar="NAME=DIR",
                         help="also measure the gateway of the brix checkout in DIR")
     parser.add_argument("--only", choices=["rate", "streams"], default=None)
+    parser.add_argument("--workers", default="1", metavar="N[,N...]",
+                        help="brix's --workers: one brix row per value (e.g. 1,2 for the "
+                        "scaling from one worker to two)")
     parser.add_argument("--routing", default="round-robin",
                         help="brix's strategy, round-robin like the peer's by default "
                         "('default': brix's own default, the prefix-cache profile)")
@@ -230,7 +238,16 @@ def main(argv: list[str] | None = None) -> int:
         print("wrk is missing: apt-get install wrk (Debian's package)", file=sys.stderr)
         return 1
     routing = None if args.routing == "default" else args.routing
-    routers = [peer_router(), brix_router("brix", REPO, routing)]
+    try:
+        counts = [int(n) for n in args.workers.split(",")]
+    except ValueError:
+        parser.error(f"--workers: expected numbers separated by commas, got {args.workers!r}")
+    if any(n < 1 for n in counts):
+        parser.error(f"--workers: each must be >= 1, got {args.workers!r}")
+    if args.pin and max(counts) > 1:
+        parser.error("--pin gives each router one CPU: run --workers above 1 unpinned")
+    routers = [peer_router(), *(brix_router("brix" if n == 1 else f"brix x{n}", REPO, routing, n)
+                                for n in counts)]
     for spec in args.also:
         name, _, where = spec.partition("=")
         routers.append(brix_router(name, Path(where).resolve(), routing))

@@ -18,9 +18,10 @@ import h11
 import httpx
 import pytest
 
-from tests.helpers.gateway import start_gateway, wait_until
+from tests.helpers.gateway import start_gateway
 from tests.helpers.procs import Proc, ProcessGroup
 from tests.helpers.sim import FAST, start_sim
+from tests.helpers.wait import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -174,7 +175,7 @@ def test_a_client_leaving_mid_body_gives_its_place_back(gw: Proc) -> None:
                                             headers=JSON).status_code)
                 return statuses[-1] == 200
 
-            wait_until(admitted, 10, "a request admitted")
+            wait_until(admitted, "a request admitted", timeout=10)
             assert statuses[-1] == 200
     finally:
         for s in held:

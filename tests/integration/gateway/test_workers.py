@@ -23,9 +23,10 @@ from collections import Counter
 import httpx
 import pytest
 
-from tests.helpers.gateway import start_gateway, wait_until
+from tests.helpers.gateway import start_gateway
 from tests.helpers.procs import REPO, Proc, ProcessGroup
 from tests.helpers.sim import slow, start_sim
+from tests.helpers.wait import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -161,13 +162,15 @@ def test_a_killed_worker_leaves_no_count_and_no_hole(
         survivor: Counter[str] = Counter(dict.fromkeys(pods, 0))
         survivor.update(p for _, p, by in held if by != victim)
         os.kill(victim, signal.SIGKILL)
-        wait_until(lambda: victim not in workers_of(gw), 10, "the supervisor reaps the worker")
+        wait_until(lambda: victim not in workers_of(gw), "the supervisor reaps the worker",
+                   timeout=10)
         # Routing goes on through the other worker while the supervisor starts another.
         for _ in range(4):
             r = httpx.post(f"{gw.url}/v1/completions", timeout=30,
                            json={"model": "m1", "prompt": "x", "max_tokens": 1})
             assert r.status_code == 200, r.text
-        wait_until(lambda: len(workers_of(gw)) == 2, 60, "the supervisor starts another worker")
+        wait_until(lambda: len(workers_of(gw)) == 2, "the supervisor starts another worker",
+                   timeout=60)
         # What the dead worker had in flight no longer counts: the next streams go by the
         # survivor's alone (counted with the dead one's, the pods would look even).
         for _ in range(2):
@@ -235,8 +238,8 @@ def test_sigterm_stops_every_worker(gateway: tuple[Proc, list[str]]) -> None:
         sock.close()
         assert b"data: [DONE]" in received, received[-300:]
     assert gw.popen.wait(30) == 0
-    wait_until(lambda: not any(os.path.exists(f"/proc/{p}") for p in pids), 10,
-               "every worker exits")
+    wait_until(lambda: not any(os.path.exists(f"/proc/{p}") for p in pids), "every worker exits",
+               timeout=10)
 
 
 @pytest.mark.parametrize("value", ["0", "-2"])

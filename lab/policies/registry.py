@@ -53,6 +53,8 @@ class Setting:
     """The value must be greater than this (exclusive), if set."""
     maximum: float | None = None
     """The largest value allowed (inclusive), if any."""
+    below: float | None = None
+    """The value must be less than this (exclusive), if set."""
     required: bool = False
     """The spec must give it (``default`` is then unused)."""
     choices: tuple[str, ...] = ()
@@ -85,6 +87,8 @@ class Setting:
             raise ValueError(f"{policy}: {key}={text!r} must be >= {self.minimum:g}")
         if self.maximum is not None and value > self.maximum:
             raise ValueError(f"{policy}: {key}={text!r} must be <= {self.maximum:g}")
+        if self.below is not None and not value < self.below:
+            raise ValueError(f"{policy}: {key}={text!r} must be < {self.below:g}")
         return value
 
 
@@ -305,7 +309,8 @@ _POLICIES: dict[str, PolicyInfo] = {
                            minimum=0),
             "max": _MAX,
             "tolerance": Setting(float, 0.35, "a scale-down removing less than this share "
-                                 "of the replicas holds, [0, 1)", minimum=0, maximum=0.99),
+                                 "of the replicas holds, [0, 1) (scaleDownTolerance)",
+                                 minimum=0, below=1),
         },
         build=_brix_slo,
     ),

@@ -173,7 +173,7 @@ def _brix_slo(*, ttft: float, tpot: float | None, attainment: float, pod_start: 
               capacity: float | None, profile: str | None, concurrency: float | None,
               utilization: float, window: float, cooldown: float, trend: float,
               growth: float, gain: float, interval: float, min: int, max: int,
-              tolerance: float) -> BrixSlo:
+              tolerance: float, hold_rising: bool) -> BrixSlo:
     slo = Slo(ttft=ttft, tpot=tpot, attainment=attainment)
     return BrixSlo(SloPolicy(slo=slo, pod_start=pod_start, capacity=capacity,
                              profile=None if profile is None else _profile(profile),
@@ -181,7 +181,8 @@ def _brix_slo(*, ttft: float, tpot: float | None, attainment: float, pod_start: 
                              utilization=utilization, scale_down_window=window,
                              zero_cooldown=cooldown, trend_window=trend, max_growth=growth,
                              capacity_gain=gain,
-                             down_tolerance=tolerance), interval=interval)
+                             down_tolerance=tolerance, down_while_rising=not hold_rising),
+                   interval=interval)
 
 
 _MAX = Setting(int, 100, "most replicas (KEDA's maxReplicaCount default: no policy is capped "
@@ -311,6 +312,8 @@ _POLICIES: dict[str, PolicyInfo] = {
             "tolerance": Setting(float, 0.35, "a scale-down removing less than this share "
                                  "of the replicas holds, [0, 1) (scaleDownTolerance)",
                                  minimum=0, below=1),
+            "hold_rising": Setting(bool, True, "no scale-down while the demand is above its "
+                                   "mean over the window"),
         },
         build=_brix_slo,
     ),

@@ -90,6 +90,8 @@ def test_bad_settings_name_the_key(spec: str, key: str) -> None:
 def test_the_scale_down_tolerance_is_a_setting() -> None:
     assert slo("brix-slo:capacity=2").policy.down_tolerance == 0.35
     assert slo("brix-slo:capacity=2;tolerance=0.995").policy.down_tolerance == 0.995
+    assert not slo("brix-slo:capacity=2").policy.down_while_rising
+    assert slo("brix-slo:capacity=2;hold_rising=false").policy.down_while_rising
     # 20 replicas, a demand 16 serve (a fifth fewer), no window: 0.25 holds, 0.1 steps down.
     view = StaticMetrics(15.0, {REQUESTS: 16 * 2 * 0.8})
     held = slo("brix-slo:capacity=2;window=0;tolerance=0.25")

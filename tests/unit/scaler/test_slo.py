@@ -12,6 +12,7 @@ from scaler.slo import (
     Load,
     ProfileCapacity,
     Slo,
+    SloDecision,
     SloError,
     SloPolicy,
     SloState,
@@ -165,6 +166,32 @@ def test_a_scale_down_smaller_than_the_tolerance_holds() -> None:
     # Holding never goes above the maximum.
     capped = policy(scale_down_window=0.0, down_tolerance=0.25, max_replicas=19)
     assert run(capped, [(15.0, load(per_replica * 18, 20))]) == [19]
+
+
+def _rising(p: SloPolicy) -> list[tuple[float, SloDecision]]:
+    """20 replicas while the demand steps from 2/s to 6/s at t=120."""
+    state, out = SloState(), []
+    for now in range(0, 181, 15):
+        decision, state = decide(p, state, load(2.0 if now < 120 else 6.0, 20), float(now))
+        out.append((now, decision))
+    return out
+
+
+def test_no_scale_down_while_the_demand_is_above_its_mean_over_the_window() -> None:
+    # max_growth 1: the trend never asks above the rate now, only the hold is seen.
+    p = policy(scale_down_window=60.0, down_tolerance=0.0, max_growth=1.0)
+    low = math.ceil(6.0 / (p.capacity * p.utilization))  # type: ignore[operator]
+    got = _rising(p)
+    # From 60 s (the fresh state's own window) down to what 2/s needs; 6/s at t=120 is
+    # above the mean of the last 60 s until that holds only 6/s (t=165).
+    assert [d.desired for t, d in got if 60 <= t < 120] == [math.ceil(2.0 / 1.6)] * 4
+    assert [d.desired for t, d in got if 120 <= t < 165] == [20] * 3
+    assert "above its mean" in got[8][1].reason, got[8][1].reason
+    assert [d.desired for t, d in got if t >= 165] == [low] * 2
+    # Turned off, the step down comes at once.
+    free = _rising(policy(scale_down_window=60.0, down_tolerance=0.0, max_growth=1.0,
+                          down_while_rising=True))
+    assert [d.desired for t, d in free if t >= 120] == [low] * 5
 
 
 def test_to_zero_after_the_cooldown_and_back_on_the_first_queued_request() -> None:

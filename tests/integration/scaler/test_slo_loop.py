@@ -158,5 +158,6 @@ def test_a_fresh_loop_scales_down_only_after_a_window_of_its_own(
     assert seen[-1] == {"none": seen[-1]["none"]}, seen[-1]  # its first decisions held
     wait_until(lambda: replicas(api, namespace, "llm") < 40, "a scale-down", timeout=60)
     scaled = [e.message for e in events(api, namespace, "llm") if e.reason == "Scaled"]
+    # Down to the highest desired count of the window (then the tolerance holds steps
+    # of less than 35 %): the scale-down itself is what this test is about.
     assert any(m.startswith("slo: 40 -> ") and ": down;" in m for m in scaled), scaled
-    assert replicas(api, namespace, "llm") <= math.ceil(2 * measured_rate(prom, MODEL)) + 1

@@ -33,6 +33,7 @@ AUTOSCALE_SLO_ANNOTATIONS: Final = {
     "brix.dev/autoscale-concurrency": "concurrency",
     "brix.dev/autoscale-utilization": "utilization",
     "brix.dev/autoscale-scale-down-window": "scaleDownWindow",
+    "brix.dev/autoscale-scale-down-tolerance": "scaleDownTolerance",
     "brix.dev/autoscale-scale-to-zero-cooldown": "scaleToZeroCooldown",
 }
 

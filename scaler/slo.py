@@ -28,8 +28,16 @@ start away, cannot help a queue that drains by itself within seconds; a queue
 that persists is work the fleet does not absorb.
 
 then: up at once; down only to the highest desired of the last
-``scale_down_window`` seconds (demand must have stayed lower that long), and
-only by at least ``down_tolerance`` (default 35 %) of the replicas; to
+``scale_down_window`` seconds (demand must have stayed lower that long), only
+once the state has looked for a full ``scale_down_window`` itself (a fresh
+state, after a restart, a new term of leadership or a forgotten ScaledObject,
+has not seen the demand the window holds: it may scale up at once, never down
+on its first decisions; the queue policy waits likewise), and
+only by at least ``down_tolerance`` (default 35 %) of the replicas, and
+not while the demand now is above its mean over the scale-down window (an
+upswing: the window's lower demand is the past, and the minute's average rate
+trails a steep rise; on the lab's spike the fleet stepped down as the spike
+began and was back up a minute later, bench/lab/RESULTS.md); to
 zero only after ``zero_cooldown`` seconds with nothing arriving, queued or
 running (and ``min_replicas`` 0); from zero on the first queued request.
 
@@ -217,6 +225,9 @@ class SloPolicy:
     (within ``max_replicas``): steps of a pod or two as the demand crosses a replica
     boundary, each reversed a few minutes later, are most of the moves on traces
     whose per-minute token demand swings (bench/lab/RESULTS.md, #13)."""
+    down_while_rising: bool = False
+    """Whether a scale-down may come while the demand is above its mean over the
+    scale-down window."""
     learn_window: float = 60.0
     """The longest time one observation counts for (the rate window of its averages)."""
 
@@ -313,6 +324,9 @@ class SloState:
     """When the last decision looked (the clock of the capacity's rate of change)."""
     last_busy: float | None = None
     """When anything last arrived, waited or ran."""
+    started: float | None = None
+    """When this state's first decision looked (None: fresh). A scale-down waits
+    until it has looked for a full ``scale_down_window``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -416,6 +430,13 @@ def _learn_capacity(policy: SloPolicy, state: SloState, load: Load, prior: float
     return prior * factor, replace(state, factor=factor, prior=prior)
 
 
+def _mean_rate(policy: SloPolicy, rates: tuple[tuple[float, float], ...], now: float) -> float:
+    """The mean arrival rate of the decisions within the scale-down window (this one's
+    included; the trend window's samples at most)."""
+    recent = [r for t, r in rates if t > now - policy.scale_down_window] or [rates[-1][1]]
+    return sum(recent) / len(recent)
+
+
 def decide(policy: SloPolicy, state: SloState, load: Load,
            now: float) -> tuple[SloDecision, SloState]:
     """The replicas for ``load`` at ``now``; the decision and the next state.
@@ -436,7 +457,9 @@ def decide(policy: SloPolicy, state: SloState, load: Load,
     queued = min(q for _, q in queues)
     capacity, next_state = _learn_capacity(policy, state, load, _prior(policy, state, load),
                                            queued=queued, now=now)
-    next_state = replace(next_state, rates=rates, queues=queues, last_busy=last_busy)
+    started = now if state.started is None else state.started
+    next_state = replace(next_state, rates=rates, queues=queues, last_busy=last_busy,
+                         started=started)
 
     if current == 0 and load.queue <= 0 and policy.min_replicas == 0:
         return SloDecision(0, 0, "0 -> 0: at zero, nothing waiting", capacity or 0.0,
@@ -484,6 +507,17 @@ def decide(policy: SloPolicy, state: SloState, load: Load,
         desired, why = max(1, wanted), "from zero"
     elif wanted >= current:
         desired, why = wanted, "up" if wanted > current else "hold"
+    elif now - started < policy.scale_down_window:
+        # A fresh state (a restarted scaler, a new term of leadership, a forgotten
+        # ScaledObject) has not seen the window's demand: it holds until it has
+        # looked for a full window itself, as scaler.policy seeds its window.
+        desired = min(current, policy.max_replicas)
+        why = (f"hold: a fresh state waits {policy.scale_down_window:g}s of its own "
+               f"observations before a scale-down ({now - started:g}s so far)")
+    elif not policy.down_while_rising and load.rate > (mean := _mean_rate(policy, rates, now)):
+        desired = min(current, policy.max_replicas)
+        why = (f"hold: no scale-down while the demand ({load.rate:.3g}/s) is above its mean "
+               f"over the window ({mean:.3g}/s)")
     else:
         # Down only as far as every desired count of the window allows; to zero only
         # through the cooldown above.

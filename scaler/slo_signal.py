@@ -37,6 +37,8 @@ Metadata keys (``MetadataError`` names the first bad one)::
     outputTokens     the mean generated tokens likewise (256)
     concurrency      requests one replica runs at once (default: the profile's max_num_seqs)
     minReplicas, maxReplicas, utilization, scaleDownWindow, scaleToZeroCooldown
+    scaleDownTolerance  [0, 1), default 0.35: a scale-down removing a smaller share
+                     of the replicas holds
 """
 
 from __future__ import annotations
@@ -67,10 +69,12 @@ KEY_MIN: Final = "minReplicas"
 KEY_MAX: Final = "maxReplicas"
 KEY_UTILIZATION: Final = "utilization"
 KEY_SCALE_DOWN_WINDOW: Final = "scaleDownWindow"
+KEY_SCALE_DOWN_TOLERANCE: Final = "scaleDownTolerance"
 KEY_ZERO_COOLDOWN: Final = "scaleToZeroCooldown"
 SLO_KEYS: Final = (KEY_TTFT, KEY_TPOT, KEY_ATTAINMENT, KEY_POD_START, KEY_CAPACITY, KEY_PROFILE,
                    KEY_PROMPT_TOKENS, KEY_OUTPUT_TOKENS, KEY_CONCURRENCY, KEY_MIN, KEY_MAX,
-                   KEY_UTILIZATION, KEY_SCALE_DOWN_WINDOW, KEY_ZERO_COOLDOWN)
+                   KEY_UTILIZATION, KEY_SCALE_DOWN_WINDOW, KEY_SCALE_DOWN_TOLERANCE,
+                   KEY_ZERO_COOLDOWN)
 
 DEFAULT_POD_START: Final = 60.0
 RATE_WINDOW: Final = "1m"
@@ -146,6 +150,7 @@ def parse_slo(metadata: Mapping[str, str]) -> SloPolicy:
             optional[field] = value
     for key, field in ((KEY_UTILIZATION, "utilization"),
                        (KEY_SCALE_DOWN_WINDOW, "scale_down_window"),
+                       (KEY_SCALE_DOWN_TOLERANCE, "down_tolerance"),
                        (KEY_ZERO_COOLDOWN, "zero_cooldown"),
                        (KEY_CONCURRENCY, "concurrency"),
                        (KEY_PROMPT_TOKENS, "prompt_tokens"),
@@ -172,7 +177,8 @@ def parse_slo(metadata: Mapping[str, str]) -> SloPolicy:
 _FIELD_KEYS: Final = {"min_replicas": KEY_MIN, "max_replicas": KEY_MAX,
                       "minReplicas": KEY_MIN, "maxReplicas": KEY_MAX,
                       "utilization": KEY_UTILIZATION, "scale_down_window": KEY_SCALE_DOWN_WINDOW,
-                      "zero_cooldown": KEY_ZERO_COOLDOWN}
+                      "zero_cooldown": KEY_ZERO_COOLDOWN,
+                      "down_tolerance": KEY_SCALE_DOWN_TOLERANCE}
 
 
 def _metadata_key(key: str) -> str:

@@ -53,6 +53,8 @@ class Setting:
     """The value must be greater than this (exclusive), if set."""
     maximum: float | None = None
     """The largest value allowed (inclusive), if any."""
+    below: float | None = None
+    """The value must be less than this (exclusive), if set."""
     required: bool = False
     """The spec must give it (``default`` is then unused)."""
     choices: tuple[str, ...] = ()
@@ -85,6 +87,8 @@ class Setting:
             raise ValueError(f"{policy}: {key}={text!r} must be >= {self.minimum:g}")
         if self.maximum is not None and value > self.maximum:
             raise ValueError(f"{policy}: {key}={text!r} must be <= {self.maximum:g}")
+        if self.below is not None and not value < self.below:
+            raise ValueError(f"{policy}: {key}={text!r} must be < {self.below:g}")
         return value
 
 
@@ -169,7 +173,7 @@ def _brix_slo(*, ttft: float, tpot: float | None, attainment: float, pod_start: 
               capacity: float | None, profile: str | None, concurrency: float | None,
               utilization: float, window: float, cooldown: float, trend: float,
               growth: float, gain: float, interval: float, min: int, max: int,
-              tolerance: float) -> BrixSlo:
+              tolerance: float, hold_rising: bool) -> BrixSlo:
     slo = Slo(ttft=ttft, tpot=tpot, attainment=attainment)
     return BrixSlo(SloPolicy(slo=slo, pod_start=pod_start, capacity=capacity,
                              profile=None if profile is None else _profile(profile),
@@ -177,7 +181,8 @@ def _brix_slo(*, ttft: float, tpot: float | None, attainment: float, pod_start: 
                              utilization=utilization, scale_down_window=window,
                              zero_cooldown=cooldown, trend_window=trend, max_growth=growth,
                              capacity_gain=gain,
-                             down_tolerance=tolerance), interval=interval)
+                             down_tolerance=tolerance, down_while_rising=not hold_rising),
+                   interval=interval)
 
 
 _MAX = Setting(int, 100, "most replicas (KEDA's maxReplicaCount default: no policy is capped "
@@ -305,7 +310,10 @@ _POLICIES: dict[str, PolicyInfo] = {
                            minimum=0),
             "max": _MAX,
             "tolerance": Setting(float, 0.35, "a scale-down removing less than this share "
-                                 "of the replicas holds, [0, 1)", minimum=0, maximum=0.99),
+                                 "of the replicas holds, [0, 1) (scaleDownTolerance)",
+                                 minimum=0, below=1),
+            "hold_rising": Setting(bool, True, "no scale-down while the demand is above its "
+                                   "mean over the window"),
         },
         build=_brix_slo,
     ),

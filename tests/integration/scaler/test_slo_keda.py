@@ -199,6 +199,9 @@ def test_the_spec_asks_for_an_average_of_one(stub: Any) -> None:
     ({"ttft": "2", "initialCapacity": "1", "podStartSeconds": "-1"}, "podStartSeconds"),
     ({"ttft": "2", "initialCapacity": "1", "maxReplicas": "0"}, "maxReplicas"),
     ({"ttft": "2", "initialCapacity": "1", "utilization": "2"}, "utilization"),
+    ({"ttft": "2", "initialCapacity": "1", "scaleDownTolerance": "1"}, "scaleDownTolerance"),
+    ({"ttft": "2", "initialCapacity": "1", "scaleDownTolerance": "-0.5"},
+     "scaleDownTolerance"),
 ])
 def test_bad_metadata_is_invalid_argument_naming_the_key(
         stub: Any, metadata: dict[str, str], key: str) -> None:
@@ -231,3 +234,9 @@ def test_a_lower_answer_waits_out_the_policys_scale_down_window(stub: Any, prom:
                    **settings) > 2
     assert desired(stub, "so-nowindow", initialCapacity="100", scaleDownWindow="0",
                    **settings) == 1
+    # A scale-down tolerance of 0.99 holds any step that keeps a replica of a hundred.
+    held = desired(stub, "so-tolerant", initialCapacity="1", scaleDownWindow="0",
+                   scaleDownTolerance="0.99", **settings)
+    assert held > 2
+    assert desired(stub, "so-tolerant", initialCapacity="100", scaleDownWindow="0",
+                   scaleDownTolerance="0.99", **settings) == held

@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from kubernetes import client
 
@@ -57,7 +58,7 @@ def prom(module_procs: ProcessGroup, traffic: Traffic,
 
 
 def slo_deployment(api: client.ApiClient, namespace: str, name: str,
-                   settings: dict[str, str]) -> None:
+                   settings: dict[str, str], *, replicas: int = 1) -> None:
     client.CoreV1Api(api).create_namespace({"metadata": {"name": namespace}})
     annotations = {AUTOSCALE_ANNOTATION: "true", AUTOSCALE_SIGNAL_ANNOTATION: "slo",
                    AUTOSCALE_MIN_ANNOTATION: "1", AUTOSCALE_MAX_ANNOTATION: "60", **settings}
@@ -65,7 +66,7 @@ def slo_deployment(api: client.ApiClient, namespace: str, name: str,
     client.AppsV1Api(api).create_namespaced_deployment(namespace, {
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": name, "labels": labels, "annotations": annotations},
-        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
                  "template": {"metadata": {"labels": labels}, "spec": {"containers": [
                      {"name": "engine", "image": "brix/engine:test"}]}}},
     })
@@ -100,6 +101,8 @@ def test_scales_to_the_policys_replicas_and_says_why(
     ({"brix.dev/autoscale-initial-capacity": "1"}, "brix.dev/autoscale-ttft"),
     ({"brix.dev/autoscale-ttft": "2", "brix.dev/autoscale-attainment": "1.5",
       "brix.dev/autoscale-initial-capacity": "1"}, "brix.dev/autoscale-attainment"),
+    ({"brix.dev/autoscale-ttft": "2", "brix.dev/autoscale-initial-capacity": "1",
+      "brix.dev/autoscale-scale-down-tolerance": "1"}, "brix.dev/autoscale-scale-down-tolerance"),
     ({"brix.dev/autoscale-ttft": "2"}, "brix.dev/autoscale-initial-capacity"),
 ])
 def test_bad_settings_hold_with_a_warning_naming_the_annotation(
@@ -120,3 +123,41 @@ def test_bad_settings_hold_with_a_warning_naming_the_annotation(
     errors = scaler_metric(scaler, "brix_scaler_errors_total", kind="annotation")
     assert errors is not None
     assert errors >= 1
+
+
+def decision_counts(scaler: Any, namespace: str) -> dict[str, float]:
+    """brix_scaler_decisions_total for the Deployment, by direction, from one scrape."""
+    counts = {}
+    for line in httpx.get(scaler.http_url + "/metrics").text.splitlines():
+        if (line.startswith("brix_scaler_decisions_total{") and f'namespace="{namespace}"' in line
+                and 'deployment="llm"' in line):
+            direction = line.partition('direction="')[2].partition('"')[0]
+            counts[direction] = float(line.rsplit(" ", 1)[1])
+    return counts
+
+
+def test_a_fresh_loop_scales_down_only_after_a_window_of_its_own(
+        module_procs: ProcessGroup, api: client.ApiClient, kubeconfig: Path,
+        prom: str) -> None:
+    # 40 replicas where the demand needs about ceil(2 r): a scaler that starts now has
+    # not seen the window's demand, so it holds for a window of its own, then steps down.
+    namespace = "slo-fresh"
+    slo_deployment(api, namespace, "llm", {
+        "brix.dev/autoscale-ttft": "2", "brix.dev/autoscale-initial-capacity": "1",
+        "brix.dev/autoscale-utilization": "0.5", "brix.dev/autoscale-pod-start-seconds": "0",
+        "brix.dev/autoscale-scale-down-window": "10"}, replicas=40)
+    wait_until(lambda: measured_rate(prom, MODEL) > 3, "a request rate in Prometheus", timeout=60)
+    scaler = loop_scaler(module_procs, prom=prom, kubeconfig=kubeconfig, namespace=namespace,
+                         identity="fresh")
+    seen: list[dict[str, float]] = []
+
+    def decided() -> bool:
+        seen.append(decision_counts(scaler, namespace))
+        return sum(seen[-1].values()) > 0
+    wait_until(decided, "the first decisions", timeout=40)
+    assert seen[-1] == {"none": seen[-1]["none"]}, seen[-1]  # its first decisions held
+    wait_until(lambda: replicas(api, namespace, "llm") < 40, "a scale-down", timeout=60)
+    scaled = [e.message for e in events(api, namespace, "llm") if e.reason == "Scaled"]
+    # Down to the highest desired count of the window (then the tolerance holds steps
+    # of less than 35 %): the scale-down itself is what this test is about.
+    assert any(m.startswith("slo: 40 -> ") and ": down;" in m for m in scaled), scaled

@@ -34,11 +34,11 @@ def slo(spec: str = "brix-slo:capacity=2") -> BrixSlo:
 def test_demand_over_capacity_and_the_backlog_over_the_ttft_target() -> None:
     policy = slo("brix-slo:capacity=2;utilization=0.8;ttft=2")
     calm = policy.decide(now=15.0, metrics=StaticMetrics(15.0, {REQUESTS: 4.0}),
-                         replicas=5, ready=5)
+                         replicas=1, ready=1)
     assert calm == math.ceil(4.0 / (2 * 0.8))
     queued = slo("brix-slo:capacity=2;utilization=0.8;ttft=2").decide(
         now=15.0, metrics=StaticMetrics(15.0, {REQUESTS: 4.0, WAITING: 4.0, PENDING: 4.0}),
-        replicas=5, ready=5)
+        replicas=1, ready=1)
     assert queued == math.ceil((4.0 + 8.0 / 2) / (2 * 0.8))
     assert "forecast" in policy.last_reason
 
@@ -79,10 +79,25 @@ def test_without_a_capacity_it_holds_and_says_why_then_learns() -> None:
     ("brix-slo:capacity=-1", "capacity"),
     ("brix-slo:pod_start=-5", "pod_start"),
     ("brix-slo:min=4;max=2", "min"),
+    ("brix-slo:tolerance=1", "tolerance"),
+    ("brix-slo:tolerance=-0.1", "tolerance"),
 ])
 def test_bad_settings_name_the_key(spec: str, key: str) -> None:
     with pytest.raises(ValueError, match=key):
         parse(spec)
+
+
+def test_the_scale_down_tolerance_is_a_setting() -> None:
+    assert slo("brix-slo:capacity=2").policy.down_tolerance == 0.35
+    assert slo("brix-slo:capacity=2;tolerance=0.995").policy.down_tolerance == 0.995
+    assert not slo("brix-slo:capacity=2").policy.down_while_rising
+    assert slo("brix-slo:capacity=2;hold_rising=false").policy.down_while_rising
+    # 20 replicas, a demand 16 serve (a fifth fewer), no window: 0.25 holds, 0.1 steps down.
+    view = StaticMetrics(15.0, {REQUESTS: 16 * 2 * 0.8})
+    held = slo("brix-slo:capacity=2;window=0;tolerance=0.25")
+    assert held.decide(now=15.0, metrics=view, replicas=20, ready=20) == 20
+    moved = slo("brix-slo:capacity=2;window=0;tolerance=0.1")
+    assert moved.decide(now=15.0, metrics=view, replicas=20, ready=20) == 16
 
 
 GPU = {"name": "test-gpu", "prefill_tokens_per_s": 20000.0, "decode_ms_per_token": 8.0,
@@ -133,7 +148,7 @@ def test_the_runs_profile_is_taken_only_when_the_settings_give_none() -> None:
 
 
 def test_an_absent_request_series_is_not_zero_demand() -> None:
-    policy = slo("brix-slo:capacity=2;utilization=0.8;tolerance=0")
+    policy = slo("brix-slo:capacity=2;utilization=0.8;tolerance=0;window=0")
     engines_only = StaticMetrics(15.0, {WAITING: 0.0, RUNNING: 20.0})
     assert policy.decide(now=15.0, metrics=engines_only, replicas=6, ready=6) == 6
     assert "absent data is not zero demand" in policy.last_reason

@@ -12,6 +12,7 @@ from scaler.slo import (
     Load,
     ProfileCapacity,
     Slo,
+    SloDecision,
     SloError,
     SloPolicy,
     SloState,
@@ -82,7 +83,7 @@ def test_only_a_queue_that_persists_counts_as_backlog() -> None:
 def test_a_ramp_is_provisioned_for_a_pod_start_ahead() -> None:
     # The rate climbs 0.01/s per second; a pod started now serves 60 s later.
     p = policy(max_replicas=100)
-    steps = [(t, load(0.01 * t, 50)) for t in range(15, 301, 15)]
+    steps = [(t, load(0.01 * t, 1)) for t in range(15, 301, 15)]
     state = SloState()
     for now, observed in steps:
         decision, state = decide(p, state, observed, float(now))
@@ -93,14 +94,14 @@ def test_a_ramp_is_provisioned_for_a_pod_start_ahead() -> None:
 
 
 def test_never_below_what_the_running_work_needs() -> None:
-    p = policy(concurrency=8.0, down_tolerance=0.0)
+    p = policy(concurrency=8.0, down_tolerance=0.0, scale_down_window=0.0)
     decision, _ = decide(p, SloState(), load(0.0, 6, running=30.0), now=15.0)
     assert decision.desired == math.ceil(30.0 / 8.0)
 
 
 def test_the_profiles_batch_is_the_concurrency_and_busy_work_keeps_one() -> None:
     profile = ProfileCapacity.from_mapping({**GPU, "max_num_seqs": 8})
-    p = policy(capacity=2.0, profile=profile, down_tolerance=0.0)
+    p = policy(capacity=2.0, profile=profile, down_tolerance=0.0, scale_down_window=0.0)
     decision, _ = decide(p, SloState(), load(0.0, 6, running=30.0), now=15.0)
     assert decision.desired == math.ceil(30.0 / 8)
     # A brief queue beside a little running work is no sign of a full replica.
@@ -124,6 +125,37 @@ def test_scale_down_waits_until_demand_has_stayed_lower_for_the_window() -> None
     assert after[0] < high
 
 
+def test_a_fresh_state_scales_down_only_after_a_window_of_its_own() -> None:
+    # A restarted scaler (or a new term, or a forgotten ScaledObject) finds 20 replicas
+    # and a demand that 2 serve: it has not seen the demand of the window before it.
+    p = policy(scale_down_window=120.0, down_tolerance=0.0)
+    low = math.ceil(3.0 / (p.capacity * p.utilization))  # type: ignore[operator]
+    state = SloState()
+    answers = []
+    for now in range(1000, 1136, 15):  # its first decision at t=1000
+        decision, state = decide(p, state, load(3.0, 20), now=float(now))
+        answers.append((now, decision.desired))
+        if now == 1000:
+            assert "fresh state" in decision.reason, decision.reason
+    assert [d for t, d in answers if t - 1000 < 120] == [20] * 8
+    assert [d for t, d in answers if t - 1000 >= 120] == [low, low]
+
+
+def test_a_fresh_state_scales_up_at_once_and_without_a_window_down_at_once() -> None:
+    p = policy(scale_down_window=120.0)
+    up, _ = decide(p, SloState(), load(20.0, 2), now=500.0)
+    assert up.desired == math.ceil(20.0 / (p.capacity * p.utilization))  # type: ignore[operator]
+    none = policy(scale_down_window=0.0, down_tolerance=0.0)
+    down, _ = decide(none, SloState(), load(3.0, 20), now=500.0)
+    assert down.desired == math.ceil(3.0 / (none.capacity * none.utilization))  # type: ignore[operator]
+
+
+def test_a_fresh_state_holds_above_the_maximum_only_down_to_it() -> None:
+    p = policy(scale_down_window=120.0, max_replicas=10)
+    decision, _ = decide(p, SloState(), load(3.0, 20), now=15.0)
+    assert decision.desired == 10
+
+
 def test_a_scale_down_smaller_than_the_tolerance_holds() -> None:
     # 20 replicas; the demand falls to what 18 (a tenth fewer) or 10 (half) serve.
     per_replica = 2.0 * 0.8
@@ -134,6 +166,32 @@ def test_a_scale_down_smaller_than_the_tolerance_holds() -> None:
     # Holding never goes above the maximum.
     capped = policy(scale_down_window=0.0, down_tolerance=0.25, max_replicas=19)
     assert run(capped, [(15.0, load(per_replica * 18, 20))]) == [19]
+
+
+def _rising(p: SloPolicy) -> list[tuple[float, SloDecision]]:
+    """20 replicas while the demand steps from 2/s to 6/s at t=120."""
+    state, out = SloState(), []
+    for now in range(0, 181, 15):
+        decision, state = decide(p, state, load(2.0 if now < 120 else 6.0, 20), float(now))
+        out.append((now, decision))
+    return out
+
+
+def test_no_scale_down_while_the_demand_is_above_its_mean_over_the_window() -> None:
+    # max_growth 1: the trend never asks above the rate now, only the hold is seen.
+    p = policy(scale_down_window=60.0, down_tolerance=0.0, max_growth=1.0)
+    low = math.ceil(6.0 / (p.capacity * p.utilization))  # type: ignore[operator]
+    got = _rising(p)
+    # From 60 s (the fresh state's own window) down to what 2/s needs; 6/s at t=120 is
+    # above the mean of the last 60 s until that holds only 6/s (t=165).
+    assert [d.desired for t, d in got if 60 <= t < 120] == [math.ceil(2.0 / 1.6)] * 4
+    assert [d.desired for t, d in got if 120 <= t < 165] == [20] * 3
+    assert "above its mean" in got[8][1].reason, got[8][1].reason
+    assert [d.desired for t, d in got if t >= 165] == [low] * 2
+    # Turned off, the step down comes at once.
+    free = _rising(policy(scale_down_window=60.0, down_tolerance=0.0, max_growth=1.0,
+                          down_while_rising=True))
+    assert [d.desired for t, d in free if t >= 120] == [low] * 5
 
 
 def test_to_zero_after_the_cooldown_and_back_on_the_first_queued_request() -> None:

@@ -87,3 +87,33 @@ def test_the_start_is_the_larger_of_the_pods_and_a_fresh_answer(
 def test_a_bad_ttl_is_refused() -> None:
     with pytest.raises(ValueError, match="answer_ttl"):
         SloRunner(Answers(ONE_POD), answer_ttl=0)
+
+
+@pytest.mark.parametrize("fresh", ["forget", "clear"])
+async def test_a_forgotten_state_waits_a_window_of_its_own_before_a_scale_down(
+        fresh: str) -> None:
+    # 10 requests/s at 100 requests/s per replica: one replica would do; the loop's
+    # Deployment has 20. scaleDownWindow 30 s.
+    clock = Clock()
+    runner = SloRunner(Answers(ONE_POD), clock=clock)
+    slo = parse_trigger({"model": "m", "signal": "slo", "ttft": "2", "initialCapacity": "100",
+                         "maxReplicas": "100", "scaleDownWindow": "30"}, "ns")
+    answers = []
+    for now in (0.0, 15.0, 30.0):
+        clock.now = now
+        answers.append((await runner.decide("d", slo, replicas=20)).desired)
+    assert answers == [20, 20, 1]
+    # After a restart of its memory (a forgotten ScaledObject, a new term of
+    # leadership) the same demand holds again, for a window of the new state's own.
+    if fresh == "clear":
+        runner.clear()
+    else:
+        runner.forget("d")
+    answers = []
+    for now in (45.0, 60.0, 75.0):
+        clock.now = now
+        decision = await runner.decide("d", slo, replicas=20)
+        answers.append(decision.desired)
+        if now == 45.0:
+            assert "fresh state" in decision.reason, decision.reason
+    assert answers == [20, 20, 1]

@@ -18,11 +18,15 @@ pytestmark = pytest.mark.unit
 def test_settings_map_onto_the_policy() -> None:
     policy = parse_slo({"ttft": "1.5", "tpot": "0.05", "attainment": "0.95",
                         "podStartSeconds": "30", "initialCapacity": "4", "minReplicas": "1",
-                        "maxReplicas": "7", "utilization": "0.7", "scaleDownWindow": "120"})
+                        "maxReplicas": "7", "utilization": "0.7", "scaleDownWindow": "120",
+                        "scaleDownTolerance": "0.2"})
     assert (policy.slo.ttft, policy.slo.tpot, policy.slo.attainment) == (1.5, 0.05, 0.95)
     assert (policy.pod_start, policy.capacity, policy.min_replicas, policy.max_replicas) == (
         30, 4, 1, 7)
-    assert (policy.utilization, policy.scale_down_window) == (0.7, 120)
+    assert (policy.utilization, policy.scale_down_window, policy.down_tolerance) == (
+        0.7, 120, 0.2)
+    assert parse_slo({"ttft": "2", "initialCapacity": "1",
+                      "scaleDownTolerance": "0"}).down_tolerance == 0
 
 
 def test_a_profile_is_the_prior() -> None:
@@ -45,6 +49,11 @@ def test_a_profile_is_the_prior() -> None:
     ({"ttft": "2", "initialCapacity": "1", "minReplicas": "-1"}, "minReplicas"),
     ({"ttft": "2", "initialCapacity": "1", "scaleDownWindow": "-5"}, "scaleDownWindow"),
     ({"ttft": "2", "initialCapacity": "1", "promptTokens": "0"}, "promptTokens"),
+    ({"ttft": "2", "initialCapacity": "1", "scaleDownTolerance": "1"}, "scaleDownTolerance"),
+    ({"ttft": "2", "initialCapacity": "1", "scaleDownTolerance": "-0.1"},
+     "scaleDownTolerance"),
+    ({"ttft": "2", "initialCapacity": "1", "scaleDownTolerance": "a third"},
+     "scaleDownTolerance"),
     ({"ttft": "2", "initialCapacity": "1", "outputTokens": "many"}, "outputTokens"),
 ])
 def test_bad_settings_name_the_key(metadata: dict[str, str], key: str) -> None:
@@ -167,6 +176,7 @@ def test_annotations_are_the_metadata() -> None:
     target = _target(**{"brix.dev/autoscale-ttft": "2", "brix.dev/autoscale-tpot": "0.1",
                         "brix.dev/autoscale-pod-start-seconds": "45",
                         "brix.dev/autoscale-initial-capacity": "3",
+                        "brix.dev/autoscale-scale-down-tolerance": "0.5",
                         "brix.dev/autoscale-min": "0"})
     policy = target.trigger.slo
     assert policy is not None
@@ -174,6 +184,7 @@ def test_annotations_are_the_metadata() -> None:
         2, 0.1, 45, 3)
     assert (policy.min_replicas, policy.max_replicas) == (0, 5) == (
         target.min_replicas, target.max_replicas)
+    assert policy.down_tolerance == 0.5
 
 
 @pytest.mark.parametrize(("annotations", "named"), [
@@ -183,6 +194,9 @@ def test_annotations_are_the_metadata() -> None:
      "brix.dev/autoscale-profile"),
     ({"brix.dev/autoscale-ttft": "2", "brix.dev/autoscale-initial-capacity": "1",
       "brix.dev/autoscale-utilization": "0"}, "brix.dev/autoscale-utilization"),
+    ({"brix.dev/autoscale-ttft": "2", "brix.dev/autoscale-initial-capacity": "1",
+      "brix.dev/autoscale-scale-down-tolerance": "1.5"},
+     "brix.dev/autoscale-scale-down-tolerance"),
 ])
 def test_bad_annotations_name_the_annotation(annotations: dict[str, str], named: str) -> None:
     with pytest.raises(AnnotationError) as info:

@@ -188,7 +188,8 @@ def build_workloads(duration: float, utilisation: float) -> dict[str, list[wl.Re
 def salted(requests: list[wl.Request], salt: str) -> list[wl.Request]:
     """The same requests with every word prefixed by ``salt`` (no sharing across runs)."""
     return [wl.Request(at=r.at, max_tokens=r.max_tokens, prompt_tokens=r.prompt_tokens,
-                       conversation=r.conversation, messages=tuple({"role": m["role"], "content": " ".join(
+                       conversation=r.conversation,
+                       messages=tuple({"role": m["role"], "content": " ".join(
                            salt + w for w in m["content"].split())} for m in r.messages))
             for r in requests]
 

@@ -56,7 +56,7 @@ def hit_ratio(prompts: Sequence[Prompt], placement: Sequence[int], *, block_size
 
 
 def _drawn(n: int, replicas: int, seed: int) -> list[int]:
-    rng = random.Random(seed)  # noqa: S311 - a seeded model of random placement
+    rng = random.Random(seed)
     return [rng.randrange(replicas) for _ in range(n)]
 
 

@@ -42,7 +42,7 @@ from tests.helpers.gateway import start_gateway
 from tests.helpers.procs import ProcessGroup
 from tests.helpers.vllm import SERVED_NAME, start_vllm, tiny_model_dir
 
-REPLICAS = 2
+REPLICAS = 2  # the issue's; --replicas for more
 STRATEGIES = ("round-robin", "least-request", "prefix-cache")
 GOAL = 2.0  # prefix-cache's hit ratio over round-robin's, at least
 VLLM_CPU_BLOCK = 128  # vLLM's CPU backend's KV block size (its default there)
@@ -65,6 +65,7 @@ class Shape:
     sessions: int = 16
     turns: int = 6
     rate: float = 2.0
+    replicas: int = REPLICAS
     system_prompts: int = 4
     system_words: int = 12
     turn_words: int = 12
@@ -78,8 +79,8 @@ def workload(shape: Shape) -> list[wl.Request]:
                    salt="")
 
 
-def allowed(requests: list[wl.Request], model_dir: Path) -> dict[str, float]:
-    """The hit ratios the workload allows (``bench.routing.ceiling``) on REPLICAS replicas,
+def allowed(requests: list[wl.Request], model_dir: Path, replicas: int) -> dict[str, float]:
+    """The hit ratios the workload allows (``bench.routing.ceiling``) on ``replicas``,
     its prompts rendered and tokenized as vLLM does for the tiny model."""
     from transformers import AutoTokenizer
 
@@ -90,7 +91,7 @@ def allowed(requests: list[wl.Request], model_dir: Path) -> dict[str, float]:
                                        add_generation_prompt=True)
         prompts.append(Prompt(conversation=r.conversation if r.conversation is not None else -1,
                               token_ids=tuple(tok(text, add_special_tokens=False).input_ids)))
-    return placements(prompts, replicas=REPLICAS, block_size=VLLM_CPU_BLOCK)
+    return placements(prompts, replicas=replicas, block_size=VLLM_CPU_BLOCK)
 
 
 def measure(shape: Shape, log_dir: Path,
@@ -100,7 +101,7 @@ def measure(shape: Shape, log_dir: Path,
     procs = ProcessGroup(log_dir)
     runs = []
     try:
-        engines = [start_vllm(procs) for _ in range(REPLICAS)]
+        engines = [start_vllm(procs) for _ in range(shape.replicas)]
         gw = start_gateway(procs, extra_args=[
             "--static-routes", ",".join(f"{SERVED_NAME}={e.url}" for e in engines),
             "--log-level", "warning", "--seed", "1",
@@ -130,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sessions", type=int, default=d.sessions)
     parser.add_argument("--turns", type=int, default=d.turns)
     parser.add_argument("--rate", type=float, default=d.rate, help="requests per second in all")
+    parser.add_argument("--replicas", type=int, default=d.replicas,
+                        help="vLLM replicas (each takes about 3 GB and a CPU)")
     parser.add_argument("--system-prompts", type=int, default=d.system_prompts,
                         help="distinct system prompts, shared by the sessions in turn")
     parser.add_argument("--system-words", type=int, default=d.system_words)
@@ -138,21 +141,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ceiling-only", action="store_true",
                         help="print what the workload allows; start no engine")
     args = parser.parse_args(argv)
-    if args.sessions < 1 or args.turns < 2 or not args.rate > 0:
-        parser.error("need --sessions >= 1, --turns >= 2 and --rate > 0")
+    if args.sessions < 1 or args.turns < 2 or not args.rate > 0 or args.replicas < 1:
+        parser.error("need --sessions >= 1, --turns >= 2, --rate > 0 and --replicas >= 1")
     if min(args.system_prompts, args.system_words, args.turn_words, args.answer_words) < 1:
         parser.error("need --system-prompts, --system-words, --turn-words, --answer-words >= 1")
-    shape = Shape(sessions=args.sessions, turns=args.turns, rate=args.rate,
+    shape = Shape(sessions=args.sessions, turns=args.turns, rate=args.rate, replicas=args.replicas,
                   system_prompts=args.system_prompts, system_words=args.system_words,
                   turn_words=args.turn_words, answer_words=args.answer_words)
-    command = (f"`python -m bench.routing.vllm --sessions {shape.sessions} --turns {shape.turns} "
+    command = (f"`python -m bench.routing.vllm --replicas {shape.replicas} "
+               f"--sessions {shape.sessions} --turns {shape.turns} "
                f"--rate {shape.rate:g} --system-prompts {shape.system_prompts} --system-words "
                f"{shape.system_words} --turn-words {shape.turn_words} --answer-words "
                f"{shape.answer_words}`")
-    ceiling = allowed(salted(workload(shape), "v0"), tiny_model_dir())
+    ceiling = allowed(salted(workload(shape), "v0"), tiny_model_dir(), shape.replicas)
     limits = ", ".join(f"{k} {v:.3f}" for k, v in ceiling.items())
     if args.ceiling_only:
-        print(f"- {command}: hit ratios the workload allows on {REPLICAS} replicas: {limits}; "
+        print(f"- {command}: hit ratios the workload allows on {shape.replicas} replicas: "
+              f"{limits}; "
               f"conversations kept together over round-robin "
               f"{ceiling['sticky'] / ceiling['round-robin']:.2f}, over random "
               f"{ceiling['sticky'] / ceiling['random']:.2f}")

@@ -16,7 +16,7 @@ workload's next turn re-sends fixed text, not what the model answered).
 - ``round-robin``: request ``i`` (in arrival order) on replica ``i mod
   replicas``, as the gateway's round-robin places them when nothing arrives
   out of order.
-- ``random``: each request on a replica drawn at random, the mean over seeds.
+- ``random``: each request on a replica drawn at random, the mean over 400 draws.
 """
 
 from __future__ import annotations
@@ -36,14 +36,22 @@ class Prompt:
 
 def hit_ratio(prompts: Sequence[Prompt], placement: Sequence[int], *, block_size: int) -> float:
     """Hits over queries, in tokens, with prompt ``i`` on replica ``placement[i]``."""
-    if len(placement) != len(prompts):
+    return _ratio(_blocks(prompts, block_size), placement, block_size=block_size)
+
+
+def _blocks(prompts: Sequence[Prompt], block_size: int) -> list[tuple[int, tuple[int, ...]]]:
+    """Each prompt's length and the chained hashes of its full blocks."""
+    return [(len(p.token_ids), block_hashes(p.token_ids, block_size=block_size)) for p in prompts]
+
+
+def _ratio(blocks: Sequence[tuple[int, tuple[int, ...]]], placement: Sequence[int], *,
+           block_size: int) -> float:
+    if len(placement) != len(blocks):
         raise ValueError("one replica per prompt")
     caches: dict[int, set[int]] = {}
     hits = queries = 0
-    for prompt, replica in zip(prompts, placement, strict=True):
+    for (n, hashes), replica in zip(blocks, placement, strict=True):
         cache = caches.setdefault(replica, set())
-        hashes = block_hashes(prompt.token_ids, block_size=block_size)
-        n = len(prompt.token_ids)
         hit = 0
         for h in hashes[:(n - 1) // block_size]:
             if h not in cache:
@@ -60,19 +68,19 @@ def _drawn(n: int, replicas: int, seed: int) -> list[int]:
     return [rng.randrange(replicas) for _ in range(n)]
 
 
-def placements(prompts: Sequence[Prompt], *, replicas: int, seeds: int = 20,
+def placements(prompts: Sequence[Prompt], *, replicas: int, seeds: int = 400,
                block_size: int) -> dict[str, float]:
     """The hit ratio of each placement of the module's docstring."""
     if replicas < 1:
         raise ValueError("replicas must be at least 1")
+    blocks = _blocks(prompts, block_size)
     n = len(prompts)
-    rand = [hit_ratio(prompts, _drawn(n, replicas, seed), block_size=block_size)
+    rand = [_ratio(blocks, _drawn(n, replicas, seed), block_size=block_size)
             for seed in range(seeds)]
     return {
-        "one cache": hit_ratio(prompts, [0] * n, block_size=block_size),
-        "sticky": hit_ratio(prompts, [p.conversation % replicas for p in prompts],
-                            block_size=block_size),
-        "round-robin": hit_ratio(prompts, [i % replicas for i in range(n)],
-                                 block_size=block_size),
+        "one cache": _ratio(blocks, [0] * n, block_size=block_size),
+        "sticky": _ratio(blocks, [p.conversation % replicas for p in prompts],
+                         block_size=block_size),
+        "round-robin": _ratio(blocks, [i % replicas for i in range(n)], block_size=block_size),
         "random": sum(rand) / len(rand),
     }

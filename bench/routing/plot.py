@@ -63,9 +63,12 @@ def plot(tables: dict[str, dict[str, dict[str, list[float]]]], *, value: str, ou
         ax.set_ylabel(value, fontsize=8)
         ax.set_title(g, fontsize=9)
         ax.grid(axis="y", alpha=0.3)
-    axes[0, 0].legend(fontsize=8)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    handles, names = axes[0, 0].get_legend_handles_labels()
+    head = 1 - 0.7 / (2.8 * len(groups))  # room for the title and legend: 0.7 in
+    fig.suptitle(title, fontsize=10, y=0.995)
+    fig.legend(handles, names, loc="upper center", bbox_to_anchor=(0.5, 0.98), fontsize=8,
+               ncol=1, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, head))
     fig.savefig(out, dpi=90)
     plt.close(fig)
 

@@ -271,7 +271,8 @@ class _Sim:
                           timing=self.timing, enable_prefix_caching=True,
                           block_size=self.block_size,
                           max_num_batched_tokens=self.profile.batched_tokens,
-                          enable_chunked_prefill=self.profile.enable_chunked_prefill)
+                          enable_chunked_prefill=self.profile.enable_chunked_prefill,
+                          long_prefill_token_threshold=self.profile.long_prefill_token_threshold)
         pod = _Pod(index=index, name=f"pod-{index:04d}", created=self.now, scheduler=sched)
         self.pods.append(pod)
         self.live.append(pod)

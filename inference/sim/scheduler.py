@@ -26,7 +26,10 @@ whole is prefilled in chunks over several steps (each takes what the budget
 has left) and gives its first token in the step that computes its last
 chunk; without it a prompt that does not fit whole in what is left waits
 for a later step, and so does everything behind it (vLLM's ``break``). A
-prefix-cached prompt only needs its uncached tokens from the budget.
+prefix-cached prompt only needs its uncached tokens from the budget. With
+``long_prefill_token_threshold`` (vLLM's ``--long-prefill-token-threshold``,
+off by default) a prompt takes at most that many tokens in a step while any
+other request runs or waits, so shorter prompts are admitted beside a long one.
 Without a budget (``None``, the default here) every admitted prompt is
 prefilled whole in the step that admits it.
 
@@ -141,6 +144,9 @@ class Scheduler:
     """Tokens a step computes at most (vLLM's token budget); None: no budget."""
     enable_chunked_prefill: bool = False
     """Split a prompt that does not fit the budget over several steps (needs a budget)."""
+    long_prefill_token_threshold: int = 0
+    """Prompt tokens one sequence takes in a step at most while others run or wait
+    (vLLM's --long-prefill-token-threshold; needs chunked prefill); 0: no cap."""
     waiting: deque[Sequence] = field(default_factory=deque)
     running: list[Sequence] = field(default_factory=list)
     kv_used: int = 0  # KV tokens held (whole blocks with prefix caching)
@@ -149,13 +155,16 @@ class Scheduler:
 
     def __post_init__(self) -> None:
         budget = self.max_num_batched_tokens
-        if budget is None:
-            if self.enable_chunked_prefill:
-                raise ValueError("chunked prefill needs max_num_batched_tokens")
-        elif budget < self.max_num_seqs:
+        if budget is None and self.enable_chunked_prefill:
+            raise ValueError("chunked prefill needs max_num_batched_tokens")
+        if budget is not None and budget < self.max_num_seqs:
             # As vLLM: every running sequence can decode in every step.
             raise ValueError(f"max_num_batched_tokens ({budget}) must be at least "
                              f"max_num_seqs ({self.max_num_seqs})")
+        threshold = self.long_prefill_token_threshold
+        if threshold < 0 or (threshold and not self.enable_chunked_prefill):
+            raise ValueError("long_prefill_token_threshold must be >= 0, and needs chunked "
+                             "prefill when > 0")
         if self.enable_prefix_caching:
             self.prefix_cache = PrefixCache(num_blocks=self.kv_cache_tokens // self.block_size,
                                             block_size=self.block_size)
@@ -251,11 +260,12 @@ class Scheduler:
     def waiting_adapters(self) -> list[str]:
         return sorted({s.adapter for s in self.waiting if s.adapter is not None})
 
-    def _admit(self, budget: float) -> list[Sequence]:
-        """Admit waiting sequences while ``budget`` tokens are left; the admitted, in order."""
+    def _admit(self, budget: float, cap: float) -> list[tuple[Sequence, int]]:
+        """Admit waiting sequences while ``budget`` tokens are left; the admitted, in order,
+        each with its chunk for this step (at most ``cap`` tokens)."""
         adapters = {s.adapter for s in self.running if s.adapter is not None}
         skipped: list[Sequence] = []
-        admitted: list[Sequence] = []
+        admitted: list[tuple[Sequence, int]] = []
         chunked = self.enable_chunked_prefill
         while self.waiting and len(self.running) < self.max_num_seqs and budget > 0:
             seq = self.waiting[0]
@@ -270,8 +280,9 @@ class Scheduler:
                 adapters.add(seq.adapter)
             seq.state = State.RUNNING
             self.running.append(seq)
-            admitted.append(seq)
-            budget -= seq.prompt_tokens - seq.computed_tokens
+            n = int(min(seq.prompt_tokens - seq.computed_tokens, cap, budget))
+            admitted.append((seq, n))
+            budget -= n
         self.waiting.extendleft(reversed(skipped))
         return admitted
 
@@ -280,10 +291,14 @@ class Scheduler:
 
         The budget goes to the decoding sequences first (one token each), then to
         prompts already being prefilled, in the order they were admitted, then to
-        newly admitted ones.
+        newly admitted ones. With ``long_prefill_token_threshold`` no prompt takes
+        more than that in a step while another request runs or waits (vLLM's).
         """
         budget: float = (math.inf if self.max_num_batched_tokens is None
                          else self.max_num_batched_tokens)
+        threshold = self.long_prefill_token_threshold
+        cap: float = (threshold if threshold > 0 and len(self.running) + len(self.waiting) > 1
+                      else math.inf)
         decode = tuple(s for s in self.running if s.prefilled)
         budget -= len(decode)
         prefill: list[Sequence] = []
@@ -292,15 +307,13 @@ class Scheduler:
             if budget <= 0:
                 break
             if not seq.prefilled:
-                n = int(min(seq.prompt_tokens - seq.computed_tokens, budget))
+                n = int(min(seq.prompt_tokens - seq.computed_tokens, cap, budget))
                 prefill.append(seq)
                 chunks.append(n)
                 budget -= n
-        for seq in self._admit(budget):
-            n = int(min(seq.prompt_tokens - seq.computed_tokens, budget))
+        for seq, n in self._admit(budget, cap):
             prefill.append(seq)
             chunks.append(n)
-            budget -= n
         if not self.running:
             return None
         seconds = self.timing.step_seconds(prefill_tokens=sum(chunks),

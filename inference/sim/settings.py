@@ -83,6 +83,11 @@ class SimSettings:
         "budgets (every admitted prompt whole in one step): --no-enable-chunked-prefill "
         "with this at --kv-cache-tokens.",
     )
+    long_prefill_token_threshold: int = setting(
+        0, help="With chunked prefill, prompt tokens one request takes in a step at most "
+        "while another request runs or waits, so shorter prompts are admitted beside a long "
+        "one (vLLM's --long-prefill-token-threshold). 0: no cap, as vLLM's default.",
+    )
     max_model_len: int = setting(
         4096, help="Longest sequence (prompt + output) in tokens, as vLLM's --max-model-len.",
     )
@@ -133,6 +138,11 @@ class SimSettings:
         if not self.enable_chunked_prefill and budget < self.max_model_len:
             raise ValueError(f"--max-num-batched-tokens ({budget}) must be at least "
                              f"--max-model-len ({self.max_model_len}) without chunked prefill")
+        if self.long_prefill_token_threshold < 0:
+            raise ValueError("--long-prefill-token-threshold must not be negative, got "
+                             f"{self.long_prefill_token_threshold}")
+        if self.long_prefill_token_threshold and not self.enable_chunked_prefill:
+            raise ValueError("--long-prefill-token-threshold needs chunked prefill")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"--port must be 0..65535, got {self.port}")
         if self.max_output_tokens < self.min_output_tokens:

@@ -8,9 +8,10 @@ A profile is a JSON object::
      "kv_cache_tokens": 400000, "max_model_len": 131072,
      "max_num_batched_tokens": 8192, "enable_chunked_prefill": true}
 
-The last two are optional: the step's token budget and chunked prefill, as the
+The last two are optional, and so is ``long_prefill_token_threshold``: the
+step's token budget, chunked prefill and the cap on one prompt's chunk, as the
 sim's flags of those names (``inference.sim.scheduler``); without them, vLLM's
-defaults (chunked prefill on, a budget of 2,048 tokens, at least
+defaults (no cap, chunked prefill on, a budget of 2,048 tokens, at least
 ``max_num_seqs``; without chunked prefill at least ``max_model_len``).
 
 ``--profile NAME`` reads a bundled one (``gpu-8b``, ``vllm-cpu-tiny``),
@@ -50,6 +51,8 @@ class Profile:
     max_num_batched_tokens: int | None = None
     """Tokens an engine step computes at most; None: vLLM's default (``batched_tokens``)."""
     enable_chunked_prefill: bool = True
+    long_prefill_token_threshold: int = 0
+    """vLLM's --long-prefill-token-threshold (0: off, its default); needs chunked prefill."""
 
     def __post_init__(self) -> None:
         for key in ("prefill_tokens_per_s", "decode_ms_per_token"):
@@ -64,6 +67,10 @@ class Profile:
             raise ProfileError(
                 f"profile {self.name} does not fit: kv_cache_tokens {self.kv_cache_tokens} < "
                 f"max_model_len {self.max_model_len} (vLLM refuses to start so)")
+        if self.long_prefill_token_threshold < 0 or (
+                self.long_prefill_token_threshold and not self.enable_chunked_prefill):
+            raise ProfileError(f"profile {self.name}: long_prefill_token_threshold must be "
+                               ">= 0, and needs chunked prefill when > 0")
         budget = self.batched_tokens
         if budget < self.max_num_seqs:
             raise ProfileError(f"profile {self.name}: max_num_batched_tokens {budget} < "
@@ -95,8 +102,10 @@ class Profile:
             raise ProfileError(f"{where}: a profile is a JSON object")
         fields = {"name", "prefill_tokens_per_s", "decode_ms_per_token",
                   "decode_ms_per_token_per_seq", "max_num_seqs", "kv_cache_tokens",
-                  "max_model_len", "source", "max_num_batched_tokens", "enable_chunked_prefill"}
-        optional = {"source", "max_num_batched_tokens", "enable_chunked_prefill"}
+                  "max_model_len", "source", "max_num_batched_tokens", "enable_chunked_prefill",
+                  "long_prefill_token_threshold"}
+        optional = {"source", "max_num_batched_tokens", "enable_chunked_prefill",
+                    "long_prefill_token_threshold"}
         missing = sorted(fields - optional - set(data))
         if missing:
             raise ProfileError(f"{where}: missing {', '.join(missing)}")
@@ -116,6 +125,7 @@ class Profile:
                                         else _int(data["max_num_batched_tokens"])),
                 enable_chunked_prefill=_bool(data.get("enable_chunked_prefill", True),
                                              "enable_chunked_prefill"),
+                long_prefill_token_threshold=_int(data.get("long_prefill_token_threshold", 0)),
             )
         except (TypeError, ValueError) as e:
             if isinstance(e, ProfileError):

@@ -97,6 +97,7 @@ def sim_flags(profile: dict[str, Any]) -> list[str]:
               else ["--max-num-batched-tokens", str(profile["max_num_batched_tokens"])]),
             "--enable-chunked-prefill" if profile.get("enable_chunked_prefill", True)
             else "--no-enable-chunked-prefill",
+            "--long-prefill-token-threshold", str(profile.get("long_prefill_token_threshold", 0)),
             "--no-enable-prefix-caching", "--log-level", "warning"]
 
 

@@ -21,10 +21,12 @@ _ids = itertools.count(1)
 
 
 def _sched(*, budget: int | None = 100, chunked: bool = True, seqs: int = 8,
-           kv: int = 100_000, caching: bool = False, block: int = 16) -> Scheduler:
+           kv: int = 100_000, caching: bool = False, block: int = 16,
+           threshold: int = 0) -> Scheduler:
     return Scheduler(max_num_seqs=seqs, kv_cache_tokens=kv, max_loras=2, timing=TIMING,
                      max_num_batched_tokens=budget, enable_chunked_prefill=chunked,
-                     enable_prefix_caching=caching, block_size=block)
+                     enable_prefix_caching=caching, block_size=block,
+                     long_prefill_token_threshold=threshold)
 
 
 def _seq(prompt: int = 10, out: int = 3, tokens: list[int] | None = None,
@@ -162,9 +164,29 @@ def test_without_a_budget_every_admitted_prompt_is_prefilled_whole() -> None:
     assert (step.prefill, step.chunks) == (tuple(seqs), (5000, 5000, 5000))
 
 
+def test_a_long_prefill_threshold_admits_a_short_prompt_beside_a_long_one() -> None:
+    s = _sched(budget=100, threshold=40)
+    long, short = _seq(prompt=500), _seq(prompt=30)
+    s.add(long)
+    s.add(short)
+    step = _step(s)
+    # The long prompt takes 40, the short one is admitted with the rest and done at once.
+    assert (step.prefill, step.chunks) == ((long, short), (40, 30))
+    assert s.commit(step, 1.0).first_tokens == (short,)
+
+
+def test_a_long_prefill_threshold_does_not_cap_a_prompt_that_is_alone() -> None:
+    s = _sched(budget=100, threshold=40)
+    s.add(alone := _seq(prompt=500))
+    assert _step(s).chunks == (100,)
+    assert alone.state is State.RUNNING
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
+        ({"threshold": 16, "chunked": False, "budget": 1000},
+         "long_prefill_token_threshold must be >= 0, and needs chunked prefill when > 0"),
         ({"budget": 4, "seqs": 8}, "max_num_batched_tokens (4) must be at least max_num_seqs (8)"),
         ({"budget": None, "chunked": True}, "chunked prefill needs max_num_batched_tokens"),
     ],
@@ -177,17 +199,19 @@ def test_a_budget_vllm_would_refuse_is_refused(kwargs: dict[str, object], messag
 @settings(max_examples=60)
 @given(
     budget=st.integers(8, 300),
+    threshold=st.sampled_from([0, 0, 1, 7, 50]),
     chunked=st.booleans(),
     caching=st.booleans(),
     work=st.lists(st.tuples(st.integers(1, 400), st.integers(1, 6), st.integers(0, 3)),
                   min_size=1, max_size=12),
 )
 def test_every_step_keeps_to_the_budget_and_every_sequence_gets_its_tokens(
-    budget: int, chunked: bool, caching: bool, work: list[tuple[int, int, int]],
+    budget: int, threshold: int, chunked: bool, caching: bool, work: list[tuple[int, int, int]],
 ) -> None:
     if not chunked:
-        budget = max(budget, 400)
-    s = _sched(budget=budget, chunked=chunked, caching=caching, seqs=8, kv=20_000, block=8)
+        budget, threshold = max(budget, 400), 0
+    s = _sched(budget=budget, chunked=chunked, caching=caching, seqs=8, kv=20_000, block=8,
+               threshold=threshold)
     seqs = []
     for prompt, out, family in work:
         # Prompts of one family share their leading tokens (prefix-cache hits).
@@ -202,6 +226,8 @@ def test_every_step_keeps_to_the_budget_and_every_sequence_gets_its_tokens(
         assert len(step.prefill) == len(step.chunks)
         assert all(c > 0 for c in step.chunks)
         assert all(seq.prefilled for seq in step.decode)
+        if threshold and len(step.prefill) + len(step.decode) > 1:
+            assert all(c <= threshold for c in step.chunks)
         for seq, c in zip(step.prefill, step.chunks, strict=True):
             computed[seq.id] += c
         now += step.seconds

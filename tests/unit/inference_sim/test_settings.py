@@ -59,6 +59,8 @@ def test_the_engine_schedules_with_the_settings_budget() -> None:
     engine = SimEngine(_load(["--max-num-batched-tokens", "1024"]))
     assert engine.scheduler.max_num_batched_tokens == 1024
     assert engine.scheduler.enable_chunked_prefill
+    capped = SimEngine(_load(["--long-prefill-token-threshold", "512"]))
+    assert capped.scheduler.long_prefill_token_threshold == 512
     engine = SimEngine(_load(["--no-enable-chunked-prefill"]))
     assert engine.scheduler.max_num_batched_tokens == 4096
     assert not engine.scheduler.enable_chunked_prefill
@@ -73,6 +75,10 @@ def test_the_engine_schedules_with_the_settings_budget() -> None:
          "--max-num-batched-tokens (2048) must be at least --max-model-len (4096) without "
          "chunked prefill"),
         (["--max-num-batched-tokens", "lots"], "expected an integer"),
+        (["--long-prefill-token-threshold", "-1"],
+         "--long-prefill-token-threshold must not be negative, got -1"),
+        (["--no-enable-chunked-prefill", "--long-prefill-token-threshold", "512"],
+         "--long-prefill-token-threshold needs chunked prefill"),
         (["--max-num-seqs", "0"], "--max-num-seqs must be positive"),
         (["--prefill-tokens-per-s", "-1"], "--prefill-tokens-per-s must be positive"),
         (["--decode-ms-per-token", "-1"], "must not be negative"),

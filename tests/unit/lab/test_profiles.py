@@ -48,6 +48,8 @@ def test_the_step_budget_and_chunked_prefill_default_as_vllms(tmp_path: Path) ->
     ({**BASE, "enable_chunked_prefill": False, "max_num_batched_tokens": 2048},
      "max_num_batched_tokens 2048 < max_model_len 4096 without chunked prefill"),
     ({**BASE, "enable_chunked_prefill": "no"}, "enable_chunked_prefill: expected true or false"),
+    ({**BASE, "enable_chunked_prefill": False, "long_prefill_token_threshold": 512},
+     "long_prefill_token_threshold must be >= 0, and needs chunked prefill when > 0"),
     ({"name": "x"}, "missing decode_ms_per_token"),
     ({"name": "x", "prefill_tokens_per_s": 1, "decode_ms_per_token": 1,
       "decode_ms_per_token_per_seq": 0, "max_num_seqs": 1, "kv_cache_tokens": 10,

@@ -14,7 +14,10 @@ time costs nothing. What happens, and in which component's terms:
   the trace's ``block_tokens``; Mooncake's ``hash_ids``), so a request
   sharing leading blocks with one that ran on the same pod skips their
   prefill; requests without blocks (Azure, synthetic) share nothing, and
-  KV is counted in vLLM's 16-token blocks.
+  KV is counted in vLLM's 16-token blocks. Each step computes at most the
+  profile's ``max_num_batched_tokens`` (decode tokens first), and with
+  ``enable_chunked_prefill`` (vLLM's default) a long prompt is prefilled in
+  chunks over several steps while the running sequences go on decoding.
 - **Pods**: a new pod starts (``cold_start``) before it takes requests. On
   scale-down, pods that are still starting go first, then the newest ready
   ones; a removed ready pod takes no new request and goes once its in-flight
@@ -266,7 +269,10 @@ class _Sim:
         sched = Scheduler(max_num_seqs=self.profile.max_num_seqs,
                           kv_cache_tokens=self.profile.kv_cache_tokens, max_loras=1,
                           timing=self.timing, enable_prefix_caching=True,
-                          block_size=self.block_size)
+                          block_size=self.block_size,
+                          max_num_batched_tokens=self.profile.batched_tokens,
+                          enable_chunked_prefill=self.profile.enable_chunked_prefill,
+                          long_prefill_token_threshold=self.profile.long_prefill_token_threshold)
         pod = _Pod(index=index, name=f"pod-{index:04d}", created=self.now, scheduler=sched)
         self.pods.append(pod)
         self.live.append(pod)

@@ -56,6 +56,10 @@ OUTPUT_SCALE = 1 / 16
 # Azure's prompts are 1/14 of Mooncake's: scaled so both have a few hundred tokens.
 AZURE_SCALE = 0.4
 AZURE_OUTPUT_SCALE = 1 / 8
+# The sims' token budget per step (--max-num-batched-tokens, chunked prefill on as vLLM's
+# default): vLLM's 8,192 on an H100 scaled as the Mooncake prompts are (1/32), so a long
+# prompt takes as many chunks as it would there.
+BUDGET = 256
 STRATEGIES = ("round-robin", "random", "least-request", "least-queue", "prefix-affinity")
 CONFIG = REPO / "gateway" / "routing.example.yaml"
 
@@ -184,17 +188,21 @@ def build_workloads(duration: float, utilisation: float) -> dict[str, list[wl.Re
 def salted(requests: list[wl.Request], salt: str) -> list[wl.Request]:
     """The same requests with every word prefixed by ``salt`` (no sharing across runs)."""
     return [wl.Request(at=r.at, max_tokens=r.max_tokens, prompt_tokens=r.prompt_tokens,
+                       conversation=r.conversation,
                        messages=tuple({"role": m["role"], "content": " ".join(
                            salt + w for w in m["content"].split())} for m in r.messages))
             for r in requests]
 
 
-def run(duration: float, utilisation: float, only: list[str] | None) -> list[str]:
+def run(duration: float, utilisation: float, only: list[str] | None, *,
+        chunked: bool = True, budget: int | None = BUDGET) -> list[str]:
     cache = sim_has_prefix_cache()
     sim_args = ["--prefill-tokens-per-s", str(PREFILL), "--decode-ms-per-token", str(DECODE_MS),
                 "--decode-ms-per-token-per-seq", "0.05", "--max-model-len", "16384",
                 "--kv-cache-tokens", "65536", "--log-level", "warning",
-                *(["--enable-prefix-caching"] if cache else [])]
+                *(["--enable-prefix-caching"] if cache else []),
+                "--enable-chunked-prefill" if chunked else "--no-enable-chunked-prefill",
+                *(["--max-num-batched-tokens", str(budget)] if budget is not None else [])]
     strategies = only or [*STRATEGIES, *profiles()]
     loads = build_workloads(duration, utilisation)
     lines = [f"- sims: {REPLICAS} x `python -m inference.sim {' '.join(sim_args)}`; "
@@ -249,16 +257,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--routing", action="append",
                         help="Only these strategies or profiles (repeatable).")
     parser.add_argument("--write", type=Path, help="Write the results (markdown) here.")
+    parser.add_argument("--max-num-batched-tokens", type=int, default=BUDGET,
+                        help="The sims' token budget per step (0: the sims' default, vLLM's).")
+    parser.add_argument("--no-chunked-prefill", action="store_true",
+                        help="The sims prefill each prompt whole (with no budget given, "
+                        "vLLM's rule makes the budget the longest prompt).")
     args = parser.parse_args(argv)
+    if args.max_num_batched_tokens < 0:
+        parser.error("--max-num-batched-tokens must be >= 0")
     started = datetime.datetime.now(datetime.UTC)
     load = os.getloadavg()[0]
-    table = run(args.duration, args.utilisation, args.routing)
+    table = run(args.duration, args.utilisation, args.routing,
+                chunked=not args.no_chunked_prefill, budget=args.max_num_batched_tokens or None)
     text = "\n".join([
         "# Routing benchmark", "",
         f"- date: {started:%Y-%m-%d %H:%M} UTC",
         f"- machine: {os.cpu_count()} CPUs, {cpu_model()}; load average {load:.1f} when it "
         f"started, {os.getloadavg()[0]:.1f} at the end (the machine is shared)",
-        f"- command: `python -m bench.routing --duration {args.duration:g}`", "", *table, ""])
+        f"- command: `python -m bench.routing --duration {args.duration:g}"
+        f"{' --no-chunked-prefill' if args.no_chunked_prefill else ''}"
+        f" --max-num-batched-tokens {args.max_num_batched_tokens}`", "", *table, ""])
     print(text)
     if args.write:
         notes = ""

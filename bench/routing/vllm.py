@@ -14,6 +14,14 @@ Goal (issue 14): with ``prefix-cache`` at least twice round-robin's hit ratio.
 The tiny model's tokenizer is byte-level (about 12 tokens per word of this
 workload), so the words per turn are few: the longest conversation stays
 within the model's 2,048 tokens.
+
+Beside the measured figures it prints what the workload allows
+(``bench.routing.ceiling``, the prompts tokenized as vLLM renders them):
+the hit ratio with each conversation kept on one replica, with round-robin's
+placement and with random placement. With two replicas a request lands on
+its conversation's replica half the time even at random, so no routing can
+reach twice random placement's hit ratio on any workload; ``--ceiling-only``
+prints those figures without starting vLLM.
 """
 
 from __future__ import annotations
@@ -29,13 +37,15 @@ from pathlib import Path
 from bench.machine import cpu_model
 from bench.routing import workloads as wl
 from bench.routing.__main__ import pct, prefix_counters, replay, salted
+from bench.routing.ceiling import Prompt, placements
 from tests.helpers.gateway import start_gateway
 from tests.helpers.procs import ProcessGroup
-from tests.helpers.vllm import SERVED_NAME, start_vllm
+from tests.helpers.vllm import SERVED_NAME, start_vllm, tiny_model_dir
 
-REPLICAS = 2
+REPLICAS = 2  # the issue's; --replicas for more
 STRATEGIES = ("round-robin", "least-request", "prefix-cache")
 GOAL = 2.0  # prefix-cache's hit ratio over round-robin's, at least
+VLLM_CPU_BLOCK = 128  # vLLM's CPU backend's KV block size (its default there)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,19 +58,50 @@ class Run:
     ttft_p99_ms: float
 
 
-def workload(sessions: int, turns: int, rate: float) -> list[wl.Request]:
-    return wl.chat(sessions=sessions, turns=turns, rate=rate, system_prompts=4, system_words=12,
-                   turn_words=12, answer_words=12, max_tokens=4, salt="")
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """The multi-turn workload's shape (``workloads.chat``)."""
+
+    sessions: int = 16
+    turns: int = 6
+    rate: float = 2.0
+    replicas: int = REPLICAS
+    system_prompts: int = 4
+    system_words: int = 12
+    turn_words: int = 12
+    answer_words: int = 12
 
 
-def measure(sessions: int, turns: int, rate: float, log_dir: Path,
+def workload(shape: Shape) -> list[wl.Request]:
+    return wl.chat(sessions=shape.sessions, turns=shape.turns, rate=shape.rate,
+                   system_prompts=shape.system_prompts, system_words=shape.system_words,
+                   turn_words=shape.turn_words, answer_words=shape.answer_words, max_tokens=4,
+                   salt="")
+
+
+def allowed(requests: list[wl.Request], model_dir: Path, replicas: int) -> dict[str, float]:
+    """The hit ratios the workload allows (``bench.routing.ceiling``) on ``replicas``,
+    its prompts rendered and tokenized as vLLM does for the tiny model."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(model_dir))
+    prompts = []
+    for r in requests:
+        text = tok.apply_chat_template(list(r.messages), tokenize=False,
+                                       add_generation_prompt=True)
+        prompts.append(Prompt(conversation=r.conversation if r.conversation is not None else -1,
+                              token_ids=tuple(tok(text, add_special_tokens=False).input_ids)))
+    return placements(prompts, replicas=replicas, block_size=VLLM_CPU_BLOCK)
+
+
+def measure(shape: Shape, log_dir: Path,
             strategies: tuple[str, ...] = STRATEGIES) -> list[Run]:
     """Start the replicas and the gateway, replay the workload per strategy, stop them."""
-    requests = workload(sessions, turns, rate)
+    requests = workload(shape)
     procs = ProcessGroup(log_dir)
     runs = []
     try:
-        engines = [start_vllm(procs) for _ in range(REPLICAS)]
+        engines = [start_vllm(procs) for _ in range(shape.replicas)]
         gw = start_gateway(procs, extra_args=[
             "--static-routes", ",".join(f"{SERVED_NAME}={e.url}" for e in engines),
             "--log-level", "warning", "--seed", "1",
@@ -86,22 +127,51 @@ def measure(sessions: int, turns: int, rate: float, log_dir: Path,
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.routing.vllm", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sessions", type=int, default=16)
-    parser.add_argument("--turns", type=int, default=6)
-    parser.add_argument("--rate", type=float, default=2.0, help="requests per second in all")
+    d = Shape()
+    parser.add_argument("--sessions", type=int, default=d.sessions)
+    parser.add_argument("--turns", type=int, default=d.turns)
+    parser.add_argument("--rate", type=float, default=d.rate, help="requests per second in all")
+    parser.add_argument("--replicas", type=int, default=d.replicas,
+                        help="vLLM replicas (each takes about 3 GB and a CPU)")
+    parser.add_argument("--system-prompts", type=int, default=d.system_prompts,
+                        help="distinct system prompts, shared by the sessions in turn")
+    parser.add_argument("--system-words", type=int, default=d.system_words)
+    parser.add_argument("--turn-words", type=int, default=d.turn_words)
+    parser.add_argument("--answer-words", type=int, default=d.answer_words)
+    parser.add_argument("--ceiling-only", action="store_true",
+                        help="print what the workload allows; start no engine")
     args = parser.parse_args(argv)
-    if args.sessions < 1 or args.turns < 2 or not args.rate > 0:
-        parser.error("need --sessions >= 1, --turns >= 2 and --rate > 0")
+    if args.sessions < 1 or args.turns < 2 or not args.rate > 0 or args.replicas < 1:
+        parser.error("need --sessions >= 1, --turns >= 2, --rate > 0 and --replicas >= 1")
+    if min(args.system_prompts, args.system_words, args.turn_words, args.answer_words) < 1:
+        parser.error("need --system-prompts, --system-words, --turn-words, --answer-words >= 1")
+    shape = Shape(sessions=args.sessions, turns=args.turns, rate=args.rate, replicas=args.replicas,
+                  system_prompts=args.system_prompts, system_words=args.system_words,
+                  turn_words=args.turn_words, answer_words=args.answer_words)
+    command = (f"`python -m bench.routing.vllm --replicas {shape.replicas} "
+               f"--sessions {shape.sessions} --turns {shape.turns} "
+               f"--rate {shape.rate:g} --system-prompts {shape.system_prompts} --system-words "
+               f"{shape.system_words} --turn-words {shape.turn_words} --answer-words "
+               f"{shape.answer_words}`")
+    ceiling = allowed(salted(workload(shape), "v0"), tiny_model_dir(), shape.replicas)
+    limits = ", ".join(f"{k} {v:.3f}" for k, v in ceiling.items())
+    if args.ceiling_only:
+        print(f"- {command}: hit ratios the workload allows on {shape.replicas} replicas: "
+              f"{limits}; "
+              f"conversations kept together over round-robin "
+              f"{ceiling['sticky'] / ceiling['round-robin']:.2f}, over random "
+              f"{ceiling['sticky'] / ceiling['random']:.2f}")
+        return 0
     started = datetime.datetime.now(datetime.UTC)
     load = os.getloadavg()[0]
     log_dir = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-routing-vllm-{os.getpid()}"
     log_dir.mkdir(parents=True, exist_ok=True)
-    runs = measure(args.sessions, args.turns, args.rate, log_dir)
+    runs = measure(shape, log_dir)
     print(f"- date: {started:%Y-%m-%d %H:%M} UTC; machine: {os.cpu_count()} CPUs, "
           f"{cpu_model()}; load average {load:.1f} at the start, {os.getloadavg()[0]:.1f} "
           "at the end")
-    print(f"- command: `python -m bench.routing.vllm --sessions {args.sessions} --turns "
-          f"{args.turns} --rate {args.rate:g}`")
+    print(f"- command: {command}")
+    print(f"- what the workload allows (hit ratio, computed, not measured): {limits}")
     print("")
     print("| routing | requests | errors | hit ratio (vLLM) | TTFT p50 ms | TTFT p99 ms |")
     print("|---|---|---|---|---|---|")
@@ -111,7 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     by = {r.routing: r.hit_ratio for r in runs}
     ratio = by["prefix-cache"] / by["round-robin"] if by["round-robin"] > 0 else float("inf")
     print(f"\nprefix-cache / round-robin hit ratio: {ratio:.2f} (goal >= {GOAL:g}: "
-          f"{'met' if ratio >= GOAL else 'not met'})")
+          f"{'met' if ratio >= GOAL else 'not met'}); the workload allows "
+          f"{ceiling['sticky'] / ceiling['round-robin']:.2f} over round-robin's placement, "
+          f"{ceiling['sticky'] / ceiling['random']:.2f} over random placement")
     return 0
 
 

@@ -46,6 +46,8 @@ class Request:
     max_tokens: int
     prompt_tokens: int
     """Words in the messages (what the sim counts, give or take its role markers)."""
+    conversation: int | None = None
+    """The chat session it belongs to (``chat``); None elsewhere."""
 
 
 def words(key: str, n: int, salt: str) -> str:
@@ -164,7 +166,7 @@ def chat(*, sessions: int, turns: int, rate: float, system_prompts: int, system_
             at = scaled[(s, k)]
             tokens = sum(len(m["content"].split()) for m in history)
             out.append(Request(at=max(0.0, at), messages=tuple(history),
-                               max_tokens=max_tokens, prompt_tokens=tokens))
+                               max_tokens=max_tokens, prompt_tokens=tokens, conversation=s))
             history.append({"role": "assistant",
                             "content": words(f"s{s}a{k}", answer_words, salt)})
     out.sort(key=lambda r: r.at)

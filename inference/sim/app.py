@@ -53,6 +53,9 @@ class SimEngine:
             max_num_seqs=settings.max_num_seqs, kv_cache_tokens=settings.kv_cache_tokens,
             max_loras=settings.max_loras,
             enable_prefix_caching=settings.enable_prefix_caching, block_size=settings.block_size,
+            max_num_batched_tokens=settings.batched_tokens,
+            enable_chunked_prefill=settings.enable_chunked_prefill,
+            long_prefill_token_threshold=settings.long_prefill_token_threshold,
             timing=TimingModel(
                 prefill_tokens_per_s=settings.prefill_tokens_per_s,
                 decode_ms_per_token=settings.decode_ms_per_token,

@@ -12,6 +12,18 @@ from dataclasses import dataclass
 from brix.config import setting
 
 DEFAULT_SERVED_NAME = "sim-model"
+# vLLM 0.32's --max-num-batched-tokens for its OpenAI server on the CPU and on GPUs
+# other than H100/H200-class (vllm/engine/arg_utils.py, get_batch_defaults).
+DEFAULT_MAX_NUM_BATCHED_TOKENS = 2048
+
+
+def batched_tokens(given: int | None, *, max_num_seqs: int, max_model_len: int,
+                   chunked: bool, default: int = DEFAULT_MAX_NUM_BATCHED_TOKENS) -> int:
+    """The token budget of a step: ``given``, else vLLM's default rule (``default``, at
+    least ``max_num_seqs``, and without chunked prefill at least ``max_model_len``)."""
+    if given is not None:
+        return given
+    return max(default, max_num_seqs, 0 if chunked else max_model_len)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,6 +69,25 @@ class SimSettings:
     block_size: int = setting(
         16, help="Tokens per KV-cache block (vLLM's --block-size), the unit of prefix caching.",
     )
+    enable_chunked_prefill: bool = setting(
+        True, help="vLLM V1's chunked prefill (on by default, as in vLLM): a prompt that does "
+        "not fit the step's token budget (--max-num-batched-tokens, after one token for each "
+        "decoding sequence) is prefilled in chunks over several steps. "
+        "--no-enable-chunked-prefill: a prompt waits until it fits a step whole.",
+    )
+    max_num_batched_tokens: int | None = setting(
+        None, help="Tokens one step computes at most: decode tokens first, then prompt "
+        "tokens (vLLM's --max-num-batched-tokens). Default as vLLM's OpenAI server on the "
+        f"CPU and most GPUs: {DEFAULT_MAX_NUM_BATCHED_TOKENS}, at least --max-num-seqs, and "
+        "without chunked prefill at least --max-model-len. The sim's behaviour before "
+        "budgets (every admitted prompt whole in one step): --no-enable-chunked-prefill "
+        "with this at --kv-cache-tokens.",
+    )
+    long_prefill_token_threshold: int = setting(
+        0, help="With chunked prefill, prompt tokens one request takes in a step at most "
+        "while another request runs or waits, so shorter prompts are admitted beside a long "
+        "one (vLLM's --long-prefill-token-threshold). 0: no cap, as vLLM's default.",
+    )
     max_model_len: int = setting(
         4096, help="Longest sequence (prompt + output) in tokens, as vLLM's --max-model-len.",
     )
@@ -100,6 +131,18 @@ class SimSettings:
         }.items():
             if value < 0:
                 raise ValueError(f"{flag} must not be negative, got {value}")
+        budget = self.batched_tokens
+        if budget < self.max_num_seqs:
+            raise ValueError(f"--max-num-batched-tokens ({budget}) must be at least "
+                             f"--max-num-seqs ({self.max_num_seqs})")
+        if not self.enable_chunked_prefill and budget < self.max_model_len:
+            raise ValueError(f"--max-num-batched-tokens ({budget}) must be at least "
+                             f"--max-model-len ({self.max_model_len}) without chunked prefill")
+        if self.long_prefill_token_threshold < 0:
+            raise ValueError("--long-prefill-token-threshold must not be negative, got "
+                             f"{self.long_prefill_token_threshold}")
+        if self.long_prefill_token_threshold and not self.enable_chunked_prefill:
+            raise ValueError("--long-prefill-token-threshold needs chunked prefill")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"--port must be 0..65535, got {self.port}")
         if self.max_output_tokens < self.min_output_tokens:
@@ -118,6 +161,13 @@ class SimSettings:
                     f"--block-size {bs}; one sequence of --max-model-len ({self.max_model_len}) "
                     f"tokens needs {needed}"
                 )
+
+    @property
+    def batched_tokens(self) -> int:
+        """The step's token budget: --max-num-batched-tokens or vLLM's default."""
+        return batched_tokens(self.max_num_batched_tokens, max_num_seqs=self.max_num_seqs,
+                              max_model_len=self.max_model_len,
+                              chunked=self.enable_chunked_prefill)
 
     @property
     def name(self) -> str:

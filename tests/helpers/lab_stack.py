@@ -85,13 +85,19 @@ class LabStack:
 
 
 def sim_flags(profile: dict[str, Any]) -> list[str]:
-    """The sim engine's flags for a lab profile (its timing, batch, cache and context)."""
+    """The sim engine's flags for a lab profile (its timing, batch, step budget, cache and
+    context)."""
     return ["--prefill-tokens-per-s", str(profile["prefill_tokens_per_s"]),
             "--decode-ms-per-token", str(profile["decode_ms_per_token"]),
             "--decode-ms-per-token-per-seq", str(profile["decode_ms_per_token_per_seq"]),
             "--max-num-seqs", str(profile["max_num_seqs"]),
             "--kv-cache-tokens", str(profile["kv_cache_tokens"]),
             "--max-model-len", str(profile["max_model_len"]),
+            *([] if profile.get("max_num_batched_tokens") is None
+              else ["--max-num-batched-tokens", str(profile["max_num_batched_tokens"])]),
+            "--enable-chunked-prefill" if profile.get("enable_chunked_prefill", True)
+            else "--no-enable-chunked-prefill",
+            "--long-prefill-token-threshold", str(profile.get("long_prefill_token_threshold", 0)),
             "--no-enable-prefix-caching", "--log-level", "warning"]
 
 

@@ -162,3 +162,47 @@ async def test_max_loras_bounds_adapters_in_a_batch(procs: ProcessGroup, tmp_pat
 def _lora_info(url: str) -> dict[frozenset[tuple[str, str]], float]:
     return {labels: v for (name, labels), v in sim_metrics(url).items()
             if name == "vllm:lora_requests_info"}
+
+
+@pytest.mark.parametrize(("flags", "decoded_low", "decoded_high"), [
+    # 961 prompt tokens in chunks of 63 (64 less the decoding stream's token): 16 steps.
+    (("--max-num-batched-tokens", "64"), 10, 40),
+    # Whole: one step prefills it (and decodes the other stream once).
+    (("--no-enable-chunked-prefill",), 0, 5),
+], ids=["chunked-prefill", "whole-prefill"])
+async def test_a_long_prompt_in_chunks_lets_a_running_stream_go_on_decoding(
+    procs: ProcessGroup, flags: tuple[str, ...], decoded_low: int, decoded_high: int,
+) -> None:
+    """Tokens a running stream receives while a long prompt is prefilled: one a step."""
+    url = str(start_sim(procs, name=MODEL, extra_args=[
+        "--prefill-tokens-per-s", "20000", "--decode-ms-per-token", "20",
+        "--decode-ms-per-token-per-seq", "0", "--max-num-seqs", "4", *flags]).url)
+    received = 0
+    async with _client(url) as client:
+        async def running() -> None:
+            nonlocal received
+            stream = await client.completions.create(
+                model=MODEL, prompt="keep going", max_tokens=400, stream=True,
+                extra_body={"ignore_eos": True})
+            async for _ in stream:
+                received += 1
+
+        task = asyncio.create_task(running())
+        try:
+            await _poll(lambda: _true_when(received >= 3))
+            before = received
+            stream = await client.completions.create(
+                model=MODEL, prompt=" ".join(f"w{i}" for i in range(960)), max_tokens=1,
+                stream=True)
+            async for chunk in stream:
+                if chunk.choices and chunk.choices[0].text:
+                    break
+            during = received - before
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    assert decoded_low <= during <= decoded_high
+
+
+async def _true_when(value: bool) -> bool:
+    return value

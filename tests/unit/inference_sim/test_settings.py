@@ -6,6 +6,7 @@ import pytest
 
 from brix.config import load_settings
 from inference.sim import main
+from inference.sim.app import SimEngine
 from inference.sim.settings import SimSettings
 
 
@@ -39,9 +40,45 @@ def test_prefix_caching_is_on_by_default_with_vllms_block_size_and_can_be_turned
                   "--max-model-len", "4097"]).kv_cache_tokens == 4100
 
 
+def test_chunked_prefill_is_on_by_default_with_vllms_token_budget() -> None:
+    default = _load([])
+    assert default.enable_chunked_prefill
+    assert default.max_num_batched_tokens is None
+    assert default.batched_tokens == 2048  # vLLM's OpenAI server on the CPU
+    assert _load(["--max-num-seqs", "4096", "--max-model-len", "8192",
+                  "--kv-cache-tokens", "65536"]).batched_tokens == 4096
+    assert _load(["--max-num-batched-tokens", "512"]).batched_tokens == 512
+    assert _load([], {"BRIX_MAX_NUM_BATCHED_TOKENS": "300"}).batched_tokens == 300
+    # Without chunked prefill the default budget holds the longest prompt, as vLLM's.
+    whole = _load(["--no-enable-chunked-prefill", "--max-model-len", "8192",
+                   "--kv-cache-tokens", "65536"])
+    assert (whole.enable_chunked_prefill, whole.batched_tokens) == (False, 8192)
+
+
+def test_the_engine_schedules_with_the_settings_budget() -> None:
+    engine = SimEngine(_load(["--max-num-batched-tokens", "1024"]))
+    assert engine.scheduler.max_num_batched_tokens == 1024
+    assert engine.scheduler.enable_chunked_prefill
+    capped = SimEngine(_load(["--long-prefill-token-threshold", "512"]))
+    assert capped.scheduler.long_prefill_token_threshold == 512
+    engine = SimEngine(_load(["--no-enable-chunked-prefill"]))
+    assert engine.scheduler.max_num_batched_tokens == 4096
+    assert not engine.scheduler.enable_chunked_prefill
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
+        (["--max-num-batched-tokens", "100"],
+         "--max-num-batched-tokens (100) must be at least --max-num-seqs (256)"),
+        (["--no-enable-chunked-prefill", "--max-num-batched-tokens", "2048"],
+         "--max-num-batched-tokens (2048) must be at least --max-model-len (4096) without "
+         "chunked prefill"),
+        (["--max-num-batched-tokens", "lots"], "expected an integer"),
+        (["--long-prefill-token-threshold", "-1"],
+         "--long-prefill-token-threshold must not be negative, got -1"),
+        (["--no-enable-chunked-prefill", "--long-prefill-token-threshold", "512"],
+         "--long-prefill-token-threshold needs chunked prefill"),
         (["--max-num-seqs", "0"], "--max-num-seqs must be positive"),
         (["--prefill-tokens-per-s", "-1"], "--prefill-tokens-per-s must be positive"),
         (["--decode-ms-per-token", "-1"], "must not be negative"),

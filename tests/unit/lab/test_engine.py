@@ -68,10 +68,14 @@ def test_every_request_ends_exactly_once() -> None:
     assert (result.e2e[done] >= result.ttft[done]).all()
 
 
-def reference(arrivals: list[tuple[float, int, int]]) -> list[tuple[float, float]]:
+def reference(arrivals: list[tuple[float, int, int]],
+              profile: Profile = PROFILE) -> list[tuple[float, float]]:
     """TTFT and e2e of one engine, run step by step with the scheduler (no batching of steps)."""
-    sched = Scheduler(max_num_seqs=PROFILE.max_num_seqs, kv_cache_tokens=PROFILE.kv_cache_tokens,
-                      max_loras=1, timing=PROFILE.timing)
+    sched = Scheduler(max_num_seqs=profile.max_num_seqs, kv_cache_tokens=profile.kv_cache_tokens,
+                      max_loras=1, timing=profile.timing,
+                      max_num_batched_tokens=profile.batched_tokens,
+                      enable_chunked_prefill=profile.enable_chunked_prefill,
+                      long_prefill_token_threshold=profile.long_prefill_token_threshold)
     now, i = 0.0, 0
     seqs: list[Sequence] = []
     while i < len(arrivals) or sched.num_running or sched.num_waiting:
@@ -91,11 +95,17 @@ def reference(arrivals: list[tuple[float, int, int]]) -> list[tuple[float, float
             for s in seqs]
 
 
-def test_engine_timing_matches_the_scheduler_run_step_by_step() -> None:
+@pytest.mark.parametrize(("chunked", "threshold"), [(True, 0), (False, 0), (True, 256)],
+                         ids=["chunked-prefill", "whole-prefill", "capped-chunks"])
+def test_engine_timing_matches_the_scheduler_run_step_by_step(chunked: bool,
+                                                              threshold: int) -> None:
+    # The 3000-token prompt is more than the default budget of 2048 tokens a step.
+    profile = dataclasses.replace(PROFILE, enable_chunked_prefill=chunked,
+                                  long_prefill_token_threshold=threshold)
     rows = [(0.0, 500, 40), (0.1337, 1000, 5), (0.1371, 200, 90), (1.7013, 3000, 12),
             (5.0029, 10, 3), (5.0101, 40, 30)]
-    expected = reference(rows)
-    result = run(trace_of(*rows), Steps([]))
+    expected = reference(rows, profile)
+    result = run(trace_of(*rows), Steps([]), profile=profile)
     for k, (ttft, e2e) in enumerate(expected):
         assert result.ttft[k] == pytest.approx(ttft, abs=1e-9)
         assert result.e2e[k] == pytest.approx(e2e, abs=1e-9)

@@ -24,7 +24,32 @@ def test_bundled_profiles_load_with_a_source() -> None:
     assert load_profile("gpu-8b").max_model_len >= 128 * 1024
 
 
+BASE = {"name": "x", "prefill_tokens_per_s": 1, "decode_ms_per_token": 1,
+        "decode_ms_per_token_per_seq": 0, "max_num_seqs": 4, "kv_cache_tokens": 5000,
+        "max_model_len": 4096}
+
+
+def test_the_step_budget_and_chunked_prefill_default_as_vllms(tmp_path: Path) -> None:
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(BASE))
+    plain = load_profile(str(path))
+    assert (plain.enable_chunked_prefill, plain.batched_tokens) == (True, 2048)
+    path.write_text(json.dumps({**BASE, "enable_chunked_prefill": False}))
+    assert load_profile(str(path)).batched_tokens == 4096  # the longest prompt, whole
+    path.write_text(json.dumps({**BASE, "max_num_batched_tokens": 512}))
+    assert load_profile(str(path)).batched_tokens == 512
+    # The H100 profile has vLLM's budget for that GPU, the CPU one the CPU's.
+    assert load_profile("gpu-8b").batched_tokens == 8192
+    assert load_profile("vllm-cpu-tiny").batched_tokens == 2048
+
+
 @pytest.mark.parametrize(("data", "message"), [
+    ({**BASE, "max_num_batched_tokens": 2}, "max_num_batched_tokens 2 < max_num_seqs 4"),
+    ({**BASE, "enable_chunked_prefill": False, "max_num_batched_tokens": 2048},
+     "max_num_batched_tokens 2048 < max_model_len 4096 without chunked prefill"),
+    ({**BASE, "enable_chunked_prefill": "no"}, "enable_chunked_prefill: expected true or false"),
+    ({**BASE, "enable_chunked_prefill": False, "long_prefill_token_threshold": 512},
+     "long_prefill_token_threshold must be >= 0, and needs chunked prefill when > 0"),
     ({"name": "x"}, "missing decode_ms_per_token"),
     ({"name": "x", "prefill_tokens_per_s": 1, "decode_ms_per_token": 1,
       "decode_ms_per_token_per_seq": 0, "max_num_seqs": 1, "kv_cache_tokens": 10,

@@ -1,0 +1,86 @@
+"""What hit ratio a workload allows, per way of placing its requests: purely computational.
+
+Each request is its prompt's token ids, in arrival order, with the
+conversation it belongs to. A replica's prefix cache is counted as vLLM counts
+it (``vllm:prefix_cache_hits`` over ``_queries``): a prompt's hit is its
+longest run of leading full blocks already cached on its replica, at most
+``prompt - 1`` tokens (the last token is always computed), and afterwards all
+its full blocks are cached. Caches never evict (the benchmark's working set
+is far below the replicas' KV room), and answers are not cached (the
+workload's next turn re-sends fixed text, not what the model answered).
+
+- ``one cache``: every request on one replica: no routing over several can
+  hit more.
+- ``sticky``: each conversation on its own replica (conversation ``c`` on
+  ``c mod replicas``): what perfect conversation affinity reaches.
+- ``round-robin``: request ``i`` (in arrival order) on replica ``i mod
+  replicas``, as the gateway's round-robin places them when nothing arrives
+  out of order.
+- ``random``: each request on a replica drawn at random, the mean over 400 draws.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from inference.sim.prefix_cache import block_hashes
+
+
+@dataclass(frozen=True, slots=True)
+class Prompt:
+    conversation: int
+    token_ids: tuple[int, ...]
+
+
+def hit_ratio(prompts: Sequence[Prompt], placement: Sequence[int], *, block_size: int) -> float:
+    """Hits over queries, in tokens, with prompt ``i`` on replica ``placement[i]``."""
+    return _ratio(_blocks(prompts, block_size), placement, block_size=block_size)
+
+
+def _blocks(prompts: Sequence[Prompt], block_size: int) -> list[tuple[int, tuple[int, ...]]]:
+    """Each prompt's length and the chained hashes of its full blocks."""
+    return [(len(p.token_ids), block_hashes(p.token_ids, block_size=block_size)) for p in prompts]
+
+
+def _ratio(blocks: Sequence[tuple[int, tuple[int, ...]]], placement: Sequence[int], *,
+           block_size: int) -> float:
+    if len(placement) != len(blocks):
+        raise ValueError("one replica per prompt")
+    caches: dict[int, set[int]] = {}
+    hits = queries = 0
+    for (n, hashes), replica in zip(blocks, placement, strict=True):
+        cache = caches.setdefault(replica, set())
+        hit = 0
+        for h in hashes[:(n - 1) // block_size]:
+            if h not in cache:
+                break
+            hit += 1
+        hits += hit * block_size
+        queries += n
+        cache.update(hashes)
+    return hits / queries if queries else float("nan")
+
+
+def _drawn(n: int, replicas: int, seed: int) -> list[int]:
+    rng = random.Random(seed)
+    return [rng.randrange(replicas) for _ in range(n)]
+
+
+def placements(prompts: Sequence[Prompt], *, replicas: int, seeds: int = 400,
+               block_size: int) -> dict[str, float]:
+    """The hit ratio of each placement of the module's docstring."""
+    if replicas < 1:
+        raise ValueError("replicas must be at least 1")
+    blocks = _blocks(prompts, block_size)
+    n = len(prompts)
+    rand = [_ratio(blocks, _drawn(n, replicas, seed), block_size=block_size)
+            for seed in range(seeds)]
+    return {
+        "one cache": _ratio(blocks, [0] * n, block_size=block_size),
+        "sticky": _ratio(blocks, [p.conversation % replicas for p in prompts],
+                         block_size=block_size),
+        "round-robin": _ratio(blocks, [i % replicas for i in range(n)], block_size=block_size),
+        "random": sum(rand) / len(rand),
+    }

@@ -1,0 +1,61 @@
+"""What hit ratio a workload allows per placement: counted as vLLM counts its prefix cache."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.routing import workloads as wl
+from bench.routing.ceiling import Prompt, hit_ratio, placements
+
+pytestmark = pytest.mark.unit
+
+BS = 4
+
+
+def _conv(conversation: int, *turns: int) -> list[Prompt]:
+    """A conversation whose turn k re-sends the first ``turns[k]`` tokens of its text."""
+    text = [conversation * 10_000 + i for i in range(max(turns))]
+    return [Prompt(conversation, tuple(text[:n])) for n in turns]
+
+
+def test_a_second_turn_hits_its_first_turns_whole_blocks_on_the_same_replica_only() -> None:
+    first, second = _conv(1, 10, 21)
+    # 10 tokens: 2 full blocks cached; the second turn hits them (8 of its 21 tokens).
+    assert hit_ratio([first, second], [0, 0], block_size=BS) == pytest.approx(8 / 31)
+    assert hit_ratio([first, second], [0, 1], block_size=BS) == 0.0
+
+
+def test_the_last_token_is_always_computed() -> None:
+    prompt = _conv(1, 8)[0]
+    # The same 8 tokens twice: at most 7 can hit, so 1 whole block of 4.
+    assert hit_ratio([prompt, prompt], [0, 0], block_size=BS) == pytest.approx(4 / 16)
+
+
+def test_keeping_conversations_together_reaches_one_caches_figure_and_two_replicas_halve_it(
+) -> None:
+    # Two-turn conversations that share nothing with each other: at random a second
+    # turn finds its first half the time, so keeping them together gets about twice.
+    prompts = [p for c in range(200) for p in _conv(c, 40, 44)]
+    figures = placements(prompts, replicas=2, block_size=BS)
+    assert figures["sticky"] == pytest.approx(figures["one cache"])
+    assert figures["sticky"] / figures["random"] == pytest.approx(2.0, rel=0.1)
+    # In order, round-robin puts every second turn on the other replica.
+    assert figures["round-robin"] == 0.0
+
+
+def test_the_benchmarks_chat_sessions_are_numbered() -> None:
+    requests = wl.chat(sessions=3, turns=2, rate=1.0, system_prompts=1, system_words=2,
+                       turn_words=2, answer_words=2, max_tokens=1, salt="")
+    assert sorted(r.conversation for r in requests) == [0, 0, 1, 1, 2, 2]
+    for r in requests:
+        assert f"s{r.conversation}u0w0" in r.messages[1]["content"]
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"replicas": 0}, "replicas must be at least 1"),
+])
+def test_bad_placements_are_refused(kwargs: dict[str, int], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        placements(_conv(1, 4), block_size=BS, **kwargs)
+    with pytest.raises(ValueError, match="one replica per prompt"):
+        hit_ratio(_conv(1, 4), [0, 1], block_size=BS)

@@ -36,6 +36,8 @@ import json
 import os
 import re
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -49,7 +51,7 @@ from gateway.settings import GatewaySettings
 from tests.helpers.gateway import start_gateway
 from tests.helpers.localkube import kubectl, start_localkube
 from tests.helpers.operator import LORA_CRD, wait_for
-from tests.helpers.procs import ProcessGroup, free_port
+from tests.helpers.procs import REPO, ProcessGroup, free_port
 from tests.helpers.streams import Outcome, run_streams
 from tests.helpers.vllm import SERVED_NAME, START_TIMEOUT_S, start_vllm, tiny_model_dir
 
@@ -62,8 +64,6 @@ READ_TIMEOUT_S = RECONNECT_HOLD_S + 60
 pytestmark = [pytest.mark.vllm, pytest.mark.timeout(int(2 * START_TIMEOUT_S + READ_TIMEOUT_S))]
 
 N = 100
-# The heavier variant (two vLLMs at once) runs in the reliability campaign only.
-CAMPAIGN = os.environ.get("BRIX_RELIABILITY_CAMPAIGN") == "1"
 # 4 sequences at a time: with vLLM's default (256) the tiny model would run all
 # 100 at once and the kill would leave none waiting. 256 tokens each: the tiny
 # model makes tokens faster than the gateway and this client pass them on (on
@@ -321,7 +321,8 @@ async def gateway_ready(url: str, pods: int) -> set[str]:
         while len(seen) < pods:
             assert time.monotonic() < deadline, f"the gateway routes only to {seen}"
             r = await c.post(f"{url}/v1/completions",
-                             json={"model": SERVED_NAME, "prompt": "x", "max_tokens": 1})
+                             json={"model": SERVED_NAME, "prompt": "x", "max_tokens": 1},
+                             headers={"x-brix-routing": "round-robin"})
             if r.status_code == 200:
                 seen.add(r.headers["x-brix-pod"])
             else:
@@ -348,8 +349,31 @@ def check_outcomes(outcomes: list[Outcome]) -> list[Outcome]:
     return broken
 
 
-@pytest.mark.skipif(not CAMPAIGN, reason="two vLLMs: in the reliability campaign "
-                    "(make reliability) only; the one-pod test below is its short form")
+def kill_when_busy(engine_url: str, pgid: int) -> subprocess.Popen[str]:
+    """``tests.helpers.kill_when``, killing process group ``pgid`` at ``busy``'s moment."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.helpers.kill_when", engine_url, str(pgid),
+         "--running", str(SEQS), "--waiting", str(WAITING_AT_KILL), "--tokens", str(4 * SEQS),
+         "--timeout", "120"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+async def pinned_prompts(url: str, pods: set[str]) -> dict[str, str]:
+    """A prompt per pod that the gateway's prefix-affinity (no load bound) sends to it:
+    found by asking the gateway, as a client would, where each candidate prompt goes."""
+    found: dict[str, str] = {}
+    async with httpx.AsyncClient(timeout=60) as c:
+        for i in range(64):
+            prompt = f"{BODY['prompt']} pod {i}"
+            r = await c.post(f"{url}/v1/completions",
+                             json={"model": SERVED_NAME, "prompt": prompt, "max_tokens": 1})
+            assert r.status_code == 200, r.text
+            found.setdefault(r.headers["x-brix-pod"], prompt)
+            if set(found) == pods:
+                return found
+    raise AssertionError(f"64 prompts all went to {set(found)}")
+
+
 async def test_two_vllm_pods_one_killed_the_waiting_go_to_the_other_and_it_rejoins(
     procs: ProcessGroup, tmp_path: Path,
 ) -> None:
@@ -357,75 +381,88 @@ async def test_two_vllm_pods_one_killed_the_waiting_go_to_the_other_and_it_rejoi
     try:
         wait_for(kube.all_ready, what="both vLLM pods Ready", timeout=2 * START_TIMEOUT_S)
         # The gateway's own --reconnect-hold (default): with a second pod up, nothing waits
-        # for the killed one.
-        gw = start_gateway(procs, kubeconfig=kube.kubeconfig,
-                           extra_args=["--routing", "round-robin"])
+        # for the killed one. prefix-affinity with no load bound pins each prompt to a pod,
+        # so the pod to kill gets half the streams at once and holds a queue (round-robin
+        # spread them as they trickled in, and two vLLMs on 2 cores could answer them about
+        # as fast: in 6 of 10 runs that pod held no queue at the moment it was killed).
+        gw = start_gateway(procs, kubeconfig=kube.kubeconfig, extra_args=[
+            "--routing", "prefix-affinity", "--prefix-load-factor", "1000"])
         names = await gateway_ready(str(gw.url), 2)
         victim_name, (pod, status) = sorted(kube.ready().items())[0]
         survivor_name = (names - {victim_name}).pop()
-        victim_url = f"http://{pod.status.pod_ip}:8000"
-        survivor_url = f"http://{kube.ready()[survivor_name][0].status.pod_ip}:8000"
+        prompts = await pinned_prompts(str(gw.url), names)
+        # Half the streams pinned to each pod, those of the pod to kill sent first: sent
+        # interleaved, the other pod's engine took its half first and, running flat out
+        # on the 2 cores, starved the first pod's API server, which took its half late
+        # (and in one run answered its metrics in more than 10 s).
+        pinned = list(range(N // 2))
+        bodies = [{**BODY, "prompt": prompts[victim_name if i in pinned else survivor_name]}
+                  for i in range(N)]
         pid = container_pid(status)
+        leader = psutil.Process(pid)
+        group = [leader, *leader.children(recursive=True)]
+        assert len(group) >= 3, [p.cmdline() for p in group]
+        # The kill comes from a process of its own as soon as the pod's engine runs a full
+        # batch with a queue (this client, parsing 100 streams, would see it late).
+        killer = kill_when_busy(f"http://{pod.status.pod_ip}:8000", pid)
         seen: dict[str, float] = {}
 
-        def kill_and_wait() -> None:
-            seen["killed_wall"] = time.time()
-            kill_container(pid)
-            seen["dead"] = time.monotonic()
+        def wait_for_restart() -> None:
+            out, err = killer.communicate(timeout=180)
+            assert killer.returncode == 0, err
+            seen.update(json.loads(out))
+            deadline = time.monotonic() + 30
+            while alive(group):
+                assert time.monotonic() < deadline, f"still running: {alive(group)}"
+                time.sleep(0.05)
             again = wait_for(lambda: kube.restarted(victim_name, pid),
                              what="the killed pod Ready again", timeout=START_TIMEOUT_S)
             seen["ready"] = time.monotonic()
             seen["restarts"] = again.restart_count
 
-        at_kill: dict[str, float] = {}
+        began = time.monotonic()
+        try:
+            outcomes, _ = await run_streams(
+                str(gw.url), N, wait_for_restart, body=bodies, kill_after=0.5,
+                watch=lambda: killer.poll() is not None, read_timeout=READ_TIMEOUT_S)
+        finally:
+            if killer.poll() is None:
+                killer.kill()
+                killer.wait()
+        killed_at = seen["killed_at"]
+        at_kill = seen
 
-        async def victim_busy() -> bool:
-            """The pod to kill generating now (its token count rose since the last look:
-            vLLM's gauges keep their last value once it is idle, and this client reads
-            the streams well behind the engine, so neither alone says it is busy; 5 of 8
-            runs killed it after it had finished its share, and nothing broke), running
-            a full batch with more waiting."""
-            text = await engine_metrics(victim_url)
-            generated = engine_gauge(text, "generation_tokens_total")
-            rising = generated > at_kill.get("generated", generated)
-            at_kill["generated"] = generated
-            at_kill["running"] = engine_gauge(text, "num_requests_running")
-            at_kill["waiting"] = engine_gauge(text, "num_requests_waiting")
-            if not (rising and at_kill["running"] >= SEQS and at_kill["waiting"] >= 1):
-                return False
-            # Every request the survivor had taken by then: running, waiting or finished.
-            text = await engine_metrics(survivor_url)
-            at_kill["survivor"] = sum((engine_gauge(text, "num_requests_running"),
-                                       engine_gauge(text, "num_requests_waiting"),
-                                       engine_finished(text)))
-            return True
-
-        outcomes, killed_at = await run_streams(
-            str(gw.url), N, kill_and_wait, body=BODY, kill_after=1.0, kill_when=victim_busy,
-            read_timeout=READ_TIMEOUT_S)
-
-        survivor_finished = engine_finished(await engine_metrics(survivor_url))
         broken = check_outcomes(outcomes)
         # Only streams running on the killed pod broke.
         assert {o.pod for o in broken} == {victim_name}, [o.pod for o in broken]
-        # Those waiting on it went to the other pod: the survivor finished, after the kill,
-        # more requests than it had taken by then (the gateway sent them on as their
-        # connections broke).
-        moved = survivor_finished - at_kill["survivor"]
-        assert moved > 0, (moved, at_kill)
+        # Those pinned to it that had not streamed (waiting in its queue, or on their way
+        # to it) were sent on to the other pod and completed there: at least as many as
+        # its engine held waiting when it was killed.
+        moved = [outcomes[i] for i in pinned if outcomes[i].pod == survivor_name]
+        assert all(o.done for o in moved)
+        # (Between the killer's look and the kill, a batch may have finished and its
+        # successors started streaming: those break, so up to a batch fewer move.)
+        assert len(moved) >= at_kill["waiting"] - SEQS > 0, (len(moved), at_kill)
         assert seen["restarts"] >= 1
         # The restarted pod (the same one, its container restarted) is routed to again.
         assert await gateway_ready(str(gw.url), 2) == {victim_name, survivor_name}
         async with httpx.AsyncClient(timeout=30) as c:
             assert await pending_of(c, str(gw.url)) == 0.0
         last_error = max(o.ended_at for o in broken) - killed_at
-        print(f"\ntwo vLLM pods, one killed (running {at_kill['running']:g}, waiting "
-              f"{at_kill['waiting']:g}): {len(broken)} of {N} broken (error event; the last "
-              f"{last_error:.2f} s after the kill), {moved:g} moved to the other pod and "
-              f"completed, {N - len(broken)} completed in all, the last "
+        default_hold = GatewaySettings().reconnect_hold
+        ready_after = seen["ready"] - killed_at
+        on_victim = sum(outcomes[i].pod == victim_name and outcomes[i].done for i in pinned)
+        print(f"\ntwo vLLM pods, one killed {killed_at - began:.1f} s in (running "
+              f"{at_kill['running']:g}, waiting {at_kill['waiting']:g}): {len(broken)} of "
+              f"{N} broken (error event; the last {last_error:.2f} s after the kill), "
+              f"{len(moved)} of its {len(pinned)} moved to the other pod and completed "
+              f"({on_victim} completed on it before the kill), {N - len(broken)} completed "
+              f"in all, the last "
               f"{max(o.ended_at for o in outcomes if o.done) - killed_at:.1f} s after the "
-              f"kill; the killed pod Ready again {seen['ready'] - killed_at:.1f} s after it "
-              f"(restarts {seen['restarts']:g}) and routed to again")
+              f"kill; the killed pod Ready again {ready_after:.1f} s after it (restarts "
+              f"{seen['restarts']:g}; {'within' if ready_after < default_hold else 'beyond'}"
+              f" the default --reconnect-hold, {default_hold:g} s) and routed to again; "
+              f"{time.monotonic() - began:.1f} s from the first stream")
     finally:
         kube.api.close()
 

@@ -7,7 +7,8 @@ polls ``URL/metrics`` every ``--interval`` seconds; once the engine is generatin
 (its token counter rose since the previous look: vLLM's gauges keep their last value
 once it is idle), runs at least ``--running`` requests, holds at least ``--waiting``
 and has generated at least ``--tokens`` tokens, it SIGKILLs process group ``PGID`` and
-prints one JSON line: the gauges it acted on and ``killed_at``, the time of the kill
+prints one JSON line: the gauges it acted on, ``read_s`` (how long that read of the
+metrics took) and ``killed_at``, the time of the kill
 on CLOCK_MONOTONIC (the clock of the test's ``time.monotonic()``). If the moment has
 not come within ``--timeout`` seconds it kills nothing and exits 1 with one line.
 
@@ -55,9 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     last: float | None = None
     now: dict[str, float] = {}
     while time.monotonic() < deadline:
+        asked = time.monotonic()
         try:
             with urllib.request.urlopen(f"{args.url}/metrics", timeout=10) as r:
-                now = gauges(r.read().decode())
+                now = {**gauges(r.read().decode()), "read_s": time.monotonic() - asked}
         except OSError as exc:  # an engine starved of CPU can answer late: look again
             print(f"kill_when: {args.url}/metrics: {exc}", file=sys.stderr, flush=True)
             continue

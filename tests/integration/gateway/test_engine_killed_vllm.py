@@ -12,7 +12,12 @@ Under localkube's kubelet too (the process runtime): vLLM in a Deployment's
 pod, the gateway on Kubernetes discovery, the container's whole process group
 killed (as the OOM killer kills a container) and the container restarted by
 the kubelet in the same pod. With two pods, the requests waiting on the killed
-one go to the other; with one, they are held until the pod is Ready again.
+one go to the other; with one, they are held until the pod is Ready again. With
+two pods the streams are pinned to their pods (prefix-affinity with no load
+bound), most of them to the one to kill, and the kill comes from a process of
+its own (``tests.helpers.kill_when``) once that engine runs a full batch with a
+queue: spread round-robin, two vLLMs on 2 cores answered the streams about as
+fast as they arrived, and in 6 of 10 runs the pod held no queue when killed.
 
 What must hold (docs/RELIABILITY.md):
 
@@ -74,6 +79,8 @@ N = 100
 # engine's gauges came 3.5 s late and took 10.7 s: every stream had ended
 # before the moment to kill was seen. 4 halves the token rate.
 SEQS = 4
+# The two-pod test's streams pinned to the pod it kills (the rest go to the other).
+PINNED = 70
 ENGINE_FLAGS = ("--max-num-seqs", str(SEQS))
 BODY = {"model": SERVED_NAME, "prompt": "The gateway routes every request to",
         "max_tokens": 256, "temperature": 0, "stream": True, "ignore_eos": True}
@@ -391,11 +398,12 @@ async def test_two_vllm_pods_one_killed_the_waiting_go_to_the_other_and_it_rejoi
         victim_name, (pod, status) = sorted(kube.ready().items())[0]
         survivor_name = (names - {victim_name}).pop()
         prompts = await pinned_prompts(str(gw.url), names)
-        # Half the streams pinned to each pod, those of the pod to kill sent first: sent
-        # interleaved, the other pod's engine took its half first and, running flat out
-        # on the 2 cores, starved the first pod's API server, which took its half late
-        # (and in one run answered its metrics in more than 10 s).
-        pinned = list(range(N // 2))
+        # 70 of the streams pinned to the pod to kill and sent first, 30 to the other:
+        # sent interleaved, the other pod's engine took its half first and, running flat
+        # out on the 2 cores, starved the first pod's API server, which took its half late
+        # (and once answered its metrics in more than 10 s). Its metrics can lag its
+        # streams by seconds (below), so it gets enough to hold a queue for a while.
+        pinned = list(range(PINNED))
         bodies = [{**BODY, "prompt": prompts[victim_name if i in pinned else survivor_name]}
                   for i in range(N)]
         pid = container_pid(status)
@@ -436,13 +444,15 @@ async def test_two_vllm_pods_one_killed_the_waiting_go_to_the_other_and_it_rejoi
         # Only streams running on the killed pod broke.
         assert {o.pod for o in broken} == {victim_name}, [o.pod for o in broken]
         # Those pinned to it that had not streamed (waiting in its queue, or on their way
-        # to it) were sent on to the other pod and completed there: at least as many as
-        # its engine held waiting when it was killed.
+        # to it) were sent on to the other pod and completed there; the others pinned to
+        # it completed there before the kill (check_outcomes: every stream that did not
+        # break completed). How many moved is not checked against the engine's gauges:
+        # read over HTTP from an engine sharing 2 busy cores they lagged its streams by
+        # seconds (once 26 waiting and 30 tokens read, 18 waiting and thousands of tokens
+        # at the kill, by the gateway's log and the engine's).
         moved = [outcomes[i] for i in pinned if outcomes[i].pod == survivor_name]
+        assert moved, at_kill
         assert all(o.done for o in moved)
-        # (Between the killer's look and the kill, a batch may have finished and its
-        # successors started streaming: those break, so up to a batch fewer move.)
-        assert len(moved) >= at_kill["waiting"] - SEQS > 0, (len(moved), at_kill)
         assert seen["restarts"] >= 1
         # The restarted pod (the same one, its container restarted) is routed to again.
         assert await gateway_ready(str(gw.url), 2) == {victim_name, survivor_name}
@@ -462,7 +472,8 @@ async def test_two_vllm_pods_one_killed_the_waiting_go_to_the_other_and_it_rejoi
               f"kill; the killed pod Ready again {ready_after:.1f} s after it (restarts "
               f"{seen['restarts']:g}; {'within' if ready_after < default_hold else 'beyond'}"
               f" the default --reconnect-hold, {default_hold:g} s) and routed to again; "
-              f"{time.monotonic() - began:.1f} s from the first stream")
+              f"{time.monotonic() - began:.1f} s from the first stream; the killer's last look "
+              f"at the engine's metrics took {at_kill['read_s']:.2f} s")
     finally:
         kube.api.close()
 

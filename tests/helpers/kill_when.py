@@ -55,13 +55,16 @@ def main(argv: list[str] | None = None) -> int:
     deadline = time.monotonic() + args.timeout
     last: float | None = None
     now: dict[str, float] = {}
+    problem = ""
     while time.monotonic() < deadline:
         asked = time.monotonic()
         try:
             with urllib.request.urlopen(f"{args.url}/metrics", timeout=10) as r:
                 now = {**gauges(r.read().decode()), "read_s": time.monotonic() - asked}
+            problem = ""
         except OSError as exc:  # an engine starved of CPU can answer late: look again
-            print(f"kill_when: {args.url}/metrics: {exc}", file=sys.stderr, flush=True)
+            problem = f"; its last read failed: {exc}"
+            time.sleep(args.interval)
             continue
         rising = last is not None and now["generated"] > last
         last = now["generated"]
@@ -72,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         time.sleep(args.interval)
     print(f"kill_when: within {args.timeout:g} s the engine at {args.url} never ran "
-          f"{args.running} with {args.waiting} waiting while generating (last: {now})",
+          f"{args.running} with {args.waiting} waiting while generating (last: {now}{problem})",
           file=sys.stderr)
     return 1
 

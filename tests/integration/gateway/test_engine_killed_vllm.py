@@ -81,6 +81,9 @@ N = 100
 SEQS = 4
 # The two-pod test's streams pinned to the pod it kills (the rest go to the other).
 PINNED = 70
+# The two-pod test runs in the reliability campaign only until enough runs of its
+# present form have passed here (docs/RELIABILITY.md has the count).
+CAMPAIGN = os.environ.get("BRIX_RELIABILITY_CAMPAIGN") == "1"
 ENGINE_FLAGS = ("--max-num-seqs", str(SEQS))
 BODY = {"model": SERVED_NAME, "prompt": "The gateway routes every request to",
         "max_tokens": 256, "temperature": 0, "stream": True, "ignore_eos": True}
@@ -381,6 +384,8 @@ async def pinned_prompts(url: str, pods: set[str]) -> dict[str, str]:
     raise AssertionError(f"64 prompts all went to {set(found)}")
 
 
+@pytest.mark.skipif(not CAMPAIGN, reason="two vLLMs: in the reliability campaign "
+                    "(make reliability) only; the one-pod tests are its short form")
 async def test_two_vllm_pods_one_killed_the_waiting_go_to_the_other_and_it_rejoins(
     procs: ProcessGroup, tmp_path: Path,
 ) -> None:

@@ -28,6 +28,7 @@ from tests.helpers.scaler import (
     scrape_config,
     start_scaler,
 )
+from tests.helpers.wait import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -113,12 +114,6 @@ def stub(scaler: ScalerProc) -> Iterator[Any]:
         yield scaler_stub(channel)
 
 
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"not within {timeout}s: {what}")
-        time.sleep(0.2)
 
 
 def measured_rate(prom: str, model: str = MODEL) -> float:

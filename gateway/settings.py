@@ -122,8 +122,8 @@ class GatewaySettings:
         60.0, help="Seconds to hold a request whose every pod refused the connection (an "
         "engine restarting) before answering 502: it is retried as pods come and go, on "
         "another pod or on the restarted one; 0 answers 502 at once. Set it above the "
-        "engine's restart time: a vLLM restart took 33-49 s with the tiny model on 2 CPU "
-        "cores, a large model on a GPU takes longer.",
+        "engine's restart time: a vLLM restart took 34-49 s with the tiny model on 2 CPU "
+        "cores, up to 67 s beside a second busy engine; a large model on a GPU takes longer.",
     )
 
     # --- overload and abuse ------------------------------------------------------

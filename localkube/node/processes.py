@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import logging
 import os
 import shutil
 import signal
@@ -20,8 +21,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Final
 
+log = logging.getLogger(__name__)
+
 PR_SET_PDEATHSIG: Final = 1
-GROUP_GONE_WAIT_SECONDS: Final = 2.0
+# How long a SIGKILLed group may take to be gone before the container is counted as
+# stopped anyway (a process in uninterruptible sleep cannot be hurried). A large engine
+# takes seconds to die: its memory is released before its sockets are closed, and a
+# container restarted before then finds its port still bound.
+GROUP_GONE_WAIT_SECONDS: Final = 30.0
 
 
 # Looked up once in localkube's process: between fork and exec the child may only
@@ -74,6 +81,22 @@ def signal_group(pgid: int, sig: int) -> None:
 
 
 def group_alive(pgid: int) -> bool:
+    """Whether a process of the group still runs (zombies, which hold nothing, do not count:
+    a signal reaches them, so ``killpg`` alone cannot tell)."""
+    proc = Path("/proc")
+    if sys.platform == "linux" and proc.is_dir():
+        with os.scandir(proc) as entries:
+            for entry in entries:
+                if not entry.name.isdigit():
+                    continue
+                try:
+                    stat = (proc / entry.name / "stat").read_text()
+                except OSError:  # gone meanwhile
+                    continue
+                fields = stat[stat.rfind(")") + 2:].split()  # after "pid (comm) "
+                if len(fields) > 2 and fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
+                    return True
+        return False
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
@@ -102,7 +125,11 @@ async def reap_group(proc: asyncio.subprocess.Process) -> None:
     await proc.wait()
     loop = asyncio.get_running_loop()
     deadline = loop.time() + GROUP_GONE_WAIT_SECONDS
-    while group_alive(pgid) and loop.time() < deadline:
+    while group_alive(pgid):
+        if loop.time() >= deadline:
+            log.warning("process group %d still has live processes %.0fs after SIGKILL",
+                        pgid, GROUP_GONE_WAIT_SECONDS)
+            return
         signal_group(pgid, signal.SIGKILL)
         await asyncio.sleep(0.05)
 

@@ -2,8 +2,8 @@
 
 ``--table LABEL=FILE`` (repeatable) reads every markdown table row of FILE
 whose header has the ``--group`` columns, ``routing`` and ``--value``; the
-plot has one panel per group (``A: Mooncake conversation``, or ``mooncake-conv
-0.2``), one cluster of bars per routing, one bar per LABEL (the mean where a
+plot has one panel per group (``A: Mooncake conversation``, or ``mooncake-conv,
+time scale 0.2``), one cluster of bars per routing, one bar per LABEL (the mean where a
 table has a routing twice). Bold (``**x**``) is ignored.
 """
 
@@ -42,7 +42,8 @@ def read(text: str, *, group: list[str], value: str) -> dict[str, dict[str, list
             v = float(row[value])
         except ValueError:
             continue
-        out[" ".join(row[g] for g in group)][row["routing"]].append(v)
+        name = ", ".join([row[group[0]], *(f"{g} {row[g]}" for g in group[1:])])
+        out[name][row["routing"]].append(v)
     return out
 
 

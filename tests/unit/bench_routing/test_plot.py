@@ -27,7 +27,7 @@ def test_rows_are_read_by_column_name_per_group_and_routing() -> None:
     table = read(TEXT, group=["workload"], value="TTFT p99 ms")
     assert table == {"A: chat": {"round-robin": [1026.0], "prefix-cache": [475.0, 481.0]}}
     lab = read(TEXT, group=["trace", "time scale"], value="p99 s")
-    assert lab == {"mooncake-conv 0.2": {"round-robin": [10.089]}}
+    assert lab == {"mooncake-conv, time scale 0.2": {"round-robin": [10.089]}}
 
 
 def test_a_table_without_the_columns_is_refused_with_one_line(

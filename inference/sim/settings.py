@@ -8,6 +8,7 @@ tests pass much faster values (see ``tests/helpers/sim.py``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from brix.config import setting
 
@@ -24,6 +25,24 @@ def batched_tokens(given: int | None, *, max_num_seqs: int, max_model_len: int,
     if given is not None:
         return given
     return max(default, max_num_seqs, 0 if chunked else max_model_len)
+
+
+PROFILE_NAMES: Final = ("max_num_batched_tokens", "max_num_seqs", "max_model_len")
+FLAG_NAMES: Final = ("--max-num-batched-tokens", "--max-num-seqs", "--max-model-len")
+
+
+def budget_problem(budget: int, *, max_num_seqs: int, max_model_len: int, chunked: bool,
+                   names: tuple[str, str, str] = PROFILE_NAMES) -> str | None:
+    """Why vLLM would refuse to start with this step budget, or None: it must hold a token
+    of every running sequence and, without chunked prefill, a whole prompt. ``names``
+    are the three settings' names as the caller's user writes them."""
+    budget_name, seqs_name, len_name = names
+    if budget < max_num_seqs:
+        return f"{budget_name} ({budget}) must be at least {seqs_name} ({max_num_seqs})"
+    if not chunked and budget < max_model_len:
+        return (f"{budget_name} ({budget}) must be at least {len_name} ({max_model_len}) "
+                "without chunked prefill")
+    return None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -131,13 +150,11 @@ class SimSettings:
         }.items():
             if value < 0:
                 raise ValueError(f"{flag} must not be negative, got {value}")
-        budget = self.batched_tokens
-        if budget < self.max_num_seqs:
-            raise ValueError(f"--max-num-batched-tokens ({budget}) must be at least "
-                             f"--max-num-seqs ({self.max_num_seqs})")
-        if not self.enable_chunked_prefill and budget < self.max_model_len:
-            raise ValueError(f"--max-num-batched-tokens ({budget}) must be at least "
-                             f"--max-model-len ({self.max_model_len}) without chunked prefill")
+        problem = budget_problem(self.batched_tokens, max_num_seqs=self.max_num_seqs,
+                                 max_model_len=self.max_model_len,
+                                 chunked=self.enable_chunked_prefill, names=FLAG_NAMES)
+        if problem is not None:
+            raise ValueError(problem)
         if self.long_prefill_token_threshold < 0:
             raise ValueError("--long-prefill-token-threshold must not be negative, got "
                              f"{self.long_prefill_token_threshold}")

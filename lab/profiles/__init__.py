@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from inference.sim.settings import batched_tokens
+from inference.sim.settings import batched_tokens, budget_problem
 from inference.sim.timing import TimingModel
 
 __all__ = ["BUNDLED", "Profile", "ProfileError", "load_profile"]
@@ -71,14 +71,11 @@ class Profile:
                 self.long_prefill_token_threshold and not self.enable_chunked_prefill):
             raise ProfileError(f"profile {self.name}: long_prefill_token_threshold must be "
                                ">= 0, and needs chunked prefill when > 0")
-        budget = self.batched_tokens
-        if budget < self.max_num_seqs:
-            raise ProfileError(f"profile {self.name}: max_num_batched_tokens {budget} < "
-                               f"max_num_seqs {self.max_num_seqs} (vLLM refuses to start so)")
-        if not self.enable_chunked_prefill and budget < self.max_model_len:
-            raise ProfileError(f"profile {self.name}: max_num_batched_tokens {budget} < "
-                               f"max_model_len {self.max_model_len} without chunked prefill "
-                               "(vLLM refuses to start so)")
+        problem = budget_problem(self.batched_tokens, max_num_seqs=self.max_num_seqs,
+                                 max_model_len=self.max_model_len,
+                                 chunked=self.enable_chunked_prefill)
+        if problem is not None:
+            raise ProfileError(f"profile {self.name}: {problem} (vLLM refuses to start so)")
 
     @property
     def batched_tokens(self) -> int:

@@ -44,7 +44,8 @@ def test_the_step_budget_and_chunked_prefill_default_as_vllms(tmp_path: Path) ->
 
 
 @pytest.mark.parametrize(("data", "message"), [
-    ({**BASE, "max_num_batched_tokens": 2}, "max_num_batched_tokens (2) must be at least max_num_seqs (4)"),
+    ({**BASE, "max_num_batched_tokens": 2},
+     "max_num_batched_tokens (2) must be at least max_num_seqs (4)"),
     ({**BASE, "enable_chunked_prefill": False, "max_num_batched_tokens": 2048},
      "max_num_batched_tokens (2048) must be at least max_model_len (4096) without chunked "
      "prefill"),

@@ -78,6 +78,15 @@ listings done, workers' acknowledgements)."""
 RESTART_MIN, RESTART_MAX, YOUNG = 0.5, 10.0, 10.0
 """A dead worker is restarted after RESTART_MIN s, doubling to RESTART_MAX while it
 dies within YOUNG s of starting."""
+
+
+def restart_delay(previous: float | None, lived: float) -> float:
+    """Seconds to wait before starting a dead worker again: RESTART_MIN after its first
+    death or a life longer than YOUNG s, else twice the ``previous`` delay, at most
+    RESTART_MAX."""
+    if previous is None or lived > YOUNG:
+        return RESTART_MIN
+    return min(previous * 2, RESTART_MAX)
 DRAIN = 10
 """Seconds a worker drains its requests after SIGTERM (brix.serving's graceful shutdown)."""
 _READY = "ready"
@@ -345,7 +354,7 @@ class Supervisor:
     async def _keep(self, index: int) -> None:
         """Worker ``index``, started again each time it dies, until stopping."""
         loop = asyncio.get_running_loop()
-        backoff = RESTART_MIN
+        backoff: float | None = None
         while not self.stopping:
             born = loop.time()
             slot, tasks = await self._start(index)
@@ -362,8 +371,7 @@ class Supervisor:
                         slot.process.pid, self.metrics_dir)
             if self.stopping:
                 return
-            backoff = RESTART_MIN if loop.time() - born > YOUNG else min(backoff * 2,
-                                                                          RESTART_MAX)
+            backoff = restart_delay(backoff, loop.time() - born)
             log.warning("worker %d (pid %s) exited with %s; starting another in %.1fs",
                         index, slot.process.pid, slot.process.exitcode, backoff)
             await asyncio.sleep(backoff)

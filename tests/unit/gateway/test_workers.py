@@ -10,7 +10,16 @@ from brix.config import load_settings
 from gateway.settings import GatewaySettings
 from gateway.shared_load import SharedCounts
 from gateway.table import Endpoint, RoutingTable, pod_state
-from gateway.workers import Supervisor, Update, frame, read_frame
+from gateway.workers import (
+    RESTART_MAX,
+    RESTART_MIN,
+    YOUNG,
+    Supervisor,
+    Update,
+    frame,
+    read_frame,
+    restart_delay,
+)
 
 PROG = "python -m gateway"
 
@@ -106,3 +115,11 @@ def test_a_frame_reads_back_as_it_was_sent() -> None:
         return await read_frame(reader), await read_frame(reader)
 
     assert asyncio.run(roundtrip()) == (update, "ready")
+
+
+def test_a_dead_worker_waits_longer_each_time_it_dies_young() -> None:
+    assert restart_delay(None, 0.1) == RESTART_MIN  # its first death
+    assert restart_delay(RESTART_MIN, 0.1) == 2 * RESTART_MIN
+    assert restart_delay(4.0, 0.1) == 8.0
+    assert restart_delay(RESTART_MAX, 0.1) == RESTART_MAX  # capped
+    assert restart_delay(8.0, YOUNG + 1) == RESTART_MIN  # it lived: start over

@@ -33,6 +33,7 @@ OpenAI's error shape nor tell the proxy of a client leaving without a task.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 from collections.abc import Callable
@@ -42,6 +43,7 @@ from starlette.types import Message
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from brix.http_guard import CoalescedWrites, GuardedHttpToolsProtocol
+from brix.openai_errors import error_body
 from gateway.completions import PATHS, Completions, Head, Refusal, read_head
 from gateway.proxy import ProxyCall, UpstreamCutOff
 
@@ -51,9 +53,14 @@ _FAST_PATHS = frozenset(p.encode() for p in PATHS)
 # uvicorn's checks of an answer's header names and values, run once over all of them.
 _BAD_NAME = re.compile(b'[\x00-\x1f\x7f()<>@,;:\\[\\]={} \t\\\\"]')
 _BAD_VALUE = re.compile(b"[\x00-\x08\x0a-\x1f\x7f]")
-_INTERNAL_ERROR = (b"HTTP/1.1 500 Internal Server Error\r\ncontent-type: text/plain; "
-                   b"charset=utf-8\r\ncontent-length: 21\r\nconnection: close\r\n\r\n"
-                   b"Internal Server Error")
+_INTERNAL_BODY = json.dumps(error_body(
+    500, "the gateway failed on this request (its log says why)",
+    code="internal_error")).encode()
+# What a request gets when its call raises before answering: OpenAI's shape, as every
+# other error of the gateway.
+INTERNAL_ERROR = (b"HTTP/1.1 500 Internal Server Error\r\ncontent-type: application/json\r\n"
+                  b"content-length: " + str(len(_INTERNAL_BODY)).encode()
+                  + b"\r\nconnection: close\r\n\r\n" + _INTERNAL_BODY)
 
 
 class _NoEvent:
@@ -185,7 +192,7 @@ class FastCycle:
             log.exception("the completion call failed")
             if not self.response_started and not self.disconnected:
                 self.response_started = self.response_complete = True
-                self.transport.write(_INTERNAL_ERROR)
+                self.transport.write(INTERNAL_ERROR)
             self.transport.close()
         else:
             if not self.response_complete and not self.disconnected:

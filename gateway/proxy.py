@@ -320,7 +320,7 @@ class ProxyCall:
                                      name=self.name, hashes=self.hashes)
                             if attempts <= s.retries else None)
                 if endpoint is not None:
-                    if await self._try(send, endpoint, deadline, unhold):
+                    if await self._try(send, endpoint, deadline, unhold, quiet=held):
                         return
                     tried.add(endpoint.url)
                     attempts += 1
@@ -338,6 +338,10 @@ class ProxyCall:
                         return
                     held = True
                     p.metrics.pending.labels(self.model).inc()
+                    # Once per hold: its tries (one a second per request at most) log at
+                    # debug, or a restart of a pod holding a thousand would log 1000 a second.
+                    log.info("holding a request for %s up to %.0f s more: no pod answered "
+                             "(last: %s)", self.name, hold_until - now, last_error or "none")
                 left = hold_until - now
                 if left <= 0:
                     break
@@ -357,10 +361,12 @@ class ProxyCall:
                           "upstream_unavailable")
 
     async def _try(self, send: Send, endpoint: Endpoint, deadline: float,
-                   unhold: Callable[[], None]) -> bool:
+                   unhold: Callable[[], None], *, quiet: bool = False) -> bool:
         """One try at ``endpoint``: True when the call is over (answered, or failed for
-        good), False when nothing answered and another try may go elsewhere."""
+        good), False when nothing answered and another try may go elsewhere (logged at
+        info, or at debug when ``quiet``: a held request trying again)."""
         p = self.proxy
+        level = logging.DEBUG if quiet else logging.INFO
         s = p.settings
         stale_retry = True  # one more try when a kept-alive connection was closed under us
         while True:
@@ -379,7 +385,7 @@ class ProxyCall:
                 # closed (worth one more try), or a pod that died after accepting.
                 p.tracker.finished(endpoint)
                 self._last_error = f"{endpoint.name}: {exc}"
-                log.info("%s closed without answering (%s)", endpoint.name, exc)
+                log.log(level, "%s closed without answering (%s)", endpoint.name, exc)
                 if stale_retry:
                     stale_retry = False
                     continue
@@ -387,7 +393,7 @@ class ProxyCall:
             except ConnectFailed as exc:
                 p.tracker.finished(endpoint)
                 self._last_error = f"{endpoint.name}: {type(exc).__name__}: {exc}"
-                log.info("connect to %s failed (%s); trying another", endpoint.name, exc)
+                log.log(level, "connect to %s failed (%s); trying another", endpoint.name, exc)
                 return False
             except TimeoutError:
                 p.tracker.finished(endpoint)
@@ -408,7 +414,8 @@ class ProxyCall:
                 complete = await self._stream(send, endpoint, response, deadline, read_timeout)
             except _BrokeBeforeStart as exc:
                 self._last_error = f"{endpoint.name}: {exc}"
-                log.info("the answer from %s broke before it started (%s)", endpoint.name, exc)
+                log.log(level, "the answer from %s broke before it started (%s)",
+                        endpoint.name, exc)
                 return False
             finally:
                 p.tracker.finished(endpoint)

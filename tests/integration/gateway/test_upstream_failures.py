@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import re
 import signal
 import threading
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from tests.helpers.sim import FAST, sim_value, slow, start_sim
 from tests.helpers.wait import wait_until
 
 RUNNING = "vllm:num_requests_running"
+TRY_FAILED = re.compile(r"gateway\.proxy: connect to \S+ failed")
 
 
 def host_of(proc: Proc) -> str:
@@ -64,6 +66,32 @@ def test_no_reachable_pod_is_502_after_the_reconnect_hold(procs: ProcessGroup) -
     assert r.json()["error"]["code"] == "upstream_unavailable"
     assert r.json()["error"]["type"] == "bad_gateway"
     assert "within 0.5 s" in r.json()["error"]["message"]
+
+
+def test_a_held_request_logs_its_failed_tries_once_not_every_second(
+    procs: ProcessGroup,
+) -> None:
+    """Held for 4 s against two dead pods, a request tries both about a dozen times; the
+    gateway logs its first round and that it holds, the tries after at debug only (a pod
+    restarting under a thousand held requests would otherwise log a thousand a second)."""
+    gw = start_gateway(procs, extra_args=["--static-routes", f"m1={dead_url()}",
+                                          "--static-routes", f"m1={dead_url()}",
+                                          "--reconnect-hold", "4"])
+    r = httpx.post(f"{gw.url}/v1/completions", json={"model": "m1", "prompt": "x"},
+                   timeout=30)
+    assert r.status_code == 502
+    assert "within 4 s" in r.json()["error"]["message"]
+    gw.wait_for(r"holding a request for m1 up to 4 s more: no pod answered \(last: ")
+    failed = TRY_FAILED.findall(gw.output())
+    assert 1 <= len(failed) <= 2, failed  # the first try at each pod (--retries 2 allows 3)
+    with_debug = start_gateway(procs, extra_args=[
+        "--static-routes", f"m1={dead_url()}", "--reconnect-hold", "4", "--log-level", "debug"])
+    r = httpx.post(f"{with_debug.url}/v1/completions", json={"model": "m1", "prompt": "x"},
+                   timeout=30)
+    assert r.status_code == 502
+    # The same tries are there at debug: held, the request went on trying.
+    wait_until(lambda: len(TRY_FAILED.findall(with_debug.output())) >= 5,
+               "the held request's tries in the debug log")
 
 
 def test_a_pod_killed_mid_stream_ends_that_stream_with_an_error_event(

@@ -35,6 +35,7 @@ AUTOSCALE_SLO_ANNOTATIONS: Final = {
     "brix.dev/autoscale-scale-down-window": "scaleDownWindow",
     "brix.dev/autoscale-scale-down-tolerance": "scaleDownTolerance",
     "brix.dev/autoscale-scale-to-zero-cooldown": "scaleToZeroCooldown",
+    "brix.dev/autoscale-scale-down-while-rising": "scaleDownWhileRising",
 }
 
 # --- Ports and port names ---------------------------------------------------

@@ -39,6 +39,8 @@ Metadata keys (``MetadataError`` names the first bad one)::
     minReplicas, maxReplicas, utilization, scaleDownWindow, scaleToZeroCooldown
     scaleDownTolerance  [0, 1), default 0.35: a scale-down removing a smaller share
                      of the replicas holds
+    scaleDownWhileRising  "true" or "false" (default): whether a scale-down may come
+                     while the demand is above its mean over the scale-down window
 """
 
 from __future__ import annotations
@@ -71,10 +73,11 @@ KEY_UTILIZATION: Final = "utilization"
 KEY_SCALE_DOWN_WINDOW: Final = "scaleDownWindow"
 KEY_SCALE_DOWN_TOLERANCE: Final = "scaleDownTolerance"
 KEY_ZERO_COOLDOWN: Final = "scaleToZeroCooldown"
+KEY_DOWN_WHILE_RISING: Final = "scaleDownWhileRising"
 SLO_KEYS: Final = (KEY_TTFT, KEY_TPOT, KEY_ATTAINMENT, KEY_POD_START, KEY_CAPACITY, KEY_PROFILE,
                    KEY_PROMPT_TOKENS, KEY_OUTPUT_TOKENS, KEY_CONCURRENCY, KEY_MIN, KEY_MAX,
                    KEY_UTILIZATION, KEY_SCALE_DOWN_WINDOW, KEY_SCALE_DOWN_TOLERANCE,
-                   KEY_ZERO_COOLDOWN)
+                   KEY_ZERO_COOLDOWN, KEY_DOWN_WHILE_RISING)
 
 DEFAULT_POD_START: Final = 60.0
 RATE_WINDOW: Final = "1m"
@@ -113,6 +116,15 @@ def _int(metadata: Mapping[str, str], key: str) -> int | None:
         return int(raw)
     except ValueError:
         raise MetadataError(key, f"expected a whole number, got {raw!r}") from None
+
+
+def _bool(metadata: Mapping[str, str], key: str) -> bool | None:
+    raw = metadata.get(key, "").strip()
+    if not raw:
+        return None
+    if raw.lower() not in ("true", "false"):
+        raise MetadataError(key, f'expected "true" or "false", got {raw!r}')
+    return raw.lower() == "true"
 
 
 def _profile(metadata: Mapping[str, str]) -> ProfileCapacity | None:
@@ -158,6 +170,9 @@ def parse_slo(metadata: Mapping[str, str]) -> SloPolicy:
         number = _float(metadata, key)
         if number is not None:
             optional[field] = number
+    down_while_rising = _bool(metadata, KEY_DOWN_WHILE_RISING)
+    if down_while_rising is not None:
+        optional["down_while_rising"] = down_while_rising
     capacity = _float(metadata, KEY_CAPACITY)
     profile = _profile(metadata)
     if capacity is None and profile is None:

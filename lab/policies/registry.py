@@ -313,7 +313,7 @@ _POLICIES: dict[str, PolicyInfo] = {
                                  "of the replicas holds, [0, 1) (scaleDownTolerance)",
                                  minimum=0, below=1),
             "hold_rising": Setting(bool, True, "no scale-down while the demand is above its "
-                                   "mean over the window"),
+                                   "mean over the window (scaleDownWhileRising=false)"),
         },
         build=_brix_slo,
     ),

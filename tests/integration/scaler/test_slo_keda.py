@@ -197,6 +197,8 @@ def test_the_spec_asks_for_an_average_of_one(stub: Any) -> None:
     ({"ttft": "2", "initialCapacity": "1", "scaleDownTolerance": "1"}, "scaleDownTolerance"),
     ({"ttft": "2", "initialCapacity": "1", "scaleDownTolerance": "-0.5"},
      "scaleDownTolerance"),
+    ({"ttft": "2", "initialCapacity": "1", "scaleDownWhileRising": "maybe"},
+     "scaleDownWhileRising"),
 ])
 def test_bad_metadata_is_invalid_argument_naming_the_key(
         stub: Any, metadata: dict[str, str], key: str) -> None:

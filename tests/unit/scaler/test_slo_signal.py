@@ -29,6 +29,15 @@ def test_settings_map_onto_the_policy() -> None:
                       "scaleDownTolerance": "0"}).down_tolerance == 0
 
 
+@pytest.mark.parametrize(("raw", "allowed"), [(None, False), ("false", False), ("true", True),
+                                              (" True ", True)])
+def test_scale_down_while_rising_is_off_unless_asked(raw: str | None, allowed: bool) -> None:
+    metadata = {"ttft": "2", "initialCapacity": "1"}
+    if raw is not None:
+        metadata["scaleDownWhileRising"] = raw
+    assert parse_slo(metadata).down_while_rising is allowed
+
+
 def test_a_profile_is_the_prior() -> None:
     policy = parse_slo({"ttft": "2", "profile": '{"prefill_tokens_per_s": 1000, '
                         '"decode_ms_per_token": 10, "decode_ms_per_token_per_seq": 0, '
@@ -55,6 +64,8 @@ def test_a_profile_is_the_prior() -> None:
     ({"ttft": "2", "initialCapacity": "1", "scaleDownTolerance": "a third"},
      "scaleDownTolerance"),
     ({"ttft": "2", "initialCapacity": "1", "outputTokens": "many"}, "outputTokens"),
+    ({"ttft": "2", "initialCapacity": "1", "scaleDownWhileRising": "yes"},
+     "scaleDownWhileRising"),
 ])
 def test_bad_settings_name_the_key(metadata: dict[str, str], key: str) -> None:
     with pytest.raises(MetadataError) as info:
@@ -177,6 +188,7 @@ def test_annotations_are_the_metadata() -> None:
                         "brix.dev/autoscale-pod-start-seconds": "45",
                         "brix.dev/autoscale-initial-capacity": "3",
                         "brix.dev/autoscale-scale-down-tolerance": "0.5",
+                        "brix.dev/autoscale-scale-down-while-rising": "true",
                         "brix.dev/autoscale-min": "0"})
     policy = target.trigger.slo
     assert policy is not None
@@ -185,6 +197,7 @@ def test_annotations_are_the_metadata() -> None:
     assert (policy.min_replicas, policy.max_replicas) == (0, 5) == (
         target.min_replicas, target.max_replicas)
     assert policy.down_tolerance == 0.5
+    assert policy.down_while_rising
 
 
 @pytest.mark.parametrize(("annotations", "named"), [
@@ -197,6 +210,9 @@ def test_annotations_are_the_metadata() -> None:
     ({"brix.dev/autoscale-ttft": "2", "brix.dev/autoscale-initial-capacity": "1",
       "brix.dev/autoscale-scale-down-tolerance": "1.5"},
      "brix.dev/autoscale-scale-down-tolerance"),
+    ({"brix.dev/autoscale-ttft": "2", "brix.dev/autoscale-initial-capacity": "1",
+      "brix.dev/autoscale-scale-down-while-rising": "1"},
+     "brix.dev/autoscale-scale-down-while-rising"),
 ])
 def test_bad_annotations_name_the_annotation(annotations: dict[str, str], named: str) -> None:
     with pytest.raises(AnnotationError) as info:

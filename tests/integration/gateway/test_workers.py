@@ -10,7 +10,6 @@ hole in routing.
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import signal
@@ -24,6 +23,7 @@ import httpx
 import pytest
 
 from tests.helpers.gateway import start_gateway
+from tests.helpers.gateway_workers import through, worker_of, workers_of
 from tests.helpers.procs import REPO, Proc, ProcessGroup
 from tests.helpers.sim import slow, start_sim
 from tests.helpers.wait import wait_until
@@ -32,56 +32,6 @@ pytestmark = pytest.mark.integration
 
 LONG_TOKENS = 600  # two minutes at 200 ms a token
 LONG = {"model": "m1", "prompt": "x", "max_tokens": LONG_TOKENS, "stream": True, "ignore_eos": True}
-
-
-def workers_of(gateway: Proc) -> set[int]:
-    """The gateway's worker processes (children of the supervisor started by spawn)."""
-    pids = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmdline = f.read()
-        except OSError:
-            continue
-        if ppid == gateway.popen.pid and b"spawn_main" in cmdline:
-            pids.add(int(entry))
-    return pids
-
-
-def _server_inode(gateway_port: int, client_port: int) -> str | None:
-    with open("/proc/net/tcp") as f:
-        for line in f.readlines()[1:]:
-            fields = line.split()
-            local, remote, inode = fields[1], fields[2], fields[9]
-            if (int(local.split(":")[1], 16) == gateway_port
-                    and int(remote.split(":")[1], 16) == client_port
-                    and inode != "0"):  # 0: not accepted yet, or closed (TIME_WAIT)
-                return inode
-    return None
-
-
-def worker_of(sock: socket.socket, pids: set[int]) -> int:
-    """Which of ``pids`` holds the gateway's end of ``sock`` (a connection to it)."""
-    client_port = sock.getsockname()[1]
-    gateway_port = sock.getpeername()[1]
-    inode = _server_inode(gateway_port, client_port)
-    assert inode is not None, "the gateway's end of the connection is not in /proc/net/tcp"
-    for pid in pids:
-        try:
-            fds = os.listdir(f"/proc/{pid}/fd")
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                if os.readlink(f"/proc/{pid}/fd/{fd}") == f"socket:[{inode}]":
-                    return pid
-            except OSError:
-                continue
-    raise AssertionError(f"no worker of {pids} holds socket {inode}")
 
 
 def open_stream(url: str, tokens: int = LONG_TOKENS) -> tuple[socket.socket, str]:
@@ -184,21 +134,6 @@ def test_a_killed_worker_leaves_no_count_and_no_hole(
             sock.close()
 
 
-def _through(url: str, pids: set[int], method: str, path: str,
-             body: bytes | None = None) -> tuple[int, int, bytes]:
-    """One request on a new connection: (worker that took it, status, body)."""
-    host, port = url.removeprefix("http://").split(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=30)
-    try:
-        conn.request(method, path, body=body, headers={"content-type": "application/json"})
-        response = conn.getresponse()
-        data = response.read()
-        assert conn.sock is not None  # kept alive: the worker still holds its end
-        return worker_of(conn.sock, pids), response.status, data
-    finally:
-        conn.close()
-
-
 def test_metrics_are_the_whole_gateways_whichever_worker_answers(
     gateway: tuple[Proc, list[str]],
 ) -> None:
@@ -209,7 +144,7 @@ def test_metrics_are_the_whole_gateways_whichever_worker_answers(
     answered: Counter[int] = Counter()
     while min(answered[p] for p in pids) < 2:
         assert sum(answered.values()) < 40, answered
-        worker, status, _ = _through(gw.url, pids, "POST", "/v1/completions", short)
+        worker, status, _ = through(gw.url, pids, "POST", "/v1/completions", short)
         assert status == 200
         answered[worker] += 1
     total = sum(answered.values())
@@ -218,7 +153,7 @@ def test_metrics_are_the_whole_gateways_whichever_worker_answers(
     for _ in range(40):
         if scraped == pids:
             break
-        worker, status, text = _through(gw.url, pids, "GET", "/metrics")
+        worker, status, text = through(gw.url, pids, "GET", "/metrics")
         assert status == 200
         assert line in text.decode().splitlines(), text.decode()[:2000]
         scraped.add(worker)

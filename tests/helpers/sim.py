@@ -27,11 +27,15 @@ Other flags tests use: ``--max-num-seqs N`` (more requests wait, and show in
 
 ``sim_value(url, "vllm:num_requests_waiting")`` reads one metric (summed over
 the series whose labels include the ones given); ``sim_metrics(url)`` all.
+``sim_deployment("m1", 2, FAST)`` is a Deployment of sim pods for localkube's
+kubelet (labelled ``brix.dev/model``, Ready when the sim answers ``/health``).
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
@@ -69,6 +73,26 @@ def start_sim(
         ["-m", "inference.sim", "--served-model-name", name, "--port", "0", *extra_args],
         name=f"sim-{name}", env=full_env, timeout=timeout,
     )
+
+
+def sim_deployment(model: str, replicas: int, flags: Sequence[str]) -> dict[str, Any]:
+    """A Deployment of ``replicas`` sim pods serving ``model`` (the Deployment's name too)."""
+    labels = {"brix.dev/model": model}
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": model, "labels": labels},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": labels}, "template": {
+            "metadata": {"labels": labels},
+            "spec": {"terminationGracePeriodSeconds": 2, "containers": [{
+                "name": "engine", "image": "brix/engine",
+                "command": [sys.executable, "-m", "inference.sim", "--served-model-name", model,
+                            "--port", "8000", *flags],
+                "ports": [{"name": "http", "containerPort": 8000}],
+                "readinessProbe": {"httpGet": {"path": "/health", "port": "http"},
+                                   "periodSeconds": 1},
+            }]},
+        }},
+    }
 
 
 def sim_metrics(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.helpers.gateway import start_gateway
 from tests.helpers.localkube import start_localkube
 from tests.helpers.procs import Proc, ProcessGroup
+from tests.helpers.sim import sim_deployment
 
 T = TypeVar("T")
 SIM_FLAGS = ["--prefill-tokens-per-s", "1000000", "--decode-ms-per-token", "40",
@@ -41,25 +41,6 @@ def wait_for(fn: Callable[[], T | None], what: str, timeout: float = 60.0) -> T:
         if time.monotonic() > deadline:
             raise AssertionError(f"not within {timeout}s: {what}")
         time.sleep(0.1)
-
-
-def deployment(replicas: int) -> dict[str, Any]:
-    labels = {"brix.dev/model": "m1"}
-    return {
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "m1", "labels": labels},
-        "spec": {"replicas": replicas, "selector": {"matchLabels": labels}, "template": {
-            "metadata": {"labels": labels},
-            "spec": {"terminationGracePeriodSeconds": 2, "containers": [{
-                "name": "engine", "image": "brix/engine",
-                "command": [sys.executable, "-m", "inference.sim", "--served-model-name", "m1",
-                            "--port", "8000", *SIM_FLAGS],
-                "ports": [{"name": "http", "containerPort": 8000}],
-                "readinessProbe": {"httpGet": {"path": "/health", "port": "http"},
-                                   "periodSeconds": 1},
-            }]},
-        }},
-    }
 
 
 def answering_pods(gw: Proc, n: int = 8) -> set[str]:
@@ -91,7 +72,7 @@ def test_sim_pods_scale_fail_and_come_back_from_zero(procs: ProcessGroup, apis: 
     kubeconfig, core, apps = apis
     ns = "models"
     core.create_namespace({"metadata": {"name": ns}})
-    apps.create_namespaced_deployment(ns, deployment(2))
+    apps.create_namespaced_deployment(ns, sim_deployment("m1", 2, SIM_FLAGS))
     gw = start_gateway(procs, kubeconfig=kubeconfig, extra_args=["--hold-timeout", "120"])
     both = wait_for(lambda: p if len(p := answering_pods(gw)) == 2 else None,
                     "two sim pods answering through the gateway", timeout=120)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from collections import defaultdict
 from typing import Any
 
@@ -21,31 +20,12 @@ from tests.helpers.gateway import start_gateway
 from tests.helpers.gateway_workers import exchange, workers_of
 from tests.helpers.localkube import start_localkube
 from tests.helpers.procs import Proc, ProcessGroup
+from tests.helpers.sim import FAST, sim_deployment
 from tests.helpers.wait import wait_until
 
 pytestmark = pytest.mark.integration
 
-SIM = [sys.executable, "-m", "inference.sim", "--served-model-name", "m1", "--port", "8000",
-       "--prefill-tokens-per-s", "1000000", "--decode-ms-per-token", "1",
-       "--log-level", "warning"]
 PODS_LISTED = re.compile(r"gateway\.discovery: listed \d+ pods")
-
-
-def deployment(replicas: int) -> dict[str, Any]:
-    labels = {"brix.dev/model": "m1"}
-    return {
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "m1", "labels": labels},
-        "spec": {"replicas": replicas, "selector": {"matchLabels": labels}, "template": {
-            "metadata": {"labels": labels},
-            "spec": {"terminationGracePeriodSeconds": 2, "containers": [{
-                "name": "engine", "image": "brix/engine", "command": SIM,
-                "ports": [{"name": "http", "containerPort": 8000}],
-                "readinessProbe": {"httpGet": {"path": "/health", "port": "http"},
-                                   "periodSeconds": 1},
-            }]},
-        }},
-    }
 
 
 def pods_per_worker(gw: Proc, pids: set[int], connections: int = 24) -> dict[int, set[str]]:
@@ -67,7 +47,8 @@ def test_every_worker_routes_to_the_pods_one_discovery_finds(
     api = config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
     try:
         core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
-        apps.create_namespaced_deployment("default", deployment(2))
+        apps.create_namespaced_deployment(
+            "default", sim_deployment("m1", 2, (*FAST, "--log-level", "warning")))
         gw = start_gateway(procs, kubeconfig=kubeconfig, timeout=60, extra_args=[
             "--workers", "2", "--routing", "round-robin"])
         pids = workers_of(gw)

@@ -12,12 +12,17 @@ with token-id prompts and ``ignore_eos``, so lengths are exact):
 
 ``max_model_len`` comes from ``/v1/models`` (vLLM reports it), the KV cache
 from vLLM's ``vllm:cache_config_info`` (``num_gpu_blocks`` x ``block_size``)
-when the engine exports it, else ``max_num_seqs`` x ``max_model_len``.
+when the engine exports it, else ``max_num_seqs`` x ``max_model_len``. What the
+engine does not report is recorded as given: ``max_num_seqs`` (vLLM's default
+256) and the scheduler's step budget (``max_num_batched_tokens``, chunked
+prefill, ``long_prefill_token_threshold``; vLLM's defaults when not given).
+A setting vLLM would refuse is refused before anything is measured.
 Times include the HTTP round trip: calibrate next to the engine.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import random
@@ -114,8 +119,10 @@ def _gaps_ms(stamps: list[float]) -> list[float]:
 
 def calibrate(url: str, *, name: str, model: str | None = None, max_num_seqs: int | None = None,
               kv_cache_tokens: int | None = None, batch: int = 8,
-              quiet: bool = False) -> Profile:
-    """Measure the engine at ``url`` and return its profile."""
+              max_num_batched_tokens: int | None = None, enable_chunked_prefill: bool = True,
+              long_prefill_token_threshold: int = 0, quiet: bool = False) -> Profile:
+    """Measure the engine at ``url`` and return its profile (with the engine's scheduler
+    settings as given: the engine does not report them)."""
     url = url.rstrip("/")
     if batch < 2:
         raise CalibrationError("--batch must be >= 2")
@@ -129,6 +136,16 @@ def calibrate(url: str, *, name: str, model: str | None = None, max_num_seqs: in
         kv = kv_cache_tokens or _kv_tokens(client, url)
     model = model or served
     max_len = max_len or 2048
+    seqs = max_num_seqs or 256
+    # The engine's settings, checked now (ProfileError) as the finished profile would
+    # be, not after minutes of measuring; the timing is filled in below.
+    given = Profile(
+        name=name, max_num_seqs=seqs, max_model_len=max_len,
+        kv_cache_tokens=kv if kv is not None and kv >= max_len else seqs * max_len,
+        max_num_batched_tokens=max_num_batched_tokens,
+        enable_chunked_prefill=enable_chunked_prefill,
+        long_prefill_token_threshold=long_prefill_token_threshold,
+        prefill_tokens_per_s=1.0, decode_ms_per_token=1.0, decode_ms_per_token_per_seq=0.0)
     output = min(64, max_len // 4)
     _stream(url, model, 8, 2)  # warm up
     lengths = sorted({max(8, int(max_len * f)) for f in (0.05, 0.2, 0.4, 0.6, 0.75)})
@@ -152,16 +169,12 @@ def calibrate(url: str, *, name: str, model: str | None = None, max_num_seqs: in
     together = statistics.median(gaps)
     per_seq = max(0.0, (together - single) / (batch - 1))
     say(f"decode, {batch} sequences: {together:.2f} ms/token ({per_seq:.3f} ms per further seq)")
-    seqs = max_num_seqs or 256
-    return Profile(
-        name=name,
+    return dataclasses.replace(
+        given,
         source=f"lab calibrate against {url} (model {model}) on "
         f"{time.strftime('%Y-%m-%d', time.gmtime())}: prompts of {lengths} tokens, "
         f"{output}-token answers, batch {batch}",
         prefill_tokens_per_s=round(prefill, 1),
         decode_ms_per_token=round(single, 3),
         decode_ms_per_token_per_seq=round(per_seq, 4),
-        max_num_seqs=seqs,
-        kv_cache_tokens=kv if kv is not None and kv >= max_len else seqs * max_len,
-        max_model_len=max_len,
     )

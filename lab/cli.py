@@ -105,7 +105,15 @@ def _parser() -> argparse.ArgumentParser:
     cal.add_argument("--name", default=None, help="profile name (default: the file's stem)")
     cal.add_argument("--model", default=None, help="model to ask (default: the first served)")
     cal.add_argument("--max-num-seqs", type=int, default=None,
-                     help="the engine's --max-num-seqs (default: read from its metrics, else 256)")
+                     help="the engine's --max-num-seqs (it does not report it; default 256, "
+                     "vLLM's)")
+    cal.add_argument("--max-num-batched-tokens", type=int, default=None,
+                     help="the engine's step budget in tokens (default: vLLM's rule, "
+                     "2048 with chunked prefill)")
+    cal.add_argument("--no-enable-chunked-prefill", dest="enable_chunked_prefill",
+                     action="store_false", help="the engine runs without chunked prefill")
+    cal.add_argument("--long-prefill-token-threshold", type=int, default=0,
+                     help="the engine's cap on one prompt's chunk per step (default 0: none)")
     cal.add_argument("--kv-cache-tokens", type=int, default=None,
                      help="KV cache in tokens (default: vLLM's cache_config_info, else "
                      "max_num_seqs x max_model_len)")
@@ -283,6 +291,9 @@ def calibrate_command(args: argparse.Namespace) -> int:
     name = args.name or args.out.stem
     profile = calibrate(args.engine_url, name=name, model=args.model,
                         max_num_seqs=args.max_num_seqs, kv_cache_tokens=args.kv_cache_tokens,
+                        max_num_batched_tokens=args.max_num_batched_tokens,
+                        enable_chunked_prefill=args.enable_chunked_prefill,
+                        long_prefill_token_threshold=args.long_prefill_token_threshold,
                         batch=args.batch, quiet=args.quiet)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     import json

@@ -107,12 +107,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         table, _, watch = configure(settings)
         return supervise(settings, table=table, watch=watch, target="gateway.__main__:run_worker")
     # Slow or oversized request heads are bounded by the HTTP protocol (brix.http_guard),
-    # idle kept-alive connections by uvicorn (timeout_keep_alive, 5 s), bodies by the app.
+    # idle kept-alive connections by uvicorn (timeout_keep_alive), bodies by the app.
     # The completion routes are served by the protocol itself (gateway.server).
     serve(GatewayApp(app), name="brix gateway", port=settings.port, host=settings.host,
           log_level=settings.log_level,
           http=gateway_protocol(app.state.completions, header_timeout=settings.header_timeout,
                                 max_header_bytes=settings.max_header_bytes),
+          timeout_keep_alive=settings.keep_alive_timeout,
           # The gateway reads no client address; X-Forwarded-* pass to the pod as sent.
           proxy_headers=False)
     return 0
@@ -128,6 +129,7 @@ def run_worker(spec: WorkerSpec) -> None:
           log_level=settings.log_level, sockets=[link.listener()], on_ready=link.ready,
           http=gateway_protocol(app.state.completions, header_timeout=settings.header_timeout,
                                 max_header_bytes=settings.max_header_bytes),
+          timeout_keep_alive=settings.keep_alive_timeout,
           proxy_headers=False)
 
 

@@ -147,6 +147,12 @@ class GatewaySettings:
         10.0, help="Seconds for a request's line and headers to arrive; beyond it 408 and "
         "the connection is closed (slowloris).",
     )
+    keep_alive_timeout: float = setting(
+        75.0, help="Seconds an idle kept-alive client connection stays open. Keep it above "
+        "the idle timeout of what sits in front (ingress-nginx's upstream keep-alive 60 s, "
+        "AWS ALB 60 s): below it, that proxy can send a request on a connection the gateway "
+        "is closing, and answer its client 502.",
+    )
     max_header_bytes: int = setting(
         64 * 1024, help="Largest request line and headers accepted; beyond it 431 and the "
         "connection is closed.",
@@ -163,7 +169,8 @@ class GatewaySettings:
 
     def __post_init__(self) -> None:
         for name in ("connect_timeout", "first_byte_timeout", "total_timeout",
-                     "sidecar_poll_interval", "body_timeout", "header_timeout"):
+                     "sidecar_poll_interval", "body_timeout", "header_timeout",
+                     "keep_alive_timeout"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0")
         if self.workers < 1:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from typing import Any
 
 import h11
@@ -180,3 +181,26 @@ def test_a_client_leaving_mid_body_gives_its_place_back(gw: Proc) -> None:
     finally:
         for s in held:
             s.close()
+
+
+def test_an_idle_connection_outlives_uvicorns_5_s_and_keep_alive_timeout_bounds_it(
+    gw: Proc, procs: ProcessGroup,
+) -> None:
+    """Idle past uvicorn's own default (5 s), a kept-alive connection is still served: a
+    proxy in front (60 s idle timeouts are common) would otherwise send on a connection
+    the gateway was closing. ``--keep-alive-timeout`` bounds it."""
+    with connect(gw) as sock:
+        reader = Reader(sock)
+        sock.sendall(post(b"/v1/completions", QUICK, request_id=b"a"))
+        assert reader.answer()[0] == 200
+        time.sleep(6)
+        sock.sendall(post(b"/v1/completions", QUICK, request_id=b"b"))
+        assert reader.answer()[0] == 200
+    engine = start_sim(procs, name="m1", extra_args=FAST)
+    short = start_gateway(procs, extra_args=["--static-routes", f"m1={engine.url}",
+                                             "--keep-alive-timeout", "1"])
+    with connect(short) as sock:
+        sock.sendall(post(b"/v1/completions", QUICK, request_id=b"c"))
+        assert Reader(sock).answer()[0] == 200
+        sock.settimeout(20)
+        assert sock.recv(1) == b""  # closed by the gateway once idle for its timeout

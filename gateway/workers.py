@@ -79,6 +79,11 @@ RESTART_MIN, RESTART_MAX, YOUNG = 0.5, 10.0, 10.0
 """A dead worker is restarted after RESTART_MIN s, doubling to RESTART_MAX while it
 dies within YOUNG s of starting."""
 
+DRAIN = 10
+"""Seconds a worker drains its requests after SIGTERM (brix.serving's graceful shutdown)."""
+_READY = "ready"
+_LENGTH = struct.Struct("!Q")
+
 
 def restart_delay(previous: float | None, lived: float) -> float:
     """Seconds to wait before starting a dead worker again: RESTART_MIN after its first
@@ -87,10 +92,6 @@ def restart_delay(previous: float | None, lived: float) -> float:
     if previous is None or lived > YOUNG:
         return RESTART_MIN
     return min(previous * 2, RESTART_MAX)
-DRAIN = 10
-"""Seconds a worker drains its requests after SIGTERM (brix.serving's graceful shutdown)."""
-_READY = "ready"
-_LENGTH = struct.Struct("!Q")
 
 
 @dataclass(frozen=True)

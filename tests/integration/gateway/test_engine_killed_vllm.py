@@ -139,11 +139,8 @@ async def test_one_vllm_killed_and_restarted_holds_the_waiting_requests(
     gw = start_gateway(procs, extra_args=[
         "--static-routes", f"{SERVED_NAME}={engine.url}",
         "--reconnect-hold", str(RECONNECT_HOLD_S)])
-    leader = psutil.Process(engine.proc.popen.pid)
-    group = [leader, *leader.children(recursive=True)]
-    # The entrypoint, vLLM's API server and its engine core at least: a kill of the
-    # entrypoint alone would leave the engine running, which is no crash.
-    assert len(group) >= 3, [p.cmdline() for p in group]
+    group = engine_group(engine.proc.popen.pid)
+    leader = group[0]
     names = sorted(p.name() for p in group)
     seen: dict[str, float] = {}
     # The kill comes from a process of its own, as soon as the engine runs a full batch
@@ -347,6 +344,16 @@ def stop_killer(killer: subprocess.Popen[str]) -> None:
         killer.wait()
 
 
+def engine_group(pid: int) -> list[psutil.Process]:
+    """The engine's processes, its leader ``pid`` first: brix's entrypoint, vLLM's API
+    server and its engine core at least (a kill of the entrypoint alone would leave the
+    engine running, which is no crash)."""
+    leader = psutil.Process(pid)
+    group = [leader, *leader.children(recursive=True)]
+    assert len(group) >= 3, [p.cmdline() for p in group]
+    return group
+
+
 def wait_gone(group: list[psutil.Process]) -> None:
     deadline = time.monotonic() + 30
     while alive(group):
@@ -398,9 +405,7 @@ async def test_two_vllm_pods_one_killed_the_waiting_go_to_the_other_and_it_rejoi
         bodies = [{**BODY, "prompt": prompts[victim_name if i in pinned else survivor_name]}
                   for i in range(N)]
         pid = container_pid(status)
-        leader = psutil.Process(pid)
-        group = [leader, *leader.children(recursive=True)]
-        assert len(group) >= 3, [p.cmdline() for p in group]
+        group = engine_group(pid)
         # The kill comes from a process of its own as soon as the pod's engine runs a full
         # batch with a queue (this client, parsing 100 streams, would see it late).
         killer = kill_when_busy(f"http://{pod.status.pod_ip}:8000", pid)
@@ -476,9 +481,7 @@ async def test_one_vllm_pod_killed_the_kubelet_restarts_it_and_the_held_requests
         pod, status = kube.ready()[name]
         engine_url = f"http://{pod.status.pod_ip}:8000"
         pid = container_pid(status)
-        leader = psutil.Process(pid)
-        group = [leader, *leader.children(recursive=True)]
-        assert len(group) >= 3, [p.cmdline() for p in group]
+        group = engine_group(pid)
         seen: dict[str, float] = {}
         # From a process of its own, as in the static test above.
         killer = kill_when_busy(engine_url, pid)

@@ -22,7 +22,7 @@ from lab.pods import parse_cold_start
 from lab.profiles import BUNDLED as PROFILES
 from lab.profiles import ProfileError, load_profile
 from lab.routing import DEFAULT_ROUTING
-from lab.summary import Slo
+from lab.summary import PLOTS, Slo
 from lab.traces import BUNDLED as TRACES
 from lab.traces import Trace, TraceError, load, transform
 
@@ -91,6 +91,10 @@ def _parser() -> argparse.ArgumentParser:
     bt.add_argument("--baseline", default="keda-hpa",
                     help="policy family the cheapest settings are compared with")
     bt.add_argument("--out", type=Path, required=True, help="report folder")
+    bt.add_argument("--plots", nargs="*", choices=PLOTS, default=list(PLOTS),
+                    help="which plots to write (default: all; none: --plots with no name); "
+                    "frontier: attainment against replica-hours, the view of a sweep of "
+                    "settings, where the plots over time have a line too many")
     bt.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_trace_flags(bt)
 
@@ -246,7 +250,7 @@ def backtest(args: argparse.Namespace) -> int:
         "cpu_seconds": timings,
     }
     summary = write_report(args.out, trace, results, slo, settings=recorded,
-                           baseline=args.baseline)
+                           baseline=args.baseline, plots_wanted=args.plots)
     if not args.quiet:
         for name, row in summary["policies"].items():
             print(f"{name}: SLO {row['slo_attainment']:.2%}, TTFT p99 {row['ttft_p99_s']} s, "

@@ -1,8 +1,9 @@
-"""The report's PNG plots (matplotlib, no display): replicas, TTFT p99, cost over time."""
+"""The report's PNG plots (matplotlib, no display): replicas, TTFT p99, cost over time,
+and cost against attainment."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -14,9 +15,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from lab.engine import Result
+from lab.summary import PLOTS, frontier
 from lab.traces import Trace
 
-__all__ = ["plot_all"]
+__all__ = ["plot_all", "plot_frontier"]
 
 def _style() -> AbstractContextManager[None]:
     return plt.rc_context({"figure.figsize": (13, 6), "figure.dpi": 100, "font.size": 11,
@@ -114,10 +116,60 @@ def plot_cost(results: Mapping[str, Result], path: Path) -> None:
         plt.close(fig)
 
 
-def plot_all(trace: Trace, results: Mapping[str, Result], slo_ttft: float,
-             out: Path) -> list[Path]:
-    paths = [out / "replicas.png", out / "ttft_p99.png", out / "cost.png"]
-    plot_replicas(trace, results, paths[0])
-    plot_ttft(trace, results, slo_ttft, paths[1])
-    plot_cost(results, paths[2])
+def plot_frontier(policies: Mapping[str, Mapping[str, Any]], target: float, path: Path) -> None:
+    """Each run's SLO attainment against its replica-hours, one colour a family, each
+    family's frontier (no run of it both cheaper and better) joined and labelled with
+    its settings: which family buys more attainment per replica-hour, in one glance."""
+    families: dict[str, list[str]] = {}
+    for name in policies:
+        families.setdefault(name.partition(":")[0], []).append(name)
+    with _style():
+        fig, ax = plt.subplots()
+        for index, (family, names) in enumerate(families.items()):
+            colour = f"C{index % 10}"
+            cost = [policies[n]["replica_seconds"] / 3600.0 for n in names]
+            reach = [100.0 * policies[n]["slo_attainment"] for n in names]
+            ax.scatter(cost, reach, s=28, alpha=0.55, color=colour, label=family)
+            edge = frontier(policies, names)
+            ax.plot([policies[n]["replica_seconds"] / 3600.0 for n in edge],
+                    [100.0 * policies[n]["slo_attainment"] for n in edge],
+                    color=colour, linewidth=1.4, marker="o")
+            for i, n in enumerate(edge):
+                # Alternately above and below: neighbours on a flat frontier stay legible.
+                setting = n.partition(":")[2] or "defaults"
+                ax.annotate(setting, (policies[n]["replica_seconds"] / 3600.0,
+                                      100.0 * policies[n]["slo_attainment"]),
+                            textcoords="offset points", xytext=(4, 5 if i % 2 == 0 else -11),
+                            fontsize=7, color=colour)
+        ax.axhline(100.0 * target, color="0.3", linestyle="--", linewidth=1,
+                   label=f"SLO target {target:.0%}")
+        ax.set_xlabel("cost (replica-hours)")
+        ax.set_ylabel("SLO attainment (% of requests)")
+        ax.set_title("Cost against attainment: up and to the left is better")
+        ax.set_xlim(left=0)
+        ax.legend(**_LEGEND)
+        fig.tight_layout()
+        fig.savefig(path)
+        plt.close(fig)
+
+
+def plot_all(trace: Trace, results: Mapping[str, Result], policies: Mapping[str, Mapping[str, Any]],
+             *, slo_ttft: float, target: float, out: Path,
+             which: Collection[str] = PLOTS) -> list[Path]:
+    """Write the plots named in ``which`` under ``out``; their paths, in ``PLOTS`` order.
+    ``policies`` are the runs' figures (``lab.summary.policy_figures``)."""
+    paths = []
+    for stem in PLOTS:
+        if stem not in which or (stem == "frontier" and len(policies) < 2):
+            continue
+        path = out / f"{stem}.png"
+        if stem == "replicas":
+            plot_replicas(trace, results, path)
+        elif stem == "ttft_p99":
+            plot_ttft(trace, results, slo_ttft, path)
+        elif stem == "cost":
+            plot_cost(results, path)
+        else:
+            plot_frontier(policies, target, path)
+        paths.append(path)
     return paths

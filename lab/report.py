@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
 from lab.engine import Result
 from lab.plots import plot_all
-from lab.summary import Slo, cheapest, policy_figures
+from lab.summary import PLOTS, Slo, at_matched_attainment, cheapest, policy_figures
 from lab.traces import Trace
 
 __all__ = ["write_report"]
@@ -66,13 +66,35 @@ def _markdown(summary: Mapping[str, Any], plots: list[Path]) -> str:
             rel = entry["relative_to_baseline"]
             lines.append(f"| {family} | `{entry['policy']}` | {entry['replica_seconds']:.0f} | "
                          f"{'-' if rel is None else f'{rel:.3g}x'} |")
-    lines += ["", "## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots] + [""]
+    matched = summary.get("matched")
+    if matched is not None:
+        lines += ["", f"## At the baseline's best attainment ({matched['attainment']:.2%}, "
+                  f"`{matched['baseline_policy']}`)", "",
+                  f"No `{summary['baseline']}` setting reaches {slo['target']:.0%}: each "
+                  "family's cheapest run that reaches as much as the baseline's best.", "",
+                  "| policy family | cheapest reaching it | attainment | replica-s | "
+                  "relative to the baseline's |", "|---|---|---|---|---|"]
+        for family, entry in matched["families"].items():
+            if entry["policy"] is None:
+                lines.append(f"| {family} | none (best: `{entry['best_attainment_policy']}` "
+                             f"at {entry['slo_attainment']:.2%}) | - | - | - |")
+            else:
+                rel = entry["relative_to_baseline"]
+                lines.append(f"| {family} | `{entry['policy']}` | {entry['slo_attainment']:.2%} "
+                             f"| {entry['replica_seconds']:.0f} | "
+                             f"{'-' if rel is None else f'{rel:.3g}x'} |")
+    if plots:
+        lines += ["", "## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots]
+    lines.append("")
     return "\n".join(lines)
 
 
 def write_report(out: Path, trace: Trace, results: Mapping[str, Result], slo: Slo, *,
-                 settings: Mapping[str, Any], baseline: str = "keda-hpa") -> dict[str, Any]:
-    """Write everything under ``out`` (created); return the summary written to summary.json."""
+                 settings: Mapping[str, Any], baseline: str = "keda-hpa",
+                 plots_wanted: Collection[str] = PLOTS) -> dict[str, Any]:
+    """Write everything under ``out`` (created): the summary, the report and the plots
+    named in ``plots_wanted`` (``lab.plots.PLOTS``); return the summary written to
+    summary.json."""
     out.mkdir(parents=True, exist_ok=True)
     policies = {name: policy_figures(result, slo) for name, result in results.items()}
     summary: dict[str, Any] = {
@@ -83,7 +105,11 @@ def write_report(out: Path, trace: Trace, results: Mapping[str, Result], slo: Sl
         "baseline": baseline,
         "cheapest": cheapest(policies, slo, baseline),
     }
+    best = summary["cheapest"].get(baseline)
+    if best is not None and best["policy"] is None:
+        summary["matched"] = at_matched_attainment(policies, baseline)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    plots = plot_all(trace, results, slo.ttft, out)
+    plots = plot_all(trace, results, policies, slo_ttft=slo.ttft, target=slo.target, out=out,
+                     which=plots_wanted)
     (out / "report.md").write_text(_markdown(summary, plots), encoding="utf-8")
     return summary

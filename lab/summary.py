@@ -22,7 +22,11 @@ import numpy as np
 
 from lab.engine import Outcome, Result
 
-__all__ = ["Slo", "cheapest", "policy_figures"]
+__all__ = ["PLOTS", "Slo", "at_matched_attainment", "cheapest", "frontier", "policy_figures"]
+
+PLOTS = ("replicas", "ttft_p99", "cost", "frontier")
+"""The report's plots, by file stem (``lab.plots`` draws them; named here so that the
+command line needs no matplotlib); ``frontier`` needs two runs or more."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +91,13 @@ def policy_figures(result: Result, slo: Slo) -> dict[str, Any]:
     }
 
 
+def _families(policies: Mapping[str, Mapping[str, Any]]) -> dict[str, list[str]]:
+    families: dict[str, list[str]] = {}
+    for name in policies:
+        families.setdefault(name.partition(":")[0], []).append(name)
+    return families
+
+
 def cheapest(policies: Mapping[str, Mapping[str, Any]], slo: Slo,
              baseline: str = "keda-hpa") -> dict[str, dict[str, Any]]:
     """Per policy family (the name before ':'), its cheapest run that reaches the SLO target.
@@ -94,9 +105,7 @@ def cheapest(policies: Mapping[str, Mapping[str, Any]], slo: Slo,
     ``relative_to_baseline`` is its replica-seconds over the baseline family's
     cheapest that reaches the target (None when the baseline has none).
     """
-    families: dict[str, list[str]] = {}
-    for name in policies:
-        families.setdefault(name.partition(":")[0], []).append(name)
+    families = _families(policies)
     best: dict[str, dict[str, Any]] = {}
     for family, names in families.items():
         meeting = [n for n in names if policies[n]["slo_attainment"] >= slo.target]
@@ -116,3 +125,50 @@ def cheapest(policies: Mapping[str, Mapping[str, Any]], slo: Slo,
             if base is not None and base["policy"] is not None and entry["policy"] is not None
             else None)
     return best
+
+
+def frontier(policies: Mapping[str, Mapping[str, Any]], names: list[str]) -> list[str]:
+    """The runs of ``names`` that no other of them beats on both counts: none is as
+    cheap and reaches at least as much (one strictly better). Cheapest first."""
+    by_cost = sorted(names, key=lambda n: (policies[n]["replica_seconds"],
+                                           -policies[n]["slo_attainment"]))
+    kept: list[str] = []
+    for name in by_cost:
+        if not kept or policies[name]["slo_attainment"] > policies[kept[-1]]["slo_attainment"]:
+            kept.append(name)
+    return kept
+
+
+def at_matched_attainment(policies: Mapping[str, Mapping[str, Any]],
+                          baseline: str = "keda-hpa") -> dict[str, Any] | None:
+    """Where the baseline family reaches its best attainment ``A`` (its cheapest run
+    at ``A``), each family's cheapest run that reaches ``A`` too, its replica-seconds
+    relative to that baseline run's; None without a baseline run.
+
+    The comparison the cost goal falls back on when no setting reaches the SLO
+    target: as much attainment for fewer replicas. A family with no run at ``A``
+    has ``policy`` None and its best attainment for the record.
+    """
+    families = _families(policies)
+    if baseline not in families:
+        return None
+    names = families[baseline]
+    reach = max(policies[n]["slo_attainment"] for n in names)
+    ref = min((n for n in names if policies[n]["slo_attainment"] >= reach),
+              key=lambda n: policies[n]["replica_seconds"])
+    ref_cost = policies[ref]["replica_seconds"]
+    rows: dict[str, dict[str, Any]] = {}
+    for family, members in families.items():
+        meeting = [n for n in members if policies[n]["slo_attainment"] >= reach]
+        if not meeting:
+            best = max(members, key=lambda n: policies[n]["slo_attainment"])
+            rows[family] = {"policy": None, "best_attainment_policy": best,
+                            "slo_attainment": policies[best]["slo_attainment"],
+                            "replica_seconds": None, "relative_to_baseline": None}
+            continue
+        name = min(meeting, key=lambda n: policies[n]["replica_seconds"])
+        cost = policies[name]["replica_seconds"]
+        rows[family] = {"policy": name, "slo_attainment": policies[name]["slo_attainment"],
+                        "replica_seconds": cost,
+                        "relative_to_baseline": round(cost / ref_cost, 4) if ref_cost else None}
+    return {"baseline_policy": ref, "attainment": reach, "families": rows}

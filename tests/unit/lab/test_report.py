@@ -11,7 +11,7 @@ import pytest
 
 from lab.cli import main
 from lab.engine import Outcome, Result
-from lab.summary import Slo, cheapest, policy_figures
+from lab.summary import Slo, at_matched_attainment, cheapest, frontier, policy_figures
 
 pytestmark = pytest.mark.unit
 
@@ -59,6 +59,43 @@ def test_cheapest_setting_that_reaches_the_target_against_the_baseline() -> None
     assert best["brix-loop"]["best_attainment_policy"] == "brix-loop"
 
 
+def test_where_no_baseline_reaches_the_target_families_are_compared_at_its_best() -> None:
+    rows = {
+        "keda-hpa:threshold=1": {"slo_attainment": 0.92, "replica_seconds": 900.0},
+        "keda-hpa:threshold=0.5": {"slo_attainment": 0.92, "replica_seconds": 1000.0},
+        "keda-hpa:threshold=5": {"slo_attainment": 0.80, "replica_seconds": 300.0},
+        "brix-slo": {"slo_attainment": 0.95, "replica_seconds": 1200.0},
+        "brix-slo:window=120": {"slo_attainment": 0.921, "replica_seconds": 720.0},
+        "brix-slo:utilization=1": {"slo_attainment": 0.919, "replica_seconds": 500.0},
+        "kpa": {"slo_attainment": 0.6, "replica_seconds": 100.0},
+    }
+    matched = at_matched_attainment(rows)
+    assert matched is not None
+    # The baseline's best attainment, at the cheaper of its two runs that reach it.
+    assert matched["baseline_policy"] == "keda-hpa:threshold=1"
+    assert matched["attainment"] == 0.92
+    slo = matched["families"]["brix-slo"]
+    # Not the cheapest brix-slo run (it falls short by 0.1 point), nor the best one.
+    assert slo["policy"] == "brix-slo:window=120"
+    assert slo["relative_to_baseline"] == pytest.approx(0.8)
+    assert matched["families"]["keda-hpa"]["relative_to_baseline"] == 1.0
+    assert matched["families"]["kpa"]["policy"] is None
+    assert matched["families"]["kpa"]["best_attainment_policy"] == "kpa"
+    assert at_matched_attainment({"kpa": rows["kpa"]}) is None
+
+
+def test_the_frontier_keeps_only_runs_no_other_beats_on_cost_and_attainment() -> None:
+    rows = {
+        "a": {"slo_attainment": 0.90, "replica_seconds": 100.0},
+        "b": {"slo_attainment": 0.85, "replica_seconds": 150.0},  # dearer and worse than a
+        "c": {"slo_attainment": 0.95, "replica_seconds": 200.0},
+        "d": {"slo_attainment": 0.95, "replica_seconds": 250.0},  # as good as c, dearer
+        "e": {"slo_attainment": 0.80, "replica_seconds": 50.0},
+    }
+    assert frontier(rows, list(rows)) == ["e", "a", "c"]
+    assert frontier(rows, ["b", "d"]) == ["b", "d"]
+
+
 def test_bad_slo_is_refused() -> None:
     with pytest.raises(ValueError, match="must be > 0"):
         Slo(ttft=0)
@@ -83,10 +120,46 @@ def test_backtest_writes_the_summary_report_and_plots(tmp_path: Path,
     assert two["completed"] + two["failed"] == two["requests"]
     report = (out / "report.md").read_text()
     assert "`fixed:replicas=2`" in report
-    for name in ("replicas.png", "ttft_p99.png", "cost.png"):
+    # No keda-hpa run here: no baseline to compare at.
+    assert "matched" not in summary
+    assert "baseline's best attainment" not in report
+    for name in ("replicas.png", "ttft_p99.png", "cost.png", "frontier.png"):
         data = (out / name).read_bytes()
         assert data.startswith(b"\x89PNG")
         assert len(data) > 10_000
+
+
+def test_a_report_whose_baseline_misses_the_target_compares_at_its_best(
+        tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    # A 40 requests/s minute on a 10/s base, a 0.5 s TTFT: every run misses 99 %;
+    # both keda-hpa settings reach the same share (the cheaper is the reference),
+    # and only four fixed replicas reach as much.
+    assert main(["backtest", "--trace",
+                 "synthetic:spike?rate=10&factor=4&width=60&duration=240&seed=2",
+                 "--policies", "keda-hpa:threshold=1,5", "fixed:replicas=1,2,4",
+                 "--slo-ttft", "0.5", "--cold-start", "30", "--quiet", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    rows = summary["policies"]
+    assert all(row["slo_attainment"] < 0.99 for row in rows.values())
+    matched = summary["matched"]
+    keda = ("keda-hpa:threshold=1", "keda-hpa:threshold=5")
+    base = max(rows[n]["slo_attainment"] for n in keda)
+    assert matched["attainment"] == base
+    assert matched["baseline_policy"] == min(
+        (n for n in keda if rows[n]["slo_attainment"] == base),
+        key=lambda n: rows[n]["replica_seconds"])
+    reaching = [n for n in ("fixed:replicas=1", "fixed:replicas=2", "fixed:replicas=4")
+                if rows[n]["slo_attainment"] >= base]
+    assert reaching == ["fixed:replicas=4"]
+    fixed = matched["families"]["fixed"]
+    assert fixed["policy"] == "fixed:replicas=4"
+    assert fixed["relative_to_baseline"] == pytest.approx(
+        rows["fixed:replicas=4"]["replica_seconds"]
+        / rows[matched["baseline_policy"]]["replica_seconds"], rel=1e-3)
+    report = (out / "report.md").read_text()
+    assert f"## At the baseline's best attainment ({base:.2%}" in report
+    assert "![frontier](frontier.png)" in report
 
 
 @pytest.mark.parametrize(("argv", "message"), [

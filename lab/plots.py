@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from lab.engine import Result
-from lab.summary import PLOTS, frontier
+from lab.summary import PLOTS, families, frontier
 from lab.traces import Trace
 
 __all__ = ["plot_all", "plot_frontier"]
@@ -118,14 +118,12 @@ def plot_cost(results: Mapping[str, Result], path: Path) -> None:
 
 def plot_frontier(policies: Mapping[str, Mapping[str, Any]], target: float, path: Path) -> None:
     """Each run's SLO attainment against its replica-hours, one colour a family, each
-    family's frontier (no run of it both cheaper and better) joined and labelled with
-    its settings: which family buys more attainment per replica-hour, in one glance."""
-    families: dict[str, list[str]] = {}
-    for name in policies:
-        families.setdefault(name.partition(":")[0], []).append(name)
+    family's frontier (no run of it both cheaper and better) joined and numbered from
+    its cheapest (the report lists the numbers' settings): which family buys more
+    attainment per replica-hour, in one glance."""
     with _style():
         fig, ax = plt.subplots()
-        for index, (family, names) in enumerate(families.items()):
+        for index, (family, names) in enumerate(families(policies).items()):
             colour = f"C{index % 10}"
             cost = [policies[n]["replica_seconds"] / 3600.0 for n in names]
             reach = [100.0 * policies[n]["slo_attainment"] for n in names]
@@ -136,11 +134,10 @@ def plot_frontier(policies: Mapping[str, Mapping[str, Any]], target: float, path
                     color=colour, linewidth=1.4, marker="o")
             for i, n in enumerate(edge):
                 # Alternately above and below: neighbours on a flat frontier stay legible.
-                setting = n.partition(":")[2] or "defaults"
-                ax.annotate(setting, (policies[n]["replica_seconds"] / 3600.0,
-                                      100.0 * policies[n]["slo_attainment"]),
-                            textcoords="offset points", xytext=(4, 5 if i % 2 == 0 else -11),
-                            fontsize=7, color=colour)
+                ax.annotate(str(i + 1), (policies[n]["replica_seconds"] / 3600.0,
+                                         100.0 * policies[n]["slo_attainment"]),
+                            textcoords="offset points", xytext=(3, 5 if i % 2 == 0 else -12),
+                            fontsize=8, color=colour, fontweight="bold")
         ax.axhline(100.0 * target, color="0.3", linestyle="--", linewidth=1,
                    label=f"SLO target {target:.0%}")
         ax.set_xlabel("cost (replica-hours)")

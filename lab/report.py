@@ -9,7 +9,15 @@ from typing import Any
 
 from lab.engine import Result
 from lab.plots import plot_all
-from lab.summary import PLOTS, Slo, at_matched_attainment, cheapest, policy_figures
+from lab.summary import (
+    PLOTS,
+    Slo,
+    at_matched_attainment,
+    cheapest,
+    families,
+    frontier,
+    policy_figures,
+)
 from lab.traces import Trace
 
 __all__ = ["write_report"]
@@ -83,6 +91,16 @@ def _markdown(summary: Mapping[str, Any], plots: list[Path]) -> str:
                 lines.append(f"| {family} | `{entry['policy']}` | {entry['slo_attainment']:.2%} "
                              f"| {entry['replica_seconds']:.0f} | "
                              f"{'-' if rel is None else f'{rel:.3g}x'} |")
+    if any(p.stem == "frontier" for p in plots):
+        lines += ["", "## Each family's frontier (the numbers of frontier.png)", "",
+                  "Runs no other run of the family beats on both cost and attainment, "
+                  "cheapest first.", "",
+                  "| family | # | policy | attainment | replica-h |", "|---|---|---|---|---|"]
+        rows = summary["policies"]
+        for family, names in families(rows).items():
+            for i, name in enumerate(frontier(rows, names), start=1):
+                lines.append(f"| {family} | {i} | `{name}` | {rows[name]['slo_attainment']:.2%} "
+                             f"| {rows[name]['replica_hours']:.4g} |")
     if plots:
         lines += ["", "## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots]
     lines.append("")

@@ -22,7 +22,8 @@ import numpy as np
 
 from lab.engine import Outcome, Result
 
-__all__ = ["PLOTS", "Slo", "at_matched_attainment", "cheapest", "frontier", "policy_figures"]
+__all__ = ["PLOTS", "Slo", "at_matched_attainment", "cheapest", "families", "frontier",
+           "policy_figures"]
 
 PLOTS = ("replicas", "ttft_p99", "cost", "frontier")
 """The report's plots, by file stem (``lab.plots`` draws them; named here so that the
@@ -91,11 +92,12 @@ def policy_figures(result: Result, slo: Slo) -> dict[str, Any]:
     }
 
 
-def _families(policies: Mapping[str, Mapping[str, Any]]) -> dict[str, list[str]]:
-    families: dict[str, list[str]] = {}
+def families(policies: Mapping[str, Mapping[str, Any]]) -> dict[str, list[str]]:
+    """Run names by family (the name before ':'), in the runs' order."""
+    grouped: dict[str, list[str]] = {}
     for name in policies:
-        families.setdefault(name.partition(":")[0], []).append(name)
-    return families
+        grouped.setdefault(name.partition(":")[0], []).append(name)
+    return grouped
 
 
 def cheapest(policies: Mapping[str, Mapping[str, Any]], slo: Slo,
@@ -105,9 +107,8 @@ def cheapest(policies: Mapping[str, Mapping[str, Any]], slo: Slo,
     ``relative_to_baseline`` is its replica-seconds over the baseline family's
     cheapest that reaches the target (None when the baseline has none).
     """
-    families = _families(policies)
     best: dict[str, dict[str, Any]] = {}
-    for family, names in families.items():
+    for family, names in families(policies).items():
         meeting = [n for n in names if policies[n]["slo_attainment"] >= slo.target]
         if meeting:
             name = min(meeting, key=lambda n: policies[n]["replica_seconds"])
@@ -149,16 +150,16 @@ def at_matched_attainment(policies: Mapping[str, Mapping[str, Any]],
     target: as much attainment for fewer replicas. A family with no run at ``A``
     has ``policy`` None and its best attainment for the record.
     """
-    families = _families(policies)
-    if baseline not in families:
+    by_family = families(policies)
+    if baseline not in by_family:
         return None
-    names = families[baseline]
+    names = by_family[baseline]
     reach = max(policies[n]["slo_attainment"] for n in names)
     ref = min((n for n in names if policies[n]["slo_attainment"] >= reach),
               key=lambda n: policies[n]["replica_seconds"])
     ref_cost = policies[ref]["replica_seconds"]
     rows: dict[str, dict[str, Any]] = {}
-    for family, members in families.items():
+    for family, members in by_family.items():
         meeting = [n for n in members if policies[n]["slo_attainment"] >= reach]
         if not meeting:
             best = max(members, key=lambda n: policies[n]["slo_attainment"])

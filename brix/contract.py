@@ -100,6 +100,8 @@ METRICS: Final[tuple[Metric, ...]] = (
            "Time from request arrival to its first token.", "sidecar"),
     Metric("brix_engine_e2e_request_latency_seconds", "histogram", ("model",),
            "Time from request arrival to its last token.", "sidecar"),
+    Metric("brix_engine_time_per_output_token_seconds", "histogram", ("model",),
+           "A finished request's mean seconds per output token after the first.", "sidecar"),
     Metric("brix_lora_adapters_loaded", "gauge", ("model",),
            "LoRA adapters loaded on the engine.", "sidecar"),
     Metric("brix_gpu_utilization_ratio", "gauge", ("model", "gpu"),

@@ -72,13 +72,16 @@ from lab.prom import TSDB
 from lab.routing import Router
 from lab.traces import Trace
 
-__all__ = ["LATENCY_BUCKETS", "TTFT_BUCKETS", "Outcome", "Result", "SimSettings", "simulate"]
+__all__ = ["LATENCY_BUCKETS", "TPOT_BUCKETS", "TTFT_BUCKETS", "Outcome", "Result", "SimSettings",
+           "simulate"]
 
 # vLLM's bucket bounds (as inference/sim/metrics.py; vllm/v1/metrics/buckets.py).
 TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5,
                 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0, math.inf)
 LATENCY_BUCKETS = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0,
                    60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0, math.inf)
+TPOT_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0,
+                7.5, 10.0, 20.0, 40.0, 80.0, math.inf)
 
 WAITING = "vllm:num_requests_waiting"
 RUNNING = "vllm:num_requests_running"
@@ -90,6 +93,7 @@ PREFIX_QUERIES = "vllm:prefix_cache_queries_total"
 PREFIX_HITS = "vllm:prefix_cache_hits_total"
 TTFT = "vllm:time_to_first_token_seconds"
 E2E = "vllm:e2e_request_latency_seconds"
+TPOT = "vllm:request_time_per_output_token_seconds"
 PENDING = "brix_gateway_requests_pending"
 GATEWAY_REQUESTS = "brix_gateway_requests_total"
 
@@ -193,6 +197,8 @@ class _Pod:
     ttft_sum: float = 0.0
     e2e_counts: list[int] = field(default_factory=lambda: [0] * len(LATENCY_BUCKETS))
     e2e_sum: float = 0.0
+    tpot_counts: list[int] = field(default_factory=lambda: [0] * len(TPOT_BUCKETS))
+    tpot_sum: float = 0.0
 
 
 _EV_STEP, _EV_READY, _EV_TIMEOUT, _EV_SCRAPE, _EV_DECIDE, _EV_KILL = range(6)
@@ -431,8 +437,12 @@ class _Sim:
             pod.in_flight -= 1
             idx = seq.id
             self.e2e[idx] = self.now - requests[idx].arrival
-            if seq.output_len > 1 and seq.first_token_at is not None:
-                self.tpot[idx] = (self.now - seq.first_token_at) / (seq.output_len - 1)
+            tpot = seq.time_per_output_token
+            assert tpot is not None
+            _observe(pod.tpot_counts, TPOT_BUCKETS, tpot)
+            pod.tpot_sum += tpot
+            if seq.generated > 1:
+                self.tpot[idx] = tpot
             self.finish(idx, Outcome.COMPLETED)
         pod.step_count = 1
         self.plan(pod)
@@ -468,6 +478,7 @@ class _Sim:
             for metric, bounds, counts, total in (
                 (TTFT, TTFT_BUCKETS, pod.ttft_counts, pod.ttft_sum),
                 (E2E, LATENCY_BUCKETS, pod.e2e_counts, pod.e2e_sum),
+                (TPOT, TPOT_BUCKETS, pod.tpot_counts, pod.tpot_sum),
             ):
                 cumulative = 0
                 for bound, c in zip(bounds, counts, strict=True):

@@ -70,9 +70,12 @@ odd samples cannot run it away. Without a prior the capacity is unknown until
 the first time the targets were met under load; then it is that load (a lower
 bound: it over-provisions, and learns up only when load outruns it). Only
 this case (no capacity setting and no profile) can leave the capacity
-unknown. A miss
+unknown. A TTFT miss
 lowers the estimate only while a queue persisted (below): without one, the
-slow quantile is the requests' own work, not the fleet's load. Until
+slow quantile is the requests' own work, not the fleet's load; a TPOT miss
+always does (a request's time per token is its batch's and the prefills'
+between its steps: load). With a TPOT target the profile's prior is the rate
+a batch serves within it (``ProfileCapacity``). Until
 then ``decide`` raises ``SloError`` naming ``initialCapacity``: never a silent 0.
 
 The forecast. A least-squares line through the arrival rates of the last
@@ -145,6 +148,17 @@ class ProfileCapacity:
     ``r * O / T`` for decodes, so ``r = 1 / (P / prefill + O / T)``. That is
     the saturation throughput, an upper bound for a latency target; the
     policy's utilisation and the online correction keep it honest.
+
+    A TPOT target bounds the batch: a sequence advances one token per decode
+    step, and prefills (whole, or chunks mixed into the steps as vLLM V1's
+    chunked prefill does) take ``f = r * P / prefill`` of the time, so a
+    sequence's time per output token is ``step(b) / (1 - f)``. Meeting ``tpot``
+    needs ``r <= (1 - step(b) / tpot) * prefill / P``, and the decode throughput
+    at batch ``b`` needs ``r <= 1 / (P / prefill + O * step(b) / b)``; the
+    capacity is the best batch's smaller bound, over ``b`` = 1 .. ``max_num_seqs``
+    (a bigger batch decodes more tokens/s but each more slowly). Means, not the
+    attainment quantile: the online correction, which checks observed TPOT
+    where it is measured, keeps the tail honest.
     """
 
     prefill_tokens_per_s: float
@@ -177,13 +191,32 @@ class ProfileCapacity:
                    decode_ms_per_token_per_seq=values["decode_ms_per_token_per_seq"],
                    max_num_seqs=int(values["max_num_seqs"]))
 
-    def requests_per_s(self, prompt_tokens: float, output_tokens: float) -> float:
-        """Requests/s one replica sustains at these mean lengths."""
-        step = (self.decode_ms_per_token
-                + self.decode_ms_per_token_per_seq * (self.max_num_seqs - 1)) / 1000
-        decode_rate = self.max_num_seqs / step
-        seconds = prompt_tokens / self.prefill_tokens_per_s + output_tokens / decode_rate
-        return math.inf if seconds <= 0 else 1.0 / seconds
+    def step_seconds(self, batch: int) -> float:
+        """One decode step's seconds with ``batch`` sequences running."""
+        return (self.decode_ms_per_token + self.decode_ms_per_token_per_seq * (batch - 1)) / 1000
+
+    def requests_per_s(self, prompt_tokens: float, output_tokens: float,
+                       tpot: float | None = None) -> float:
+        """Requests/s one replica sustains at these mean lengths (and, with ``tpot``,
+        while each sequence gets a token every ``tpot`` seconds on average); 0 when no
+        batch meets ``tpot``."""
+        prefill = prompt_tokens / self.prefill_tokens_per_s
+
+        def throughput(batch: int) -> float:
+            seconds = prefill + output_tokens * self.step_seconds(batch) / batch
+            return math.inf if seconds <= 0 else 1.0 / seconds
+
+        if tpot is None or output_tokens <= 1:  # one token: no time per output token
+            return throughput(self.max_num_seqs)
+        best = 0.0
+        for batch in range(1, self.max_num_seqs + 1):
+            step = self.step_seconds(batch)
+            if step > tpot * (1 + 1e-9):  # within rounding: 8 + 0.08 x 100 ms is 16 ms
+                break  # steps only grow with the batch
+            spare = max(0.0, 1.0 - step / tpot)  # the share of time prefills may take
+            share = math.inf if prefill <= 0 else spare / prefill
+            best = max(best, min(throughput(batch), share))
+        return best
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -263,6 +296,11 @@ class SloPolicy:
         if not (math.isfinite(self.capacity_range) and self.capacity_range >= 1):
             raise SloError("capacity_range",
                            f"must be a number >= 1, got {self.capacity_range!r}")
+        if (self.profile is not None and self.slo.tpot is not None and self.capacity is None
+                and self.profile.step_seconds(1) >= self.slo.tpot):
+            raise SloError("tpot", f"{self.slo.tpot:g} s is not above the profile's decode "
+                           f"step with one sequence ({self.profile.step_seconds(1):g} s): no "
+                           "batch meets it")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -384,13 +422,15 @@ def _prior(policy: SloPolicy, state: SloState, load: Load) -> float | None:
     if (policy.profile is not None and load.prompt_tokens is not None
             and load.output_tokens is not None
             and load.prompt_tokens + load.output_tokens > 0):
-        return policy.profile.requests_per_s(load.prompt_tokens, load.output_tokens)
+        return policy.profile.requests_per_s(load.prompt_tokens, load.output_tokens,
+                                             policy.slo.tpot)
     if state.prior is not None:
         return state.prior
     if policy.profile is not None:
         # Nothing measured yet (an idle fleet meeting its first burst): the profile
         # at the stated prior lengths; the measured ones take over within a minute.
-        return policy.profile.requests_per_s(policy.prompt_tokens, policy.output_tokens)
+        return policy.profile.requests_per_s(policy.prompt_tokens, policy.output_tokens,
+                                             policy.slo.tpot)
     return None
 
 
@@ -406,14 +446,19 @@ def _learn_capacity(policy: SloPolicy, state: SloState, load: Load, prior: float
                     queued: float, now: float) -> tuple[float | None, SloState]:
     """The capacity after this observation, and the state that remembers it.
 
-    A miss says "capacity <= L" only when load caused it: when a queue persisted
-    (``queued`` > 0). Without one, the slow quantile is the requests' own work
-    (a prompt whose prefill alone outlasts the target misses at any scale), and
-    lowering the capacity would only buy replicas that cannot help.
+    A TTFT miss says "capacity <= L" only when load caused it: when a queue
+    persisted (``queued`` > 0). Without one, the slow quantile is the requests'
+    own work (a prompt whose prefill alone outlasts the target misses at any
+    scale), and lowering the capacity would only buy replicas that cannot help.
+    A TPOT miss always does: a request's time per output token is set by the
+    batch it decodes in and the prefills between its steps, i.e. by the load,
+    not by its own length, and a full batch builds no queue.
     """
     current = prior * state.factor if prior is not None else state.learned
     met = _met(policy, load)
-    if met is False and queued <= 0:
+    tpot_missed = (policy.slo.tpot is not None and load.tpot is not None
+                   and load.tpot > policy.slo.tpot)
+    if met is False and queued <= 0 and not tpot_missed:
         met = None
     elapsed = None if state.looked_at is None else now - state.looked_at
     if met is not None and load.ready > 0 and load.rate > 0:

@@ -10,6 +10,7 @@ metadata (or the loop's annotations, mapped to the same keys) into a
     prompt    sum(rate(brix_engine_prompt_tokens_total{ns, model}[1m]))
     output    sum(rate(brix_engine_generation_tokens_total{ns, model}[1m]))
     ttft      histogram_quantile(attainment, sum by (le) (rate(..._ttft_seconds_bucket[1m])))
+    tpot      the same over brix_engine_time_per_output_token_seconds (requests finished)
     served    sum(rate(brix_engine_time_to_first_token_seconds_count{ns, model}[1m]))
     waiting, pending, running, pods   as in ``signals.model_query``
 
@@ -23,7 +24,9 @@ gateway's pending gauge is what brings a model back from zero).
 
 The mean lengths are the token rates over the request rate; the observed TTFT
 is the attainment quantile of the engines' histogram over the same minute
-(absent, or NaN, while nothing was answered: then nothing is observed).
+(absent, or NaN, while nothing was answered: then nothing is observed), and
+the observed TPOT likewise of the requests that finished in it (read whether or
+not a TPOT target is set: ``scaler.slo`` only judges it against one).
 
 Metadata keys (``MetadataError`` names the first bad one)::
 
@@ -86,13 +89,14 @@ _REQUESTS = metric("brix_gateway_requests_total").name
 _PROMPT = metric("brix_engine_prompt_tokens_total").name
 _OUTPUT = metric("brix_engine_generation_tokens_total").name
 _TTFT = metric("brix_engine_time_to_first_token_seconds").name
+_TPOT = metric("brix_engine_time_per_output_token_seconds").name
 _WAITING = metric("brix_engine_requests_waiting").name
 _PENDING = metric("brix_gateway_requests_pending").name
 _RUNNING = metric("brix_engine_requests_running").name
 _UP = metric("brix_engine_up").name
 
-SLO_PARTS: Final = ("rate", "prompt", "output", "ttft", "served", "waiting", "pending",
-                     "running", "pods")
+SLO_PARTS: Final = ("rate", "prompt", "output", "ttft", "tpot", "served", "waiting",
+                     "pending", "running", "pods")
 
 
 def _float(metadata: Mapping[str, str], key: str) -> float | None:
@@ -214,6 +218,8 @@ def slo_query(namespace: str, model: str, attainment: float) -> str:
         ("output", f"sum(rate({_OUTPUT}{selector}[{w}]))"),
         ("ttft", f"histogram_quantile({attainment:g}, sum by (le) "
                  f"(rate({_TTFT}_bucket{selector}[{w}])))"),
+        ("tpot", f"histogram_quantile({attainment:g}, sum by (le) "
+                 f"(rate({_TPOT}_bucket{selector}[{w}])))"),
         ("served", f"sum(rate({_TTFT}_count{selector}[{w}]))"),
         ("waiting", f"sum({_WAITING}{selector})"),
         ("pending", f"sum({_PENDING}{gateway})"),
@@ -232,6 +238,7 @@ class SloSample:
     prompt: float | None = None
     output: float | None = None
     ttft: float | None = None
+    tpot: float | None = None
     served: float | None = None
     waiting: float | None = None
     pending: float | None = None
@@ -296,4 +303,5 @@ def slo_load(sample: SloSample, *, model: str, namespace: str) -> Load:
     return Load(rate=rate, queue=(sample.waiting or 0.0) + (sample.pending or 0.0),
                 running=sample.running or 0.0, replicas=pods, ready=pods,
                 ttft=sample.ttft if rate > 0 else None,
+                tpot=sample.tpot if rate > 0 else None,
                 prompt_tokens=prompt, output_tokens=output)

@@ -50,6 +50,8 @@ COUNTERS: tuple[tuple[str, str], ...] = (
 HISTOGRAMS: tuple[tuple[str, str], ...] = (
     ("brix_engine_time_to_first_token_seconds", "vllm:time_to_first_token_seconds"),
     ("brix_engine_e2e_request_latency_seconds", "vllm:e2e_request_latency_seconds"),
+    # vLLM's per-request mean (vllm:time_per_output_token_seconds, per step, is gone).
+    ("brix_engine_time_per_output_token_seconds", "vllm:request_time_per_output_token_seconds"),
 )
 
 # Only these sample names are kept from the engine's exposition.

@@ -23,6 +23,9 @@ TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75
                 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0)
 LATENCY_BUCKETS = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0,
                    60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0)
+# vLLM's INTER_TOKEN_LATENCY_BUCKETS, which its per-request TPOT histogram uses.
+TPOT_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0,
+                7.5, 10.0, 20.0, 40.0, 80.0)
 LABELS = ("model_name", "engine")
 MAX_LORA_INFO_SERIES = 32
 ENGINE = "0"
@@ -78,6 +81,10 @@ class SimMetrics:
         self.e2e = Histogram(
             "vllm:e2e_request_latency_seconds", "Histogram of e2e request latency in seconds.",
             LABELS, buckets=LATENCY_BUCKETS, registry=self.registry).labels(*labels)
+        self.tpot = Histogram(
+            "vllm:request_time_per_output_token_seconds",
+            "Histogram of time_per_output_token_seconds per request.",
+            LABELS, buckets=TPOT_BUCKETS, registry=self.registry).labels(*labels)
         self.queue_time = Histogram(
             "vllm:request_queue_time_seconds",
             "Histogram of time spent in WAITING phase for request.",
@@ -109,6 +116,9 @@ class SimMetrics:
         for seq in result.finished:
             assert seq.finished_at is not None
             self.e2e.observe(seq.finished_at - seq.arrival)
+            tpot = seq.time_per_output_token
+            assert tpot is not None
+            self.tpot.observe(tpot)
             self.success[reasons.get(seq.id, "length")].inc()
         self.update_lora_info()
 

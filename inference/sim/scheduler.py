@@ -92,6 +92,16 @@ class Sequence:
         return self.state in (State.FINISHED, State.ABORTED)
 
     @property
+    def time_per_output_token(self) -> float | None:
+        """Seconds per output token after the first, once finished (None before): the
+        mean vLLM observes per request; 0 for a one-token answer, as vLLM's."""
+        if self.finished_at is None or self.first_token_at is None:
+            return None
+        if self.generated <= 1:
+            return 0.0
+        return (self.finished_at - self.first_token_at) / (self.generated - 1)
+
+    @property
     def prefilled(self) -> bool:
         """Its whole prompt is in its KV (it decodes from now on)."""
         return self.computed_tokens >= self.prompt_tokens

@@ -14,7 +14,8 @@ published configurations query) plus the gateway's:
 - counters per engine: ``vllm:prompt_tokens_total``, ``vllm:generation_tokens_total``,
   ``vllm:request_success_total``;
 - histograms per engine (``_bucket``/``_sum``/``_count``):
-  ``vllm:time_to_first_token_seconds``, ``vllm:e2e_request_latency_seconds``;
+  ``vllm:time_to_first_token_seconds``, ``vllm:e2e_request_latency_seconds``,
+  ``vllm:request_time_per_output_token_seconds``;
 - the gateway: ``brix_gateway_requests_pending`` (gauge: requests held while
   the model has no ready pod), ``brix_gateway_requests_total`` (counter).
 

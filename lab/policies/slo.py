@@ -11,9 +11,10 @@ Every ``interval`` (the loop's 15 s) it reads, as Prometheus has them:
 - the queue (``vllm:num_requests_waiting`` + ``brix_gateway_requests_pending``)
   and ``vllm:num_requests_running``;
 - the observed TTFT at the attainment quantile: ``histogram_quantile(attainment,
-  sum by (le) (rate(vllm:time_to_first_token_seconds_bucket[1m])))``.
-  TPOT is not observed here (the lab's engines export no TPOT histogram), so
-  only TTFT keeps the capacity honest;
+  sum by (le) (rate(vllm:time_to_first_token_seconds_bucket[1m])))``, and the
+  observed TPOT likewise from ``vllm:request_time_per_output_token_seconds``
+  (the requests that finished in the minute; the scaler reads the sidecar's
+  ``brix_engine_time_per_output_token_seconds``, the same histogram);
 - with a profile, the mean lengths: ``rate(vllm:prompt_tokens_total)`` and
   ``rate(vllm:generation_tokens_total)`` over ``rate(vllm:request_success_total)``.
 
@@ -41,6 +42,7 @@ WAITING = "vllm:num_requests_waiting"
 PENDING = "brix_gateway_requests_pending"
 RUNNING = "vllm:num_requests_running"
 TTFT = "vllm:time_to_first_token_seconds"
+TPOT = "vllm:request_time_per_output_token_seconds"
 PROMPT_TOKENS = "vllm:prompt_tokens_total"
 OUTPUT_TOKENS = "vllm:generation_tokens_total"
 SUCCESS = "vllm:request_success_total"
@@ -102,6 +104,8 @@ class BrixSlo:
             running=metrics.sum(RUNNING) or 0.0,
             replicas=replicas, ready=ready,
             ttft=metrics.histogram_quantile(self.policy.slo.attainment, TTFT,
+                                            self.rate_window),
+            tpot=metrics.histogram_quantile(self.policy.slo.attainment, TPOT,
                                             self.rate_window))
 
     def decide(self, *, now: float, metrics: MetricsView, replicas: int, ready: int) -> int:

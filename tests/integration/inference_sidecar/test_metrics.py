@@ -53,7 +53,9 @@ def _as_brix(engine: Samples) -> Samples:
     for vllm, brix in (("vllm:time_to_first_token_seconds",
                         "brix_engine_time_to_first_token_seconds"),
                        ("vllm:e2e_request_latency_seconds",
-                        "brix_engine_e2e_request_latency_seconds")):
+                        "brix_engine_e2e_request_latency_seconds"),
+                       ("vllm:request_time_per_output_token_seconds",
+                        "brix_engine_time_per_output_token_seconds")):
         for suffix in ("_bucket", "_sum", "_count"):
             names[vllm + suffix] = brix + suffix
     out: Samples = {}
@@ -106,6 +108,7 @@ def test_metrics_follow_the_engine_under_load_and_match_its_figures(
     assert _engine_part(mine) == theirs
     assert value(mine, "brix_engine_generation_tokens_total") == 8 * 40
     assert value(mine, "brix_engine_e2e_request_latency_seconds_count") == 8
+    assert value(mine, "brix_engine_time_per_output_token_seconds_count") == 8
     assert value(mine, "brix_engine_prompt_tokens_total") == sim_value(
         engine.url, "vllm:prompt_tokens_total") > 0
 

@@ -171,6 +171,8 @@ MAPPING = {
        for s in ("_bucket", "_count", "_sum")},
     **{f"brix_engine_e2e_request_latency_seconds{s}": f"vllm:e2e_request_latency_seconds{s}"
        for s in ("_bucket", "_count", "_sum")},
+    **{f"brix_engine_time_per_output_token_seconds{s}":
+       f"vllm:request_time_per_output_token_seconds{s}" for s in ("_bucket", "_count", "_sum")},
 }
 
 
@@ -223,6 +225,8 @@ def test_sidecar_values_match_vllms_own_metrics(engine: VllmEngine,
     wanted = {(brix, labels) for brix, v in MAPPING.items() for (n, labels) in after if n == v}
     assert wanted <= set(ours)
     assert compared == len(wanted) > len(MAPPING)
+    # vLLM 0.32 has every series brix maps (TPOT's per-request histogram included).
+    assert set(MAPPING) <= {name for name, _ in ours}
     assert after[("vllm:prompt_tokens_total", ())] > 0
     assert ours[("brix_engine_up", ())] == 1
     assert ours[("brix_lora_adapters_loaded", ())] == 1

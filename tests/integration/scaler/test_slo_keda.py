@@ -2,7 +2,7 @@
 
 A real Prometheus scrapes an exporter of this test that serves a model's
 traffic as the gateway and a sidecar would (request and token counters, the
-TTFT histogram, queue gauges) while a thread keeps the traffic flowing at a
+TTFT and TPOT histograms, queue gauges) while a thread keeps the traffic flowing at a
 known rate; the scaler, a real process, is asked as KEDA asks.
 """
 
@@ -18,6 +18,7 @@ import grpc
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from scaler.slo_signal import read_slo_sample, slo_load, slo_query
 from tests.helpers.procs import ProcessGroup
 from tests.helpers.prometheus import query, start_prometheus
 from tests.helpers.scaler import (
@@ -35,6 +36,7 @@ pytestmark = pytest.mark.integration
 MODEL = "m-slo"
 RATE = 10.0  # requests/s the traffic thread sends
 PROMPT, OUTPUT = 100, 50  # tokens per request
+TPOT = 0.04  # seconds per output token of every finished request
 
 
 class Traffic:
@@ -50,6 +52,9 @@ class Traffic:
         self.output = Counter("brix_engine_generation_tokens", "output", labels, registry=r)
         self.ttft = Histogram("brix_engine_time_to_first_token_seconds", "ttft", labels,
                               buckets=(0.25, 0.5, 1, 2, 4, 8), registry=r)
+        # vLLM's bounds around TPOT (0.025, 0.05): the quantile lands in that bucket.
+        self.tpot = Histogram("brix_engine_time_per_output_token_seconds", "tpot", labels,
+                              buckets=(0.01, 0.025, 0.05, 0.075, 0.1), registry=r)
         gauges = {name: Gauge(name, name, labels, registry=r) for name in (
             "brix_engine_up", "brix_engine_requests_waiting", "brix_engine_requests_running",
             "brix_gateway_requests_pending")}
@@ -76,6 +81,7 @@ class Traffic:
             self.prompt.labels(**self._pod).inc(done * PROMPT)
             self.output.labels(**self._pod).inc(done * OUTPUT)
             self.ttft.labels(**self._pod).observe(self._first_token)
+            self.tpot.labels(**self._pod).observe(TPOT)
 
     def close(self) -> None:
         self._stop.set()
@@ -169,6 +175,20 @@ def test_a_profile_gives_the_capacity_from_the_measured_lengths(stub: Any, prom:
     after = measured_rate(prom)
     assert math.ceil(0.6 * before) - 1 <= value <= math.ceil(0.6 * after) + 1, (
         before, value, after)
+
+
+def test_the_query_reads_the_engines_ttft_and_tpot_quantiles_from_prometheus(prom: str) -> None:
+    some_traffic(prom)
+    # The scaler's own PromQL, asked of the real Prometheus that scrapes the traffic.
+    sample = read_slo_sample(query(prom, slo_query("default", MODEL, 0.99)), model=MODEL)
+    assert sample.ttft is not None
+    assert 2 < sample.ttft <= 4  # every first token at 3 s
+    assert sample.tpot is not None
+    assert 0.025 < sample.tpot <= 0.05  # every TPOT 0.04 s
+    load = slo_load(sample, model=MODEL, namespace="default")
+    assert load.tpot == sample.tpot
+    assert load.prompt_tokens == pytest.approx(PROMPT, rel=0.05)
+    assert load.output_tokens == pytest.approx(OUTPUT, rel=0.05)
 
 
 def test_the_spec_asks_for_an_average_of_one(stub: Any) -> None:

@@ -57,6 +57,11 @@ def test_recorded_two_engine_exposition_is_added_up() -> None:
     assert got[(f"{e2e}_bucket", (("le", "5.0"), *M))] == 14.0
     assert got[(f"{e2e}_count", M)] == 16.0
     assert got[(f"{e2e}_sum", M)] == pytest.approx(50.0)
+    tpot = "brix_engine_time_per_output_token_seconds"
+    assert got[(f"{tpot}_bucket", (("le", "0.025"), *M))] == 9.0
+    assert got[(f"{tpot}_bucket", (("le", "0.05"), *M))] == 15.0
+    assert got[(f"{tpot}_count", M)] == 16.0
+    assert got[(f"{tpot}_sum", M)] == pytest.approx(0.44)
     # Only brix names, only the model label (plus le).
     for name, labels in got:
         assert name.startswith("brix_")

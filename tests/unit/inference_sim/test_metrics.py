@@ -51,6 +51,9 @@ def test_steps_count_tokens_and_latencies() -> None:
     assert got[("vllm:generation_tokens_total", labels)] == 2
     assert got[("vllm:time_to_first_token_seconds_sum", labels)] == 0.5
     assert got[("vllm:e2e_request_latency_seconds_sum", labels)] == 1.5
+    # Two tokens, the second a second after the first: 1 s per output token after it.
+    assert got[("vllm:request_time_per_output_token_seconds_sum", labels)] == 1.0
+    assert got[("vllm:request_time_per_output_token_seconds_count", labels)] == 1
     assert got[("vllm:request_success_total", (*labels[:1], ("finished_reason", "stop"),
                                                labels[1]))] == 1
 

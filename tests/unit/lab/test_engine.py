@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 import numpy as np
 import pytest
@@ -222,6 +223,8 @@ class Recorder(Steps):
             "prompt": metrics.sum_rate("vllm:prompt_tokens_total", 120.0),
             "ttft_p50": metrics.histogram_quantile(0.5, "vllm:time_to_first_token_seconds",
                                                    120.0),
+            "tpot_p50": metrics.histogram_quantile(
+                0.5, "vllm:request_time_per_output_token_seconds", 120.0),
             "engines": float(metrics.count("vllm:num_requests_running")),
         })
         return replicas
@@ -247,6 +250,12 @@ def test_what_policies_read_follows_the_traffic() -> None:
     seen = [row["ttft_p50"] for row in steady if row["ttft_p50"] is not None]
     assert len(seen) == len(steady)
     assert all(abs(q - true_p50) <= 0.02 for q in seen), (true_p50, seen)
+    # Likewise the per-request TPOT histogram, within its bucket around the true median.
+    tpot_p50 = float(np.nanmedian(result.tpot))
+    edges = [0.0, 0.01, 0.025, 0.05, 0.075, 0.1]
+    low, high = next((a, b) for a, b in itertools.pairwise(edges) if a < tpot_p50 <= b)
+    tpot_seen = [row["tpot_p50"] for row in steady]
+    assert all(q is not None and low <= q <= high for q in tpot_seen), (tpot_p50, tpot_seen)
 
 
 def test_a_policy_that_asks_for_the_profile_gets_it_before_deciding() -> None:

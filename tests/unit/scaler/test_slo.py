@@ -256,6 +256,15 @@ def test_tpot_misses_count_as_misses() -> None:
     assert d.capacity < 2.0
 
 
+def test_a_tpot_miss_lowers_the_capacity_without_a_queue_a_ttft_miss_does_not() -> None:
+    # A full batch decodes slowly and queues nothing: the load, not the requests' lengths.
+    p = policy(slo=Slo(ttft=2.0, tpot=0.05), capacity=2.0)
+    tpot_missed, _ = decide(p, SloState(), load(4.0, 4, ttft=0.5, tpot=0.2), now=15.0)
+    assert tpot_missed.capacity < 2.0
+    ttft_missed, _ = decide(p, SloState(), load(4.0, 4, ttft=5.0, tpot=0.01), now=15.0)
+    assert ttft_missed.capacity == 2.0
+
+
 def test_without_a_profile_it_refuses_until_targets_are_met_under_load() -> None:
     p = policy(capacity=None)
     with pytest.raises(SloError, match="initialCapacity") as info:
@@ -357,6 +366,66 @@ def test_profile_capacity_falls_with_longer_requests_and_rises_with_a_bigger_bat
     assert bigger.requests_per_s(1000, 250) > base
     # Prefill-only work runs at the prefill speed.
     assert profile.requests_per_s(2000, 0) == pytest.approx(GPU["prefill_tokens_per_s"] / 2000)
+
+
+def test_a_tpot_target_that_the_full_batch_meets_changes_nothing() -> None:
+    profile = ProfileCapacity.from_mapping(GPU)
+    # At saturation a sequence's time per token is batch / (rate x output) = 0.08 s here.
+    assert profile.requests_per_s(1000, 250, tpot=0.1) == pytest.approx(
+        profile.requests_per_s(1000, 250))
+    # One-token answers have no time per output token.
+    assert profile.requests_per_s(1000, 1, tpot=0.01) == profile.requests_per_s(1000, 1)
+
+
+def _meets(profile: ProfileCapacity, rate: float, prompt: float, output: float,
+           tpot: float) -> bool:
+    """Whether some batch serves ``rate`` with a mean time per token within ``tpot``."""
+    prefill_share = rate * prompt / profile.prefill_tokens_per_s
+    for batch in range(1, profile.max_num_seqs + 1):
+        step = profile.step_seconds(batch)
+        decodes = (1 - prefill_share) * batch / step  # tokens/s the batch decodes
+        if prefill_share < 1 and step / (1 - prefill_share) <= tpot * (1 + 1e-9) \
+                and rate * output <= decodes * (1 + 1e-9):
+            return True
+    return False
+
+
+@pytest.mark.parametrize("tpot", [0.009, 0.012, 0.02, 0.03, 0.05, 0.07])
+@pytest.mark.parametrize(("prompt", "output"), [(1000, 250), (12000, 340), (100, 800)])
+def test_a_tpot_target_bounds_the_capacity_to_the_most_a_batch_serves_within_it(
+        tpot: float, prompt: float, output: float) -> None:
+    profile = ProfileCapacity.from_mapping(GPU)
+    rate = profile.requests_per_s(prompt, output, tpot=tpot)
+    assert 0 < rate <= profile.requests_per_s(prompt, output)
+    assert _meets(profile, rate, prompt, output, tpot)
+    assert not _meets(profile, rate * 1.01, prompt, output, tpot)
+    # A tighter target never serves more.
+    assert profile.requests_per_s(prompt, output, tpot=tpot * 0.8) <= rate
+
+
+def test_decode_only_work_under_a_tpot_target_runs_the_biggest_batch_within_it() -> None:
+    profile = ProfileCapacity.from_mapping(GPU)
+    # 8 ms + 0.08 ms per further sequence <= 16 ms: 101 sequences, 16 ms a step.
+    assert profile.requests_per_s(0, 250, tpot=0.016) == pytest.approx(101 / (250 * 0.016))
+
+
+def test_a_tpot_target_below_one_decode_step_is_refused_naming_tpot() -> None:
+    profile = ProfileCapacity.from_mapping(GPU)
+    with pytest.raises(SloError) as info:
+        policy(capacity=None, profile=profile, slo=Slo(ttft=2.0, tpot=0.008))
+    assert info.value.key == "tpot"
+    assert "0.008" in str(info.value)
+    # A stated capacity is what one replica serves within the targets: no profile to ask.
+    assert policy(capacity=2.0, profile=profile, slo=Slo(ttft=2.0, tpot=0.008)).capacity == 2.0
+
+
+def test_the_profile_prior_prices_the_tpot_target() -> None:
+    profile = ProfileCapacity.from_mapping(GPU)
+    p = policy(capacity=None, profile=profile, slo=Slo(ttft=2.0, tpot=0.02))
+    measured = Load(rate=1.0, replicas=2, ready=2, prompt_tokens=1000.0, output_tokens=250.0)
+    d, _ = decide(p, SloState(), measured, now=15.0)
+    assert d.capacity == pytest.approx(profile.requests_per_s(1000, 250, tpot=0.02))
+    assert d.capacity < profile.requests_per_s(1000, 250)
 
 
 def test_profile_mapping_errors_name_the_key() -> None:

@@ -100,9 +100,11 @@ def test_the_query_selects_the_model_and_the_quantile() -> None:
     q = slo_query("ns", 'we"ird', 0.95)
     assert 'model="we\\"ird"' in q
     assert "histogram_quantile(0.95," in q
-    for part in ("rate", "prompt", "output", "ttft", "served", "waiting", "pending", "running",
-                 "pods"):
+    for part in ("rate", "prompt", "output", "ttft", "tpot", "served", "waiting", "pending",
+                 "running", "pods"):
         assert f'"brix_part", "{part}"' in q
+    assert q.count("histogram_quantile(0.95,") == 2  # TTFT and TPOT at the same share
+    assert "brix_engine_time_per_output_token_seconds_bucket" in q
 
 
 def _item(part: str, value: str) -> dict[str, object]:
@@ -112,20 +114,24 @@ def _item(part: str, value: str) -> dict[str, object]:
 def test_reading_the_answer_into_a_load() -> None:
     sample = read_slo_sample([_item("rate", "4"), _item("prompt", "400"),
                               _item("output", "200"), _item("ttft", "NaN"),
+                              _item("tpot", "0.04"),
                               _item("waiting", "3"), _item("pending", "1"),
                               _item("running", "5"), _item("pods", "2")], model="m")
     load = slo_load(sample, model="m", namespace="ns")
     assert (load.rate, load.queue, load.running, load.replicas, load.ready) == (4, 4, 5, 2, 2)
     assert (load.prompt_tokens, load.output_tokens) == (100, 50)
     assert load.ttft is None  # NaN: nothing observed
+    assert load.tpot == 0.04
 
 
 def test_no_requests_means_no_lengths_and_no_quantile() -> None:
     load = slo_load(read_slo_sample([_item("rate", "0"), _item("ttft", "0.5"), _item("pods", "1"),
-                                     _item("waiting", "0"), _item("running", "0")], model="m"),
+                                     _item("tpot", "0.1"), _item("waiting", "0"),
+                                     _item("running", "0")], model="m"),
                     model="m", namespace="ns")
     assert load.rate == 0
     assert load.ttft is None
+    assert load.tpot is None
     assert load.prompt_tokens is None
 
 

@@ -13,6 +13,8 @@ import matplotlib as mpl
 mpl.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
 from lab.engine import Result
 from lab.summary import PLOTS, families, frontier
@@ -28,6 +30,19 @@ def _style() -> AbstractContextManager[None]:
 # Outside the axes, on the right: many policies' lines stay visible.
 _LEGEND: dict[str, Any] = {"loc": "upper left", "bbox_to_anchor": (1.01, 1.0),
                            "borderaxespad": 0.0}
+
+
+def _save(fig: Figure, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _labels(ax: Axes, x: str, y: str, title: str) -> None:
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    ax.set_title(title)
+    ax.legend(**_LEGEND)
 
 
 def _minutes(t: np.ndarray) -> np.ndarray:
@@ -68,9 +83,7 @@ def plot_replicas(trace: Trace, results: Mapping[str, Result], path: Path) -> No
         more = rep_ax.get_legend_handles_labels()
         rep_ax.legend(handles[0] + more[0], handles[1] + more[1], **legend_at)
         rate_ax.set_title(f"Arrivals and replicas: {trace.name}")
-        fig.tight_layout()
-        fig.savefig(path)
-        plt.close(fig)
+        _save(fig, path)
 
 
 def plot_ttft(trace: Trace, results: Mapping[str, Result], slo_ttft: float, path: Path) -> None:
@@ -90,13 +103,9 @@ def plot_ttft(trace: Trace, results: Mapping[str, Result], slo_ttft: float, path
         ax.axhline(slo_ttft, color="red", linestyle="--", linewidth=1.2,
                    label=f"SLO {slo_ttft:g} s")
         ax.set_yscale("log")
-        ax.set_xlabel("arrival time (minutes)")
-        ax.set_ylabel("TTFT p99 of the minute's arrivals (s, log)")
-        ax.set_title(f"Time to first token, p99 per minute: {trace.name}")
-        ax.legend(**_LEGEND)
-        fig.tight_layout()
-        fig.savefig(path)
-        plt.close(fig)
+        _labels(ax, "arrival time (minutes)", "TTFT p99 of the minute's arrivals (s, log)",
+                f"Time to first token, p99 per minute: {trace.name}")
+        _save(fig, path)
 
 
 def plot_cost(results: Mapping[str, Result], path: Path) -> None:
@@ -106,14 +115,9 @@ def plot_cost(results: Mapping[str, Result], path: Path) -> None:
             times, alive = _alive_steps(result)
             spent = np.concatenate(([0.0], np.cumsum(alive[:-1] * np.diff(times))))
             ax.plot(_minutes(times), spent / 3600.0, linewidth=1.6, label=name)
-        ax.set_xlabel("time (minutes)")
-        ax.set_ylabel("cumulative replica-hours")
-        ax.set_title("Cost: cumulative replica-hours")
         ax.set_ylim(bottom=0)
-        ax.legend(**_LEGEND)
-        fig.tight_layout()
-        fig.savefig(path)
-        plt.close(fig)
+        _labels(ax, "time (minutes)", "cumulative replica-hours", "Cost: cumulative replica-hours")
+        _save(fig, path)
 
 
 def plot_frontier(policies: Mapping[str, Mapping[str, Any]], target: float, path: Path) -> None:
@@ -140,14 +144,10 @@ def plot_frontier(policies: Mapping[str, Mapping[str, Any]], target: float, path
                             fontsize=8, color=colour, fontweight="bold")
         ax.axhline(100.0 * target, color="0.3", linestyle="--", linewidth=1,
                    label=f"SLO target {target:.0%}")
-        ax.set_xlabel("cost (replica-hours)")
-        ax.set_ylabel("SLO attainment (% of requests)")
-        ax.set_title("Cost against attainment: up and to the left is better")
         ax.set_xlim(left=0)
-        ax.legend(**_LEGEND)
-        fig.tight_layout()
-        fig.savefig(path)
-        plt.close(fig)
+        _labels(ax, "cost (replica-hours)", "SLO attainment (% of requests)",
+                "Cost against attainment: up and to the left is better")
+        _save(fig, path)
 
 
 def plot_all(trace: Trace, results: Mapping[str, Result], policies: Mapping[str, Mapping[str, Any]],

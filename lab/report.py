@@ -41,6 +41,19 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def _family_row(family: str, entry: Mapping[str, Any], *, attainment: bool) -> str:
+    """A family's row of a comparison table: its chosen run (or its best, when none
+    qualifies), with the run's attainment when ``attainment``."""
+    if entry["policy"] is None:
+        blanks = " - |" * (3 if attainment else 2)
+        return (f"| {family} | none (best: `{entry['best_attainment_policy']}` at "
+                f"{entry['slo_attainment']:.2%}) |{blanks}")
+    rel = entry["relative_to_baseline"]
+    reached = f" {entry['slo_attainment']:.2%} |" if attainment else ""
+    return (f"| {family} | `{entry['policy']}` |{reached} {entry['replica_seconds']:.0f} | "
+            f"{'-' if rel is None else f'{rel:.3g}x'} |")
+
+
 def _markdown(summary: Mapping[str, Any], plots: list[Path]) -> str:
     trace = summary["trace"]
     settings = summary["settings"]
@@ -66,14 +79,8 @@ def _markdown(summary: Mapping[str, Any], plots: list[Path]) -> str:
     lines += ["", f"## Cheapest run of each policy that reaches {slo['target']:.0%}", "",
               "| policy family | cheapest reaching the target | replica-s | relative to "
               f"the cheapest `{summary['baseline']}` |", "|---|---|---|---|"]
-    for family, entry in summary["cheapest"].items():
-        if entry["policy"] is None:
-            lines.append(f"| {family} | none (best: `{entry['best_attainment_policy']}` at "
-                         f"{entry['slo_attainment']:.2%}) | - | - |")
-        else:
-            rel = entry["relative_to_baseline"]
-            lines.append(f"| {family} | `{entry['policy']}` | {entry['replica_seconds']:.0f} | "
-                         f"{'-' if rel is None else f'{rel:.3g}x'} |")
+    lines += [_family_row(family, entry, attainment=False)
+              for family, entry in summary["cheapest"].items()]
     matched = summary.get("matched")
     if matched is not None:
         lines += ["", f"## At the baseline's best attainment ({matched['attainment']:.2%}, "
@@ -82,15 +89,8 @@ def _markdown(summary: Mapping[str, Any], plots: list[Path]) -> str:
                   "family's cheapest run that reaches as much as the baseline's best.", "",
                   "| policy family | cheapest reaching it | attainment | replica-s | "
                   "relative to the baseline's |", "|---|---|---|---|---|"]
-        for family, entry in matched["families"].items():
-            if entry["policy"] is None:
-                lines.append(f"| {family} | none (best: `{entry['best_attainment_policy']}` "
-                             f"at {entry['slo_attainment']:.2%}) | - | - | - |")
-            else:
-                rel = entry["relative_to_baseline"]
-                lines.append(f"| {family} | `{entry['policy']}` | {entry['slo_attainment']:.2%} "
-                             f"| {entry['replica_seconds']:.0f} | "
-                             f"{'-' if rel is None else f'{rel:.3g}x'} |")
+        lines += [_family_row(family, entry, attainment=True)
+                  for family, entry in matched["families"].items()]
     if any(p.stem == "frontier" for p in plots):
         lines += ["", "## Each family's frontier (the numbers of frontier.png)", "",
                   "Runs no other run of the family beats on both cost and attainment, "

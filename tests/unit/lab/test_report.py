@@ -134,10 +134,10 @@ def test_a_report_whose_baseline_misses_the_target_compares_at_its_best(
     out = tmp_path / "report"
     # A 40 requests/s minute on a 10/s base, a 0.5 s TTFT: every run misses 99 %;
     # both keda-hpa settings reach the same share (the cheaper is the reference),
-    # and only four fixed replicas reach as much.
+    # only four fixed replicas reach as much, and kpa (a scale-up at a time) does not.
     assert main(["backtest", "--trace",
                  "synthetic:spike?rate=10&factor=4&width=60&duration=240&seed=2",
-                 "--policies", "keda-hpa:threshold=1,5", "fixed:replicas=1,2,4",
+                 "--policies", "keda-hpa:threshold=1,5", "fixed:replicas=1,2,4", "kpa",
                  "--slo-ttft", "0.5", "--cold-start", "30", "--quiet", "--out", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text())
     rows = summary["policies"]
@@ -154,11 +154,21 @@ def test_a_report_whose_baseline_misses_the_target_compares_at_its_best(
     assert reaching == ["fixed:replicas=4"]
     fixed = matched["families"]["fixed"]
     assert fixed["policy"] == "fixed:replicas=4"
+    assert matched["families"]["kpa"]["policy"] is None
     assert fixed["relative_to_baseline"] == pytest.approx(
         rows["fixed:replicas=4"]["replica_seconds"]
         / rows[matched["baseline_policy"]]["replica_seconds"], rel=1e-3)
     report = (out / "report.md").read_text()
     assert f"## At the baseline's best attainment ({base:.2%}" in report
+    # Every row of every table has its header's number of cells.
+    width = 0
+    for line in report.splitlines():
+        if not line.startswith("|"):
+            width = 0
+        elif width == 0:
+            width = line.count("|")
+        else:
+            assert line.count("|") == width, line
     assert "![frontier](frontier.png)" in report
     # The frontier's numbers, listed: keda-hpa's two runs tie on attainment, so only the
     # cheaper is on its frontier.

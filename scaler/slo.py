@@ -156,8 +156,9 @@ class ProfileCapacity:
     at batch ``b`` needs ``r <= 1 / (P / prefill + O * step(b) / b)``; the
     capacity is the best batch's smaller bound, over ``b`` = 1 .. ``max_num_seqs``
     (a bigger batch decodes more tokens/s but each more slowly). Means, not the
-    attainment quantile: the online correction, which checks observed TPOT
-    where it is measured, keeps the tail honest.
+    attainment quantile: the tail, requests decoding beside a long prompt's
+    prefill chunks, is not priced, and the online correction lowers the
+    capacity for an observed TPOT miss only while a queue persisted.
     """
 
     prefill_tokens_per_s: float

@@ -475,6 +475,18 @@ def _learn_capacity(policy: SloPolicy, state: SloState, load: Load, prior: float
     return prior * factor, replace(state, factor=factor, prior=prior)
 
 
+def _observed(policy: SloPolicy, load: Load) -> str:
+    """What the capacity learnt from, for the decision's line: the observed quantiles
+    against their targets."""
+    def seen(value: float | None, target: float) -> str:
+        return f"{'none' if value is None else f'{value:.3g}s'} (target {target:g}s)"
+
+    line = f"observed at {policy.slo.attainment:g}: ttft {seen(load.ttft, policy.slo.ttft)}"
+    if policy.slo.tpot is not None:
+        line += f", tpot {seen(load.tpot, policy.slo.tpot)}"
+    return line
+
+
 def _mean_rate(policy: SloPolicy, rates: tuple[tuple[float, float], ...], now: float) -> float:
     """The mean arrival rate of the decisions within the scale-down window (this one's
     included; the trend window's samples at most)."""
@@ -540,7 +552,8 @@ def decide(policy: SloPolicy, state: SloState, load: Load,
                   f"+{policy.pod_start:g}s, backlog {queued:g}/{policy.slo.ttft:g}s = "
                   f"{backlog:.3g}/s; capacity {capacity:.3g}/s x {policy.utilization:g} "
                   f"-> ceil({ahead + backlog:.3g}/{per_replica:.3g}) = {raw}"
-                  + (f", running needs {floor_}" if floor_ > raw else ""))
+                  + (f", running needs {floor_}" if floor_ > raw else "")
+                  + f"; {_observed(policy, load)}")
 
     window = (*((t, d) for t, d in state.desired if t > now - policy.scale_down_window),
               (now, wanted))

@@ -59,6 +59,13 @@ def test_steady_demand_over_capacity_times_utilisation() -> None:
     assert "\n" not in decision.reason
     assert "capacity" in decision.reason
     assert "forecast" in decision.reason
+    assert decision.reason.endswith("; observed at 0.99: ttft none (target 2s)")
+
+
+def test_the_reason_names_the_observed_quantiles_against_their_targets() -> None:
+    p = policy(slo=Slo(ttft=2.0, tpot=0.05, attainment=0.95))
+    d, _ = decide(p, SloState(), load(4.0, 4, ttft=0.5, tpot=0.2), now=15.0)
+    assert d.reason.endswith("; observed at 0.95: ttft 0.5s (target 2s), tpot 0.2s (target 0.05s)")
 
 
 def test_the_backlog_must_drain_within_the_ttft_target() -> None:

@@ -31,7 +31,7 @@ def test_pending_is_refused_at_its_own_bound() -> None:
 @pytest.mark.parametrize(("name", "value"), [
     ("max_in_flight", 0), ("max_pending", 0), ("max_header_bytes", 0),
     ("body_timeout", 0.0), ("header_timeout", -1.0), ("reconnect_hold", -1.0),
-    ("overload_retry_after", -1),
+    ("overload_retry_after", -1), ("keep_alive_timeout", 0.0),
 ])
 def test_bounds_that_make_no_sense_are_refused_naming_the_setting(name: str, value: float) -> None:
     with pytest.raises(ValueError, match=name):

@@ -186,6 +186,9 @@ def test_a_report_whose_baseline_misses_the_target_compares_at_its_best(
      "--cold-start 'soon'"),
     (["--trace", "synthetic:steady", "--policies", "fixed", "--routing", "fastest"],
      "unknown routing strategy 'fastest'"),
+    # gpu-8b's decode step with one sequence is 8 ms: a 5 ms TPOT is met by no batch.
+    (["--trace", "synthetic:steady", "--policies", "brix-slo:tpot=0.005"],
+     "tpot: 0.005 s is not above the profile's decode step with one sequence (0.008 s)"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                           argv: list[str], message: str) -> None:

@@ -66,6 +66,10 @@ def test_a_profile_is_the_prior() -> None:
     ({"ttft": "2", "initialCapacity": "1", "outputTokens": "many"}, "outputTokens"),
     ({"ttft": "2", "initialCapacity": "1", "scaleDownWhileRising": "yes"},
      "scaleDownWhileRising"),
+    # At or below the profile's decode step with one sequence (10 ms): no batch meets it.
+    ({"ttft": "2", "tpot": "0.01", "profile": '{"prefill_tokens_per_s": 1000, '
+      '"decode_ms_per_token": 10, "decode_ms_per_token_per_seq": 0, "max_num_seqs": 4}'},
+     "tpot"),
 ])
 def test_bad_settings_name_the_key(metadata: dict[str, str], key: str) -> None:
     with pytest.raises(MetadataError) as info:

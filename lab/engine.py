@@ -64,6 +64,7 @@ import numpy as np
 
 from gateway.picker import Candidate
 from gateway.routing_config import RoutingConfig
+from inference.sim import metrics as sim_metrics
 from inference.sim.prefix_cache import DEFAULT_BLOCK_SIZE, chain_keys
 from inference.sim.scheduler import Scheduler, Sequence, Step
 from lab.policies.base import Autoscaler
@@ -75,13 +76,11 @@ from lab.traces import Trace
 __all__ = ["LATENCY_BUCKETS", "TPOT_BUCKETS", "TTFT_BUCKETS", "Outcome", "Result", "SimSettings",
            "simulate"]
 
-# vLLM's bucket bounds (as inference/sim/metrics.py; vllm/v1/metrics/buckets.py).
-TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5,
-                5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0, math.inf)
-LATENCY_BUCKETS = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0,
-                   60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0, math.inf)
-TPOT_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0,
-                7.5, 10.0, 20.0, 40.0, 80.0, math.inf)
+# vLLM's bucket bounds, as the sim engine exports them (checked against vLLM's own in
+# tests/integration/inference_sim/test_vllm_shapes.py), with +Inf last.
+TTFT_BUCKETS = (*sim_metrics.TTFT_BUCKETS, math.inf)
+LATENCY_BUCKETS = (*sim_metrics.LATENCY_BUCKETS, math.inf)
+TPOT_BUCKETS = (*sim_metrics.TPOT_BUCKETS, math.inf)
 
 WAITING = "vllm:num_requests_waiting"
 RUNNING = "vllm:num_requests_running"

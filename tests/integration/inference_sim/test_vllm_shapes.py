@@ -109,9 +109,15 @@ def test_errors(url: str) -> None:
 
 
 def test_histogram_buckets_are_vllms() -> None:
-    from vllm.v1.metrics.buckets import REQUEST_LATENCY_BUCKETS, TIME_TO_FIRST_TOKEN_BUCKETS
+    from vllm.v1.metrics.buckets import (
+        INTER_TOKEN_LATENCY_BUCKETS,
+        REQUEST_LATENCY_BUCKETS,
+        TIME_TO_FIRST_TOKEN_BUCKETS,
+    )
 
-    from inference.sim.metrics import LATENCY_BUCKETS, TTFT_BUCKETS
+    from inference.sim.metrics import LATENCY_BUCKETS, TPOT_BUCKETS, TTFT_BUCKETS
 
     assert tuple(TTFT_BUCKETS) == tuple(TIME_TO_FIRST_TOKEN_BUCKETS)
     assert tuple(LATENCY_BUCKETS) == tuple(REQUEST_LATENCY_BUCKETS)
+    # vLLM's per-request TPOT histogram takes the inter-token latency's bounds.
+    assert tuple(TPOT_BUCKETS) == tuple(INTER_TOKEN_LATENCY_BUCKETS)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from inference.sim.scheduler import Scheduler, Sequence
-from lab.engine import Outcome, Result, SimSettings, simulate
+from lab.engine import TPOT_BUCKETS, Outcome, Result, SimSettings, simulate
 from lab.policies.base import MetricsView
 from lab.profiles import Profile, load_profile
 from lab.traces import Request, Trace, load
@@ -252,8 +252,8 @@ def test_what_policies_read_follows_the_traffic() -> None:
     assert all(abs(q - true_p50) <= 0.02 for q in seen), (true_p50, seen)
     # Likewise the per-request TPOT histogram, within its bucket around the true median.
     tpot_p50 = float(np.nanmedian(result.tpot))
-    edges = [0.0, 0.01, 0.025, 0.05, 0.075, 0.1]
-    low, high = next((a, b) for a, b in itertools.pairwise(edges) if a < tpot_p50 <= b)
+    low, high = next((a, b) for a, b in itertools.pairwise((0.0, *TPOT_BUCKETS))
+                     if a < tpot_p50 <= b)
     tpot_seen = [row["tpot_p50"] for row in steady]
     assert all(q is not None and low <= q <= high for q in tpot_seen), (tpot_p50, tpot_seen)
 

@@ -100,6 +100,31 @@ def families(policies: Mapping[str, Mapping[str, Any]]) -> dict[str, list[str]]:
     return grouped
 
 
+def _reaching(policies: Mapping[str, Mapping[str, Any]], names: list[str],
+              share: float) -> dict[str, Any]:
+    """Of ``names``, the cheapest run whose attainment is at least ``share``: its name as
+    ``policy``, its replica-seconds and attainment; when none reaches it, ``policy`` None
+    and the best run's name (``best_attainment_policy``) and figures."""
+    reaching = [n for n in names if policies[n]["slo_attainment"] >= share]
+    if reaching:
+        name = min(reaching, key=lambda n: policies[n]["replica_seconds"])
+        entry: dict[str, Any] = {"policy": name}
+    else:
+        name = max(names, key=lambda n: policies[n]["slo_attainment"])
+        entry = {"policy": None, "best_attainment_policy": name}
+    return {**entry, "replica_seconds": policies[name]["replica_seconds"],
+            "slo_attainment": policies[name]["slo_attainment"]}
+
+
+def _relative(entries: dict[str, dict[str, Any]], base_cost: float | None) -> None:
+    """Set each entry's ``relative_to_baseline``: its replica-seconds over ``base_cost``
+    (None where either has no run)."""
+    for entry in entries.values():
+        entry["relative_to_baseline"] = (
+            round(entry["replica_seconds"] / base_cost, 4)
+            if base_cost and entry["policy"] is not None else None)
+
+
 def cheapest(policies: Mapping[str, Mapping[str, Any]], slo: Slo,
              baseline: str = "keda-hpa") -> dict[str, dict[str, Any]]:
     """Per policy family (the name before ':'), its cheapest run that reaches the SLO target.
@@ -107,24 +132,11 @@ def cheapest(policies: Mapping[str, Mapping[str, Any]], slo: Slo,
     ``relative_to_baseline`` is its replica-seconds over the baseline family's
     cheapest that reaches the target (None when the baseline has none).
     """
-    best: dict[str, dict[str, Any]] = {}
-    for family, names in families(policies).items():
-        meeting = [n for n in names if policies[n]["slo_attainment"] >= slo.target]
-        if meeting:
-            name = min(meeting, key=lambda n: policies[n]["replica_seconds"])
-            best[family] = {"policy": name, "replica_seconds": policies[name]["replica_seconds"],
-                            "slo_attainment": policies[name]["slo_attainment"]}
-        else:
-            name = max(names, key=lambda n: policies[n]["slo_attainment"])
-            best[family] = {"policy": None, "best_attainment_policy": name,
-                            "slo_attainment": policies[name]["slo_attainment"],
-                            "replica_seconds": policies[name]["replica_seconds"]}
+    best = {family: _reaching(policies, names, slo.target)
+            for family, names in families(policies).items()}
     base = best.get(baseline)
-    for entry in best.values():
-        entry["relative_to_baseline"] = (
-            round(entry["replica_seconds"] / base["replica_seconds"], 4)
-            if base is not None and base["policy"] is not None and entry["policy"] is not None
-            else None)
+    _relative(best, base["replica_seconds"] if base is not None and base["policy"] is not None
+              else None)
     return best
 
 
@@ -148,28 +160,15 @@ def at_matched_attainment(policies: Mapping[str, Mapping[str, Any]],
 
     The comparison the cost goal falls back on when no setting reaches the SLO
     target: as much attainment for fewer replicas. A family with no run at ``A``
-    has ``policy`` None and its best attainment for the record.
+    has ``policy`` None and its best run's figures for the record.
     """
     by_family = families(policies)
     if baseline not in by_family:
         return None
     names = by_family[baseline]
     reach = max(policies[n]["slo_attainment"] for n in names)
-    ref = min((n for n in names if policies[n]["slo_attainment"] >= reach),
-              key=lambda n: policies[n]["replica_seconds"])
-    ref_cost = policies[ref]["replica_seconds"]
-    rows: dict[str, dict[str, Any]] = {}
-    for family, members in by_family.items():
-        meeting = [n for n in members if policies[n]["slo_attainment"] >= reach]
-        if not meeting:
-            best = max(members, key=lambda n: policies[n]["slo_attainment"])
-            rows[family] = {"policy": None, "best_attainment_policy": best,
-                            "slo_attainment": policies[best]["slo_attainment"],
-                            "replica_seconds": None, "relative_to_baseline": None}
-            continue
-        name = min(meeting, key=lambda n: policies[n]["replica_seconds"])
-        cost = policies[name]["replica_seconds"]
-        rows[family] = {"policy": name, "slo_attainment": policies[name]["slo_attainment"],
-                        "replica_seconds": cost,
-                        "relative_to_baseline": round(cost / ref_cost, 4) if ref_cost else None}
-    return {"baseline_policy": ref, "attainment": reach, "families": rows}
+    ref = _reaching(policies, names, reach)
+    rows = {family: _reaching(policies, members, reach)
+            for family, members in by_family.items()}
+    _relative(rows, ref["replica_seconds"])
+    return {"baseline_policy": ref["policy"], "attainment": reach, "families": rows}

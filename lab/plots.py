@@ -127,21 +127,21 @@ def plot_frontier(policies: Mapping[str, Mapping[str, Any]], target: float, path
     attainment per replica-hour, in one glance."""
     with _style():
         fig, ax = plt.subplots()
+        def at(names: list[str]) -> tuple[list[float], list[float]]:
+            """Replica-hours and attainment (%) of ``names``."""
+            return ([policies[n]["replica_seconds"] / 3600.0 for n in names],
+                    [100.0 * policies[n]["slo_attainment"] for n in names])
+
         for index, (family, names) in enumerate(families(policies).items()):
             colour = f"C{index % 10}"
-            cost = [policies[n]["replica_seconds"] / 3600.0 for n in names]
-            reach = [100.0 * policies[n]["slo_attainment"] for n in names]
-            ax.scatter(cost, reach, s=28, alpha=0.55, color=colour, label=family)
-            edge = frontier(policies, names)
-            ax.plot([policies[n]["replica_seconds"] / 3600.0 for n in edge],
-                    [100.0 * policies[n]["slo_attainment"] for n in edge],
-                    color=colour, linewidth=1.4, marker="o")
-            for i, n in enumerate(edge):
+            ax.scatter(*at(names), s=28, alpha=0.55, color=colour, label=family)
+            xs, ys = at(frontier(policies, names))
+            ax.plot(xs, ys, color=colour, linewidth=1.4, marker="o")
+            for i, point in enumerate(zip(xs, ys, strict=True)):
                 # Alternately above and below: neighbours on a flat frontier stay legible.
-                ax.annotate(str(i + 1), (policies[n]["replica_seconds"] / 3600.0,
-                                         100.0 * policies[n]["slo_attainment"]),
-                            textcoords="offset points", xytext=(3, 5 if i % 2 == 0 else -12),
-                            fontsize=8, color=colour, fontweight="bold")
+                ax.annotate(str(i + 1), point, textcoords="offset points",
+                            xytext=(3, 5 if i % 2 == 0 else -12), fontsize=8, color=colour,
+                            fontweight="bold")
         ax.axhline(100.0 * target, color="0.3", linestyle="--", linewidth=1,
                    label=f"SLO target {target:.0%}")
         ax.set_xlim(left=0)

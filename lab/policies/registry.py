@@ -282,8 +282,9 @@ _POLICIES: dict[str, PolicyInfo] = {
                 "online.",
         settings={
             "ttft": Setting(float, 2.0, "TTFT target, seconds", above=0),
-            "tpot": Setting(float, None, "TPOT target, seconds: bounds the profile's batch, "
-                            "and observed misses lower the capacity", above=0),
+            "tpot": Setting(float, None, "TPOT target, seconds: bounds the profile's batch; "
+                            "an observed miss lowers the capacity while a queue persisted",
+                            above=0),
             "attainment": Setting(float, 0.99, "share of requests within the targets, (0, 1]",
                                   above=0, maximum=1),
             "pod_start": Setting(float, 60.0, "seconds from scale-up to serving (the "

@@ -30,7 +30,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from gateway.keys import ApiKeys
 from gateway.metrics import UNKNOWN_MODEL, GatewayMetrics
-from gateway.picker import PREFIX_AFFINITY, STRATEGIES, prompt_prefix
+from gateway.picker import PREFIX_AFFINITY, STRATEGIES, prompt_chars, prompt_prefix
 from gateway.proxy import Proxy, ProxyCall, json_error
 from gateway.settings import GatewaySettings
 
@@ -182,7 +182,8 @@ class Completions:
                   else ())
         return ProxyCall(proxy, path=path, body=body, headers=head.forward,
                          name=model, strategy=strategy, prefix=prefix,
-                         request_id=head.request_id, started=head.started, hashes=hashes)
+                         request_id=head.request_id, started=head.started, hashes=hashes,
+                         prompt_chars=prompt_chars(parsed))
 
     def refused(self, head: Head, refusal: Refusal) -> tuple[Message, Message]:
         """The answer's two ASGI messages; counted in the metrics as answered."""

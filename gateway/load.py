@@ -1,7 +1,10 @@
 """What the gateway knows of each endpoint's load.
 
 Two sources: its own in-flight count per endpoint (exact, and only this
-gateway's share), and each pod's engine queue as its sidecar exports it
+gateway's share) with the prompt those requests still have to prefill (an
+estimate: a request's uncached prompt characters count from when it is sent
+until its answer's first body byte arrives, which for a stream is its first
+token and for a whole answer its end), and each pod's engine queue as its sidecar exports it
 (``brix_engine_requests_waiting`` / ``_running`` on the sidecar's /metrics),
 polled in the background for ``least-queue``.
 
@@ -38,6 +41,8 @@ class LoadTracker:
 
     def __init__(self) -> None:
         self.in_flight: dict[str, int] = {}
+        self.prefill: dict[str, int] = {}
+        """Prompt characters still to prefill per endpoint URL (sent, no first byte yet)."""
         self.queues: dict[str, tuple[int, int]] = {}
         self.kv_cache: dict[str, float] = {}
         """KV-cache usage ratio per endpoint URL, as its sidecar last reported it."""
@@ -51,10 +56,24 @@ class LoadTracker:
         self.queues_wanted_at = time.monotonic()
         self.queues_wanted.set()
 
-    def started(self, endpoint: Endpoint) -> None:
+    def started(self, endpoint: Endpoint, prefill: int = 0) -> None:
+        """A request went to ``endpoint`` with ``prefill`` prompt characters to prefill there."""
         self.in_flight[endpoint.url] = self.in_flight.get(endpoint.url, 0) + 1
+        if prefill:
+            self.prefill[endpoint.url] = self.prefill.get(endpoint.url, 0) + prefill
 
-    def finished(self, endpoint: Endpoint) -> None:
+    def prefilled(self, endpoint: Endpoint, prefill: int) -> None:
+        """A request's first byte came back: its ``prefill`` characters are done."""
+        if prefill:
+            left = self.prefill.get(endpoint.url, 0) - prefill
+            if left > 0:
+                self.prefill[endpoint.url] = left
+            else:
+                self.prefill.pop(endpoint.url, None)
+
+    def finished(self, endpoint: Endpoint, prefill: int = 0) -> None:
+        """A request at ``endpoint`` ended, ``prefill`` characters of it still counted."""
+        self.prefilled(endpoint, prefill)
         left = self.in_flight.get(endpoint.url, 0) - 1
         if left > 0:
             self.in_flight[endpoint.url] = left
@@ -68,6 +87,7 @@ class LoadTracker:
             out.append(Candidate(
                 key=e.url, in_flight=self.in_flight.get(e.url, 0),
                 waiting=queue[0] if queue else None, running=queue[1] if queue else None,
+                prefill=self.prefill.get(e.url, 0),
             ))
         return out
 

@@ -52,6 +52,9 @@ class Candidate:
     """Requests queued in its engine, from its sidecar (None: not known)."""
     running: int | None = None
     """Requests its engine is running, from its sidecar (None: not known)."""
+    prefill: int = 0
+    """Prompt left to prefill (estimated) of the requests sent to it that have not yet
+    given their first token: characters at the gateway, tokens in the lab."""
 
 
 def pick(
@@ -171,3 +174,35 @@ def prompt_prefix(body: Mapping[str, Any], chars: int) -> str:
         elif isinstance(prompt, list):  # token ids
             add(",".join(str(t) for t in prompt[:chars]))
     return "".join(parts)[:chars]
+
+
+def prompt_chars(body: Mapping[str, Any]) -> int:
+    """How long a request's prompt is, in the characters ``prompt_prefix`` renders it in.
+
+    A prompt of token ids counts 4 characters a token (about what a BPE token
+    of English text covers). Computed without building the text.
+    """
+    size = 0
+    messages = body.get("messages")
+    if isinstance(messages, list):
+        for message in messages:
+            if not isinstance(message, dict):
+                continue
+            role = message.get("role")
+            size += (len(role) if isinstance(role, str) else 0) + 2  # "role:" ... "\n"
+            content = message.get("content")
+            if isinstance(content, str):
+                size += len(content)
+            elif isinstance(content, list):
+                for piece in content:
+                    if isinstance(piece, dict) and isinstance(piece.get("text"), str):
+                        size += len(piece["text"])
+        return size
+    prompt = body.get("prompt")
+    if isinstance(prompt, list) and prompt and not isinstance(prompt[0], int):
+        prompt = prompt[0]
+    if isinstance(prompt, str):
+        return len(prompt)
+    if isinstance(prompt, list):
+        return 4 * len(prompt)
+    return 0

@@ -140,21 +140,24 @@ class Proxy:
 
     def choose(
         self, route: Route, exclude: set[str], strategy: str, prefix: str,
-        *, name: str = "", hashes: Sequence[int] = (),
-    ) -> Endpoint | None:
+        *, name: str = "", hashes: Sequence[int] = (), prompt_chars: int = 0,
+    ) -> tuple[Endpoint, int] | None:
+        """The endpoint for the request, and the prompt characters it has to prefill there
+        (``prompt_chars`` less what a profile's prefix index says it holds)."""
         endpoints = [e for e in route.endpoints if e.url not in exclude]
         if not endpoints:
             return None
         if self.router is not None and strategy in self.router.profiles:
             return self.router.choose(strategy, endpoints, name=name or route.model,
-                                      model=route.model, hashes=hashes, rng=self.rng)
+                                      model=route.model, hashes=hashes, rng=self.rng,
+                                      prompt_chars=prompt_chars)
         turn = self.turns.get(route.model, 0)
         self.turns[route.model] = turn + 1
         if strategy == LEAST_QUEUE:
             self.tracker.want_queues()
         i = pick(strategy, self.tracker.candidates(endpoints), rng=self.rng, turn=turn,
                  prefix=prefix, load_factor=self.settings.prefix_load_factor)
-        return endpoints[i]
+        return endpoints[i], prompt_chars
 
 
 def json_error(
@@ -190,6 +193,7 @@ class ProxyCall:
         request_id: str,
         started: float,
         hashes: Sequence[int] = (),
+        prompt_chars: int = 0,
     ) -> None:
         self.proxy = proxy
         self.path = path
@@ -199,6 +203,9 @@ class ProxyCall:
         self.strategy = strategy
         self.prefix = prefix
         self.hashes = hashes
+        self.prompt_chars = prompt_chars
+        self._prefill = 0
+        """Prompt characters this try still counts at its pod (``LoadTracker.prefill``)."""
         self.request_id = request_id
         self.started = started
         self.model = UNKNOWN_MODEL
@@ -316,11 +323,12 @@ class ProxyCall:
         try:
             while True:
                 current = p.table.route(self.name) or route
-                endpoint = (p.choose(current, tried, self.strategy, self.prefix,
-                                     name=self.name, hashes=self.hashes)
-                            if attempts <= s.retries else None)
-                if endpoint is not None:
-                    if await self._try(send, endpoint, deadline, unhold, quiet=held):
+                chosen = (p.choose(current, tried, self.strategy, self.prefix, name=self.name,
+                                   hashes=self.hashes, prompt_chars=self.prompt_chars)
+                          if attempts <= s.retries else None)
+                if chosen is not None:
+                    endpoint, prefill = chosen
+                    if await self._try(send, endpoint, prefill, deadline, unhold, quiet=held):
                         return
                     tried.add(endpoint.url)
                     attempts += 1
@@ -360,9 +368,10 @@ class ProxyCall:
                           + (f" (last: {last_error})." if last_error else "."),
                           "upstream_unavailable")
 
-    async def _try(self, send: Send, endpoint: Endpoint, deadline: float,
+    async def _try(self, send: Send, endpoint: Endpoint, prefill: int, deadline: float,
                    unhold: Callable[[], None], *, quiet: bool = False) -> bool:
-        """One try at ``endpoint``: True when the call is over (answered, or failed for
+        """One try at ``endpoint``, which has ``prefill`` prompt characters of it to prefill:
+        True when the call is over (answered, or failed for
         good), False when nothing answered and another try may go elsewhere (logged at
         info, or at debug when ``quiet``: a held request trying again)."""
         p = self.proxy
@@ -372,7 +381,8 @@ class ProxyCall:
         while True:
             left = deadline - time.monotonic()
             read_timeout = min(s.first_byte_timeout, max(0.001, left))
-            p.tracker.started(endpoint)
+            self._prefill = prefill
+            p.tracker.started(endpoint, prefill)
             try:
                 response = await p.upstream.post(
                     p.url(endpoint, self.path),
@@ -383,7 +393,7 @@ class ProxyCall:
             except ClosedBeforeAnswer as exc:
                 # Closed with no answer at all: a kept-alive connection the pod had
                 # closed (worth one more try), or a pod that died after accepting.
-                p.tracker.finished(endpoint)
+                self._finished(endpoint)
                 self._last_error = f"{endpoint.name}: {exc}"
                 log.log(level, "%s closed without answering (%s)", endpoint.name, exc)
                 if stale_retry:
@@ -391,22 +401,22 @@ class ProxyCall:
                     continue
                 return False
             except ConnectFailed as exc:
-                p.tracker.finished(endpoint)
+                self._finished(endpoint)
                 self._last_error = f"{endpoint.name}: {type(exc).__name__}: {exc}"
                 log.log(level, "connect to %s failed (%s); trying another", endpoint.name, exc)
                 return False
             except TimeoutError:
-                p.tracker.finished(endpoint)
+                self._finished(endpoint)
                 await self._error(send, 504, f"{endpoint.name} sent no answer in time.",
                                   "upstream_timeout")
                 return True
             except UpstreamError as exc:
-                p.tracker.finished(endpoint)
+                self._finished(endpoint)
                 await self._error(send, 502, f"The request to {endpoint.name} failed: {exc}",
                                   "upstream_error")
                 return True
             except BaseException:
-                p.tracker.finished(endpoint)
+                self._finished(endpoint)
                 raise
             unhold()
             complete = False
@@ -418,12 +428,16 @@ class ProxyCall:
                         endpoint.name, exc)
                 return False
             finally:
-                p.tracker.finished(endpoint)
+                self._finished(endpoint)
                 if complete:
                     response.release()  # the connection goes back to the pool
                 else:
                     response.close()  # the engine sees the disconnect and stops
             return True
+
+    def _finished(self, endpoint: Endpoint) -> None:
+        self.proxy.tracker.finished(endpoint, self._prefill)
+        self._prefill = 0
 
     async def _stream(self, send: Send, endpoint: Endpoint, response: Answer,
                       deadline: float, read_timeout: float) -> bool:
@@ -452,6 +466,9 @@ class ProxyCall:
         except BrokenAnswer as exc:
             raise _BrokeBeforeStart(str(exc) or type(exc).__name__) from exc
         self.status = response.status
+        if self._prefill:
+            self.proxy.tracker.prefilled(endpoint, self._prefill)
+            self._prefill = 0
         self.proxy.metrics.first_byte(self.model, time.perf_counter() - self.started)
         await send({"type": "http.response.start", "status": response.status,
                     "headers": headers})

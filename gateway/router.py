@@ -86,8 +86,11 @@ class ProfileRouter:
         model: str,
         hashes: Sequence[int],
         rng: random.Random,
-    ) -> Endpoint:
-        """The endpoint for a request for ``name`` (base model ``model``); records it."""
+        prompt_chars: int = 0,
+    ) -> tuple[Endpoint, int]:
+        """The endpoint for a request for ``name`` (base model ``model``), and the
+        characters of its ``prompt_chars`` that endpoint has to prefill (those past
+        the prefix it was recently sent); records the choice."""
         profile = self.profiles[profile_name]
         self._follow_table()
         tracker = self._tracker
@@ -100,12 +103,14 @@ class ProfileRouter:
         adapter = name != model
         lora = self._lora
         kv = tracker.kv_cache
+        chunk = self.config.prefix.chunk_chars
         signals = [
-            Signals(prefix_chunks=matches.get(e.url, 0) if matches else 0,
+            Signals(prefix_chunks=(m := matches.get(e.url, 0) if matches else 0),
                     kv_cache=kv.get(e.url) if kv else None,
-                    lora_active=adapter and now - lora.get((e.url, name), -1e18) <= window)
+                    lora_active=adapter and now - lora.get((e.url, name), -1e18) <= window,
+                    uncached=max(0, prompt_chars - m * chunk))
             for e in endpoints
-        ] if matches or kv or adapter else [_NOTHING] * len(endpoints)
+        ] if matches or kv or adapter or prompt_chars else [_NOTHING] * len(endpoints)
         i = pick_scored(profile, candidates, signals, prefix_total=len(hashes), rng=rng)
         chosen = endpoints[i]
         if hashes:
@@ -116,4 +121,4 @@ class ProfileRouter:
             lora[key] = now
             while len(lora) > self.lora_entries:
                 del lora[next(iter(lora))]
-        return chosen
+        return chosen, signals[i].uncached

@@ -14,8 +14,8 @@ Example (``gateway/routing.example.yaml`` is a full one)::
       balanced:
         scorers: {prefix: 2, running: 1, kv-cache: 0.5}
 
-The built-in ``prefix-cache`` profile exists without a file; a file may
-redefine it. A profile may not take a name of the picker's strategies
+The built-in ``least-prefill`` and ``prefix-cache`` profiles exist without a
+file; a file may redefine them. A profile may not take a name of the picker's strategies
 (``least-request`` ...), which stay as they are. Every mistake is a
 ``RoutingConfigError`` whose message starts with the key at fault, e.g.
 ``profiles.fast.scorers.speed: unknown scorer``.
@@ -31,7 +31,7 @@ from typing import Any
 import yaml
 
 from gateway.picker import STRATEGIES
-from gateway.scoring import FILTERS, PREFIX_CACHE, SCORERS, Filter, Profile
+from gateway.scoring import BUILT_IN, FILTERS, SCORERS, Filter, Profile
 
 
 class RoutingConfigError(ValueError):
@@ -51,7 +51,7 @@ class PrefixBounds:
 @dataclass(frozen=True, slots=True)
 class RoutingConfig:
     profiles: Mapping[str, Profile] = field(
-        default_factory=lambda: {PREFIX_CACHE.name: PREFIX_CACHE})
+        default_factory=lambda: dict(BUILT_IN))
     prefix: PrefixBounds = PrefixBounds()
     lora_window: float = 5.0
     """Seconds an adapter counts as active on a pod after a request for it went there."""
@@ -125,7 +125,7 @@ def parse_routing_config(data: Any) -> RoutingConfig:
                         ("chunks-per-pod", "chunks_per_pod"))
     })
     window = float(_number(top.get("lora-window", 5.0), "lora-window"))
-    profiles = {PREFIX_CACHE.name: PREFIX_CACHE}
+    profiles = dict(BUILT_IN)
     for name, body in _mapping(top.get("profiles"), "profiles").items():
         profiles[str(name)] = _profile(str(name), body)
     return RoutingConfig(profiles=profiles, prefix=prefix, lora_window=window)

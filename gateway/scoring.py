@@ -21,7 +21,15 @@ so the least loaded gets 1 and the most loaded 0; all equal: all 1):
 - ``prefix``: the share of the request's prompt chunks that the pod was
   recently sent in a row from the start (``gateway.prefix_index``);
 - ``lora``: 1 when the request's adapter was routed to the pod within the
-  last few seconds (so it is likely active in its batch), else 0.
+  last few seconds (so it is likely active in its batch), else 0;
+- ``prefill``: a load scorer of the prompt the pod must prefill before this
+  request's first token: what the requests already sent there have not yet
+  prefilled (``Candidate.prefill``) plus this request's own prompt less the
+  prefix the pod holds (``Signals.uncached``). It is the queue a prompt joins
+  in the engine measured in work rather than in requests, with the cache
+  counted, as NVIDIA Dynamo's KV router weighs prefill blocks: a short prompt
+  is not sent behind a pod's long prefill, and a long prompt goes where its
+  prefix is cached unless that pod's backlog costs more than the cache saves.
 
 Filters:
 
@@ -30,7 +38,8 @@ Filters:
 - ``queue``: drop pods with more than ``max`` waiting requests;
 - ``kv-cache``: drop pods whose KV-cache usage is above ``max`` (unknown: kept).
 
-The built-in ``prefix-cache`` profile (the gateway's default) is prefix 2 +
+The built-in ``least-prefill`` profile (the gateway's default) is the
+``prefill`` scorer alone. The built-in ``prefix-cache`` profile is prefix 2 +
 in-flight 1 behind the load filter (factor 2, slack 4): a pod holding the
 whole prompt beats an idle one, but a pod that shares only a prompt's first
 chunk or two (a common system prompt) does not beat a less loaded one; ties
@@ -49,7 +58,8 @@ from typing import Final
 
 from gateway.picker import Candidate
 
-SCORERS: Final[tuple[str, ...]] = ("in-flight", "kv-cache", "lora", "prefix", "queue", "running")
+SCORERS: Final[tuple[str, ...]] = (
+    "in-flight", "kv-cache", "lora", "prefill", "prefix", "queue", "running")
 FILTERS: Final[Mapping[str, tuple[str, ...]]] = {
     "kv-cache": ("max",), "load": ("factor", "slack"), "queue": ("max",),
 }
@@ -90,7 +100,7 @@ class Profile:
 
     @property
     def uses_prefix(self) -> bool:
-        return "prefix" in self.weights
+        return "prefix" in self.weights or "prefill" in self.weights
 
 
 @dataclass(slots=True)  # not frozen: one per candidate per request, and frozen inits cost
@@ -103,6 +113,9 @@ class Signals:
     """KV-cache usage ratio from the pod's sidecar (None or NaN: not known)."""
     lora_active: bool = False
     """The request's adapter was routed here moments ago."""
+    uncached: int = 0
+    """The request's own prompt this pod would have to prefill: its size less the
+    prefix the pod holds (the same unit as ``Candidate.prefill``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +131,15 @@ PREFIX_CACHE: Final = Profile(
     name="prefix-cache", weights={"prefix": 2.0, "in-flight": 1.0},
     filters=(Filter("load", {"factor": 2.0, "slack": 4.0}),),
 )
-"""The built-in profile and the gateway's default routing (see the module's docstring)."""
+"""A built-in profile (see the module's docstring)."""
+
+LEAST_PREFILL: Final = Profile(name="least-prefill", weights={"prefill": 1.0})
+"""The built-in profile and the gateway's default routing: the ``prefill`` scorer alone,
+no filter. Where no pod has a prompt in prefill and none holds the request's prefix,
+every pod ties and the tie goes to the fewest in flight: least-request."""
+
+BUILT_IN: Final[Mapping[str, Profile]] = {p.name: p for p in (PREFIX_CACHE, LEAST_PREFILL)}
+"""The profiles that exist without a routing config file."""
 
 
 def _load_score(values: Sequence[float]) -> list[float]:
@@ -159,6 +180,8 @@ def _part(name: str, cands: Sequence[Candidate], sig: Sequence[Signals],
         if not prefix_total:
             return [0.0] * len(cands)
         return [min(1.0, s.prefix_chunks / prefix_total) for s in sig]
+    if name == "prefill":
+        return _load_score([float(c.prefill + s.uncached) for c, s in zip(cands, sig, strict=True)])
     if name == "in-flight":
         return _load_score([float(c.in_flight) for c in cands])
     if name == "queue":

@@ -8,8 +8,9 @@ from brix.config import setting
 
 STRATEGIES: tuple[str, ...] = (
     "random", "round-robin", "least-request", "least-queue", "prefix-affinity", "prefix-cache",
+    "least-prefill",
 )
-"""The picker's strategies and the built-in profile; --routing-config may add profiles."""
+"""The picker's strategies and the built-in profiles; --routing-config may add profiles."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,12 +61,12 @@ class GatewaySettings:
 
     # --- routing ----------------------------------------------------------------
     routing: str = setting(
-        "prefix-cache", help="Default strategy or profile (header x-brix-routing overrides it "
+        "least-prefill", help="Default strategy or profile (header x-brix-routing overrides it "
         f"per request): {', '.join(STRATEGIES)}, or a profile of --routing-config. "
-        "prefix-cache by default (prefix and in-flight scorers behind a load filter, "
-        "gateway/scoring.py): best or within noise of the best at 4 replicas and ahead of "
-        "round-robin and least-request at 16 (bench/routing/RESULTS.md), and least-request "
-        "itself for prompts shorter than one chunk.",
+        "least-prefill by default (the prefill scorer, gateway/scoring.py: the pod with the "
+        "least prompt to prefill before this request's first token, what its prefix cache "
+        "holds counted): best of all at 4 and at 16 replicas on every workload of "
+        "bench/routing/RESULTS.md, and least-request itself while no prompt is in prefill.",
     )
     routing_config: str | None = setting(
         None, help="Routing config file (YAML): profiles of weighted scorers and filters, and "

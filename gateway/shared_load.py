@@ -16,7 +16,12 @@ is reused only once every worker has acknowledged a map without it and its
 count is 0, so a request still in flight at a removed pod never lands in the
 column of a new one.
 
-Row layout (8-byte words): ``[acked version, wanted_at (float), column 0, ...]``;
+Each column has a second cell in the row, past the in-flight cells: the
+prompt characters that worker's requests there still have to prefill
+(``gateway.load``), summed over the rows the same way.
+
+Row layout (8-byte words): ``[acked version, wanted_at (float), in flight at
+column 0 .. capacity - 1, prefill at column 0 .. capacity - 1]``;
 ``wanted_at`` is when a request in that worker last routed on the sidecars'
 queues (``time.monotonic()``, one clock for every process of the machine),
 which tells the supervisor to keep polling them.
@@ -52,7 +57,7 @@ class SharedCounts:
                              f"{self.size(workers, capacity)}")
         self.workers = workers
         self.capacity = capacity
-        self._stride = _HEADER + capacity
+        self._stride = _HEADER + 2 * capacity
         self._words = view.cast("B").cast("q")
         self._floats = view.cast("B").cast("d")
 
@@ -64,7 +69,7 @@ class SharedCounts:
     @staticmethod
     def size(workers: int, capacity: int = CAPACITY) -> int:
         """Bytes of the buffer for ``workers`` rows of ``capacity`` columns."""
-        return 8 * workers * (_HEADER + capacity)
+        return 8 * workers * (_HEADER + 2 * capacity)
 
     # --- one worker's row (written by that worker only) ---
 
@@ -73,6 +78,9 @@ class SharedCounts:
 
     def get(self, worker: int, column: int) -> int:
         return int(self._words[worker * self._stride + _HEADER + column])
+
+    def set_prefill(self, worker: int, column: int, value: int) -> None:
+        self._words[worker * self._stride + _HEADER + self.capacity + column] = value
 
     def ack(self, worker: int, version: int) -> None:
         self._words[worker * self._stride + _ACKED] = version
@@ -85,6 +93,11 @@ class SharedCounts:
     def total(self, column: int) -> int:
         """Requests in flight at ``column``'s endpoint, all workers together."""
         words, i, stride = self._words, _HEADER + column, self._stride
+        return sum(words[i + w * stride] for w in range(self.workers))
+
+    def total_prefill(self, column: int) -> int:
+        """Prompt characters still to prefill at ``column``'s endpoint, all workers together."""
+        words, i, stride = self._words, _HEADER + self.capacity + column, self._stride
         return sum(words[i + w * stride] for w in range(self.workers))
 
     def acked(self, worker: int) -> int:
@@ -166,8 +179,8 @@ class SharedLoadTracker(LoadTracker):
     def want_queues(self) -> None:
         self._counts.want(self._worker, time.monotonic())
 
-    def started(self, endpoint: Endpoint) -> None:
-        super().started(endpoint)
+    def started(self, endpoint: Endpoint, prefill: int = 0) -> None:
+        super().started(endpoint, prefill)
         url = endpoint.url
         column = self._held.get(url)
         if column is None:
@@ -176,15 +189,24 @@ class SharedLoadTracker(LoadTracker):
                 return
             self._held[url] = column
         self._counts.set(self._worker, column, self.in_flight[url])
+        if prefill:
+            self._counts.set_prefill(self._worker, column, self.prefill[url])
 
-    def finished(self, endpoint: Endpoint) -> None:
-        super().finished(endpoint)
+    def prefilled(self, endpoint: Endpoint, prefill: int) -> None:
+        super().prefilled(endpoint, prefill)
+        if prefill and (column := self._held.get(endpoint.url)) is not None:
+            self._counts.set_prefill(self._worker, column, self.prefill.get(endpoint.url, 0))
+
+    def finished(self, endpoint: Endpoint, prefill: int = 0) -> None:
+        super().finished(endpoint, prefill)
         url = endpoint.url
         column = self._held.get(url)
         if column is None:
             return
         left = self.in_flight.get(url, 0)
         self._counts.set(self._worker, column, left)
+        if prefill:
+            self._counts.set_prefill(self._worker, column, self.prefill.get(url, 0))
         if left == 0:
             del self._held[url]
 
@@ -199,5 +221,7 @@ class SharedLoadTracker(LoadTracker):
                 in_flight=(counts.total(column) if column is not None
                            else self.in_flight.get(e.url, 0)),
                 waiting=queue[0] if queue else None, running=queue[1] if queue else None,
+                prefill=(counts.total_prefill(column) if column is not None
+                         else self.prefill.get(e.url, 0)),
             ))
         return out

@@ -184,6 +184,10 @@ class _Pod:
     scheduler: Scheduler
     state: _State = _State.STARTING
     in_flight: int = 0
+    prefill: int = 0
+    """Tokens the router estimates its requests not yet at their first token still prefill."""
+    prefilling: dict[int, int] = field(default_factory=dict)
+    """Request -> its share of ``prefill``, until its first token."""
     step: Step | None = None
     step_start: float = 0.0
     step_seconds: float = 0.0
@@ -348,14 +352,19 @@ class _Sim:
                                   + sum(p.scheduler.num_waiting for p in self.live))
             return False
         candidates = [Candidate(key=p.name, in_flight=p.in_flight,
-                                waiting=p.scheduler.num_waiting, running=p.scheduler.num_running)
+                                waiting=p.scheduler.num_waiting, running=p.scheduler.num_running,
+                                prefill=p.prefill)
                       for p in ready]
         full = req.prompt_tokens // self.block_size if req.blocks else 0
         hashes = chain_keys(req.blocks[:full]) if full else ()
-        pod = ready[self.router.choose(
+        i, prefill = self.router.choose(
             candidates, prefix=req.prefix, hashes=hashes,
-            kv_cache=[p.scheduler.kv_usage for p in ready] if self.router.profile else ())]
+            kv_cache=[p.scheduler.kv_usage for p in ready] if self.router.profile else (),
+            prompt_tokens=req.prompt_tokens)
+        pod = ready[i]
         pod.in_flight += 1
+        pod.prefilling[idx] = prefill
+        pod.prefill += prefill
         self.pod_of[idx] = pod.index
         pod.scheduler.add(Sequence(id=idx, prompt_tokens=req.prompt_tokens,
                                    output_len=req.output_tokens, arrival=self.now,
@@ -375,6 +384,8 @@ class _Sim:
             sched.abort(seq)
             self.finish(seq.id, Outcome.KILLED)
         pod.in_flight = 0
+        pod.prefill = 0
+        pod.prefilling.clear()
         pod.step = None
         pod.version += 1
         self.gone(pod)
@@ -428,6 +439,7 @@ class _Sim:
             _observe(pod.ttft_counts, TTFT_BUCKETS, engine_ttft)
             pod.ttft_sum += engine_ttft
             self.ttft[seq.id] = self.now - requests[seq.id].arrival
+            pod.prefill -= pod.prefilling.pop(seq.id, 0)
         for seq in result.finished:
             engine_e2e = self.now - seq.arrival
             _observe(pod.e2e_counts, LATENCY_BUCKETS, engine_e2e)

@@ -18,6 +18,11 @@ The index's bound is the config's in tokens: by default 8,192 chunks of 256
 characters, about 4 characters a token, is 524,288 tokens per pod, so
 1,024 blocks of Mooncake's 512 tokens. ``max-chunks`` caps the blocks hashed.
 
+Each pod's ``Candidate.prefill`` (the ``prefill`` scorer's backlog) is what
+the gateway keeps: the estimated uncached tokens of the requests routed there
+that have not yet given their first token (the gateway counts characters until
+the answer's first byte; a stream's first byte is its first token).
+
 Differences from the gateway, said plainly: the lab's queue, running and
 KV-cache signals are the engine's exact values at that instant (the gateway
 polls the sidecars every few hundred milliseconds, so its are older), and no
@@ -71,14 +76,17 @@ class Router:
         if block_tokens:
             per_pod = max(1, per_pod * bounds.chunk_chars // (CHARS_PER_TOKEN * block_tokens))
         self.index = PrefixIndex(chunks_per_pod=per_pod)
+        self.block_tokens = block_tokens
 
     @property
     def uses_prefix(self) -> bool:
         return self.profile is not None and self.profile.uses_prefix
 
-    def choose(self, candidates: Sequence[Candidate], *, prefix: str,
-               hashes: Sequence[int], kv_cache: Sequence[float]) -> int:
-        """The index in ``candidates`` of the pod that takes the request.
+    def choose(self, candidates: Sequence[Candidate], *, prefix: str, hashes: Sequence[int],
+               kv_cache: Sequence[float], prompt_tokens: int = 0) -> tuple[int, int]:
+        """The index in ``candidates`` of the pod that takes the request, and the tokens of
+        its ``prompt_tokens`` that pod has to prefill as the router estimates them (those
+        past the blocks it was recently sent), as the gateway's ``ProfileRouter.choose``.
 
         ``hashes``: the chained hashes of the request's full prompt blocks;
         ``kv_cache``: each candidate's KV-cache usage ratio. Records the choice.
@@ -87,17 +95,20 @@ class Router:
         turn = self.turn
         self.turn += 1
         if profile is None:
-            return pick(self.routing, candidates, rng=self.rng, turn=turn, prefix=prefix)
+            i = pick(self.routing, candidates, rng=self.rng, turn=turn, prefix=prefix)
+            return i, prompt_tokens
         if len(kv_cache) != len(candidates):
             raise ValueError("one KV-cache usage per candidate")
         chunks = hashes[:self.max_chunks] if profile.uses_prefix else ()
         matches = self.index.matches(chunks) if chunks else {}
-        signals = [Signals(prefix_chunks=matches.get(c.key, 0), kv_cache=kv)
+        bt = self.block_tokens
+        signals = [Signals(prefix_chunks=(m := matches.get(c.key, 0)), kv_cache=kv,
+                           uncached=max(0, prompt_tokens - m * bt))
                    for c, kv in zip(candidates, kv_cache, strict=True)]
         i = pick_scored(profile, candidates, signals, prefix_total=len(chunks), rng=self.rng)
         if chunks:
             self.index.record(candidates[i].key, chunks)
-        return i
+        return i, signals[i].uncached
 
     def forget(self, pod: str) -> None:
         """``pod`` is gone: the index keeps nothing of it (the gateway's ``retain``)."""

@@ -11,6 +11,8 @@ as ``least-request`` does, so what differs is the routing's own work. Rounds
 alternate ``least-request`` and ``prefix-cache`` on the same gateway, so a
 slow minute of the shared machine hits both; the gateway's CPU seconds
 (from /proc) over the requests it answered give its CPU per request.
+``--profile NAME`` compares another profile with ``least-request`` (the
+gateway's default, ``least-prefill``, also renders and hashes every prompt).
 Goal (issue 14): ``prefix-cache`` within +0.05 ms of ``least-request``.
 """
 
@@ -79,7 +81,7 @@ async def load(url: str, routing: str, connections: int, duration: float, *,
 
 
 def measure(duration: float, rounds: int, connections: int, *, shared: bool = False,
-            ) -> list[str]:
+            profile: str = "prefix-cache") -> list[str]:
     cpus = sorted(os.sched_getaffinity(0))
     lines = ["| round | routing | requests | req/s | gateway CPU ms/req | errors |",
              "|---|---|---|---|---|---|"]
@@ -99,8 +101,8 @@ def measure(duration: float, rounds: int, connections: int, *, shared: bool = Fa
             if len(cpus) > 1:
                 pin(gw.popen.pid, {cpus[-1]})
             asyncio.run(load(gw.url, "least-request", 16, 2))  # warm up
-            asyncio.run(load(gw.url, "prefix-cache", 16, 2))
-            per: dict[str, list[float]] = {"least-request": [], "prefix-cache": []}
+            asyncio.run(load(gw.url, profile, 16, 2))
+            per: dict[str, list[float]] = {"least-request": [], profile: []}
             for rnd in range(1, rounds + 1):
                 order = list(per) if rnd % 2 else list(reversed(per))
                 for routing in order:
@@ -115,7 +117,7 @@ def measure(duration: float, rounds: int, connections: int, *, shared: bool = Fa
                                  f"| {errors} |")
                     print(lines[-1], flush=True)
             lr, pc = (sum(v) / len(v) for v in per.values())
-            lines += ["", f"Mean over the rounds: least-request {lr:.3f} ms, prefix-cache "
+            lines += ["", f"Mean over the rounds: least-request {lr:.3f} ms, {profile} "
                       f"{pc:.3f} ms of gateway CPU per request: {pc - lr:+.3f} ms "
                       f"(goal: at most +0.050 ms)."]
         finally:
@@ -124,7 +126,7 @@ def measure(duration: float, rounds: int, connections: int, *, shared: bool = Fa
     return lines
 
 
-def decision_cost(rounds: int = 5, n: int = 10_000) -> list[str]:
+def decision_cost(rounds: int = 5, n: int = 10_000, profile: str = "prefix-cache") -> list[str]:
     """The routing work alone, in this process: what prefix-cache adds to a request.
 
     least-request: the load lookup and the pick. prefix-cache: rendering the
@@ -132,7 +134,7 @@ def decision_cost(rounds: int = 5, n: int = 10_000) -> list[str]:
     pick. Alternated ``rounds`` times; microseconds per request.
     """
     from gateway.load import LoadTracker
-    from gateway.picker import pick
+    from gateway.picker import pick, prompt_chars
     from gateway.router import ProfileRouter
     from gateway.routing_config import RoutingConfig
     from gateway.table import Endpoint, RoutingTable
@@ -142,7 +144,7 @@ def decision_cost(rounds: int = 5, n: int = 10_000) -> list[str]:
     router = ProfileRouter(RoutingConfig(), table=RoutingTable(static={"m1": eps}),
                            tracker=tracker)
     rng = random.Random(1)
-    lines = ["| prompts | least-request us/req (median of rounds) | prefix-cache us/req "
+    lines = [f"| prompts | least-request us/req (median of rounds) | {profile} us/req "
              "| added us |", "|---|---|---|---|"]
     for label, shared in (("own", False), ("shared system prompt", True)):
         bodies = [{"model": "m1", "messages": [
@@ -152,8 +154,9 @@ def decision_cost(rounds: int = 5, n: int = 10_000) -> list[str]:
 
         def prefix_cache(it: Iterator[dict[str, Any]] = it) -> None:
             body = next(it)
-            router.choose("prefix-cache", eps, name="m1", model="m1",
-                          hashes=router.hashes(body, "m1"), rng=rng)
+            router.choose(profile, eps, name="m1", model="m1",
+                          hashes=router.hashes(body, "m1"), rng=rng,
+                          prompt_chars=prompt_chars(body))
 
         def least_request() -> None:
             pick("least-request", tracker.candidates(eps), rng=rng)
@@ -178,14 +181,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shared", action="store_true",
                         help="One system prompt for all (prefix-cache then keeps them on one "
                         "upstream, which changes the upstreams' share of the CPU as well).")
+    parser.add_argument("--profile", default="prefix-cache",
+                        help="The profile compared with least-request (prefix-cache).")
     parser.add_argument("--in-process", action="store_true",
                         help="Only the routing work, timed in this process (no servers).")
     args = parser.parse_args(argv)
     if args.in_process:
-        print("\n".join(decision_cost()))
+        print("\n".join(decision_cost(profile=args.profile)))
         return 0
     print("\n".join(measure(args.duration, args.rounds, args.connections,
-                            shared=args.shared)))
+                            shared=args.shared, profile=args.profile)))
     return 0
 
 

@@ -192,3 +192,19 @@ def test_kv_cache_usage_is_read_from_the_sidecars_text() -> None:
     assert parse_kv_cache("brix_engine_kv_cache_usage_ratio NaN\n") is None
     assert parse_kv_cache('brix_engine_kv_cache_usage_ratio{model="a"} NaN\n'
                           'brix_engine_kv_cache_usage_ratio{model="b"} 0.3\n') == 0.3
+
+
+def test_prefill_counts_from_the_send_to_the_first_byte_or_the_end() -> None:
+    tracker = LoadTracker()
+    a, b = Endpoint("a", "http://a:1"), Endpoint("b", "http://b:1")
+    tracker.started(a, 1000)
+    tracker.started(a, 300)
+    tracker.started(b)  # nothing to prefill (or not known): counts in flight only
+    assert [(c.in_flight, c.prefill) for c in tracker.candidates([a, b])] == [(2, 1300), (1, 0)]
+    tracker.prefilled(a, 1000)  # the long one's first byte came
+    assert [c.prefill for c in tracker.candidates([a, b])] == [300, 0]
+    tracker.finished(a)  # its stream ended, nothing of it still counted
+    tracker.finished(a, 300)  # the short one failed before its first byte
+    tracker.finished(b)
+    assert tracker.prefill == {}
+    assert tracker.in_flight == {}

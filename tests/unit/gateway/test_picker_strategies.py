@@ -21,6 +21,7 @@ from gateway.picker import (
     Candidate,
     load_bound,
     pick,
+    prompt_chars,
     prompt_prefix,
     rendezvous_order,
 )
@@ -223,3 +224,24 @@ def test_prompt_prefix_of_chat_and_completions() -> None:
     assert prompt_prefix({"prompt": [1, 2, 3]}, 10) == "1,2,3"
     assert prompt_prefix({"messages": "not a list"}, 10) == ""
     assert prompt_prefix({}, 10) == ""
+
+
+_content = st.text(max_size=40) | st.lists(
+    st.fixed_dictionaries({"type": st.just("text"), "text": st.text(max_size=20)})
+    | st.fixed_dictionaries({"type": st.just("image_url")}), max_size=3) | st.none()
+_message = st.fixed_dictionaries(
+    {"role": st.sampled_from(["system", "user", "assistant"]) | st.none(), "content": _content})
+
+
+@given(st.lists(_message | st.just("not a message"), max_size=6)
+       .map(lambda m: {"messages": m})
+       | st.text(max_size=60).map(lambda p: {"prompt": p})
+       | st.lists(st.text(max_size=20), min_size=1, max_size=3).map(lambda p: {"prompt": p})
+       | st.just({}))
+def test_prompt_chars_is_the_length_of_the_rendered_prompt(body: dict[str, object]) -> None:
+    assert prompt_chars(body) == len(prompt_prefix(body, 10**9))
+
+
+def test_a_prompt_of_token_ids_counts_four_characters_a_token() -> None:
+    assert prompt_chars({"prompt": [1, 2, 3]}) == 12
+    assert prompt_chars({"prompt": [[1, 2], [3]]}) == 8  # a batch: its first, as prompt_prefix

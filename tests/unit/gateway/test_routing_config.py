@@ -13,16 +13,16 @@ from gateway.routing_config import (
     load_routing_config,
     parse_routing_config,
 )
-from gateway.scoring import PREFIX_CACHE, Filter
+from gateway.scoring import LEAST_PREFILL, PREFIX_CACHE, Filter
 
 pytestmark = pytest.mark.unit
 
 EXAMPLE = Path(__file__).parents[3] / "gateway" / "routing.example.yaml"
 
 
-def test_no_file_gives_the_built_in_prefix_cache_profile() -> None:
+def test_no_file_gives_the_built_in_profiles() -> None:
     config = load_routing_config(None)
-    assert dict(config.profiles) == {"prefix-cache": PREFIX_CACHE}
+    assert dict(config.profiles) == {"prefix-cache": PREFIX_CACHE, "least-prefill": LEAST_PREFILL}
     assert config.prefix == PrefixBounds()
 
 
@@ -31,6 +31,9 @@ def test_the_shipped_example_loads() -> None:
     assert {"prefix-cache", "prefix-balanced", "lora-affinity"} <= set(config.profiles)
     assert config.profiles["lora-affinity"].weights == {"lora": 2, "queue": 1, "kv-cache": 1}
     assert config.profiles["lora-affinity"].filters == (Filter("kv-cache", {"max": 0.95}),)
+    # The built-ins it writes out are the built-ins, to the last weight.
+    assert config.profiles["least-prefill"] == LEAST_PREFILL
+    assert config.profiles["prefix-cache"] == PREFIX_CACHE
 
 
 def test_values_are_read() -> None:

@@ -10,10 +10,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.load import LoadTracker
-from gateway.picker import Candidate
+from gateway.picker import Candidate, prompt_chars
 from gateway.router import ProfileRouter
 from gateway.routing_config import RoutingConfig, parse_routing_config
-from gateway.scoring import PREFIX_CACHE, SCORERS, Filter, Profile, Signals, pick_scored, score
+from gateway.scoring import (
+    LEAST_PREFILL,
+    PREFIX_CACHE,
+    SCORERS,
+    Filter,
+    Profile,
+    Signals,
+    pick_scored,
+    score,
+)
 from gateway.table import Endpoint, RoutingTable
 
 pytestmark = pytest.mark.unit
@@ -102,9 +111,10 @@ def test_every_profile_picks_a_kept_candidate_with_the_best_score(
 ) -> None:
     profile = Profile("p", weights, (Filter("load", {"factor": 1.2, "slack": 0}),
                                      Filter("kv-cache", {"max": 0.8})))
-    cands = [Candidate(KEYS[i], in_flight=f, waiting=w, running=r)
+    cands = [Candidate(KEYS[i], in_flight=f, waiting=w, running=r, prefill=1000 * f)
              for i, (f, w, r, _, _, _) in enumerate(rows)]
-    sig = [Signals(prefix_chunks=p, kv_cache=k, lora_active=la) for _, _, _, p, k, la in rows]
+    sig = [Signals(prefix_chunks=p, kv_cache=k, lora_active=la, uncached=(12 - p) * 256)
+           for _, _, _, p, k, la in rows]
     i = pick(profile, cands, sig, total=12, seed=seed)
     if len(cands) == 1:
         assert i == 0
@@ -133,6 +143,53 @@ def test_each_scorer_prefers_what_it_says() -> None:
     sig = [Signals(lora_active=True), Signals()]
     assert pick(Profile("lq", {"lora": 2, "queue": 1}), cands, sig) == 0
     assert pick(Profile("lq", {"lora": 0.5, "queue": 1}), cands, sig) == 1
+
+
+def test_a_short_prompt_is_not_sent_behind_a_long_prefill() -> None:
+    # Pod 0 has one request in flight, a 40,000-character prompt not yet at its first
+    # token; pod 1 has three requests decoding. least-request picks pod 0, least-prefill
+    # pod 1: its short prompt would wait for the whole long prefill on pod 0.
+    cands = [Candidate(KEYS[0], in_flight=1, prefill=40_000),
+             Candidate(KEYS[1], in_flight=3, prefill=0)]
+    sig = [Signals(uncached=500), Signals(uncached=500)]
+    assert pick(Profile("f", {"in-flight": 1}), cands, sig) == 0
+    assert pick(LEAST_PREFILL, cands, sig) == 1
+
+
+def test_a_long_prompt_goes_where_its_prefix_is_unless_the_backlog_costs_more() -> None:
+    # A 40,000-character prompt, 36,000 of it cached on pod 0 (so 4,000 to prefill there).
+    idle = Candidate(KEYS[1])
+    sig = [Signals(prefix_chunks=140, uncached=4_000), Signals(uncached=40_000)]
+    assert pick(LEAST_PREFILL, [Candidate(KEYS[0], in_flight=2, prefill=30_000), idle],
+                sig) == 0  # 34,000 to wait for there against 40,000 on the idle pod
+    assert pick(LEAST_PREFILL, [Candidate(KEYS[0], in_flight=2, prefill=50_000), idle],
+                sig) == 1  # 54,000 against 40,000: the cache no longer pays
+
+
+@settings(deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 20), st.integers(0, 50_000), st.integers(0, 50_000)),
+                min_size=2, max_size=6), st.integers(0, 2**32))
+def test_least_prefill_picks_the_least_prefill_ahead_then_the_fewest_in_flight(
+    rows: list[tuple[int, int, int]], seed: int,
+) -> None:
+    cands = [Candidate(KEYS[i], in_flight=n, prefill=p) for i, (n, p, _) in enumerate(rows)]
+    sig = [Signals(uncached=u) for _, _, u in rows]
+    i = pick(LEAST_PREFILL, cands, sig, seed=seed)
+    ahead = [p + u for _, p, u in rows]
+    assert ahead[i] == min(ahead)
+    assert rows[i][0] == min(n for (n, _, _), a in zip(rows, ahead, strict=True)
+                             if a == min(ahead))
+
+
+@settings(deadline=None)
+@given(st.lists(st.integers(0, 20), min_size=2, max_size=6), st.integers(0, 10_000),
+       st.integers(0, 2**32))
+def test_with_no_prefill_ahead_and_no_cache_least_prefill_is_least_request(
+    loads: list[int], size: int, seed: int,
+) -> None:
+    cands = [Candidate(KEYS[i], in_flight=n) for i, n in enumerate(loads)]
+    i = pick(LEAST_PREFILL, cands, [Signals(uncached=size)] * len(cands), seed=seed)
+    assert cands[i].in_flight == min(loads)
 
 
 def test_an_unknown_or_nan_kv_cache_usage_is_neutral_not_empty() -> None:
@@ -191,7 +248,7 @@ def ask(router: ProfileRouter, eps: list[Endpoint], text: str, name: str = "m",
     body = {"model": name, "messages": [{"role": "system", "content": "S" * 600},
                                         {"role": "user", "content": text}]}
     return router.choose(profile, eps, name=name, model="m", hashes=router.hashes(body, name),
-                         rng=random.Random(0))
+                         rng=random.Random(0), prompt_chars=prompt_chars(body))[0]
 
 
 def test_requests_sharing_a_prefix_follow_the_first_one() -> None:
@@ -201,6 +258,35 @@ def test_requests_sharing_a_prefix_follow_the_first_one() -> None:
     tracker.started(first)  # it is still running: load alone would send the next elsewhere
     for turn in range(3):
         assert ask(router, eps, "conversation one " * 40 + f"turn {turn} " * 40) == first
+
+
+def test_the_router_says_how_much_of_the_prompt_the_chosen_pod_must_prefill() -> None:
+    eps = [Endpoint(f"p{i}", KEYS[i]) for i in range(2)]
+    router, _, tracker = router_for(eps)
+    config = RoutingConfig()
+    chunk = config.prefix.chunk_chars
+    first = {"model": "m", "messages": [{"role": "user", "content": "a" * 3000}]}
+    body = {"model": "m", "messages": [{"role": "user", "content": "a" * 3000},
+                                       {"role": "assistant", "content": "b" * 500},
+                                       {"role": "user", "content": "c" * 400}]}
+    rng = random.Random(0)
+    pod, prefill = router.choose("least-prefill", eps, name="m", model="m",
+                                 hashes=router.hashes(first, "m"), rng=rng,
+                                 prompt_chars=prompt_chars(first))
+    assert prefill == prompt_chars(first)  # nothing cached anywhere yet
+    again, prefill = router.choose("least-prefill", eps, name="m", model="m",
+                                   hashes=router.hashes(body, "m"), rng=rng,
+                                   prompt_chars=prompt_chars(body))
+    assert again == pod  # the idle pods tie on in flight; the cached prefix decides
+    held = len(router.hashes(first, "m")) * chunk
+    assert prefill == prompt_chars(body) - held
+    # The same request again, the first pod now with 20,000 characters ahead of it:
+    tracker.started(pod, 20_000)
+    other, prefill = router.choose("least-prefill", eps, name="m", model="m",
+                                   hashes=router.hashes(body, "m"), rng=rng,
+                                   prompt_chars=prompt_chars(body))
+    assert other != pod
+    assert prefill == prompt_chars(body)
 
 
 def test_the_built_in_polls_no_sidecar_and_a_queue_profile_does() -> None:

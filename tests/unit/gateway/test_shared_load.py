@@ -170,3 +170,33 @@ def test_a_worker_sent_no_map_yet_does_not_hold_columns_back() -> None:
     w0.set_columns({}, 2)
     counts.clear(1)  # worker 1 was restarted and has been sent nothing yet
     assert cols.release(lambda col, v: reusable(counts, col, v, {0: 2})) == [mapping[A.url]]
+
+
+def test_every_worker_sees_the_prefill_all_workers_sent_and_its_release() -> None:
+    counts = shared()
+    w0, w1 = trackers(counts, {A.url: 0, B.url: 1})
+    w0.started(A, 4000)
+    w1.started(A, 500)
+    w1.started(B, 100)
+
+    def prefill(t: SharedLoadTracker) -> list[int]:
+        return [c.prefill for c in t.candidates([A, B])]
+
+    assert prefill(w0) == prefill(w1) == [4500, 100]
+    w0.prefilled(A, 4000)  # its first byte came; the request runs on
+    assert prefill(w1) == [500, 100]
+    assert in_flight(w1, A, B) == [2, 1]
+    w1.finished(A, 500)  # failed before its first byte
+    w1.finished(B, 100)
+    w0.finished(A)
+    assert prefill(w0) == [0, 0]
+    assert in_flight(w0, A, B) == [0, 0]
+
+
+def test_a_dead_workers_prefill_is_zeroed_with_its_row() -> None:
+    counts = shared()
+    w0, w1 = trackers(counts, {A.url: 0})
+    w0.started(A, 700)
+    w1.started(A, 9000)  # worker 1 dies with this prompt not yet prefilled
+    counts.clear(1)
+    assert [c.prefill for c in w0.candidates([A])] == [700]

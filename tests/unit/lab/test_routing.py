@@ -83,10 +83,10 @@ def test_the_router_uses_the_gateways_index_and_forgets_pods() -> None:
     router = Router("prefix-cache", block_tokens=512, rng=random.Random(0))
     pods = [Candidate(key="a", in_flight=0), Candidate(key="b", in_flight=0)]
     hashes = (11, 12, 13)
-    first = router.choose(pods, prefix="", hashes=hashes, kv_cache=[0.0, 0.0])
+    first, _ = router.choose(pods, prefix="", hashes=hashes, kv_cache=[0.0, 0.0])
     # The same prefix goes where it went, while that pod is not past the load filter.
     busy = [Candidate(key=c.key, in_flight=1 if i == first else 0) for i, c in enumerate(pods)]
-    assert router.choose(busy, prefix="", hashes=hashes, kv_cache=[0.0, 0.0]) == first
+    assert router.choose(busy, prefix="", hashes=hashes, kv_cache=[0.0, 0.0])[0] == first
     assert router.index.pods() == {pods[first].key}
     router.forget(pods[first].key)
     assert router.index.pods() == set()
@@ -172,3 +172,35 @@ def test_prefix_routing_through_scale_up_and_down_loses_nothing() -> None:
     assert (result.outcome == Outcome.COMPLETED).all()
     assert result.scale_events == 3
     assert 0 < result.prefix_hits < result.prefix_queries
+
+
+def test_the_router_says_how_much_of_the_prompt_the_chosen_pod_must_prefill() -> None:
+    router = Router("least-prefill", block_tokens=512, rng=random.Random(0))
+    pods = [Candidate(key="a"), Candidate(key="b")]
+    first, prefill = router.choose(pods, prefix="", hashes=(11, 12, 13), kv_cache=[0.0, 0.0],
+                                   prompt_tokens=1600)
+    assert prefill == 1600  # nothing cached anywhere yet
+    # A longer prompt starting with those three blocks: its pod holds 1,536 of its tokens.
+    again, prefill = router.choose(pods, prefix="", hashes=(11, 12, 13, 14), kv_cache=[0.0, 0.0],
+                                   prompt_tokens=2100)
+    assert (again, prefill) == (first, 2100 - 3 * 512)
+    # A strategy knows nothing of caches: the whole prompt.
+    assert Router("least-request", block_tokens=512, rng=random.Random(0)).choose(
+        pods, prefix="", hashes=(11,), kv_cache=[0.0, 0.0], prompt_tokens=700)[1] == 700
+
+
+def test_least_prefill_keeps_short_prompts_off_the_pod_prefilling_a_long_one() -> None:
+    # A long prompt (0.8 s of prefill), then three short ones that decode for seconds:
+    # least-request sends the third to the long one's pod (1 request in flight against
+    # 2), where it waits for the long prefill; least-prefill sends it to the other.
+    long = Request(arrival=0.0, prompt_tokens=8000, output_tokens=5)
+    shorts = [Request(arrival=0.1 * (i + 1), prompt_tokens=100, output_tokens=300)
+              for i in range(3)]
+    trace = Trace.of("long-then-short", [long, *shorts])
+    by_request = run(trace, "least-request", replicas=2)
+    by_prefill = run(trace, "least-prefill", replicas=2)
+    for result in (by_request, by_prefill):
+        assert (result.outcome == Outcome.COMPLETED).all()
+    assert max(by_request.ttft[1:]) > 0.5
+    assert max(by_prefill.ttft[1:]) < 0.1
+    assert by_prefill.ttft[0] == pytest.approx(by_request.ttft[0], abs=0.05)

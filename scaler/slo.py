@@ -14,11 +14,22 @@ The arithmetic of one decision::
 
     forecast  = the arrival rate expected at now + pod_start (below)
     ahead     = max(rate now, forecast)              requests/s
-    backlog   = persisting queue / ttft              requests/s to drain it in time
+    backlog   = persisting queue / max(ttft, pod_start)
+                                                     requests/s to drain it by the time
+                                                     a pod started now serves
     desired   = ceil((ahead + backlog) / (capacity * utilization))
     floor     = ceil(running / concurrency)          what the running work needs
                                                      (1 while any work runs or waits)
     desired   = max(desired, floor) within [min, max]
+
+The backlog is drained over the longer of the TTFT target and the pod start:
+a pod started now serves ``pod_start`` seconds later, so pods sized to drain
+the queue within the TTFT arrive after that queue was due, and most of it sits
+in the engines of the pods that have it, where no new pod can take it. Sized
+over the TTFT, the first decision of the Mooncake trace (40 prompts queued at
+the one pod, 30 s in) asked for 406 replicas and the fleet sat at 100 for 8
+minutes: 37 % of the run's replica-seconds for +0.06 points of attainment
+(bench/lab/RESULTS.md, #13, "Sixth pass").
 
 The backlog counts only the queue that persisted: the least queue seen over
 the last ``backlog_window`` seconds (default 30: this decision's and the one
@@ -541,7 +552,8 @@ def decide(policy: SloPolicy, state: SloState, load: Load,
     ahead_at = now + policy.pod_start
     predicted = forecast(rates, ahead_at, max_growth=policy.max_growth)
     ahead = max(load.rate, predicted)
-    backlog = queued / policy.slo.ttft
+    horizon = max(policy.slo.ttft, policy.pod_start)
+    backlog = queued / horizon
     per_replica = capacity * policy.utilization
     raw = math.ceil((ahead + backlog) / per_replica - 1e-9)
     floor_ = math.ceil(load.running / concurrency - 1e-9) if concurrency else 0
@@ -549,7 +561,7 @@ def decide(policy: SloPolicy, state: SloState, load: Load,
         floor_ = max(floor_, 1)
     wanted = min(max(raw, floor_, policy.min_replicas), policy.max_replicas)
     arithmetic = (f"demand {load.rate:.3g}/s, forecast {predicted:.3g}/s at "
-                  f"+{policy.pod_start:g}s, backlog {queued:g}/{policy.slo.ttft:g}s = "
+                  f"+{policy.pod_start:g}s, backlog {queued:g}/{horizon:g}s = "
                   f"{backlog:.3g}/s; capacity {capacity:.3g}/s x {policy.utilization:g} "
                   f"-> ceil({ahead + backlog:.3g}/{per_replica:.3g}) = {raw}"
                   + (f", running needs {floor_}" if floor_ > raw else "")

@@ -31,15 +31,15 @@ def slo(spec: str = "brix-slo:capacity=2") -> BrixSlo:
     return made
 
 
-def test_demand_over_capacity_and_the_backlog_over_the_ttft_target() -> None:
-    policy = slo("brix-slo:capacity=2;utilization=0.8;ttft=2")
+def test_demand_over_capacity_and_the_backlog_over_the_pod_start() -> None:
+    policy = slo("brix-slo:capacity=2;utilization=0.8;ttft=2;pod_start=30")
     calm = policy.decide(now=15.0, metrics=StaticMetrics(15.0, {REQUESTS: 4.0}),
                          replicas=1, ready=1)
     assert calm == math.ceil(4.0 / (2 * 0.8))
-    queued = slo("brix-slo:capacity=2;utilization=0.8;ttft=2").decide(
-        now=15.0, metrics=StaticMetrics(15.0, {REQUESTS: 4.0, WAITING: 4.0, PENDING: 4.0}),
+    queued = slo("brix-slo:capacity=2;utilization=0.8;ttft=2;pod_start=30").decide(
+        now=15.0, metrics=StaticMetrics(15.0, {REQUESTS: 4.0, WAITING: 40.0, PENDING: 40.0}),
         replicas=1, ready=1)
-    assert queued == math.ceil((4.0 + 8.0 / 2) / (2 * 0.8))
+    assert queued == math.ceil((4.0 + 80.0 / 30) / (2 * 0.8))
     assert "forecast" in policy.last_reason
 
 

@@ -68,23 +68,30 @@ def test_the_reason_names_the_observed_quantiles_against_their_targets() -> None
     assert d.reason.endswith("; observed at 0.95: ttft 0.5s (target 2s), tpot 0.2s (target 0.05s)")
 
 
-def test_the_backlog_must_drain_within_the_ttft_target() -> None:
+def test_the_backlog_must_drain_by_the_time_a_new_pod_serves() -> None:
+    # Over the pod start (60 s here), not the TTFT target: pods sized to drain the queue
+    # within 2 s would come 60 s later, after that queue was due.
     p = policy()
     without, _ = decide(p, SloState(), load(4.0, 3), now=15.0)
-    with_queue, _ = decide(p, SloState(), load(4.0, 3, queue=16.0), now=15.0)
+    with_queue, _ = decide(p, SloState(), load(4.0, 3, queue=160.0), now=15.0)
     per_replica = p.capacity * p.utilization  # type: ignore[operator]
     assert without.desired == math.ceil(4.0 / per_replica)
-    assert with_queue.desired == math.ceil((4.0 + 16.0 / SLO.ttft) / per_replica)
+    assert with_queue.desired == math.ceil((4.0 + 160.0 / 60.0) / per_replica)
+    assert "backlog 160/60s" in with_queue.reason
+    # A pod that serves at once (pod start 0): drained within the TTFT target.
+    warm = policy(pod_start=0.0)
+    fast, _ = decide(warm, SloState(), load(4.0, 3, queue=16.0), now=15.0)
+    assert fast.desired == math.ceil((4.0 + 16.0 / SLO.ttft) / per_replica)
 
 
 def test_only_a_queue_that_persists_counts_as_backlog() -> None:
     p = policy()
     per_replica = p.capacity * p.utilization  # type: ignore[operator]
     _, state = decide(p, SloState(), load(4.0, 3), now=15.0)
-    blip, state = decide(p, state, load(4.0, 3, queue=16.0), now=30.0)
+    blip, state = decide(p, state, load(4.0, 3, queue=160.0), now=30.0)
     assert blip.desired == math.ceil(4.0 / per_replica)  # drained by itself or not yet seen twice
-    kept, _ = decide(p, state, load(4.0, 3, queue=20.0), now=45.0)
-    assert kept.desired == math.ceil((4.0 + 16.0 / SLO.ttft) / per_replica)
+    kept, _ = decide(p, state, load(4.0, 3, queue=200.0), now=45.0)
+    assert kept.desired == math.ceil((4.0 + 160.0 / p.pod_start) / per_replica)
 
 
 def test_a_ramp_is_provisioned_for_a_pod_start_ahead() -> None:
@@ -475,12 +482,13 @@ def test_a_burst_at_an_idle_fleet_is_priced_at_the_prior_lengths_not_held() -> N
     # profile's at the stated prior lengths, and the burst scales up at once.
     profile = ProfileCapacity.from_mapping(GPU)
     p = policy(capacity=None, profile=profile, max_replicas=100)
-    burst = Load(rate=0.0, replicas=1, ready=1, queue=60.0, running=40.0)
+    burst = Load(rate=0.0, replicas=1, ready=1, queue=1500.0, running=40.0)
     d, state = decide(p, SloState(), burst, now=15.0)
     assert d.capacity == pytest.approx(profile.requests_per_s(p.prompt_tokens, p.output_tokens))
     assert d.desired > 1
     d, _ = decide(p, state, burst, now=30.0)  # the queue persisted: its backlog counts
-    assert d.desired == math.ceil(60.0 / p.slo.ttft / (d.capacity * p.utilization))
+    assert d.desired == math.ceil(1500.0 / max(p.slo.ttft, p.pod_start)
+                                  / (d.capacity * p.utilization))
 
 
 def test_the_stated_prior_lengths_set_the_capacity_before_any_are_measured() -> None:

@@ -72,8 +72,9 @@ def _parser() -> argparse.ArgumentParser:
     bt.add_argument("--slo-target", type=float, default=0.99,
                     help="share of requests that must meet the SLO")
     bt.add_argument("--routing", default=DEFAULT_ROUTING,
-                    help="gateway routing: a strategy of gateway.picker or the gateway's "
-                    "prefix-cache profile or one of --routing-config (lab.routing); "
+                    help="gateway routing: a strategy of gateway.picker or a built-in profile "
+                    "of the gateway (least-prefill, prefix-cache) or one of --routing-config "
+                    "(lab.routing); "
                     f"default: the gateway's own, {DEFAULT_ROUTING}")
     bt.add_argument("--routing-config", type=Path, default=None,
                     help="the gateway's routing config (YAML: profiles of scorers), as its "

@@ -2,8 +2,9 @@
 
 ``--routing`` names one of the picker's strategies (``gateway.picker.pick``)
 or a profile of the gateway's routing config (``gateway.routing_config``):
-the built-in ``prefix-cache`` (prefix and in-flight scorers behind the load
-filter, ``gateway.scoring``) or one of ``--routing-config FILE``, the gateway's
+the built-in ``least-prefill`` (the prefill scorer) and ``prefix-cache``
+(prefix and in-flight scorers behind the load filter, ``gateway.scoring``) or
+one of ``--routing-config FILE``, the gateway's
 own file format. Its default is the gateway's own default (``DEFAULT_ROUTING``,
 read from ``gateway.settings``), so a backtest routes as a gateway left as it
 is does. For a profile the lab

@@ -48,7 +48,7 @@ def read(text: str, *, group: list[str], value: str) -> dict[str, dict[str, list
 
 
 def plot(tables: dict[str, dict[str, dict[str, list[float]]]], *, value: str, out: Path,
-         title: str) -> None:
+         title: str, highlight: str | None = None) -> None:
     groups = list(dict.fromkeys(g for t in tables.values() for g in t))
     fig, axes = plt.subplots(len(groups), 1, figsize=(10, 2.8 * len(groups)), squeeze=False)
     labels = list(tables)
@@ -59,16 +59,24 @@ def plot(tables: dict[str, dict[str, dict[str, list[float]]]], *, value: str, ou
             rows = tables[label].get(g, {})
             xs = [i + (k - (len(labels) - 1) / 2) * width for i in range(len(routings))]
             ys = [sum(rows[r]) / len(rows[r]) if r in rows else 0.0 for r in routings]
-            ax.bar(xs, ys, width=width, label=label)
+            bars = ax.bar(xs, ys, width=width, label=label)
+            if highlight in routings:
+                bars[routings.index(highlight)].set_color("tab:orange")
         ax.set_xticks(range(len(routings)), routings, rotation=20, fontsize=8)
+        for tick in ax.get_xticklabels():
+            if tick.get_text() == highlight:
+                tick.set_fontweight("bold")
         ax.set_ylabel(value, fontsize=8)
         ax.set_title(g, fontsize=9)
         ax.grid(axis="y", alpha=0.3)
     handles, names = axes[0, 0].get_legend_handles_labels()
-    head = 1 - 0.7 / (2.8 * len(groups))  # room for the title and legend: 0.7 in
     fig.suptitle(title, fontsize=10, y=0.995)
-    fig.legend(handles, names, loc="upper center", bbox_to_anchor=(0.5, 0.98), fontsize=8,
-               ncol=1, frameon=False)
+    if len(labels) > 1:  # one table needs no legend
+        head = 1 - 0.7 / (2.8 * len(groups))  # room for the title and legend: 0.7 in
+        fig.legend(handles, names, loc="upper center", bbox_to_anchor=(0.5, 0.98), fontsize=8,
+                   ncol=1, frameon=False)
+    else:
+        head = 1 - 0.35 / (2.8 * len(groups))
     fig.tight_layout(rect=(0, 0, 1, head))
     fig.savefig(out, dpi=90)
     plt.close(fig)
@@ -81,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--group", default="workload", help="column(s), comma-separated")
     parser.add_argument("--value", default="TTFT p99 ms")
     parser.add_argument("--title", default="")
+    parser.add_argument("--highlight", default=None,
+                        help="a routing whose bars stand out (another colour, a bold label)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     tables = {}
@@ -96,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         if not tables[label]:
             parser.error(f"--table {spec!r}: no table with columns {args.group}, routing, "
                          f"{args.value}")
-    plot(tables, value=args.value, out=args.out, title=args.title)
+    plot(tables, value=args.value, out=args.out, title=args.title, highlight=args.highlight)
     print(args.out)
     return 0
 

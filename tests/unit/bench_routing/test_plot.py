@@ -38,3 +38,12 @@ def test_a_table_without_the_columns_is_refused_with_one_line(
     with pytest.raises(SystemExit):
         main(["--table", f"x={path}", "--value", "e2e p50", "--out", str(tmp_path / "p.png")])
     assert "no table with columns workload, routing, e2e p50" in capsys.readouterr().err
+
+
+def test_the_plot_is_written_with_a_highlighted_routing(tmp_path: Path) -> None:
+    path = tmp_path / "t.md"
+    path.write_text(TEXT)
+    out = tmp_path / "p.png"
+    assert main(["--table", f"run={path}", "--value", "TTFT p99 ms",
+                 "--highlight", "prefix-cache", "--out", str(out)]) == 0
+    assert out.read_bytes().startswith(b"\x89PNG")

@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import math
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -134,46 +134,54 @@ def _prefix_affinity(candidates: Sequence[Candidate], prefix: str, load_factor: 
     return min(order, key=lambda i: candidates[i].in_flight)  # pragma: no cover
 
 
+def _chat_texts(messages: list[Any]) -> Iterator[str]:
+    """A chat prompt's rendered pieces in order: each message's ``role:``, its text, a newline."""
+    for message in messages:
+        if not isinstance(message, dict):
+            continue
+        role = message.get("role")
+        yield f"{role}:" if isinstance(role, str) else ":"
+        content = message.get("content")
+        if isinstance(content, str):
+            yield content
+        elif isinstance(content, list):
+            for piece in content:
+                if isinstance(piece, dict) and isinstance(piece.get("text"), str):
+                    yield piece["text"]
+        yield "\n"
+
+
+def _completion_prompt(body: Mapping[str, Any]) -> Any:
+    """A completion's prompt: a string, a list of token ids, or something else (no prompt);
+    of a batch, its first."""
+    prompt = body.get("prompt")
+    if isinstance(prompt, list) and prompt and not isinstance(prompt[0], int):
+        prompt = prompt[0]
+    return prompt
+
+
 def prompt_prefix(body: Mapping[str, Any], chars: int) -> str:
     """The first ``chars`` characters of a request's prompt, for prefix-affinity.
 
     Chat requests: the messages' roles and text in order; completions: the
     prompt (its first element when it is a list). Anything else gives "".
     """
-    parts: list[str] = []
-    size = 0
-
-    def add(text: str) -> None:
-        nonlocal size
-        parts.append(text)
-        size += len(text)
-
     messages = body.get("messages")
     if isinstance(messages, list):
-        for message in messages:
+        parts: list[str] = []
+        size = 0
+        for text in _chat_texts(messages):
             if size >= chars:
                 break
-            if not isinstance(message, dict):
-                continue
-            role = message.get("role")
-            add(f"{role}:" if isinstance(role, str) else ":")
-            content = message.get("content")
-            if isinstance(content, str):
-                add(content)
-            elif isinstance(content, list):
-                for piece in content:
-                    if isinstance(piece, dict) and isinstance(piece.get("text"), str):
-                        add(piece["text"])
-            add("\n")
-    else:
-        prompt = body.get("prompt")
-        if isinstance(prompt, list) and prompt and not isinstance(prompt[0], int):
-            prompt = prompt[0]
-        if isinstance(prompt, str):
-            add(prompt)
-        elif isinstance(prompt, list):  # token ids
-            add(",".join(str(t) for t in prompt[:chars]))
-    return "".join(parts)[:chars]
+            parts.append(text)
+            size += len(text)
+        return "".join(parts)[:chars]
+    prompt = _completion_prompt(body)
+    if isinstance(prompt, str):
+        return prompt[:chars]
+    if isinstance(prompt, list):  # token ids
+        return ",".join(str(t) for t in prompt[:chars])[:chars]
+    return ""
 
 
 def prompt_chars(body: Mapping[str, Any]) -> int:
@@ -182,25 +190,10 @@ def prompt_chars(body: Mapping[str, Any]) -> int:
     A prompt of token ids counts 4 characters a token (about what a BPE token
     of English text covers). Computed without building the text.
     """
-    size = 0
     messages = body.get("messages")
     if isinstance(messages, list):
-        for message in messages:
-            if not isinstance(message, dict):
-                continue
-            role = message.get("role")
-            size += (len(role) if isinstance(role, str) else 0) + 2  # "role:" ... "\n"
-            content = message.get("content")
-            if isinstance(content, str):
-                size += len(content)
-            elif isinstance(content, list):
-                for piece in content:
-                    if isinstance(piece, dict) and isinstance(piece.get("text"), str):
-                        size += len(piece["text"])
-        return size
-    prompt = body.get("prompt")
-    if isinstance(prompt, list) and prompt and not isinstance(prompt[0], int):
-        prompt = prompt[0]
+        return sum(len(text) for text in _chat_texts(messages))
+    prompt = _completion_prompt(body)
     if isinstance(prompt, str):
         return len(prompt)
     if isinstance(prompt, list):

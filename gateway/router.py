@@ -23,11 +23,9 @@ from gateway.load import LoadTracker
 from gateway.picker import prompt_prefix
 from gateway.prefix_index import PrefixIndex, chunk_hashes
 from gateway.routing_config import RoutingConfig
-from gateway.scoring import Profile, Signals, pick_scored
+from gateway.scoring import Profile, Signals, pick_scored, uncached
 from gateway.table import Endpoint, RoutingTable
 
-_NOTHING = Signals()
-"""A candidate's signals when nothing is known of any (no match, no KV sample, no adapter)."""
 LORA_ENTRIES_MAX = 10_000
 """(pod, adapter) pairs remembered at most, by default."""
 
@@ -105,12 +103,12 @@ class ProfileRouter:
         kv = tracker.kv_cache
         chunk = self.config.prefix.chunk_chars
         signals = [
-            Signals(prefix_chunks=(m := matches.get(e.url, 0) if matches else 0),
+            Signals(prefix_chunks=(m := matches.get(e.url, 0)),
                     kv_cache=kv.get(e.url) if kv else None,
                     lora_active=adapter and now - lora.get((e.url, name), -1e18) <= window,
-                    uncached=max(0, prompt_chars - m * chunk))
+                    uncached=uncached(prompt_chars, m, chunk))
             for e in endpoints
-        ] if matches or kv or adapter or prompt_chars else [_NOTHING] * len(endpoints)
+        ]
         i = pick_scored(profile, candidates, signals, prefix_total=len(hashes), rng=rng)
         chosen = endpoints[i]
         if hashes:

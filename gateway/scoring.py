@@ -100,6 +100,8 @@ class Profile:
 
     @property
     def uses_prefix(self) -> bool:
+        """Whether it needs the prefix index's matches: the prefix scorer reads them, and
+        the prefill scorer takes what a pod holds off the prompt it must prefill."""
         return "prefix" in self.weights or "prefill" in self.weights
 
 
@@ -140,6 +142,13 @@ every pod ties and the tie goes to the fewest in flight: least-request."""
 
 BUILT_IN: Final[Mapping[str, Profile]] = {p.name: p for p in (PREFIX_CACHE, LEAST_PREFILL)}
 """The profiles that exist without a routing config file."""
+
+
+def uncached(size: int, matched_chunks: int, chunk: int) -> int:
+    """What a pod must prefill of a prompt of ``size`` when it holds the first
+    ``matched_chunks`` chunks of ``chunk`` each (``Signals.uncached``; characters at the
+    gateway, tokens in the lab)."""
+    return max(0, size - matched_chunks * chunk)
 
 
 def _load_score(values: Sequence[float]) -> list[float]:

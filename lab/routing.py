@@ -40,7 +40,7 @@ from typing import Final
 from gateway.picker import STRATEGIES, Candidate, pick
 from gateway.prefix_index import PrefixIndex
 from gateway.routing_config import RoutingConfig
-from gateway.scoring import Signals, pick_scored
+from gateway.scoring import Signals, pick_scored, uncached
 from gateway.settings import GatewaySettings
 
 __all__ = ["CHARS_PER_TOKEN", "DEFAULT_ROUTING", "Router", "routings"]
@@ -102,9 +102,8 @@ class Router:
             raise ValueError("one KV-cache usage per candidate")
         chunks = hashes[:self.max_chunks] if profile.uses_prefix else ()
         matches = self.index.matches(chunks) if chunks else {}
-        bt = self.block_tokens
         signals = [Signals(prefix_chunks=(m := matches.get(c.key, 0)), kv_cache=kv,
-                           uncached=max(0, prompt_tokens - m * bt))
+                           uncached=uncached(prompt_tokens, m, self.block_tokens))
                    for c, kv in zip(candidates, kv_cache, strict=True)]
         i = pick_scored(profile, candidates, signals, prefix_total=len(chunks), rng=self.rng)
         if chunks:

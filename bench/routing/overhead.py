@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 from bench.gateway.__main__ import record_answer
 from bench.gateway.loadgen import Conn
 from bench.machine import cpu_seconds, pin
+from gateway.scoring import BUILT_IN
 from tests.helpers.gateway import start_gateway
 from tests.helpers.procs import ProcessGroup
 
@@ -181,8 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shared", action="store_true",
                         help="One system prompt for all (prefix-cache then keeps them on one "
                         "upstream, which changes the upstreams' share of the CPU as well).")
-    parser.add_argument("--profile", default="prefix-cache",
-                        help="The profile compared with least-request (prefix-cache).")
+    parser.add_argument("--profile", default="prefix-cache", choices=sorted(BUILT_IN),
+                        help="The built-in profile compared with least-request (prefix-cache).")
     parser.add_argument("--in-process", action="store_true",
                         help="Only the routing work, timed in this process (no servers).")
     args = parser.parse_args(argv)

@@ -22,6 +22,7 @@ from gateway.scoring import (
     Signals,
     pick_scored,
     score,
+    uncached,
 )
 from gateway.table import Endpoint, RoutingTable
 
@@ -143,6 +144,14 @@ def test_each_scorer_prefers_what_it_says() -> None:
     sig = [Signals(lora_active=True), Signals()]
     assert pick(Profile("lq", {"lora": 2, "queue": 1}), cands, sig) == 0
     assert pick(Profile("lq", {"lora": 0.5, "queue": 1}), cands, sig) == 1
+
+
+def test_what_a_pod_must_prefill_is_the_prompt_past_the_chunks_it_holds() -> None:
+    assert uncached(1000, 0, 256) == 1000
+    assert uncached(1000, 2, 256) == 488
+    # A prompt of token ids renders longer than its estimate (4 characters a token):
+    # its chunks can cover more than the estimate, and nothing is left, not less than 0.
+    assert uncached(300, 2, 256) == 0
 
 
 def test_a_short_prompt_is_not_sent_behind_a_long_prefill() -> None:

@@ -15,7 +15,10 @@ one of these, which
    scale from zero, retried at each change of the routing table (and on a
    short backoff), until a pod answers or ``reconnect_hold`` passes (then 502);
 3. passes the answer through as it arrives (raw bytes: no decompression, no
-   re-encoding), with ``x-brix-pod`` and ``x-request-id`` added. A failure
+   re-encoding), with ``x-brix-pod`` and ``x-request-id`` added. Served by
+   gateway.server, the body after its first piece (a stream's tokens) goes from
+   the pod's connection straight to the client's (``BodyWriter``), with no turn
+   of the event loop per piece; under ASGI, piece by piece through ``send``. A failure
    after the first byte ends an event stream with an ``error`` event (the
    status line is gone by then); any other body is cut off, so the client
    sees a broken answer rather than a short one.
@@ -55,7 +58,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 from starlette.types import Message, Receive, Scope, Send
@@ -95,6 +98,16 @@ _MAX_BACKOFF = 1.0
 """Longest wait between two rounds of tries while a request is held for a pod to answer."""
 # Headers aiohttp would add when the client sent none; the engine gets the client's only.
 SKIP_AUTO_HEADERS = frozenset({"Accept-Encoding", "User-Agent", "Content-Type"})
+
+
+class BodyWriter(Protocol):
+    """A client connection the answer's body can be written to from a callback."""
+
+    def write_body(self, body: bytes) -> bool:
+        """Send one piece of the body, framed; whether the client can take more now."""
+
+    async def drain(self) -> None:
+        """Return once the client has taken what was written (or has gone)."""
 
 
 class UpstreamCutOff(Exception):
@@ -213,6 +226,7 @@ class ProxyCall:
         self._done = False
         self._client_gone = False
         self._last_error = ""
+        self._writer: BodyWriter | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # The server says when the client leaves (brix.http_guard's extension):
@@ -220,9 +234,11 @@ class ProxyCall:
         await self.serve(send, scope.get("extensions", {}).get(DISCONNECT_EXTENSION), receive)
 
     async def serve(self, send: Send, register: Callable[[Callable[[], None]], None] | None,
-                    receive: Receive | None = None) -> None:
+                    receive: Receive | None = None, writer: BodyWriter | None = None) -> None:
         """Answer through ``send``; ``register(callback)`` tells of the client leaving (else
-        a task waits on ``receive`` for ``http.disconnect``)."""
+        a task waits on ``receive`` for ``http.disconnect``). With a ``writer``, the body
+        after its first piece is relayed to it from the pod's connection."""
+        self._writer = writer
         loop = self.proxy.loop
         task = asyncio.current_task(loop)
         assert task is not None
@@ -472,6 +488,7 @@ class ProxyCall:
         self.proxy.metrics.first_byte(self.model, time.perf_counter() - self.started)
         await send({"type": "http.response.start", "status": response.status,
                     "headers": headers})
+        writer = self._writer
         try:
             while chunk is not None:
                 # A body that has all come (a whole JSON answer, usually in one
@@ -482,6 +499,11 @@ class ProxyCall:
                     return True
                 if time.monotonic() > deadline:
                     raise TimeoutError("total timeout")
+                if writer is not None:
+                    # The rest from the pod's connection's callbacks.
+                    while not await response.relay(writer.write_body, read_timeout, deadline):
+                        await writer.drain()
+                    break
                 chunk = await response.next_chunk(read_timeout)
         except (BrokenAnswer, TimeoutError) as exc:
             what = "timed out" if isinstance(exc, TimeoutError) else "failed"

@@ -16,6 +16,9 @@ protocol with brix.http_guard's limits) takes ``POST /v1/completions`` and
 - once it is all in, ``Completions.after_body`` checks it and the one task of
   the request runs the ``ProxyCall``, whose ``send`` writes to the socket
   (the status line from a table, the server's headers joined once a second);
+  the rest of a body that comes in pieces (a stream's tokens) is written
+  from the pod's connection's callbacks (``write_body``), with no task step
+  per piece;
 - a client that leaves is told to the call through brix.http_guard's
   disconnect callback, as under ASGI.
 
@@ -185,7 +188,7 @@ class FastCycle:
 
     async def _run(self, call: ProxyCall) -> None:
         try:
-            await call.serve(self.send, self.register)
+            await call.serve(self.send, self.register, writer=self)
         except UpstreamCutOff:
             self.transport.close()  # the answer broke after it started (logged by the proxy)
         except Exception:
@@ -201,6 +204,9 @@ class FastCycle:
             self._leave()
 
     def register(self, callback: Callable[[], None]) -> None:
+        if self.disconnected:  # gone before its task's first step
+            callback()
+            return
         self.protocol._register_disconnect(self, callback)
 
     # the answer
@@ -219,6 +225,22 @@ class FastCycle:
         if flow.write_paused and not self.disconnected:
             await flow.drain()
         self.write(message)
+
+    # gateway.proxy.BodyWriter: the body after its first piece, from the pod's callbacks
+    def write_body(self, body: bytes) -> bool:
+        if self.disconnected or not body:
+            return True  # (gone: the call is being cancelled, its pieces go nowhere)
+        if self.chunked:
+            self.transport.write_now(b"%x\r\n%s\r\n" % (len(body), body))
+        else:
+            self.expected_length -= len(body)  # (the pod's parser stops at its length)
+            self.transport.write_now(body)
+        return not self.protocol.flow.write_paused
+
+    async def drain(self) -> None:
+        flow = self.protocol.flow
+        if flow.write_paused and not self.disconnected:
+            await flow.drain()
 
     def write(self, message: Message) -> None:
         """One ASGI message to the socket, framed as uvicorn frames it."""

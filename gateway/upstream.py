@@ -13,6 +13,10 @@ endpoint. It does only what the proxy needs:
 - the answer's status and raw headers, then its body chunk by chunk, bytes
   untouched (a chunked body arrives de-chunked, as the server will re-frame it);
 - timeouts: connect, first byte (the answer's head), between body chunks;
+- ``Answer.relay``: the rest of a body handed to a writer straight from the
+  connection's callbacks, with no turn of the event loop per chunk (a stream's
+  tokens); while the writer's client is behind, the body is held as for
+  ``next_chunk``;
 - a connection goes back to the pool only when its answer was read whole and
   the server keeps it alive; ``close`` drops it (the pod sees the disconnect).
 
@@ -28,7 +32,7 @@ import asyncio
 import collections
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -96,6 +100,13 @@ class _Connection(asyncio.Protocol):
         self.in_use = False
         self.paused = False
         self.idle_since = 0.0
+        # While an Answer relays its body (Answer.relay): where each piece goes, the
+        # longest silence allowed, when the last piece came, and the answer's deadline.
+        self.relay: Callable[[bytes], bool] | None = None
+        self.relay_within = 0.0
+        self.relay_deadline = 0.0
+        self.last_body = 0.0
+        self.relay_timer: asyncio.TimerHandle | None = None
         self._reset()
 
     def _reset(self) -> None:
@@ -105,7 +116,7 @@ class _Connection(asyncio.Protocol):
         self.head_done = False
         self.keep_alive = False
         self.complete = False
-        self.error: UpstreamError | None = None
+        self.error: Exception | None = None  # an UpstreamError, or a TimeoutError while relaying
         self.chunks: collections.deque[bytes] = collections.deque()
         self.buffered = 0
         self.waiter: asyncio.Future[None] | None = None
@@ -161,6 +172,20 @@ class _Connection(asyncio.Protocol):
         self._wake()
 
     def on_body(self, body: bytes) -> None:
+        relay = self.relay
+        if relay is not None:
+            now = time.monotonic()
+            self.last_body = now
+            if not relay(body):
+                # The client takes no more for now: the relay returns, the caller waits
+                # for it to drain, then relays again. What comes meanwhile is held (below),
+                # and reading pauses past _HIGH_WATER.
+                self.relay = None
+                self._wake()
+            elif now > self.relay_deadline:
+                self.relay = None
+                self._fail(TimeoutError("total timeout"))
+            return
         self.chunks.append(body)
         self.buffered += len(body)
         if self.buffered > _HIGH_WATER and not self.paused:
@@ -182,7 +207,7 @@ class _Connection(asyncio.Protocol):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    def _fail(self, error: UpstreamError) -> None:
+    def _fail(self, error: Exception) -> None:
         if self.error is None:
             self.error = error
         self._wake()
@@ -197,6 +222,19 @@ class _Connection(asyncio.Protocol):
         finally:
             timer.cancel()
             self.waiter = None
+
+
+    def _relay_idle(self) -> None:
+        """The relay's one timer: re-armed for what is left while pieces keep coming."""
+        self.relay_timer = None
+        if self.relay is None:
+            return
+        left = self.last_body + self.relay_within - time.monotonic()
+        if left > 0:
+            self.relay_timer = self.loop.call_later(left, self._relay_idle)
+            return
+        self.relay = None
+        self._fail(TimeoutError())
 
 
 def _expire(waiter: asyncio.Future[None]) -> None:
@@ -248,6 +286,52 @@ class Answer:
             if conn.error is not None:
                 raise conn.error
             await conn._wait(within)
+
+    async def relay(self, write: Callable[[bytes], bool], within: float,
+                    deadline: float) -> bool:
+        """Hand the rest of the body to ``write`` as it arrives, from the connection's
+        callbacks: no task step, future or timer per chunk (what ``next_chunk`` costs).
+
+        ``write`` answers whether its client can take more now. True once the body has
+        all come; False when ``write`` said no: what comes next is held, as for
+        ``next_chunk`` (reading from the pod pauses past ``_HIGH_WATER``), until the
+        caller, its client drained, relays again. TimeoutError when nothing comes
+        for ``within`` seconds (one timer for the whole body) or a piece comes after
+        ``deadline`` (``time.monotonic()``, checked as pieces arrive); BrokenAnswer when the
+        body broke off.
+        """
+        conn = self._conn
+        if conn.chunks:
+            chunk = conn.chunks.popleft() if len(conn.chunks) == 1 else b"".join(conn.chunks)
+            conn.chunks.clear()
+            conn.buffered = 0
+            if not write(chunk):
+                return False
+        if conn.complete:
+            return True
+        if conn.error is not None:
+            raise conn.error
+        loop = conn.loop
+        conn.relay, conn.relay_within, conn.relay_deadline = write, within, deadline
+        conn.last_body = time.monotonic()
+        if conn.paused:
+            conn.paused = False
+            conn.transport.resume_reading()  # type: ignore[union-attr]
+        waiter = conn.waiter = loop.create_future()
+        conn.relay_timer = loop.call_later(within, conn._relay_idle)
+        try:
+            await waiter
+        finally:
+            conn.relay = None
+            conn.waiter = None
+            if conn.relay_timer is not None:
+                conn.relay_timer.cancel()
+                conn.relay_timer = None
+        if conn.complete:
+            return True
+        if conn.error is not None:
+            raise conn.error
+        return False
 
     def release(self) -> None:
         """Done with the answer: the connection goes back to the pool if it can be reused."""

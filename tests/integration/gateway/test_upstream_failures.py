@@ -6,7 +6,9 @@ import http.server
 import json
 import re
 import signal
+import socket
 import threading
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -156,6 +158,75 @@ def test_a_stream_over_the_total_time_ends_with_an_error_event(procs: ProcessGro
     last = events[-1]
     assert isinstance(last, dict)
     assert last["error"]["code"] == "upstream_timeout"  # type: ignore[index]
+
+
+def test_a_stream_whose_pod_stalls_after_it_started_ends_with_a_timeout_event(
+    procs: ProcessGroup,
+) -> None:
+    # Stopped, not killed: its sockets stay open and nothing more comes. The
+    # gateway's --first-byte-timeout bounds the silence between two pieces.
+    engine = start_sim(procs, name="m1", extra_args=slow(ms_per_token=20))
+    gw = start_gateway(procs, extra_args=["--static-routes", f"m1={engine.url}",
+                                          "--first-byte-timeout", "1"])
+    body = {"model": "m1", "prompt": "x", "max_tokens": 400, "stream": True, "ignore_eos": True}
+    try:
+        with httpx.stream("POST", f"{gw.url}/v1/completions", json=body, timeout=30) as r:
+            assert r.status_code == 200
+            events = events_of(r.iter_lines())
+            for _ in range(10):  # pieces keep coming 20 ms apart: no timeout between them
+                assert isinstance(next(events), dict)
+            engine.signal(signal.SIGSTOP)
+            rest = list(events)
+    finally:
+        engine.signal(signal.SIGCONT)
+    tokens = [e for e in rest if isinstance(e, dict) and "choices" in e]
+    assert len(tokens) < 390
+    last = rest[-1]
+    assert isinstance(last, dict)
+    assert last["error"]["code"] == "upstream_timeout", last  # type: ignore[index]
+    assert "[DONE]" not in rest
+
+
+def test_a_client_that_reads_slowly_gets_the_whole_stream_in_order(procs: ProcessGroup) -> None:
+    # 30,000 tokens as fast as the sim makes them, some 7 MB of events (past what
+    # the kernel buffers on loopback), to a client that reads nothing for three
+    # seconds: the gateway stops reading from the pod while its client is behind,
+    # then passes on all of it.
+    engine = start_sim(procs, name="m1", extra_args=(
+        "--prefill-tokens-per-s", "1000000", "--decode-ms-per-token", "0.01",
+        "--decode-ms-per-token-per-seq", "0", "--max-model-len", "32768"))
+    gw = start_gateway(procs, extra_args=["--static-routes", f"m1={engine.url}"])
+    assert gw.url is not None
+    body = json.dumps({"model": "m1", "prompt": "x", "max_tokens": 30000, "stream": True,
+                       "ignore_eos": True}).encode()
+    host, port = gw.url.removeprefix("http://").split(":")
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.settimeout(30)
+        sock.connect((host, int(port)))
+        sock.sendall(b"POST /v1/completions HTTP/1.1\r\nhost: gw\r\nconnection: close\r\n"
+                     b"content-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
+                     % (len(body), body))
+        time.sleep(3)
+        received = bytearray()
+        while chunk := sock.recv(65536):
+            received.extend(chunk)
+    head, _, chunked = bytes(received).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    pieces, at = [], 0
+    while True:  # undo the chunked framing
+        eol = chunked.index(b"\r\n", at)
+        n = int(chunked[at:eol], 16)
+        if n == 0:
+            break
+        pieces.append(chunked[eol + 2:eol + 2 + n])
+        at = eol + 4 + n
+    text = b"".join(pieces)
+    events = list(events_of(iter(text.decode().splitlines())))
+    assert events[-1] == "[DONE]"
+    texts = [e["choices"][0]["text"] for e in events  # type: ignore[index]
+             if isinstance(e, dict) and "choices" in e]
+    assert sum(1 for t in texts if t) == 30000
 
 
 @pytest.mark.parametrize("stream", [True, False])

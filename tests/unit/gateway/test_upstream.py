@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -202,3 +203,134 @@ def test_beyond_the_limit_a_request_waits_until_a_connection_is_let_go() -> None
         await asyncio.sleep(0.05)
 
     _run(main())
+
+
+def _pieces(pieces: list[bytes], gap: float, *, end: bool = True, times: int = 1) -> Handler:
+    """``times`` chunked answers on a connection, one piece every ``gap`` seconds;
+    ``end=False``: silence after the pieces."""
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for _ in range(times):
+            await _read_request(reader)
+            writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+            for piece in pieces:
+                await asyncio.sleep(gap)
+                writer.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                await writer.drain()
+            if end:
+                writer.write(b"0\r\n\r\n")
+    return handler
+
+
+def _keeper(into: list[bytes]) -> Callable[[bytes], bool]:
+    """A writer that keeps what it is given and can always take more."""
+    def write(body: bytes) -> bool:
+        into.append(body)
+        return True
+    return write
+
+
+def test_a_relayed_body_reaches_the_writer_piece_by_piece_and_keeps_the_connection() -> None:
+    async def main() -> None:
+        pieces = [b"data: %d\n\n" % i for i in range(6)]
+        server, target = await _serve(_pieces(pieces, 0.1, times=2))
+        pool = UpstreamPool(asyncio.get_running_loop(), limit=1)
+        answer = await pool.post(target, [], b"{}", connect_timeout=2, first_byte_timeout=5)
+        got: list[bytes] = []
+        # Pieces 0.1 s apart for 0.6 s, 0.3 s allowed between two: the one timer
+        # measures the silence, not the whole body.
+        done = await answer.relay(_keeper(got), 0.3, float("inf"))
+        assert done
+        assert b"".join(got) == b"".join(pieces)
+        assert len(got) >= 3  # handed over as they came, not gathered at the end
+        answer.release()
+        again = await pool.post(target, [], b"{}", connect_timeout=2, first_byte_timeout=5)
+        assert pool._open == 1  # the connection was kept alive and reused
+        assert await again.relay(lambda b: True, 0.3, float("inf"))
+        again.release()
+        pool.close()
+        server.close()
+        await asyncio.sleep(0.05)
+
+    _run(main())
+
+
+def test_a_relay_times_out_on_silence_past_its_deadline_and_on_a_break() -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        pool = UpstreamPool(loop, limit=4)
+
+        async def relay(handler: Handler, within: float, deadline: float) -> list[bytes]:
+            server, target = await _serve(handler)
+            answer = await pool.post(target, [], b"{}", connect_timeout=2, first_byte_timeout=5)
+            got: list[bytes] = []
+            try:
+                await answer.relay(_keeper(got), within, deadline)
+            finally:
+                answer.close()
+                server.close()
+            return got
+
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):  # two pieces, then nothing
+            await relay(_pieces([b"a", b"b"], 0.05, end=False), 0.3, float("inf"))
+        assert time.monotonic() - started < 3
+        got: list[bytes] = []
+        with pytest.raises(TimeoutError, match="total timeout"):
+            got = await relay(_pieces([b"a"] * 20, 0.05), 5, time.monotonic() + 0.3)
+
+        async def cut(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await _read_request(reader)
+            writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n1\r\na\r\n")
+            await writer.drain()
+            await asyncio.sleep(0.1)
+            writer.close()
+
+        with pytest.raises(BrokenAnswer):
+            await relay(cut, 5, float("inf"))
+        assert got == []  # (the raise left it unassigned: nothing else to check there)
+        pool.close()
+        await asyncio.sleep(0.05)
+
+    _run(main())
+
+
+def test_a_writer_that_is_full_pauses_the_pod_and_loses_nothing() -> None:
+    async def main() -> None:
+        size = 32 * 1024 * 1024  # past what loopback's socket buffers hold
+        sent = 0
+
+        async def big(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            nonlocal sent
+            await _read_request(reader)
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % size)
+            piece = bytes(range(256)) * 256
+            while sent < size:
+                writer.write(piece)
+                await writer.drain()
+                sent += len(piece)
+
+        server, target = await _serve(big)
+        pool = UpstreamPool(asyncio.get_running_loop(), limit=1)
+        answer = await pool.post(target, [], b"{}", connect_timeout=2, first_byte_timeout=5)
+        got = bytearray()
+        full = True
+
+        def write(body: bytes) -> bool:
+            got.extend(body)
+            return not full
+
+        assert not await answer.relay(write, 5, float("inf"))  # full after its first piece
+        await asyncio.sleep(0.5)
+        assert sent < size  # the pod waits: nothing is read while the writer is full
+        full = False
+        assert await answer.relay(write, 5, float("inf"))
+        assert sent == size
+        assert len(got) == size
+        assert bytes(got[:512]) == bytes(range(256)) * 2
+        answer.release()
+        pool.close()
+        server.close()
+        await asyncio.sleep(0.05)
+
+    _run(main())
+

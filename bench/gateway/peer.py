@@ -10,12 +10,14 @@ brix's. Both routers run with round-robin over the same one upstream:
 
 - brix: ``python -m gateway --discovery none --static-routes m1=UPSTREAM
   --routing round-robin`` (``--routing default``: brix's default, the
-  prefix-cache profile, which hashes each prompt's chunks)
+  least-prefill profile, which hashes each prompt's chunks)
 - vllm-router: ``vllm-router --worker-urls UPSTREAM --policy round_robin``
 
 Measured, each path in turn within every round (direct, then each router;
-two rounds, so a minute of a busy neighbour on this shared machine shows as
-a difference between rounds rather than a difference between routers):
+two rounds by default, so a minute of a busy neighbour on this shared machine
+shows as a difference between rounds rather than a difference between routers;
+``--rounds N`` above two adds a last row per path, the median over the rounds
+of its ratios to vllm-router's):
 
 1. non-streaming completions with wrk against ``bench.gateway.replay``
    (the sim's recorded answer, sent at once): requests/s and p50/p99 at 64
@@ -41,6 +43,7 @@ import argparse
 import datetime
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -148,8 +151,15 @@ def _ratio(value: float, peer: float) -> str:
     return f"{value / peer:.2f}x" if peer else "-"
 
 
+def _medians(rounds: dict[str, list[tuple[float, ...]]]) -> dict[str, tuple[float, ...]]:
+    """Per path, the median over the rounds of each of its figures."""
+    return {name: tuple(statistics.median(col) for col in zip(*rows, strict=True))
+            for name, rows in rounds.items()}
+
+
 def rate_and_latency(procs: ProcessGroup, routers: list[Router], duration: float,
-                     script: Path, answer: Path, router_cpus: set[int] | None) -> list[str]:
+                     script: Path, answer: Path, router_cpus: set[int] | None,
+                     rounds: int) -> list[str]:
     up = procs.start(["-m", "bench.gateway.replay", "--answer", str(answer)], name="replay")
     assert up.url
     running = start_routers(procs, routers, up.url, router_cpus,
@@ -158,7 +168,9 @@ def rate_and_latency(procs: ProcessGroup, routers: list[Router], duration: float
              "| CPU ms/req at 64 | vs vllm-router | p50 ms at 8 | added p50 ms at 8 "
              "| errors | load avg |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for rnd in (1, 2):
+    # Per router and round: req/s and CPU as ratios to vllm-router's, and the added p50.
+    kept: dict[str, list[tuple[float, ...]]] = {}
+    for rnd in range(1, rounds + 1):
         direct64 = wrk(up.url, 64, duration, script)
         direct8 = wrk(up.url, 8, duration, script)
         rows = [("direct", direct64, direct8, 0.0)]
@@ -172,6 +184,9 @@ def rate_and_latency(procs: ProcessGroup, routers: list[Router], duration: float
         peer = next(r for r in rows if r[0] == PEER_NAME)
         for name, r64, r8, cpu in rows:
             routed = name != "direct"
+            if routed:
+                kept.setdefault(name, []).append((r64["rps"] / peer[1]["rps"], cpu / peer[3],
+                                                  r8["p50"] - direct8["p50"]))
             lines.append(
                 f"| {rnd} | {name} | {r64['rps']:.0f} | {_ratio(r64['rps'], peer[1]['rps'])} "
                 f"| {r64['p50']:.2f} / {r64['p99']:.2f} "
@@ -180,12 +195,16 @@ def rate_and_latency(procs: ProcessGroup, routers: list[Router], duration: float
                 f"| {_signed(r8['p50'] - direct8['p50']) if routed else '-'} "
                 f"| {int(r64['errors'] + r8['errors'])} | {os.getloadavg()[0]:.1f} |")
             print(lines[-1], flush=True)
+    if rounds > 2:
+        for name, (rps, cpu, added) in _medians(kept).items():
+            lines.append(f"| median | {name} | - | {rps:.2f}x | - | - | {cpu:.2f}x | - "
+                         f"| {_signed(added)} | - | - |")
     procs.stop_all()
     return lines
 
 
 def streams(procs: ProcessGroup, routers: list[Router], duration: float,
-            router_cpus: set[int] | None) -> list[str]:
+            router_cpus: set[int] | None, rounds: int) -> list[str]:
     sim = start_sim(procs, name="m1", extra_args=(*slow(ms_per_token=50, max_num_seqs=512),
                                                   "--log-level", "warning"))
     assert sim.url
@@ -196,7 +215,8 @@ def streams(procs: ProcessGroup, routers: list[Router], duration: float,
     lines = ["| round | path | first chunk p50 ms | vs vllm-router | first chunk p99 ms "
              "| vs vllm-router | stream p50 ms | streams | CPU ms/stream | vs vllm-router "
              "| errors | load avg |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for rnd in (1, 2):
+    kept: dict[str, list[tuple[float, ...]]] = {}  # first chunk p50, p99, CPU: ratios
+    for rnd in range(1, rounds + 1):
         rows = []
         for name, proc in running:
             assert proc.url
@@ -208,6 +228,9 @@ def streams(procs: ProcessGroup, routers: list[Router], duration: float,
         for name, r, cpu in rows:
             routed = name != "direct"
             p50, p99 = r["ttfb"]["p50_ms"], r["ttfb"]["p99_ms"]
+            kept.setdefault(name, []).append((p50 / peer[1]["ttfb"]["p50_ms"],
+                                              p99 / peer[1]["ttfb"]["p99_ms"],
+                                              cpu / peer[2] if routed else 0.0))
             lines.append(
                 f"| {rnd} | {name} | {p50:.1f} | {_ratio(p50, peer[1]['ttfb']['p50_ms'])} "
                 f"| {p99:.1f} | {_ratio(p99, peer[1]['ttfb']['p99_ms'])} "
@@ -215,6 +238,10 @@ def streams(procs: ProcessGroup, routers: list[Router], duration: float,
                 f"| {f'{cpu:.3f}' if routed else '-'} | {_ratio(cpu, peer[2]) if routed else '-'} "
                 f"| {r['errors']} | {os.getloadavg()[0]:.1f} |")
             print(lines[-1], flush=True)
+    if rounds > 2:
+        for name, (p50, p99, cpu) in _medians(kept).items():
+            lines.append(f"| median | {name} | - | {p50:.2f}x | - | {p99:.2f}x | - | - | - "
+                         f"| {f'{cpu:.2f}x' if name != 'direct' else '-'} | - | - |")
     procs.stop_all()
     return lines
 
@@ -227,12 +254,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--also", action="append", default=[], metavar="NAME=DIR",
                         help="also measure the gateway of the brix checkout in DIR")
     parser.add_argument("--only", choices=["rate", "streams"], default=None)
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="rounds of every path in turn; above 2, a last row per path "
+                        "gives the median over the rounds of its ratios to vllm-router's")
     parser.add_argument("--workers", default="1", metavar="N[,N...]",
                         help="brix's --workers: one brix row per value (e.g. 1,2 for the "
                         "scaling from one worker to two)")
     parser.add_argument("--routing", default="round-robin",
                         help="brix's strategy, round-robin like the peer's by default "
-                        "('default': brix's own default, the prefix-cache profile)")
+                        "('default': brix's own default, the least-prefill profile)")
     args = parser.parse_args(argv)
     if args.only in (None, "rate") and shutil.which("wrk") is None:
         print("wrk is missing: apt-get install wrk (Debian's package)", file=sys.stderr)
@@ -244,6 +274,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--workers: expected numbers separated by commas, got {args.workers!r}")
     if any(n < 1 for n in counts):
         parser.error(f"--workers: each must be >= 1, got {args.workers!r}")
+    if args.rounds < 1:
+        parser.error(f"--rounds: must be >= 1, got {args.rounds}")
     if args.pin and max(counts) > 1:
         parser.error("--pin gives each router one CPU: run --workers above 1 unpinned")
     routers = [peer_router(), *(brix_router("brix" if n == 1 else f"brix x{n}", REPO, routing, n)
@@ -271,11 +303,12 @@ def main(argv: list[str] | None = None) -> int:
                     sections.append(("Requests/s, CPU and added latency (replay upstream, "
                                      "answers at once; wrk)",
                                      rate_and_latency(procs, routers, args.duration, script,
-                                                      answer, router_cpus)))
+                                                      answer, router_cpus, args.rounds)))
                 if args.only in (None, "streams"):
                     sections.append(("Streams: first chunk (200 streams, 8 tokens at 50 ms, "
                                      "sim upstream)",
-                                     streams(procs, routers, args.duration, router_cpus)))
+                                     streams(procs, routers, args.duration, router_cpus,
+                                             args.rounds)))
             finally:
                 procs.stop_all()
     finally:

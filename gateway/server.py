@@ -204,9 +204,6 @@ class FastCycle:
             self._leave()
 
     def register(self, callback: Callable[[], None]) -> None:
-        if self.disconnected:  # gone before its task's first step
-            callback()
-            return
         self.protocol._register_disconnect(self, callback)
 
     # the answer

@@ -223,6 +223,20 @@ class _Connection(asyncio.Protocol):
             timer.cancel()
             self.waiter = None
 
+    def take_held(self) -> bytes | None:
+        """All the body held since it was last taken, in one piece (None: nothing), and
+        reading from the pod resumed if it had paused. One piece: fewer, larger writes
+        to a client that has fallen behind, as aiohttp's readany did."""
+        chunks = self.chunks
+        if not chunks:
+            return None
+        chunk = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
+        self.buffered = 0
+        if self.paused:
+            self.paused = False
+            self.transport.resume_reading()  # type: ignore[union-attr]
+        return chunk
 
     def _relay_idle(self) -> None:
         """The relay's one timer: re-armed for what is left while pieces keep coming."""
@@ -270,16 +284,8 @@ class Answer:
         comes within ``within`` seconds, BrokenAnswer when it broke off."""
         conn = self._conn
         while True:
-            chunks = conn.chunks
-            if chunks:
-                # All that has come, in one piece (fewer, larger writes to a client
-                # that has fallen behind, as aiohttp's readany did).
-                chunk = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
-                chunks.clear()
-                conn.buffered = 0
-                if conn.paused:
-                    conn.paused = False
-                    conn.transport.resume_reading()  # type: ignore[union-attr]
+            chunk = conn.take_held()
+            if chunk is not None:
                 return chunk
             if conn.complete:
                 return None
@@ -301,12 +307,9 @@ class Answer:
         body broke off.
         """
         conn = self._conn
-        if conn.chunks:
-            chunk = conn.chunks.popleft() if len(conn.chunks) == 1 else b"".join(conn.chunks)
-            conn.chunks.clear()
-            conn.buffered = 0
-            if not write(chunk):
-                return False
+        held = conn.take_held()
+        if held is not None and not write(held):
+            return False
         if conn.complete:
             return True
         if conn.error is not None:
@@ -314,9 +317,6 @@ class Answer:
         loop = conn.loop
         conn.relay, conn.relay_within, conn.relay_deadline = write, within, deadline
         conn.last_body = time.monotonic()
-        if conn.paused:
-            conn.paused = False
-            conn.transport.resume_reading()  # type: ignore[union-attr]
         waiter = conn.waiter = loop.create_future()
         conn.relay_timer = loop.call_later(within, conn._relay_idle)
         try:

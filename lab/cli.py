@@ -80,6 +80,15 @@ def _parser() -> argparse.ArgumentParser:
                     help="the gateway's routing config (YAML: profiles of scorers), as its "
                     "--routing-config")
     bt.add_argument("--scrape-interval", type=float, default=15.0)
+    bt.add_argument("--scrape-lead", type=float, default=None,
+                    help="seconds each Prometheus scrape comes before the policies' "
+                    "decisions (its phase against them), in [0, --scrape-interval); "
+                    "default: half the interval, the mean age of a scrape at a random "
+                    "phase. Above 0 the initial fleet was scraped that long before the "
+                    "trace began (it was up and idle). 0: scrapes at the decisions' "
+                    "instants, each decision first, so it reads the scrape an interval old, "
+                    "the history starts with the trace, and a trace whose arrivals are "
+                    "rounded to whole seconds lands batches on the scrapes")
     bt.add_argument("--hold-timeout", type=float, default=60.0,
                     help="seconds the gateway holds a request while no pod is ready")
     bt.add_argument("--grace-period", type=float, default=30.0,
@@ -225,11 +234,17 @@ def backtest(args: argparse.Namespace) -> int:
         routing_config = load_routing_config(args.routing_config)
     except (OSError, RoutingConfigError) as e:
         raise UsageError(f"--routing-config {args.routing_config}: {e}") from None
+    if args.scrape_lead is None:
+        args.scrape_lead = args.scrape_interval / 2
+    if not 0 <= args.scrape_lead < args.scrape_interval:
+        raise UsageError(f"--scrape-lead must be within [0, --scrape-interval "
+                         f"{args.scrape_interval:g}), got {args.scrape_lead:g}")
     settings = SimSettings(cold_start=parse_cold_start(args.cold_start), routing=args.routing,
                            routing_config=routing_config,
                            scrape_interval=args.scrape_interval, hold_timeout=args.hold_timeout,
                            initial_replicas=args.initial_replicas, seed=args.seed,
-                           grace_period=args.grace_period, tail=args.tail)
+                           grace_period=args.grace_period, tail=args.tail,
+                           first_scrape=-args.scrape_lead)
     from lab.routing import routings
     if args.routing not in routings(routing_config):
         raise UsageError(f"unknown routing strategy {args.routing!r} "
@@ -245,8 +260,9 @@ def backtest(args: argparse.Namespace) -> int:
     recorded: dict[str, Any] = {
         "profile": profile.to_json(), "cold_start": args.cold_start, "routing": args.routing,
         "routing_config": None if args.routing_config is None else str(args.routing_config),
-        "scrape_interval": args.scrape_interval, "hold_timeout": args.hold_timeout,
-        "initial_replicas": args.initial_replicas, "seed": args.seed,
+        "scrape_interval": args.scrape_interval, "scrape_lead": args.scrape_lead,
+        "hold_timeout": args.hold_timeout, "initial_replicas": args.initial_replicas,
+        "seed": args.seed,
         "grace_period": args.grace_period, "tail": args.tail, "policies": specs,
         "cpu_seconds": timings,
     }

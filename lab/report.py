@@ -64,8 +64,10 @@ def _markdown(summary: Mapping[str, Any], plots: list[Path]) -> str:
         f"({trace['mean_rate_per_s']:.3g} requests/s, prompt {trace['mean_prompt_tokens']:.0f} "
         f"and output {trace['mean_output_tokens']:.0f} tokens on average).",
         f"Profile `{settings['profile']['name']}`; cold start {settings['cold_start']} s; "
-        f"routing {settings['routing']}; scrape every {settings['scrape_interval']:g} s; "
-        f"gateway hold {settings['hold_timeout']:g} s; seed {settings['seed']}.",
+        f"routing {settings['routing']}; scrape every {settings['scrape_interval']:g} s"
+        + (f", {lead:g} s before the decisions"
+           if (lead := settings.get("scrape_lead")) is not None else "")
+        + f"; gateway hold {settings['hold_timeout']:g} s; seed {settings['seed']}.",
         f"SLO: TTFT <= {slo['ttft']:g} s"
         + (f" and TPOT <= {slo['tpot']:g} s" if slo["tpot"] is not None else "")
         + f", target {slo['target']:.0%} of all requests (failures count as misses).", "",

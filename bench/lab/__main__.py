@@ -72,6 +72,7 @@ def comparison(out: Path, *, reuse: bool) -> dict[str, dict[str, Any]]:
                 subprocess.run([sys.executable, "-m", "lab", "backtest", "--trace", trace, *extra,
                             "--policies", *COMPARISON, "--profile", "gpu-8b",
                             "--cold-start", "60", "--routing", "least-request",
+                            "--scrape-lead", "0",
                             "--slo-ttft", "2.0", "--quiet", "--out", str(folder)], check=True)
         summaries[label] = json.loads((folder / "summary.json").read_text())
         print(f"comparison {label}: {folder / 'report.md'}", flush=True)
@@ -119,7 +120,8 @@ def write(path: Path, speeds: dict[str, dict[str, float]],
     lines += [f"| {name} | {v['cpu_s']} | {v['wall_s']} |" for name, v in speeds.items()]
     lines += ["", "## Comparison", "",
               "`--profile gpu-8b --cold-start 60 --slo-ttft 2.0` (99 % of all requests, failures "
-              "count as misses), routing least-request, scrape 15 s, gateway hold 60 s, seed 0.",
+              "count as misses), routing least-request, scrape 15 s at the decisions' instants "
+              "(`--scrape-lead 0`), gateway hold 60 s, seed 0.",
               ""]
     for label, summary in summaries.items():
         t = summary["trace"]

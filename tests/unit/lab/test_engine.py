@@ -327,6 +327,37 @@ def test_decisions_and_scrapes_can_keep_a_live_stacks_clock() -> None:
     assert policy.seen[1][1] is not None
 
 
+class Rates(Steps):
+    """A test policy that records the request rate each decision can read."""
+
+    def __init__(self) -> None:
+        super().__init__([], interval=15.0)
+        self.rates: list[float | None] = []
+
+    def decide(self, *, now: float, metrics: MetricsView, replicas: int, ready: int) -> int:
+        self.rates.append(metrics.sum_rate("vllm:request_success_total", 60.0))
+        return super().decide(now=now, metrics=metrics, replicas=replicas, ready=ready)
+
+
+def test_a_scrape_before_the_trace_gives_the_first_decision_a_rate() -> None:
+    trace = load("synthetic:steady?rate=5&duration=60&seed=1&output_mean=10")
+    at_start = Rates()
+    run(trace, at_start, tail=0.0)
+    before = Rates()
+    result = run(trace, before, tail=0.0, first_scrape=-1.0)
+    # Scrapes at the decisions' instants, the decision first: at 15 s only the scrape
+    # at 0 is there, and a rate needs two samples.
+    assert at_start.rates[0] is None
+    # The fleet scraped 1 s before the trace (up and idle): at 15 s the samples at -1
+    # and 14 give the rate of what was answered by 14 s.
+    assert before.rates[0] is not None
+    assert before.rates[0] > 0
+    assert [t for t, _ in result.queue][:3] == pytest.approx([-1.0, 14.0, 29.0])
+    # Nothing else about the run starts before 0.
+    assert result.timeline[0][0] == 0.0
+    assert result.decisions[0][0] == 15.0
+
+
 def test_a_loops_phase_moves_the_ttft_tail_of_a_short_burst() -> None:
     # One pod, a burst it cannot serve; the policy scales to 3 at its first decision.
     trace = trace_of(*[(0.25 * i, 400, 200) for i in range(24)])
@@ -341,6 +372,6 @@ def test_a_loops_phase_moves_the_ttft_tail_of_a_short_burst() -> None:
 
 def test_bad_clock_settings_are_refused() -> None:
     for bad in ({"decision_times": (5.0, 5.0)}, {"decision_times": (3.0, 1.0)},
-                {"decision_times": (-1.0,)}, {"first_scrape": -0.5}):
+                {"decision_times": (-1.0,)}, {"first_scrape": -15.5}):
         with pytest.raises(ValueError, match="decision_times"):
             SimSettings(cold_start=lambda _r: 0.0, **bad)  # type: ignore[arg-type]

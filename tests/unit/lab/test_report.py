@@ -120,6 +120,9 @@ def test_backtest_writes_the_summary_report_and_plots(tmp_path: Path,
     assert two["completed"] + two["failed"] == two["requests"]
     report = (out / "report.md").read_text()
     assert "`fixed:replicas=2`" in report
+    # The scrapes' phase against the decisions: half the interval unless stated.
+    assert summary["settings"]["scrape_lead"] == 7.5
+    assert "scrape every 15 s, 7.5 s before the decisions;" in report
     # No keda-hpa run here: no baseline to compare at.
     assert "matched" not in summary
     assert "baseline's best attainment" not in report
@@ -188,6 +191,10 @@ def test_a_report_whose_baseline_misses_the_target_compares_at_its_best(
      "--cold-start 'soon'"),
     (["--trace", "synthetic:steady", "--policies", "fixed", "--routing", "fastest"],
      "unknown routing strategy 'fastest'"),
+    (["--trace", "synthetic:steady", "--policies", "fixed", "--scrape-lead", "15"],
+     "--scrape-lead must be within [0, --scrape-interval 15), got 15"),
+    (["--trace", "synthetic:steady", "--policies", "fixed", "--scrape-lead", "-1"],
+     "--scrape-lead must be within [0, --scrape-interval 15), got -1"),
     # gpu-8b's decode step with one sequence is 8 ms: a 5 ms TPOT is met by no batch.
     (["--trace", "synthetic:steady", "--policies", "brix-slo:tpot=0.005"],
      "tpot: 0.005 s is not above the profile's decode step with one sequence (0.008 s)"),

@@ -110,7 +110,7 @@ bench: $(STAMP) $(SYSTEM_STAMP) proto tiny-model
 
 # The scaling lab's default comparison on the bundled traces; opens nothing.
 LAB_OUT ?= .brix/lab
-LAB_POLICIES ?= keda-hpa:threshold=1,2,5,10 kpa brix-loop brix-keda
+LAB_POLICIES ?= brix-slo keda-hpa:threshold=1,2,5,10 kpa brix-loop brix-keda
 
 .PHONY: lab
 lab: $(STAMP)

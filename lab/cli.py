@@ -29,7 +29,7 @@ from lab.traces import Trace, TraceError, load, transform
 __all__ = ["main"]
 
 PROG = "python -m lab"
-DEFAULT_POLICIES = ("keda-hpa", "kpa", "brix-loop", "brix-keda")
+DEFAULT_POLICIES = ("brix-slo", "keda-hpa", "kpa", "brix-loop", "brix-keda")
 
 
 class UsageError(ValueError):

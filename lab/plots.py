@@ -94,11 +94,13 @@ def plot_ttft(trace: Trace, results: Mapping[str, Result], slo_ttft: float, path
         for name, result in results.items():
             xs, ys = [], []
             for m in range(int(minute.max()) + 1):
-                # Failed requests have no TTFT: they count as infinitely late here.
+                # Failed requests have no TTFT: they count as infinitely late here, and
+                # the p99 is one of the minute's own values (no interpolation: between
+                # two failures it would be inf - inf).
                 ttft = np.nan_to_num(result.ttft[minute == m], nan=np.inf)
                 if ttft.size:
                     xs.append(m + 0.5)
-                    ys.append(float(np.percentile(ttft, 99)))
+                    ys.append(float(np.percentile(ttft, 99, method="higher")))
             ax.step(xs, np.minimum(ys, 1e4), where="mid", linewidth=1.4, label=name)
         ax.axhline(slo_ttft, color="red", linestyle="--", linewidth=1.2,
                    label=f"SLO {slo_ttft:g} s")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -130,6 +131,21 @@ def test_backtest_writes_the_summary_report_and_plots(tmp_path: Path,
         data = (out / name).read_bytes()
         assert data.startswith(b"\x89PNG")
         assert len(data) > 10_000
+
+
+def test_the_ttft_plot_takes_a_minute_of_failures_without_a_warning(tmp_path: Path) -> None:
+    from lab.plots import plot_ttft
+    from lab.traces import Request, Trace
+
+    trace = Trace.of("t", [Request(arrival=float(a), prompt_tokens=10, output_tokens=5)
+                           for a in range(0, 120, 10)])
+    # The first minute: four answers and two failures (no TTFT); the second: all failed.
+    ttft = [0.1, 0.2, 0.3, 0.4, math.nan, math.nan, *[math.nan] * 6]
+    run = result(ttft, [Outcome.COMPLETED] * 4 + [Outcome.TIMED_OUT] * 8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # interpolating between two failures warned
+        plot_ttft(trace, {"p": run}, 2.0, tmp_path / "ttft.png")
+    assert (tmp_path / "ttft.png").read_bytes().startswith(b"\x89PNG")
 
 
 def test_a_report_whose_baseline_misses_the_target_compares_at_its_best(

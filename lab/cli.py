@@ -234,17 +234,18 @@ def backtest(args: argparse.Namespace) -> int:
         routing_config = load_routing_config(args.routing_config)
     except (OSError, RoutingConfigError) as e:
         raise UsageError(f"--routing-config {args.routing_config}: {e}") from None
-    if args.scrape_lead is None:
-        args.scrape_lead = args.scrape_interval / 2
-    if not 0 <= args.scrape_lead < args.scrape_interval:
+    if not args.scrape_interval > 0:
+        raise UsageError(f"--scrape-interval must be > 0, got {args.scrape_interval:g}")
+    lead = args.scrape_interval / 2 if args.scrape_lead is None else args.scrape_lead
+    if not 0 <= lead < args.scrape_interval:
         raise UsageError(f"--scrape-lead must be within [0, --scrape-interval "
-                         f"{args.scrape_interval:g}), got {args.scrape_lead:g}")
+                         f"{args.scrape_interval:g}), got {lead:g}")
     settings = SimSettings(cold_start=parse_cold_start(args.cold_start), routing=args.routing,
                            routing_config=routing_config,
                            scrape_interval=args.scrape_interval, hold_timeout=args.hold_timeout,
                            initial_replicas=args.initial_replicas, seed=args.seed,
                            grace_period=args.grace_period, tail=args.tail,
-                           first_scrape=-args.scrape_lead)
+                           first_scrape=-lead)
     from lab.routing import routings
     if args.routing not in routings(routing_config):
         raise UsageError(f"unknown routing strategy {args.routing!r} "
@@ -260,7 +261,7 @@ def backtest(args: argparse.Namespace) -> int:
     recorded: dict[str, Any] = {
         "profile": profile.to_json(), "cold_start": args.cold_start, "routing": args.routing,
         "routing_config": None if args.routing_config is None else str(args.routing_config),
-        "scrape_interval": args.scrape_interval, "scrape_lead": args.scrape_lead,
+        "scrape_interval": args.scrape_interval, "scrape_lead": lead,
         "hold_timeout": args.hold_timeout, "initial_replicas": args.initial_replicas,
         "seed": args.seed,
         "grace_period": args.grace_period, "tail": args.tail, "policies": specs,

@@ -128,8 +128,8 @@ class SimSettings:
     the last, one every ``interval``. Empty: the first one interval in."""
     first_scrape: float = 0.0
     """Trace time of the first scrape, then one every ``scrape_interval`` (a live
-    Prometheus scrapes each target at its own offset in the interval). Negative, down
-    to ``-scrape_interval``: Prometheus scraped the initial fleet before the trace
+    Prometheus scrapes each target at its own offset in the interval). Negative, above
+    ``-scrape_interval``: Prometheus scraped the initial fleet before the trace
     began, so its counters have a sample from before the first arrival (a fleet that
     was up, idle, as a live one is; at 0 the history starts with the trace)."""
 
@@ -140,9 +140,9 @@ class SimSettings:
         if not (self.grace_period >= 0 and self.tail >= 0):
             raise ValueError("need grace_period >= 0 and tail >= 0")
         times = self.decision_times
-        if not self.first_scrape >= -self.scrape_interval or any(not t >= 0 for t in times) or any(
+        if not self.first_scrape > -self.scrape_interval or any(not t >= 0 for t in times) or any(
                 not b > a for a, b in itertools.pairwise(times)):
-            raise ValueError("need first_scrape >= -scrape_interval and decision_times >= 0, "
+            raise ValueError("need first_scrape > -scrape_interval and decision_times >= 0, "
                              "increasing")
 
 

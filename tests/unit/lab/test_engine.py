@@ -372,6 +372,7 @@ def test_a_loops_phase_moves_the_ttft_tail_of_a_short_burst() -> None:
 
 def test_bad_clock_settings_are_refused() -> None:
     for bad in ({"decision_times": (5.0, 5.0)}, {"decision_times": (3.0, 1.0)},
-                {"decision_times": (-1.0,)}, {"first_scrape": -15.5}):
+                {"decision_times": (-1.0,)}, {"first_scrape": -15.5},
+                {"first_scrape": -15.0}):
         with pytest.raises(ValueError, match="decision_times"):
             SimSettings(cold_start=lambda _r: 0.0, **bad)  # type: ignore[arg-type]

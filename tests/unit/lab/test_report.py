@@ -207,6 +207,8 @@ def test_a_report_whose_baseline_misses_the_target_compares_at_its_best(
      "--cold-start 'soon'"),
     (["--trace", "synthetic:steady", "--policies", "fixed", "--routing", "fastest"],
      "unknown routing strategy 'fastest'"),
+    (["--trace", "synthetic:steady", "--policies", "fixed", "--scrape-interval", "0"],
+     "--scrape-interval must be > 0, got 0"),
     (["--trace", "synthetic:steady", "--policies", "fixed", "--scrape-lead", "15"],
      "--scrape-lead must be within [0, --scrape-interval 15), got 15"),
     (["--trace", "synthetic:steady", "--policies", "fixed", "--scrape-lead", "-1"],

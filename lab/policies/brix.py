@@ -102,7 +102,8 @@ class BrixLoop:
 def brix_keda(*, target: float = SIM_MODEL_TARGET, activation_target: float = 0.0,
               polling_interval: float = 5.0, cooldown_period: float = 300.0,
               stabilization_window: float = 300.0, min_replicas: int = 0,
-              max_replicas: int = 100, tolerance: float = 0.1) -> KedaHpa:
+              max_replicas: int = 100, tolerance: float = 0.1,
+              active_at_start: bool = True) -> KedaHpa:
     """sim-model's ScaledObject: brix's queue signal through KEDA and the HPA."""
 
     def queue(metrics: MetricsView) -> float:
@@ -118,4 +119,4 @@ def brix_keda(*, target: float = SIM_MODEL_TARGET, activation_target: float = 0.
                    activation_threshold=activation_target, polling_interval=polling_interval,
                    cooldown_period=cooldown_period, min_replicas=min_replicas,
                    max_replicas=max_replicas, tolerance=tolerance, scale_up=DEFAULT_SCALE_UP,
-                   scale_down=down)
+                   scale_down=down, active_at_start=active_at_start)

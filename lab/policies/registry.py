@@ -113,7 +113,7 @@ WAITING = "vllm:num_requests_waiting"
 
 def _keda_hpa(*, threshold: float, activation: float, polling: float, cooldown: float,
               stabilization: float, tolerance: float, sync: float, ignore_null: bool,
-              min: int, max: int) -> KedaHpa:
+              fresh: bool, min: int, max: int) -> KedaHpa:
     """The vLLM production-stack chart's ScaledObject: ``sum(vllm:num_requests_waiting)``."""
 
     def waiting(metrics: MetricsView) -> float | None:
@@ -123,7 +123,8 @@ def _keda_hpa(*, threshold: float, activation: float, polling: float, cooldown: 
     return KedaHpa(query=waiting, threshold=threshold, activation_threshold=activation,
                    polling_interval=polling, cooldown_period=cooldown, min_replicas=min,
                    max_replicas=max, ignore_null_values=ignore_null, sync_period=sync,
-                   tolerance=tolerance, scale_up=DEFAULT_SCALE_UP, scale_down=down)
+                   tolerance=tolerance, scale_up=DEFAULT_SCALE_UP, scale_down=down,
+                   active_at_start=not fresh)
 
 
 def _brix_loop(*, target: float, activation: float, interval: float, stabilization: float,
@@ -136,11 +137,12 @@ def _brix_loop(*, target: float, activation: float, interval: float, stabilizati
 
 
 def _brix_keda(*, target: float, activation: float, polling: float, cooldown: float,
-               stabilization: float, tolerance: float, min: int,
+               stabilization: float, tolerance: float, fresh: bool, min: int,
                max: int) -> KedaHpa:
     return brix_keda(target=target, activation_target=activation, polling_interval=polling,
                      cooldown_period=cooldown, stabilization_window=stabilization,
-                     min_replicas=min, max_replicas=max, tolerance=tolerance)
+                     min_replicas=min, max_replicas=max, tolerance=tolerance,
+                     active_at_start=not fresh)
 
 
 def _kpa(*, target: float, metric: str, stable: float, panic_window: float, panic: float,
@@ -188,6 +190,9 @@ def _brix_slo(*, ttft: float, tpot: float | None, attainment: float, pod_start: 
 _MAX = Setting(int, 100, "most replicas (KEDA's maxReplicaCount default: no policy is capped "
                "by its bound unless asked)", minimum=1)
 _TOLERANCE = Setting(float, 0.1, "the HPA's tolerance around the target ratio", minimum=0)
+_FRESH = Setting(bool, False, "the ScaledObject is created at the run's start: a target not "
+                 "yet seen active goes to zero at the first poll (default: the run starts "
+                 "mid-operation, the target last active at 0; min=0 only)")
 
 _POLICIES: dict[str, PolicyInfo] = {
     "keda-hpa": PolicyInfo(
@@ -208,6 +213,7 @@ _POLICIES: dict[str, PolicyInfo] = {
             "sync": Setting(float, 15.0, "the HPA's sync period, seconds", above=0),
             "ignore_null": Setting(bool, True, "ignoreNullValues: an empty answer reads as 0 "
                                    "(false: holds)"),
+            "fresh": _FRESH,
             "min": Setting(int, 1, "minReplicaCount (0: scale to zero after the cooldown; no "
                            "engine series at zero, so nothing activates it again)", minimum=0),
             "max": _MAX,
@@ -246,6 +252,7 @@ _POLICIES: dict[str, PolicyInfo] = {
             "stabilization": Setting(float, 300.0, "scaleDown.stabilizationWindowSeconds",
                                      minimum=0),
             "tolerance": _TOLERANCE,
+            "fresh": _FRESH,
             "min": Setting(int, 0, "minReplicaCount (sim-model: 0)", minimum=0),
             "max": _MAX,
         },

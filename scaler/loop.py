@@ -19,6 +19,10 @@ Prometheus down (or any unmeasurable signal) holds the replicas as they are,
 with a Warning Event (once per problem) and ``brix_scaler_errors_total``; each
 held interval counts as recommending the replicas held (``policy.hold``), so
 after the outage a scale-down waits a full stabilisation window of fresh data.
+The first decision after a Warning records a Normal Event ``ValidMetricFound``
+(the HPA's word for the same), so the Events say when a hold ended as well as
+when it began: a view of the latest Events (``brix up``'s) does not show a
+cleared problem as the scaler's latest word.
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ class _Tracked:
 
     state: PolicyState = field(default_factory=PolicyState)
     problem: str | None = None  # the last Warning recorded, so it is recorded once
+    problem_reason: str = ""  # its Event reason
 
 
 class FallbackLoop:
@@ -208,7 +213,7 @@ class FallbackLoop:
                 return  # not applied: keep the previous state
             log.info("%s/%s: %s", d.namespace, d.name, message)
         tracked.state = state
-        tracked.problem = None
+        await self._cleared(d, tracked, describe(target, m.value, m.queue, m.running, decision))
 
     async def _apply_slo(self, d: DeploymentInfo, tracked: _Tracked,
                          decision: SloDecision) -> None:
@@ -221,7 +226,7 @@ class FallbackLoop:
         if (decision.desired != d.replicas
                 and not await self._scale(d, decision.desired, f"slo: {decision.reason}")):
             return
-        tracked.problem = None
+        await self._cleared(d, tracked, f"slo: {decision.reason}")
 
     async def _scale(self, d: DeploymentInfo, desired: int, message: str) -> bool:
         """Set ``d``'s replicas and say why in a Scaled Event; False when the API refused."""
@@ -248,8 +253,18 @@ class FallbackLoop:
                     message: str) -> None:
         log.warning("%s/%s: %s", d.namespace, d.name, message)
         if tracked.problem != message:
-            tracked.problem = message
+            tracked.problem, tracked.problem_reason = message, reason
             await self._event(d, reason, message, warning=True)
+
+    async def _cleared(self, d: DeploymentInfo, tracked: _Tracked, decision: str) -> None:
+        """A decision was made: a problem recorded before has cleared; say so once."""
+        if tracked.problem is None:
+            return
+        reason = tracked.problem_reason
+        tracked.problem, tracked.problem_reason = None, ""
+        message = f"measuring again ({reason} has cleared): {decision}"
+        log.info("%s/%s: %s", d.namespace, d.name, message)
+        await self._event(d, "ValidMetricFound", message, warning=False)
 
     async def _event(self, d: DeploymentInfo, reason: str, message: str, *,
                      warning: bool) -> None:

@@ -295,8 +295,10 @@ def slo_load(sample: SloSample, *, model: str, namespace: str) -> Load:
     if rate is None:
         raise DataError(f"no request rate for model {model!r} in namespace {namespace!r} "
                         f"although it has {pods} pod(s): neither the gateway's {_REQUESTS} "
-                        f"nor the engines' {_TTFT}_count has a series (is the gateway "
-                        "scraped?); absent data is not zero demand", code="unavailable")
+                        f"nor the engines' {_TTFT}_count has a rate (a rate needs two "
+                        "samples within its window: pods scraped once so far have none yet; "
+                        "else, is the gateway scraped?); absent data is not zero demand",
+                        code="unavailable")
     prompt = output = None
     if rate > 0 and sample.prompt is not None and sample.output is not None:
         prompt, output = sample.prompt / rate, sample.output / rate

@@ -275,6 +275,10 @@ def test_a_prometheus_outage_holds_every_interval_then_waits_a_window_of_fresh_d
     scraped(prom, f'brix_engine_requests_waiting{{model="{model}"}}', 0)
     # ...then scaling resumes (to zero, after the cooldown).
     wait_until(lambda: replicas(api, namespace, "engine") == 0, "scaling resumes")
+    # The Events say when the hold ended, not only when it began.
+    (cleared,) = [e for e in events(api, namespace, "engine") if e.reason == "ValidMetricFound"]
+    assert cleared.type == "Normal"
+    assert "measuring again (MetricsUnavailable has cleared)" in cleared.message
 
 
 def test_bad_annotation_is_reported_and_nothing_changes(

@@ -37,6 +37,7 @@ request); streaming first-byte overhead <= 30 ms p50 at 200 streams.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import os
@@ -53,9 +54,14 @@ import httpx
 
 from bench.machine import cpu_model, pin
 from bench.machine import tree_cpu_seconds as pid_cpu_seconds
+from gateway.settings import GatewaySettings
 from tests.helpers.gateway import start_gateway
 from tests.helpers.procs import Proc, ProcessGroup
 from tests.helpers.sim import slow, start_sim
+
+DEFAULT_ROUTING = next(str(f.default) for f in dataclasses.fields(GatewaySettings)
+                       if f.name == "routing")
+"""The gateway's default ``--routing``."""
 
 INSTANT = ("--prefill-tokens-per-s", "100000000", "--decode-ms-per-token", "0",
            "--decode-ms-per-token-per-seq", "0", "--log-level", "warning")
@@ -267,11 +273,12 @@ def routing_quality(procs: ProcessGroup, duration: float) -> list[str]:
     lines = ["| strategy | short p50 ms | short p99 ms | long p99 ms | all p99 ms | requests "
              "| errors |", "|---|---|---|---|---|---|---|"]
     for strategy in ("round-robin", "random", "least-request", "least-queue",
-                     "prefix-affinity"):
+                     "prefix-affinity", "prefix-cache", DEFAULT_ROUTING):
         r = loadgen("mix", "--url", gw.url, "--routing", strategy, "--concurrency", "24",
                     "--duration", str(duration), "--tokens", "5", "--long-tokens", "200",
                     "--long-share", "0.1")
-        lines.append(f"| {strategy} | {r['short']['p50_ms']:.0f} | {r['short']['p99_ms']:.0f} "
+        name = f"{strategy} (the default)" if strategy == DEFAULT_ROUTING else strategy
+        lines.append(f"| {name} | {r['short']['p50_ms']:.0f} | {r['short']['p99_ms']:.0f} "
                      f"| {r['long']['p99_ms']:.0f} | {r['all']['p99_ms']:.0f} "
                      f"| {r['all']['n']} | {r['errors']} |")
         print(lines[-1], flush=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from brix.config import setting
 
@@ -11,6 +12,9 @@ STRATEGIES: tuple[str, ...] = (
     "least-prefill",
 )
 """The picker's strategies and the built-in profiles; --routing-config may add profiles."""
+
+DEFAULT_ROUTING: Final[str] = "least-prefill"
+"""``--routing``'s default, which the lab's ``--routing`` and the benchmarks follow."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -61,7 +65,7 @@ class GatewaySettings:
 
     # --- routing ----------------------------------------------------------------
     routing: str = setting(
-        "least-prefill", help="Default strategy or profile (header x-brix-routing overrides it "
+        DEFAULT_ROUTING, help="Default strategy or profile (header x-brix-routing overrides it "
         f"per request): {', '.join(STRATEGIES)}, or a profile of --routing-config. "
         "least-prefill by default (the prefill scorer, gateway/scoring.py: the pod with the "
         "least prompt to prefill before this request's first token, what its prefix cache "

@@ -32,7 +32,6 @@ request carries an adapter (the LoRA scorer never fires).
 
 from __future__ import annotations
 
-import dataclasses
 import random
 from collections.abc import Sequence
 from typing import Final
@@ -41,14 +40,11 @@ from gateway.picker import STRATEGIES, Candidate, pick
 from gateway.prefix_index import PrefixIndex
 from gateway.routing_config import RoutingConfig
 from gateway.scoring import Signals, pick_scored, uncached
-from gateway.settings import GatewaySettings
+from gateway.settings import DEFAULT_ROUTING
 
 __all__ = ["CHARS_PER_TOKEN", "DEFAULT_ROUTING", "Router", "routings"]
 
 CHARS_PER_TOKEN: Final = 4
-DEFAULT_ROUTING: Final[str] = next(
-    str(f.default) for f in dataclasses.fields(GatewaySettings) if f.name == "routing")
-"""The gateway's default ``--routing``, which the lab's ``--routing`` defaults to."""
 
 
 def routings(config: RoutingConfig | None = None) -> tuple[str, ...]:

@@ -37,7 +37,6 @@ request); streaming first-byte overhead <= 30 ms p50 at 200 streams.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime
 import json
 import os
@@ -54,14 +53,10 @@ import httpx
 
 from bench.machine import cpu_model, pin
 from bench.machine import tree_cpu_seconds as pid_cpu_seconds
-from gateway.settings import GatewaySettings
+from gateway.settings import DEFAULT_ROUTING
 from tests.helpers.gateway import start_gateway
 from tests.helpers.procs import Proc, ProcessGroup
 from tests.helpers.sim import slow, start_sim
-
-DEFAULT_ROUTING = next(str(f.default) for f in dataclasses.fields(GatewaySettings)
-                       if f.name == "routing")
-"""The gateway's default ``--routing``."""
 
 INSTANT = ("--prefill-tokens-per-s", "100000000", "--decode-ms-per-token", "0",
            "--decode-ms-per-token-per-seq", "0", "--log-level", "warning")

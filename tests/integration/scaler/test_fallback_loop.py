@@ -296,6 +296,16 @@ def test_bad_annotation_is_reported_and_nothing_changes(
     assert AUTOSCALE_TARGET_ANNOTATION in warning.message
     assert replicas(api, namespace, "engine") == 2
     assert (scaler_metric(scaler, "brix_scaler_errors_total", kind="annotation") or 0) >= 1
+    # Mended, the annotation is read again, and the Events say so once.
+    client.AppsV1Api(api).patch_namespaced_deployment(
+        "engine", namespace, {"metadata": {"annotations": {AUTOSCALE_TARGET_ANNOTATION: "2"}}})
+
+    def cleared() -> list[Any]:
+        return [e for e in events(api, namespace, "engine") if e.reason == "ValidMetricFound"]
+    wait_until(lambda: bool(cleared()), "a ValidMetricFound Event")
+    (event,) = cleared()
+    assert event.type == "Normal"
+    assert "measuring again (InvalidAutoscaleAnnotation has cleared)" in event.message
 
 
 def test_a_stopped_leader_hands_the_lease_over(

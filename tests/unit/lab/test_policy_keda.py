@@ -65,13 +65,14 @@ def test_a_fresh_scaledobject_takes_a_target_never_active_to_zero_at_the_first_p
     assert policy.decide(now=15.0, metrics=StaticMetrics(15.0, {}), replicas=1, ready=1) == 0
 
 
-@pytest.mark.parametrize("spec", ["keda-hpa:min=0", "brix-keda"])
-def test_a_run_starts_mid_operation_so_the_cooldown_counts_from_the_start(spec: str) -> None:
-    # The initial replicas of a min-0 ScaledObject were active within its cooldown:
-    # an idle first poll (the scrape before the trace) holds them until the cooldown
-    # (keda-hpa 360 s, brix-keda 300 s) has passed since 0, then goes to zero.
+@pytest.mark.parametrize(("spec", "cooldown"), [("keda-hpa:min=0", 360.0),
+                                                ("brix-keda", 300.0)])
+def test_a_run_starts_mid_operation_so_the_cooldown_counts_from_the_start(
+        spec: str, cooldown: float) -> None:
+    # The initial replicas of a min-0 ScaledObject were active within its cooldown
+    # (each policy's default): an idle first poll (the scrape before the trace) holds
+    # them until the cooldown has passed since 0, then goes to zero.
     policy = one(spec)
-    cooldown = 360.0 if spec.startswith("keda-hpa") else 300.0
     got = dict(drive(policy, 1, cooldown + 30.0, lambda _: {}))
     assert all(replicas == 1 for now, replicas in got.items() if now < cooldown - 1e-9)
     assert got[max(got)] == 0

@@ -267,13 +267,17 @@ def backtest(args: argparse.Namespace) -> int:
         "grace_period": args.grace_period, "tail": args.tail, "policies": specs,
         "cpu_seconds": timings,
     }
+    from lab.ceiling import slo_ceiling
     summary = write_report(args.out, trace, results, slo, settings=recorded,
-                           baseline=args.baseline, plots_wanted=args.plots)
+                           baseline=args.baseline, plots_wanted=args.plots,
+                           ceiling=slo_ceiling(trace, profile, slo))
     if not args.quiet:
         for name, row in summary["policies"].items():
             print(f"{name}: SLO {row['slo_attainment']:.2%}, TTFT p99 {row['ttft_p99_s']} s, "
                   f"{row['replica_hours']} replica-h, {row['failed']} failed, "
                   f"prefix-cache hit ratio {row['prefix_hit_ratio']}", file=sys.stderr)
+        from lab.report import ceiling_sentence
+        print(ceiling_sentence(summary["ceiling"]), file=sys.stderr)
     print(f"report: {args.out / 'report.md'}")
     return 0
 

@@ -71,10 +71,11 @@ from lab.policies.base import Autoscaler
 from lab.profiles import Profile
 from lab.prom import TSDB
 from lab.routing import Router
-from lab.traces import Trace
+from lab.traces import Request, Trace
 
 __all__ = ["LATENCY_BUCKETS", "TPOT_BUCKETS", "TTFT_BUCKETS", "Outcome", "Result", "SimSettings",
-           "simulate"]
+           "max_request_tokens", "pod_scheduler", "prompt_hashes", "simulate",
+           "trace_block_size"]
 
 # vLLM's bucket bounds, as the sim engine exports them (checked against vLLM's own in
 # tests/integration/inference_sim/test_vllm_shapes.py), with +Inf last.
@@ -211,6 +212,31 @@ class _Pod:
 _EV_STEP, _EV_READY, _EV_TIMEOUT, _EV_SCRAPE, _EV_DECIDE, _EV_KILL = range(6)
 
 
+def pod_scheduler(profile: Profile, block_size: int) -> Scheduler:
+    """A new pod's engine: the profile's scheduler, prefix caching on in ``block_size`` blocks."""
+    return Scheduler(max_num_seqs=profile.max_num_seqs, kv_cache_tokens=profile.kv_cache_tokens,
+                     max_loras=1, timing=profile.timing, enable_prefix_caching=True,
+                     block_size=block_size, max_num_batched_tokens=profile.batched_tokens,
+                     enable_chunked_prefill=profile.enable_chunked_prefill,
+                     long_prefill_token_threshold=profile.long_prefill_token_threshold)
+
+
+def trace_block_size(trace: Trace) -> int:
+    """The engines' KV block: the trace's block (its ``blocks``' size), else vLLM's default."""
+    return trace.block_tokens or DEFAULT_BLOCK_SIZE
+
+
+def prompt_hashes(req: Request, block_size: int) -> tuple[int, ...]:
+    """The chained hashes of a request's full prompt blocks (none when it names no blocks)."""
+    full = req.prompt_tokens // block_size if req.blocks else 0
+    return chain_keys(req.blocks[:full]) if full else ()
+
+
+def max_request_tokens(profile: Profile, block_size: int) -> int:
+    """The longest request (prompt and output tokens) a pod takes; a longer one fails (400)."""
+    return min(profile.max_model_len, profile.kv_cache_tokens // block_size * block_size)
+
+
 def _observe(counts: list[int], bounds: tuple[float, ...], value: float) -> None:
     for i, bound in enumerate(bounds):
         if value <= bound:
@@ -252,9 +278,8 @@ class _Sim:
         # Prefix caching (see lab.routing): blocks of the trace's size, else vLLM's default.
         self.router = Router(settings.routing, block_tokens=trace.block_tokens, rng=self.rng,
                              config=settings.routing_config)
-        self.block_size = trace.block_tokens or DEFAULT_BLOCK_SIZE
-        kv_room = profile.kv_cache_tokens // self.block_size * self.block_size
-        self.max_len = min(profile.max_model_len, kv_room)
+        self.block_size = trace_block_size(trace)
+        self.max_len = max_request_tokens(profile, self.block_size)
 
     # --- events -----------------------------------------------------------
 
@@ -279,13 +304,7 @@ class _Sim:
 
     def new_pod(self, *, ready_now: bool) -> None:
         index = len(self.pods)
-        sched = Scheduler(max_num_seqs=self.profile.max_num_seqs,
-                          kv_cache_tokens=self.profile.kv_cache_tokens, max_loras=1,
-                          timing=self.timing, enable_prefix_caching=True,
-                          block_size=self.block_size,
-                          max_num_batched_tokens=self.profile.batched_tokens,
-                          enable_chunked_prefill=self.profile.enable_chunked_prefill,
-                          long_prefill_token_threshold=self.profile.long_prefill_token_threshold)
+        sched = pod_scheduler(self.profile, self.block_size)
         pod = _Pod(index=index, name=f"pod-{index:04d}", created=self.now, scheduler=sched)
         self.pods.append(pod)
         self.live.append(pod)
@@ -359,8 +378,7 @@ class _Sim:
                                 waiting=p.scheduler.num_waiting, running=p.scheduler.num_running,
                                 prefill=p.prefill)
                       for p in ready]
-        full = req.prompt_tokens // self.block_size if req.blocks else 0
-        hashes = chain_keys(req.blocks[:full]) if full else ()
+        hashes = prompt_hashes(req, self.block_size)
         i, prefill = self.router.choose(
             candidates, prefix=req.prefix, hashes=hashes,
             kv_cache=[p.scheduler.kv_usage for p in ready] if self.router.profile else (),

@@ -7,6 +7,7 @@ from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
+from lab.ceiling import Ceiling
 from lab.engine import Result
 from lab.plots import plot_all
 from lab.summary import (
@@ -20,7 +21,7 @@ from lab.summary import (
 )
 from lab.traces import Trace
 
-__all__ = ["write_report"]
+__all__ = ["ceiling_sentence", "write_report"]
 
 _COLUMNS = [
     ("policy", None), ("SLO attainment", "slo_attainment"), ("TTFT p50 s", "ttft_p50_s"),
@@ -54,6 +55,18 @@ def _family_row(family: str, entry: Mapping[str, Any], *, attainment: bool) -> s
             f"{'-' if rel is None else f'{rel:.3g}x'} |")
 
 
+def ceiling_sentence(ceiling: Mapping[str, Any]) -> str:
+    """The ceiling (``lab.ceiling.Ceiling.to_json``) in one sentence."""
+    return (f"The most any fleet reaches: {ceiling['attainment']:.2%} ({ceiling['attainable']} "
+            f"of {ceiling['requests']}; {ceiling['slow_alone']} miss the target even alone on "
+            f"an idle pod holding every earlier prompt's blocks, {ceiling['too_long']} are "
+            "longer than a pod takes; `lab.ceiling`).")
+
+
+def _ceiling_line(ceiling: Mapping[str, Any] | None) -> list[str]:
+    return [] if ceiling is None else [ceiling_sentence(ceiling)]
+
+
 def _markdown(summary: Mapping[str, Any], plots: list[Path]) -> str:
     trace = summary["trace"]
     settings = summary["settings"]
@@ -70,7 +83,8 @@ def _markdown(summary: Mapping[str, Any], plots: list[Path]) -> str:
         + f"; gateway hold {settings['hold_timeout']:g} s; seed {settings['seed']}.",
         f"SLO: TTFT <= {slo['ttft']:g} s"
         + (f" and TPOT <= {slo['tpot']:g} s" if slo["tpot"] is not None else "")
-        + f", target {slo['target']:.0%} of all requests (failures count as misses).", "",
+        + f", target {slo['target']:.0%} of all requests (failures count as misses).",
+        *_ceiling_line(summary.get("ceiling")), "",
         "| " + " | ".join(c for c, _ in _COLUMNS) + " |",
         "|" + "---|" * len(_COLUMNS),
     ]
@@ -111,10 +125,11 @@ def _markdown(summary: Mapping[str, Any], plots: list[Path]) -> str:
 
 def write_report(out: Path, trace: Trace, results: Mapping[str, Result], slo: Slo, *,
                  settings: Mapping[str, Any], baseline: str = "keda-hpa",
-                 plots_wanted: Collection[str] = PLOTS) -> dict[str, Any]:
+                 plots_wanted: Collection[str] = PLOTS,
+                 ceiling: Ceiling | None = None) -> dict[str, Any]:
     """Write everything under ``out`` (created): the summary, the report and the plots
     named in ``plots_wanted`` (``lab.plots.PLOTS``); return the summary written to
-    summary.json."""
+    summary.json. ``ceiling``: the trace's SLO ceiling (``lab.ceiling``), when computed."""
     out.mkdir(parents=True, exist_ok=True)
     policies = {name: policy_figures(result, slo) for name, result in results.items()}
     summary: dict[str, Any] = {
@@ -125,6 +140,8 @@ def write_report(out: Path, trace: Trace, results: Mapping[str, Result], slo: Sl
         "baseline": baseline,
         "cheapest": cheapest(policies, slo, baseline),
     }
+    if ceiling is not None:
+        summary["ceiling"] = ceiling.to_json()
     best = summary["cheapest"].get(baseline)
     if best is not None and best["policy"] is None:
         summary["matched"] = at_matched_attainment(policies, baseline)

@@ -32,6 +32,7 @@ from lab.engine import SimSettings, simulate
 from lab.pods import parse_cold_start
 from lab.policies.registry import parse
 from lab.profiles import load_profile
+from lab.report import ceiling_sentence
 from lab.traces import load
 
 HERE = Path(__file__).parent
@@ -144,6 +145,8 @@ def write(path: Path, speeds: dict[str, dict[str, float]],
                   f"{t['requests']} requests over {t['duration_s']:.0f} s "
                   f"({t['mean_rate_per_s']:.2f}/s; prompt {t['mean_prompt_tokens']:.0f}, output "
                   f"{t['mean_output_tokens']:.0f} tokens on average).", ""]
+        if "ceiling" in summary:
+            lines += [ceiling_sentence(summary["ceiling"]), ""]
         lines += _table(summary)
         target = plots / label
         target.mkdir(parents=True, exist_ok=True)

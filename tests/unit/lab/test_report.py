@@ -124,6 +124,14 @@ def test_backtest_writes_the_summary_report_and_plots(tmp_path: Path,
     # The scrapes' phase against the decisions: half the interval unless stated.
     assert summary["settings"]["scrape_lead"] == 7.5
     assert "scrape every 15 s, 7.5 s before the decisions;" in report
+    # The trace's ceiling: no run reaches more, and the report says it in one line.
+    ceiling = summary["ceiling"]
+    assert ceiling["requests"] == summary["trace"]["requests"]
+    assert ceiling["attainable"] + ceiling["slow_alone"] + ceiling["too_long"] \
+        == ceiling["requests"]
+    assert max(p["slo_attainment"] for p in summary["policies"].values()) \
+        <= ceiling["attainment"]
+    assert f"The most any fleet reaches: {ceiling['attainment']:.2%}" in report
     # No keda-hpa run here: no baseline to compare at.
     assert "matched" not in summary
     assert "baseline's best attainment" not in report

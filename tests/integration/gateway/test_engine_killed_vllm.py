@@ -134,7 +134,7 @@ async def pending_of(client: httpx.AsyncClient, url: str) -> float:
 
 @pytest.mark.skipif(not CAMPAIGN, reason="static route: in the reliability campaign (make "
                     "reliability) only; its short forms are the sim's kill on a static route "
-                    "(test_engine_killed.py) and this one-pod kill under the kubelet")
+                    "(test_engine_killed.py) and the one-vLLM pod kill under the kubelet below")
 async def test_one_vllm_killed_and_restarted_holds_the_waiting_requests(
     procs: ProcessGroup,
 ) -> None:
@@ -382,7 +382,8 @@ async def pinned_prompts(url: str, pods: set[str]) -> dict[str, str]:
 
 
 @pytest.mark.skipif(not CAMPAIGN, reason="two vLLMs: in the reliability campaign "
-                    "(make reliability) only; the one-pod tests are its short form")
+                    "(make reliability) only; the sims' two-pod kill and the one-vLLM pod "
+                    "kill under the kubelet are its short forms")
 async def test_two_vllm_pods_one_killed_the_waiting_go_to_the_other_and_it_rejoins(
     procs: ProcessGroup, tmp_path: Path,
 ) -> None:

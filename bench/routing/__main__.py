@@ -22,6 +22,10 @@ four times that: three quarters of the fleet's capacity without a cache.
 Goals (issue 14): on A (Mooncake, chat), the winning profile's P99 TTFT at
 least 79 % below round-robin's and 50 % below least-request's, throughput not
 lower; on B (Azure, nothing shared) within 5 % of least-request.
+
+``--floor-only`` starts nothing and prints each workload's TTFT floor: every
+request alone on an idle sim whose cache holds every earlier prompt
+(``bench.routing.ceiling.ttft_floors``); no routing's percentiles are under it.
 """
 
 from __future__ import annotations
@@ -44,6 +48,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench.machine import cpu_model
 from bench.routing import workloads as wl
+from bench.routing.ceiling import Prompt, ttft_floors
+from inference.sim.protocol import render_messages
+from inference.sim.settings import SimSettings
+from inference.sim.text import text_token_ids
+from lab.profiles import Profile
 from tests.helpers.gateway import start_gateway
 from tests.helpers.procs import REPO, Proc, ProcessGroup
 from tests.helpers.sim import start_sim
@@ -60,6 +69,7 @@ AZURE_OUTPUT_SCALE = 1 / 8
 # default): vLLM's 8,192 on an H100 scaled as the Mooncake prompts are (1/32), so a long
 # prompt takes as many chunks as it would there.
 BUDGET = 256
+SIM_BLOCK_SIZE = SimSettings().block_size  # the sims' KV block (their default --block-size)
 STRATEGIES = ("round-robin", "random", "least-request", "least-queue", "prefix-affinity")
 CONFIG = REPO / "gateway" / "routing.example.yaml"
 
@@ -194,6 +204,32 @@ def salted(requests: list[wl.Request], salt: str) -> list[wl.Request]:
             for r in requests]
 
 
+def sim_profile(*, chunked: bool, budget: int | None) -> Profile:
+    """The benchmark's sims as a timing profile (``lab.profiles``), for the TTFT floors."""
+    return Profile(name="bench-routing-sim", prefill_tokens_per_s=PREFILL,
+                   decode_ms_per_token=DECODE_MS, decode_ms_per_token_per_seq=0.05,
+                   max_num_seqs=256, kv_cache_tokens=65536, max_model_len=16384,
+                   max_num_batched_tokens=budget, enable_chunked_prefill=chunked)
+
+
+def floors(duration: float, utilisation: float, *, chunked: bool = True,
+           budget: int | None = BUDGET) -> list[str]:
+    """Each workload's TTFT floor (``bench.routing.ceiling.ttft_floors``): no routing's p50,
+    p90 or p99 is under these; nothing is started."""
+    profile = sim_profile(chunked=chunked, budget=budget)
+    lines = ["| workload | requests | floor p50 ms | floor p90 ms | floor p99 ms | floor max ms "
+             "| longest prompt (tokens) |", "|---|---|---|---|---|---|---|"]
+    for name, requests in build_workloads(duration, utilisation).items():
+        prompts = [Prompt(conversation=r.conversation or 0,
+                          token_ids=text_token_ids(render_messages(list(r.messages))))
+                   for r in requests]
+        best = [t * 1e3 for t in ttft_floors(prompts, profile, block_size=SIM_BLOCK_SIZE)]
+        lines.append(f"| {name} | {len(requests)} | {pct(best, 50):.0f} | {pct(best, 90):.0f} "
+                     f"| {pct(best, 99):.0f} | {max(best):.0f} "
+                     f"| {max(len(p.token_ids) for p in prompts)} |")
+    return lines
+
+
 def run(duration: float, utilisation: float, only: list[str] | None, *,
         chunked: bool = True, budget: int | None = BUDGET) -> list[str]:
     cache = sim_has_prefix_cache()
@@ -259,12 +295,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write", type=Path, help="Write the results (markdown) here.")
     parser.add_argument("--max-num-batched-tokens", type=int, default=BUDGET,
                         help="The sims' token budget per step (0: the sims' default, vLLM's).")
+    parser.add_argument("--floor-only", action="store_true",
+                        help="Print each workload's TTFT floor (every request alone on an idle "
+                        "sim holding every earlier prompt) and start nothing.")
     parser.add_argument("--no-chunked-prefill", action="store_true",
                         help="The sims prefill each prompt whole (with no budget given, "
                         "vLLM's rule makes the budget the longest prompt).")
     args = parser.parse_args(argv)
     if args.max_num_batched_tokens < 0:
         parser.error("--max-num-batched-tokens must be >= 0")
+    if args.floor_only:
+        print("\n".join(floors(args.duration, args.utilisation,
+                               chunked=not args.no_chunked_prefill,
+                               budget=args.max_num_batched_tokens or None)))
+        return 0
     started = datetime.datetime.now(datetime.UTC)
     load = os.getloadavg()[0]
     table = run(args.duration, args.utilisation, args.routing,

@@ -41,7 +41,9 @@ def _field(body: dict[str, Any], name: str, types: tuple[type, ...], what: str) 
     return value
 
 
-def _render_messages(messages: Any) -> str:
+def render_messages(messages: Any) -> str:
+    """A chat request's messages as the one text prompt the sim tokenizes (ApiError when
+    malformed)."""
     if not isinstance(messages, list):
         raise invalid_body("1 validation error:\n  body.messages: Field required "
                            "(a list of messages)", param="body.messages")
@@ -103,7 +105,7 @@ def parse(body: Any, kind: Kind, *, max_model_len: int) -> GenerationRequest:
                            "object", param="body")
     model = _field(body, "model", (str,), "a string")
     if kind == "chat":
-        prompt: str | tuple[int, ...] = _render_messages(body.get("messages"))
+        prompt: str | tuple[int, ...] = render_messages(body.get("messages"))
         if not body["messages"]:
             raise bad_request("messages must not be empty", param="messages")
         max_tokens = _field(body, "max_completion_tokens", (int,), "an integer")

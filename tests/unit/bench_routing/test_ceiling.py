@@ -59,3 +59,19 @@ def test_bad_placements_are_refused(kwargs: dict[str, int], message: str) -> Non
         placements(_conv(1, 4), block_size=BS, **kwargs)
     with pytest.raises(ValueError, match="one replica per prompt"):
         hit_ratio(_conv(1, 4), [0, 1], block_size=BS)
+
+
+def test_ttft_floor_is_each_prompt_alone_with_every_earlier_prompt_cached() -> None:
+    from bench.routing.__main__ import sim_profile
+    from bench.routing.ceiling import ttft_floors
+
+    profile = sim_profile(chunked=True, budget=256)  # 1,000 prompt tokens/s, 10 ms a pass
+    first, second = _conv(1, 600, 900)
+    other = _conv(2, 600)[0]
+    floors = ttft_floors([first, second, other], profile, block_size=16)
+    # 600 tokens: 3 chunks of at most 256, each with one decode pass.
+    assert floors[0] == pytest.approx(0.600 + 3 * 0.010)
+    # The second turn finds the first's 37 full blocks (592 tokens) cached: 308 to prefill.
+    assert floors[1] == pytest.approx(0.308 + 2 * 0.010)
+    # Another conversation shares nothing: its floor is the first's.
+    assert floors[2] == floors[0]

@@ -22,6 +22,7 @@ evictions (a pod's cache is never short of room here) and the gateway's hold.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from inference.sim.prefix_cache import chain_keys
@@ -31,7 +32,7 @@ from lab.profiles import Profile
 from lab.summary import Slo
 from lab.traces import Trace
 
-__all__ = ["Ceiling", "best_ttft", "slo_ceiling"]
+__all__ = ["Ceiling", "best_ttft", "best_ttfts", "slo_ceiling"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,31 +89,38 @@ def best_ttft(profile: Profile, block_size: int, *, prompt_tokens: int,
     return _run_until(sched, seq, first_token=True)
 
 
-def slo_ceiling(trace: Trace, profile: Profile, slo: Slo) -> Ceiling:
-    """The best case of every request of ``trace`` (in arrival order), against ``slo``."""
-    size = trace_block_size(trace)
-    longest = max_request_tokens(profile, size)
-    tpot_alone = profile.timing.decode_seconds(1)
+def best_ttfts(prompts: Iterable[tuple[int, tuple[int, ...]]], profile: Profile,
+               block_size: int) -> list[float]:
+    """The best case of each prompt, given as (prompt tokens, chained hashes of its full
+    blocks) in arrival order: ``best_ttft`` with the longest prefix that any earlier prompt
+    filled cached."""
     seen: set[int] = set()
     memo: dict[tuple[int, int], float] = {}
-    attainable = too_long = slow = 0
-    for req in trace.requests:
-        hashes = prompt_hashes(req, size)
+    out = []
+    for tokens, hashes in prompts:
         cached = 0
         while cached < len(hashes) and hashes[cached] in seen:
             cached += 1
         seen.update(hashes)
-        if req.prompt_tokens + req.output_tokens > longest:
-            too_long += 1
-            continue
-        key = (req.prompt_tokens, cached)
-        if key not in memo:
-            memo[key] = best_ttft(profile, size, prompt_tokens=req.prompt_tokens,
-                                  cached_blocks=cached)
-        tpot_ok = slo.tpot is None or req.output_tokens <= 1 or tpot_alone <= slo.tpot
-        if memo[key] <= slo.ttft and tpot_ok:
-            attainable += 1
-        else:
-            slow += 1
-    return Ceiling(requests=len(trace.requests), attainable=attainable, too_long=too_long,
-                   slow_alone=slow)
+        if (tokens, cached) not in memo:
+            memo[tokens, cached] = best_ttft(profile, block_size, prompt_tokens=tokens,
+                                             cached_blocks=cached)
+        out.append(memo[tokens, cached])
+    return out
+
+
+def slo_ceiling(trace: Trace, profile: Profile, slo: Slo) -> Ceiling:
+    """The best case of every request of ``trace`` (in arrival order), against ``slo``. A
+    request too long for a pod fails and fills no cache."""
+    size = trace_block_size(trace)
+    longest = max_request_tokens(profile, size)
+    fitting = [r for r in trace.requests if r.prompt_tokens + r.output_tokens <= longest]
+    ttfts = best_ttfts(((r.prompt_tokens, prompt_hashes(r, size)) for r in fitting), profile,
+                       size)
+    tpot_alone = profile.timing.decode_seconds(1)
+    attainable = sum(ttft <= slo.ttft and (slo.tpot is None or r.output_tokens <= 1
+                                           or tpot_alone <= slo.tpot)
+                     for r, ttft in zip(fitting, ttfts, strict=True))
+    return Ceiling(requests=len(trace.requests), attainable=attainable,
+                   too_long=len(trace.requests) - len(fitting),
+                   slow_alone=len(fitting) - attainable)

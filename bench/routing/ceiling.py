@@ -21,7 +21,7 @@ workload's next turn re-sends fixed text, not what the model answered).
 And what time to first token it allows (``ttft_floors``): each request alone on
 an idle replica whose cache holds every earlier prompt's blocks (``one cache``
 with nothing else to do), stepped through the sim's scheduler and timing
-(``lab.ceiling.best_ttft``). No routing gives a request less, so a percentile of
+(``lab.ceiling.best_ttfts``). No routing gives a request less, so a percentile of
 these floors bounds that percentile of any run from below (HTTP and the
 gateway add to it).
 """
@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from inference.sim.prefix_cache import block_hashes
-from lab.ceiling import best_ttft
+from lab.ceiling import best_ttfts
 from lab.profiles import Profile
 
 
@@ -98,16 +98,4 @@ def placements(prompts: Sequence[Prompt], *, replicas: int, seeds: int = 400,
 def ttft_floors(prompts: Sequence[Prompt], profile: Profile, *, block_size: int) -> list[float]:
     """Each prompt's best time to first token (seconds, in arrival order): alone on an idle
     replica of ``profile`` that holds every earlier prompt's full blocks."""
-    seen: set[int] = set()
-    memo: dict[tuple[int, int], float] = {}
-    out = []
-    for n, hashes in _blocks(prompts, block_size):
-        cached = 0
-        while cached < len(hashes) and hashes[cached] in seen:
-            cached += 1
-        seen.update(hashes)
-        key = (n, cached)
-        if key not in memo:
-            memo[key] = best_ttft(profile, block_size, prompt_tokens=n, cached_blocks=cached)
-        out.append(memo[key])
-    return out
+    return best_ttfts(_blocks(prompts, block_size), profile, block_size)

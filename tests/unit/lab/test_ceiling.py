@@ -60,6 +60,17 @@ def test_counts_who_can_meet_the_target_and_why_the_rest_cannot() -> None:
     assert slo_ceiling(trace, GPU, Slo(ttft=3.0, tpot=0.005)).attainable == 0
 
 
+def test_a_request_too_long_for_a_pod_fills_no_cache() -> None:
+    # It fails at once in every run, so the one after it, which shares its first 100
+    # blocks, still has to prefill all of them: 2.6 s alone.
+    trace = Trace.of("t", [
+        Request(arrival=0.0, prompt_tokens=131000, output_tokens=500, blocks=blocks(255)),
+        Request(arrival=1.0, prompt_tokens=51200, output_tokens=10, blocks=blocks(100)),
+    ], block_tokens=512)
+    ceiling = slo_ceiling(trace, GPU, Slo(ttft=2.0))
+    assert (ceiling.attainable, ceiling.slow_alone, ceiling.too_long) == (0, 1, 1)
+
+
 def test_an_empty_share_of_blocks_caches_nothing() -> None:
     # Two requests without block ids (Azure's, synthetic ones) share nothing: both miss alone.
     trace = Trace.of("t", [Request(arrival=0.0, prompt_tokens=51200, output_tokens=10),

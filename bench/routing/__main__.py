@@ -52,7 +52,7 @@ from bench.routing.ceiling import Prompt, ttft_floors
 from inference.sim.protocol import render_messages
 from inference.sim.settings import SimSettings
 from inference.sim.text import text_token_ids
-from lab.profiles import Profile
+from lab.profiles import Profile, ProfileError
 from tests.helpers.gateway import start_gateway
 from tests.helpers.procs import REPO, Proc, ProcessGroup
 from tests.helpers.sim import start_sim
@@ -205,18 +205,34 @@ def salted(requests: list[wl.Request], salt: str) -> list[wl.Request]:
 
 
 def sim_profile(*, chunked: bool, budget: int | None) -> Profile:
-    """The benchmark's sims as a timing profile (``lab.profiles``), for the TTFT floors."""
+    """The benchmark's sims as a timing profile (``lab.profiles``): what ``sim_args`` starts
+    them with, and what the TTFT floors step through. ``ProfileError`` for settings vLLM
+    (and the sim) would refuse."""
     return Profile(name="bench-routing-sim", prefill_tokens_per_s=PREFILL,
                    decode_ms_per_token=DECODE_MS, decode_ms_per_token_per_seq=0.05,
-                   max_num_seqs=256, kv_cache_tokens=65536, max_model_len=16384,
-                   max_num_batched_tokens=budget, enable_chunked_prefill=chunked)
+                   max_num_seqs=SimSettings().max_num_seqs, kv_cache_tokens=65536,
+                   max_model_len=16384, max_num_batched_tokens=budget,
+                   enable_chunked_prefill=chunked)
 
 
-def floors(duration: float, utilisation: float, *, chunked: bool = True,
-           budget: int | None = BUDGET) -> list[str]:
-    """Each workload's TTFT floor (``bench.routing.ceiling.ttft_floors``): no routing's p50,
-    p90 or p99 is under these; nothing is started."""
-    profile = sim_profile(chunked=chunked, budget=budget)
+def sim_args(profile: Profile, *, cache: bool) -> list[str]:
+    """``python -m inference.sim``'s flags for a sim of ``profile`` (prefix caching if
+    ``cache``; the sims' own default number of sequences)."""
+    return ["--prefill-tokens-per-s", str(profile.prefill_tokens_per_s),
+            "--decode-ms-per-token", str(profile.decode_ms_per_token),
+            "--decode-ms-per-token-per-seq", str(profile.decode_ms_per_token_per_seq),
+            "--max-model-len", str(profile.max_model_len),
+            "--kv-cache-tokens", str(profile.kv_cache_tokens), "--log-level", "warning",
+            *(["--enable-prefix-caching"] if cache else []),
+            "--enable-chunked-prefill" if profile.enable_chunked_prefill
+            else "--no-enable-chunked-prefill",
+            *(["--max-num-batched-tokens", str(profile.max_num_batched_tokens)]
+              if profile.max_num_batched_tokens is not None else [])]
+
+
+def floors(duration: float, utilisation: float, profile: Profile) -> list[str]:
+    """Each workload's TTFT floor (``bench.routing.ceiling.ttft_floors``) on sims of
+    ``profile``: no routing's p50, p90 or p99 is under these; nothing is started."""
     lines = ["| workload | requests | floor p50 ms | floor p90 ms | floor p99 ms | floor max ms "
              "| longest prompt (tokens) |", "|---|---|---|---|---|---|---|"]
     for name, requests in build_workloads(duration, utilisation).items():
@@ -230,18 +246,13 @@ def floors(duration: float, utilisation: float, *, chunked: bool = True,
     return lines
 
 
-def run(duration: float, utilisation: float, only: list[str] | None, *,
-        chunked: bool = True, budget: int | None = BUDGET) -> list[str]:
+def run(duration: float, utilisation: float, only: list[str] | None, profile: Profile,
+        ) -> list[str]:
     cache = sim_has_prefix_cache()
-    sim_args = ["--prefill-tokens-per-s", str(PREFILL), "--decode-ms-per-token", str(DECODE_MS),
-                "--decode-ms-per-token-per-seq", "0.05", "--max-model-len", "16384",
-                "--kv-cache-tokens", "65536", "--log-level", "warning",
-                *(["--enable-prefix-caching"] if cache else []),
-                "--enable-chunked-prefill" if chunked else "--no-enable-chunked-prefill",
-                *(["--max-num-batched-tokens", str(budget)] if budget is not None else [])]
+    args = sim_args(profile, cache=cache)
     strategies = only or [*STRATEGIES, *profiles()]
     loads = build_workloads(duration, utilisation)
-    lines = [f"- sims: {REPLICAS} x `python -m inference.sim {' '.join(sim_args)}`; "
+    lines = [f"- sims: {REPLICAS} x `python -m inference.sim {' '.join(args)}`; "
              f"prefix cache in the sim: {'yes' if cache else 'no (the sim has none yet)'}",
              f"- rates: {utilisation:.0%} of the fleet's prefill capacity without a cache; "
              f"{duration:g} s of arrivals per run", ""]
@@ -253,7 +264,7 @@ def run(duration: float, utilisation: float, only: list[str] | None, *,
     log_dir.mkdir(parents=True, exist_ok=True)
     procs = ProcessGroup(log_dir)
     try:
-        sims = [start_sim(procs, name="m1", extra_args=sim_args) for _ in range(REPLICAS)]
+        sims = [start_sim(procs, name="m1", extra_args=args) for _ in range(REPLICAS)]
         gw = start_gateway(procs, extra_args=[
             "--static-routes", ",".join(f"m1={s.url}" for s in sims),
             "--routing-config", str(CONFIG), "--log-level", "warning", "--seed", "1",
@@ -304,15 +315,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.max_num_batched_tokens < 0:
         parser.error("--max-num-batched-tokens must be >= 0")
+    try:
+        profile = sim_profile(chunked=not args.no_chunked_prefill,
+                              budget=args.max_num_batched_tokens or None)
+    except ProfileError as e:
+        parser.error(str(e))
     if args.floor_only:
-        print("\n".join(floors(args.duration, args.utilisation,
-                               chunked=not args.no_chunked_prefill,
-                               budget=args.max_num_batched_tokens or None)))
+        print("\n".join(floors(args.duration, args.utilisation, profile)))
         return 0
     started = datetime.datetime.now(datetime.UTC)
     load = os.getloadavg()[0]
-    table = run(args.duration, args.utilisation, args.routing,
-                chunked=not args.no_chunked_prefill, budget=args.max_num_batched_tokens or None)
+    table = run(args.duration, args.utilisation, args.routing, profile)
     text = "\n".join([
         "# Routing benchmark", "",
         f"- date: {started:%Y-%m-%d %H:%M} UTC",

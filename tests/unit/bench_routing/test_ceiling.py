@@ -5,7 +5,10 @@ from __future__ import annotations
 import pytest
 
 from bench.routing import workloads as wl
-from bench.routing.ceiling import Prompt, hit_ratio, placements
+from bench.routing.__main__ import main, sim_args, sim_profile
+from bench.routing.ceiling import Prompt, hit_ratio, placements, ttft_floors
+from brix.config import load_settings
+from inference.sim.settings import SimSettings
 
 pytestmark = pytest.mark.unit
 
@@ -62,9 +65,6 @@ def test_bad_placements_are_refused(kwargs: dict[str, int], message: str) -> Non
 
 
 def test_ttft_floor_is_each_prompt_alone_with_every_earlier_prompt_cached() -> None:
-    from bench.routing.__main__ import sim_profile
-    from bench.routing.ceiling import ttft_floors
-
     profile = sim_profile(chunked=True, budget=256)  # 1,000 prompt tokens/s, 10 ms a pass
     first, second = _conv(1, 600, 900)
     other = _conv(2, 600)[0]
@@ -75,3 +75,25 @@ def test_ttft_floor_is_each_prompt_alone_with_every_earlier_prompt_cached() -> N
     assert floors[1] == pytest.approx(0.308 + 2 * 0.010)
     # Another conversation shares nothing: its floor is the first's.
     assert floors[2] == floors[0]
+
+
+@pytest.mark.parametrize(("chunked", "budget"), [(True, 256), (True, None), (False, None)])
+def test_the_sims_are_started_as_the_floors_model_them(chunked: bool, budget: int | None) -> None:
+    profile = sim_profile(chunked=chunked, budget=budget)
+    started = load_settings(SimSettings, sim_args(profile, cache=True), prog="sim", environ={})
+    assert (started.prefill_tokens_per_s, started.decode_ms_per_token,
+            started.decode_ms_per_token_per_seq, started.max_model_len, started.kv_cache_tokens,
+            started.max_num_seqs, started.enable_chunked_prefill, started.batched_tokens) == (
+        profile.prefill_tokens_per_s, profile.decode_ms_per_token,
+        profile.decode_ms_per_token_per_seq, profile.max_model_len, profile.kv_cache_tokens,
+        profile.max_num_seqs, profile.enable_chunked_prefill, profile.batched_tokens)
+    assert started.enable_prefix_caching
+
+
+def test_settings_the_sims_would_refuse_are_one_line_before_anything_starts(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        main(["--floor-only", "--no-chunked-prefill", "--max-num-batched-tokens", "256"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "max_num_batched_tokens (256) must be at least max_model_len (16384)" in err

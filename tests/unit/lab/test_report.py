@@ -260,6 +260,19 @@ def test_trace_command_writes_a_csv_that_reads_back(tmp_path: Path,
     assert n in again
 
 
+def test_without_quiet_each_run_and_the_ceiling_are_said_on_stderr(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "r"
+    assert main(["backtest", "--trace", "synthetic:steady?rate=1&duration=60&seed=1",
+                 "--policies", "fixed:replicas=1", "--plots", "replicas",
+                 "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    ceiling = json.loads((out / "summary.json").read_text())["ceiling"]
+    assert "fixed:replicas=1: SLO " in err
+    assert f"The most any fleet reaches: {ceiling['attainment']:.2%} " \
+        f"({ceiling['attainable']} of {ceiling['requests']};" in err
+
+
 def test_policies_from_a_yaml_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     listed = tmp_path / "list.yaml"
     listed.write_text("- fixed:replicas=1\n")

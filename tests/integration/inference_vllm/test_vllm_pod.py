@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import openai
+import psutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -66,6 +67,21 @@ def sidecar_for(procs: ProcessGroup, engine: VllmEngine) -> Proc:
 
 
 # --- the engine itself -------------------------------------------------------------
+
+
+def test_on_cpu_vllms_engine_runs_nicer_than_its_api_server(engine: VllmEngine) -> None:
+    entrypoint = psutil.Process(engine.proc.popen.pid)
+    (server,) = entrypoint.children()
+    below = server.children(recursive=True)
+    names = {p.name() for p in below}
+    assert any(n.startswith("VLLM::EngineCor") for n in names), names
+    assert any(n.startswith("VLLM::Worker") for n in names), names
+    for p in below:  # every thread of every process the server started
+        assert {os.getpriority(os.PRIO_PROCESS, t.id) for t in p.threads()} == {19}, p.name()
+    assert server.nice() == entrypoint.nice() == os.getpriority(os.PRIO_PROCESS, 0)
+    said = engine.proc.output()
+    assert "vLLM's engine processes at nice 19, below its API server" in said
+    assert all(str(p.pid) in said for p in below)
 
 
 def test_ready_means_completions_and_chat_answer(engine: VllmEngine,
@@ -251,11 +267,11 @@ def test_prometheus_sees_requests_waiting_under_a_burst(
                what="a first scrape of the sidecar")
 
     series = f'brix_engine_requests_waiting{{job="sidecar",model="{engine.served_name}"}}'
-    # Any scrape of this test's own Prometheus that saw a queue, not the instant value: on 2
-    # cores vLLM's API server, starved by its engine core and the clients, answered /metrics
-    # in 1.4-27 s under this load (2026-12-06), past the sidecar's 2 s, and such a scrape
-    # gives brix_engine_up 0 and no engine series (stale at once), so a queue scraped once
-    # can be gone before the next poll (in one run the instant query saw none in 180 s).
+    # Any scrape of this test's own Prometheus that saw a queue, not the instant value, so
+    # that a queue scraped once and drained before the next poll still counts. (Before the
+    # entrypoint made vLLM's engine nicer than its API server, that server, starved on 2
+    # cores, answered /metrics in 1.4-46 s under this load, past the sidecar's 2 s, and
+    # held the requests itself: no scrape saw a queue in one run of 180 s.)
     statuses, seen = sustained_queue(engine, prom, f"max_over_time({series}[5m]) > 0",
                                      clients=24, limit=180)
     assert statuses == {200}

@@ -76,3 +76,14 @@ def test_unknown_backend_is_a_usage_error(capsys: pytest.CaptureFixture[str]) ->
         main(["--backend", "tgi", "--model", "m"])
     assert exc.value.code == 2
     assert "tgi" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("nice", ["-1", "20"])
+def test_a_niceness_outside_0_to_19_is_refused(
+    nice: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--model", str(model_dir(tmp_path)), "--port", "0",
+                 "--cpu-engine-nice", nice]) == 2
+    line = one_error_line(capsys)
+    assert "--cpu-engine-nice must be 0-19" in line
+    assert f"got {nice}" in line

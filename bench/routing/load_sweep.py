@@ -94,7 +94,8 @@ def table(points: Sequence[Point], *, winner: str, floor_p99: float) -> str:
                      f"| {p.ttft_p90:.3f} | {p.ttft_p99:.3f} | {p.e2e_p99:.2f} "
                      f"| {p.attainment:.2%} | {p.hit_ratio:.3f} | {p.completed}/{p.requests} |")
     head = " | ".join(f"vs {b} (goal {g:.0%})" for b, g in BASELINES.items())
-    lines += ["", f"| load | {winner} p99 s | {head} | floor's most vs round-robin |",
+    lines += ["", f"| load | {winner} p99 s | {head} "
+              "| the most any routing cuts vs round-robin (the floor) |",
               "|---|---|" + "---|" * len(BASELINES) + "---|"]
     for scale in sorted({p.scale for p in points}, reverse=True):
         at = {p.routing: p for p in points if p.scale == scale}

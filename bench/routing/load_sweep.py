@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 import numpy as np
@@ -64,7 +65,7 @@ class Point:
     requests: int
 
 
-def point(scale: float, routing: str, summary: dict, *, replicas: int) -> Point:
+def point(scale: float, routing: str, summary: dict[str, Any], *, replicas: int) -> Point:
     """The figures of one run's ``summary.json`` (one fixed fleet of ``replicas``)."""
     trace = summary["trace"]
     profile = summary["settings"]["profile"]

@@ -4,6 +4,7 @@ from them, and its settings refused before any run starts."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,7 +13,7 @@ from bench.routing.load_sweep import Point, cut, main, point, table
 pytestmark = pytest.mark.unit
 
 
-def summary(rate: float, prompt: float, p99: float) -> dict:
+def summary(rate: float, prompt: float, p99: float) -> dict[str, Any]:
     run = {"ttft_p50_s": 0.1, "ttft_p90_s": 0.5, "ttft_p99_s": p99, "e2e_p99_s": 9.0,
            "slo_attainment": 0.95, "prefix_hit_ratio": 0.2, "completed": 10, "requests": 10}
     return {"trace": {"mean_rate_per_s": rate, "mean_prompt_tokens": prompt},

@@ -92,6 +92,7 @@ VLLM_LEGACY_SERVER_MODULE: Final = "vllm.entrypoints.openai.api_server"
 FORWARDED_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 EXIT_USAGE: Final = 2
 MAX_NICE: Final = 19
+PROC: Final = Path("/proc")
 
 Device = Literal["cpu", "gpu"]
 
@@ -315,25 +316,26 @@ def _cpu_build() -> bool:
     return True
 
 
-def _parents() -> dict[int, int]:
-    """Each running process's parent, from /proc (processes that end meanwhile are left out)."""
+def _parents(proc: Path) -> dict[int, int]:
+    """Each running process's parent, from ``proc`` (/proc; processes that end meanwhile are
+    left out)."""
     out = {}
-    for entry in Path("/proc").iterdir():
+    for entry in proc.iterdir():
         if entry.name.isdigit():
             with contextlib.suppress(OSError, ValueError):
                 out[int(entry.name)] = parent_pid((entry / "stat").read_text())
     return out
 
 
-def lower_priority(root: int, nice: int) -> list[tuple[int, str]]:
+def lower_priority(root: int, nice: int, *, proc: Path = PROC) -> list[tuple[int, str]]:
     """Make every process under ``root``, each of its threads, at least ``nice``; never
     less nice than it is. Returns (pid, name) of the processes changed.
 
     Niceness is per thread on Linux and a new thread takes its creator's, so the
     threads there now are set and those they start later follow."""
     changed = []
-    for pid in descendants(_parents(), root):
-        task = Path(f"/proc/{pid}/task")
+    for pid in descendants(_parents(proc), root):
+        task = proc / str(pid) / "task"
         touched = False
         with contextlib.suppress(OSError):  # gone meanwhile, or not ours
             for tid in (int(t.name) for t in task.iterdir()):
@@ -344,7 +346,7 @@ def lower_priority(root: int, nice: int) -> list[tuple[int, str]]:
         if touched:
             name = ""
             with contextlib.suppress(OSError):
-                name = Path(f"/proc/{pid}/comm").read_text().strip()
+                name = (proc / str(pid) / "comm").read_text().strip()
             changed.append((pid, name))
     return changed
 
@@ -372,8 +374,15 @@ def completion_answers(base_url: str, model: str, timeout: float = 10.0) -> bool
     return 200 <= status < 300
 
 
-def _nicer_engine(server: int, nice: int) -> None:
-    changed = lower_priority(server, nice)
+def nicer_engine(server: int, nice: int, *, proc: Path = PROC) -> None:
+    """``lower_priority`` under vLLM's ``server``, said in one line on stderr; a system
+    without ``proc`` to read leaves vLLM as it started, and says so."""
+    try:
+        changed = lower_priority(server, nice, proc=proc)
+    except OSError as exc:  # no /proc to read: vLLM serves as it started
+        print(f"brix-engine: could not set vLLM's engine processes at nice {nice}: {exc}",
+              file=sys.stderr, flush=True)
+        return
     if changed:
         names = ", ".join(f"{pid} ({name})" for pid, name in changed)
         print(f"brix-engine: vLLM's engine processes at nice {nice}, below its API server: "
@@ -419,7 +428,7 @@ def run_vllm(settings: EngineSettings, extra: Sequence[str]) -> int:
     while child.poll() is None:
         if completion_answers(base_url, name):
             if device == "cpu" and settings.cpu_engine_nice:
-                _nicer_engine(child.pid, settings.cpu_engine_nice)
+                nicer_engine(child.pid, settings.cpu_engine_nice)
             print_ready(READY_NAME, "http", host, port)
             break
         time.sleep(settings.ready_poll_s)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from inference.engine import descendants, lower_priority, parent_pid
+from inference.engine import descendants, lower_priority, nicer_engine, parent_pid
 
 # A stand-in for vLLM's server: it starts a child (its "engine core") that runs a second
 # thread and a grandchild of its own, prints their pids, and waits.
@@ -95,3 +95,26 @@ def test_a_process_nicer_already_is_left_as_it_is(tree: tuple[int, int, int]) ->
     assert leaf not in {pid for pid, _ in changed}
     assert nice_of(leaf) == min(19, base + 8)
     assert {nice_of(t) for t in threads(engine)} == {min(19, base + 3)}
+
+
+def test_the_engine_processes_made_nicer_are_named_on_one_line(
+    tree: tuple[int, int, int], capsys: pytest.CaptureFixture[str],
+) -> None:
+    server, engine, leaf = tree
+    nice = min(19, nice_of(server) + 2)
+    nicer_engine(server, nice)
+    (line,) = capsys.readouterr().err.splitlines()
+    assert f"vLLM's engine processes at nice {nice}, below its API server" in line
+    assert f"{engine} (" in line
+    assert f"{leaf} (" in line
+    nicer_engine(server, nice)  # nothing left to change: said so
+    assert "no process under vLLM's server" in capsys.readouterr().err
+
+
+def test_without_proc_to_read_vllm_is_left_as_it_started(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    nicer_engine(os.getpid(), 19, proc=tmp_path / "no-proc")
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("brix-engine: could not set vLLM's engine processes at nice 19")
+    assert "no-proc" in line  # what could not be read

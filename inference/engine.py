@@ -40,7 +40,7 @@ Lowering a priority needs no privilege.
 
 Before starting vLLM the entrypoint checks, in this order, and exits 2 with
 one line saying what to do: the model path exists and holds a config.json,
-vLLM is installed, the port is free.
+``--cpu-engine-nice`` is within 0-19, vLLM is installed, the port is free.
 
 vLLM runs as a child process, not through ``exec``, so that the entrypoint
 can say when it is ready: SIGTERM, SIGINT and SIGHUP are forwarded to it, the

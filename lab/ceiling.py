@@ -30,9 +30,9 @@ from inference.sim.scheduler import Scheduler, Sequence
 from lab.engine import max_request_tokens, pod_scheduler, prompt_hashes, trace_block_size
 from lab.profiles import Profile
 from lab.summary import Slo
-from lab.traces import Trace
+from lab.traces import Request, Trace
 
-__all__ = ["Ceiling", "best_ttft", "best_ttfts", "slo_ceiling"]
+__all__ = ["Ceiling", "best_ttft", "best_ttfts", "slo_ceiling", "trace_best_ttfts"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,18 +109,24 @@ def best_ttfts(prompts: Iterable[tuple[int, tuple[int, ...]]], profile: Profile,
     return out
 
 
-def slo_ceiling(trace: Trace, profile: Profile, slo: Slo) -> Ceiling:
-    """The best case of every request of ``trace`` (in arrival order), against ``slo``. A
-    request too long for a pod fails and fills no cache."""
+def trace_best_ttfts(trace: Trace, profile: Profile) -> list[tuple[Request, float]]:
+    """Each request of ``trace`` that fits a pod, with its best time to first token, in
+    arrival order. A request too long for a pod fails in every run and fills no cache."""
     size = trace_block_size(trace)
     longest = max_request_tokens(profile, size)
     fitting = [r for r in trace.requests if r.prompt_tokens + r.output_tokens <= longest]
     ttfts = best_ttfts(((r.prompt_tokens, prompt_hashes(r, size)) for r in fitting), profile,
                        size)
+    return list(zip(fitting, ttfts, strict=True))
+
+
+def slo_ceiling(trace: Trace, profile: Profile, slo: Slo) -> Ceiling:
+    """The best case of every request of ``trace`` (``trace_best_ttfts``), against ``slo``."""
+    best = trace_best_ttfts(trace, profile)
     tpot_alone = profile.timing.decode_seconds(1)
     attainable = sum(ttft <= slo.ttft and (slo.tpot is None or r.output_tokens <= 1
                                            or tpot_alone <= slo.tpot)
-                     for r, ttft in zip(fitting, ttfts, strict=True))
+                     for r, ttft in best)
     return Ceiling(requests=len(trace.requests), attainable=attainable,
-                   too_long=len(trace.requests) - len(fitting),
-                   slow_alone=len(fitting) - attainable)
+                   too_long=len(trace.requests) - len(best),
+                   slow_alone=len(best) - attainable)

@@ -10,7 +10,7 @@ The load of a point is the share of the fleet's prefill capacity with nothing
 cached: mean rate x mean prompt tokens / (N x the profile's prefill tokens per
 second), as the routing benchmark states its rates. The floor is the TTFT
 percentile of every request alone on an idle pod whose cache holds every earlier
-prompt (``lab.ceiling.best_ttfts``): no routing's percentile is under it, at any
+prompt (``lab.ceiling.trace_best_ttfts``): no routing's percentile is under it, at any
 load, since it does not depend on when requests arrive.
 
 Issue 14's goals are read at each load: ``--routing`` against round-robin
@@ -32,8 +32,7 @@ from typing import Any
 import matplotlib
 import numpy as np
 
-from lab.ceiling import best_ttfts
-from lab.engine import max_request_tokens, prompt_hashes, trace_block_size
+from lab.ceiling import trace_best_ttfts
 from lab.profiles import ProfileError, load_profile
 from lab.traces import TraceError, load
 
@@ -154,15 +153,10 @@ def plot(points: Sequence[Point], *, winner: str, floor_p99: float, out: Path,
 
 
 def floor_p99(trace: str, profile: str) -> float:
-    """The P99 of every request's best case (``lab.ceiling.best_ttfts``); a request too
-    long for a pod is left out, as it fails in every run."""
-    t = load(trace)
-    prof = load_profile(profile)
-    size = trace_block_size(t)
-    longest = max_request_tokens(prof, size)
-    fit = [r for r in t.requests if r.prompt_tokens + r.output_tokens <= longest]
-    ttfts = best_ttfts(((r.prompt_tokens, prompt_hashes(r, size)) for r in fit), prof, size)
-    return float(np.percentile(ttfts, 99))
+    """The P99 of every request's best case (``lab.ceiling.trace_best_ttfts``); a request
+    too long for a pod is left out, as it fails in every run."""
+    return float(np.percentile([t for _, t in trace_best_ttfts(load(trace),
+                                                               load_profile(profile))], 99))
 
 
 def run(out: Path, *, trace: str, profile: str, replicas: int, scale: float, routing: str,

@@ -83,6 +83,17 @@ def cut(value: float, baseline: float) -> float:
     return 1.0 - value / baseline
 
 
+def by_load(points: Sequence[Point], *, winner: str) -> list[dict[str, Point]]:
+    """Each load's runs by routing, lowest load first; only loads where the winner and
+    every baseline ran."""
+    out = []
+    for scale in sorted({p.scale for p in points}, reverse=True):
+        at = {p.routing: p for p in points if p.scale == scale}
+        if {winner, *BASELINES} <= set(at):
+            out.append(at)
+    return out
+
+
 def table(points: Sequence[Point], *, winner: str, floor_p99: float) -> str:
     """The runs by load, then the winner's cut against each baseline per load."""
     lines = ["| load | time scale | rate req/s | routing | TTFT p50 s | p90 s | p99 s "
@@ -97,17 +108,15 @@ def table(points: Sequence[Point], *, winner: str, floor_p99: float) -> str:
     lines += ["", f"| load | {winner} p99 s | {head} "
               "| the most any routing cuts vs round-robin (the floor) |",
               "|---|---|" + "---|" * len(BASELINES) + "---|"]
-    for scale in sorted({p.scale for p in points}, reverse=True):
-        at = {p.routing: p for p in points if p.scale == scale}
-        if winner not in at or not set(BASELINES) <= set(at):
-            continue
+    for at in by_load(points, winner=winner):
+        won = at[winner]
         cells = []
         for b, goal in BASELINES.items():
-            c = cut(at[winner].ttft_p99, at[b].ttft_p99)
+            c = cut(won.ttft_p99, at[b].ttft_p99)
             cells.append(f"{c:.0%} lower: {'met' if c >= goal else 'missed'}" if c >= 0
                          else f"{-c:.0%} higher: missed")
         floor = cut(floor_p99, at["round-robin"].ttft_p99)
-        lines.append(f"| {at[winner].load:.0%} | {at[winner].ttft_p99:.3f} | "
+        lines.append(f"| {won.load:.0%} | {won.ttft_p99:.3f} | "
                      + " | ".join(cells) + f" | {floor:.0%} |")
     return "\n".join(lines) + "\n"
 
@@ -129,16 +138,11 @@ def plot(points: Sequence[Point], *, winner: str, floor_p99: float, out: Path,
     left.set_title("P99 time to first token", fontsize=10)
     left.grid(alpha=0.3, which="both")
     left.legend(fontsize=8)
+    loads = by_load(points, winner=winner)
     for (b, goal), colour in zip(BASELINES.items(), ("tab:blue", "tab:orange"), strict=True):
-        rows = []
-        for scale in sorted({p.scale for p in points}):
-            at = {p.routing: p for p in points if p.scale == scale}
-            if winner in at and b in at:
-                rows.append((100 * at[winner].load, 100 * cut(at[winner].ttft_p99,
-                                                               at[b].ttft_p99)))
-        rows.sort()
-        right.plot([x for x, _ in rows], [y for _, y in rows], marker="o", ms=3, color=colour,
-                   label=f"vs {b}")
+        right.plot([100 * at[winner].load for at in loads],
+                   [100 * cut(at[winner].ttft_p99, at[b].ttft_p99) for at in loads],
+                   marker="o", ms=3, color=colour, label=f"vs {b}")
         right.axhline(100 * goal, color=colour, ls="--", lw=1, label=f"goal vs {b}: {goal:.0%}")
     right.axhline(0, color="black", lw=0.6)
     right.set_xlabel("offered load, % of the fleet's prefill capacity without a cache")

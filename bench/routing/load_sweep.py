@@ -13,6 +13,9 @@ percentile of every request alone on an idle pod whose cache holds every earlier
 prompt (``lab.ceiling.trace_best_ttfts``): no routing's percentile is under it, at any
 load, since it does not depend on when requests arrive.
 
+Flags this command does not know go to every ``lab backtest`` (``--cold-start 0``);
+a lab run that fails stops the sweep with one line naming it, after the lab's own.
+
 Issue 14's goals are read at each load: ``--routing`` against round-robin
 (at least 79 % lower P99 TTFT) and against least-request (at least 50 % lower).
 """
@@ -211,10 +214,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(e))
     args.out.mkdir(parents=True, exist_ok=True)
     jobs = [(s, r) for s in scales for r in routings]
-    with ThreadPoolExecutor(args.jobs) as pool:
-        folders = list(pool.map(lambda j: run(args.out, trace=args.trace, profile=args.profile,
-                                              replicas=args.replicas, scale=j[0], routing=j[1],
-                                              extra=extra), jobs))
+    try:
+        with ThreadPoolExecutor(args.jobs) as pool:
+            folders = list(pool.map(lambda j: run(args.out, trace=args.trace,
+                                                  profile=args.profile, replicas=args.replicas,
+                                                  scale=j[0], routing=j[1], extra=extra), jobs))
+    except subprocess.CalledProcessError as e:
+        print(f"load_sweep: a lab run failed (exit {e.returncode}), its own message above: "
+              f"{' '.join(map(str, e.cmd[1:]))}", file=sys.stderr)
+        return 1
     points = [point(s, r, json.loads((f / "summary.json").read_text()), replicas=args.replicas)
               for (s, r), f in zip(jobs, folders, strict=True)]
     text = table(points, winner=args.winner, floor_p99=floor)

@@ -59,6 +59,8 @@ def test_a_winner_slower_than_a_baseline_is_said_to_be_higher() -> None:
     (["--scales", "0"], "--scales: each must be > 0"),
     (["--routings", "least-prefill,round-robin"], "--routings must include"),
     (["--profile", "no-such-profile"], "no-such-profile"),
+    (["--replicas", "0"], "--replicas and --jobs must be >= 1"),
+    (["--jobs", "0"], "--replicas and --jobs must be >= 1"),
 ])
 def test_bad_settings_are_one_line_before_any_run(
     args: list[str], says: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
@@ -68,3 +70,16 @@ def test_bad_settings_are_one_line_before_any_run(
     assert exit_info.value.code == 2
     assert says in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_lab_run_that_fails_stops_the_sweep_with_one_line_after_the_labs_own(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str],
+) -> None:
+    code = main(["--out", str(tmp_path / "runs"), "--trace", "validate-5min", "--scales", "1",
+                 "--routings", "round-robin,least-request,least-prefill", "--jobs", "1",
+                 "--no-such-lab-flag"])
+    assert code == 1
+    err = capfd.readouterr().err
+    assert "unrecognized arguments: --no-such-lab-flag" in err  # the lab's own
+    assert "load_sweep: a lab run failed (exit 2), its own message above:" in err
+    assert not list((tmp_path / "runs").glob("*/summary.json"))

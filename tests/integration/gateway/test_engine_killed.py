@@ -80,7 +80,7 @@ async def test_killed_engine_streams_end_with_an_error_and_waiting_ones_go_to_th
     victim, survivor = engines
     outcomes, killed_at = await run_streams(str(gw.url), 100,
                                             lambda: victim.signal(signal.SIGKILL), body=BODY,
-                                            kill_after=1.5)
+                                            kill_after=1.5, min_started=1)
     assert all(o.status == 200 for o in outcomes), [o.status for o in outcomes]
     broken = [o for o in outcomes if not o.done]
     # Only streams that had started on the killed engine may end broken, each with an error.
@@ -119,7 +119,7 @@ async def test_one_replica_killed_and_restarted_holds_the_waiting_requests(
                     name="sim-m1-restarted", env={"BIND_HOST": "127.0.0.1"})
 
     outcomes, _ = await run_streams(str(gw.url), 40, kill_and_restart, body=BODY,
-                                     kill_after=0.5)
+                                     kill_after=0.5, min_started=1)
     broken = broken_streams(outcomes)
     print(f"\none replica: {len(broken)} of 40 streams broken (error event), "
           f"{40 - len(broken)} held or retried and completed")
@@ -176,7 +176,7 @@ async def test_one_replica_under_the_kubelet_killed_restarted_and_rejoins(
 
         outcomes, killed_at = await run_streams(
             str(gw.url), 40, lambda: os.kill(pid, signal.SIGKILL), body=BODY,
-            kill_after=0.5)
+            kill_after=0.5, min_started=1)
         broken = broken_streams(outcomes)
         again = wait_for(ready_engine, what="the engine Ready again", timeout=60)
         assert again.restart_count >= 1

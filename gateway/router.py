@@ -109,7 +109,8 @@ class ProfileRouter:
                     uncached=uncached(prompt_chars, m, chunk))
             for e in endpoints
         ]
-        i = pick_scored(profile, candidates, signals, prefix_total=len(hashes), rng=rng)
+        i = pick_scored(profile, candidates, signals, prefix_total=len(hashes), rng=rng,
+                        prompt=prompt_chars)
         chosen = endpoints[i]
         if hashes:
             self.index.record(chosen.url, hashes)

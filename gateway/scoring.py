@@ -30,6 +30,15 @@ so the least loaded gets 1 and the most loaded 0; all equal: all 1):
   counted, as NVIDIA Dynamo's KV router weighs prefill blocks: a short prompt
   is not sent behind a pod's long prefill, and a long prompt goes where its
   prefix is cached unless that pod's backlog costs more than the cache saves.
+- ``fleet-prefill``: the ``prefill`` scorer's cost, plus a charge for the
+  cache hit a pod would give up, once every pod has a backlog: the least
+  backlog of any pod times the share of this prompt the pod would prefill
+  beyond the least any pod would (``Signals.uncached`` against the fewest, over
+  the prompt's size). While some pod has nothing left to prefill the charge is
+  0 and it picks as ``prefill`` does. Once every pod is behind, work a lost hit
+  adds is capacity the fleet no longer has, and every request queued behind it
+  waits for it; the charge grows with that queue. The lab measured it against
+  ``prefill`` past the fleet's capacity (bench/routing/RESULTS.md).
 
 Filters:
 
@@ -39,7 +48,8 @@ Filters:
 - ``kv-cache``: drop pods whose KV-cache usage is above ``max`` (unknown: kept).
 
 The built-in ``least-prefill`` profile (the gateway's default) is the
-``prefill`` scorer alone. The built-in ``prefix-cache`` profile is prefix 2 +
+``prefill`` scorer alone; the built-in ``fleet-prefill`` profile is the
+``fleet-prefill`` scorer alone. The built-in ``prefix-cache`` profile is prefix 2 +
 in-flight 1 behind the load filter (factor 2, slack 4): a pod holding the
 whole prompt beats an idle one, but a pod that shares only a prompt's first
 chunk or two (a common system prompt) does not beat a less loaded one; ties
@@ -59,7 +69,7 @@ from typing import Final
 from gateway.picker import Candidate
 
 SCORERS: Final[tuple[str, ...]] = (
-    "in-flight", "kv-cache", "lora", "prefill", "prefix", "queue", "running")
+    "fleet-prefill", "in-flight", "kv-cache", "lora", "prefill", "prefix", "queue", "running")
 FILTERS: Final[Mapping[str, tuple[str, ...]]] = {
     "kv-cache": ("max",), "load": ("factor", "slack"), "queue": ("max",),
 }
@@ -101,8 +111,8 @@ class Profile:
     @property
     def uses_prefix(self) -> bool:
         """Whether it needs the prefix index's matches: the prefix scorer reads them, and
-        the prefill scorer takes what a pod holds off the prompt it must prefill."""
-        return "prefix" in self.weights or "prefill" in self.weights
+        the prefill scorers take what a pod holds off the prompt it must prefill."""
+        return any(s in self.weights for s in ("prefix", "prefill", "fleet-prefill"))
 
 
 @dataclass(slots=True)  # not frozen: one per candidate per request, and frozen inits cost
@@ -140,7 +150,12 @@ LEAST_PREFILL: Final = Profile(name="least-prefill", weights={"prefill": 1.0})
 no filter. Where no pod has a prompt in prefill and none holds the request's prefix,
 every pod ties and the tie goes to the fewest in flight: least-request."""
 
-BUILT_IN: Final[Mapping[str, Profile]] = {p.name: p for p in (PREFIX_CACHE, LEAST_PREFILL)}
+FLEET_PREFILL: Final = Profile(name="fleet-prefill", weights={"fleet-prefill": 1.0})
+"""A built-in profile: the ``fleet-prefill`` scorer alone, no filter. It picks as
+``least-prefill`` while some pod has no prompt left to prefill."""
+
+BUILT_IN: Final[Mapping[str, Profile]] = {
+    p.name: p for p in (PREFIX_CACHE, LEAST_PREFILL, FLEET_PREFILL)}
 """The profiles that exist without a routing config file."""
 
 
@@ -149,6 +164,25 @@ def uncached(size: int, matched_chunks: int, chunk: int) -> int:
     ``matched_chunks`` chunks of ``chunk`` each (``Signals.uncached``; characters at the
     gateway, tokens in the lab)."""
     return max(0, size - matched_chunks * chunk)
+
+
+def _prefill_costs(cands: Sequence[Candidate], sig: Sequence[Signals]) -> list[float]:
+    """The ``prefill`` scorer's cost per pod: its backlog and this prompt's uncached part."""
+    return [float(c.prefill + s.uncached) for c, s in zip(cands, sig, strict=True)]
+
+
+def _fleet_prefill_costs(cands: Sequence[Candidate], sig: Sequence[Signals],
+                         prompt: int) -> list[float]:
+    """The ``fleet-prefill`` scorer's cost per pod: the ``prefill`` cost plus the least
+    backlog of any pod times the share of the ``prompt`` the pod would prefill beyond
+    the least any pod would (0 while some pod has no backlog, or the size is unknown)."""
+    costs = _prefill_costs(cands, sig)
+    floor = min(c.prefill for c in cands)
+    if floor <= 0 or prompt <= 0:
+        return costs
+    least = min(s.uncached for s in sig)
+    per_unit = floor / prompt
+    return [cost + per_unit * (s.uncached - least) for cost, s in zip(costs, sig, strict=True)]
 
 
 def _load_score(values: Sequence[float]) -> list[float]:
@@ -183,14 +217,16 @@ def _kept(profile: Profile, cands: Sequence[Candidate], sig: Sequence[Signals]) 
 
 
 def _part(name: str, cands: Sequence[Candidate], sig: Sequence[Signals],
-          prefix_total: int) -> list[float]:
+          prefix_total: int, prompt: int) -> list[float]:
     """One scorer's scores, one per candidate, each in [0, 1]."""
     if name == "prefix":
         if not prefix_total:
             return [0.0] * len(cands)
         return [min(1.0, s.prefix_chunks / prefix_total) for s in sig]
     if name == "prefill":
-        return _load_score([float(c.prefill + s.uncached) for c, s in zip(cands, sig, strict=True)])
+        return _load_score(_prefill_costs(cands, sig))
+    if name == "fleet-prefill":
+        return _load_score(_fleet_prefill_costs(cands, sig, prompt))
     if name == "in-flight":
         return _load_score([float(c.in_flight) for c in cands])
     if name == "queue":
@@ -207,12 +243,16 @@ def _part(name: str, cands: Sequence[Candidate], sig: Sequence[Signals],
 
 def score(
     profile: Profile, candidates: Sequence[Candidate], signals: Sequence[Signals],
-    *, prefix_total: int,
+    *, prefix_total: int, prompt: int = 0,
 ) -> list[Scored]:
-    """Each candidate's filter outcome, weighted score and scorer parts (to explain a pick)."""
+    """Each candidate's filter outcome, weighted score and scorer parts (to explain a pick).
+
+    ``prompt``: the request's prompt size, in the unit of ``Signals.uncached`` (the
+    ``fleet-prefill`` scorer's charge needs it; 0, not known: no charge)."""
     if len(signals) != len(candidates):
         raise ValueError("one Signals per candidate")
-    parts = {name: _part(name, candidates, signals, prefix_total) for name in profile.weights}
+    parts = {name: _part(name, candidates, signals, prefix_total, prompt)
+             for name in profile.weights}
     kept = set(_kept(profile, candidates, signals))
     return [
         Scored(kept=i in kept,
@@ -224,12 +264,12 @@ def score(
 
 def pick_scored(
     profile: Profile, candidates: Sequence[Candidate], signals: Sequence[Signals],
-    *, prefix_total: int, rng: random.Random,
+    *, prefix_total: int, rng: random.Random, prompt: int = 0,
 ) -> int:
     """The index in ``candidates`` that ``profile`` sends the request to.
 
-    The same outcome as the best of ``score``, computed without its objects
-    (this runs once per request).
+    The same outcome as the best of ``score`` (``prompt`` as there), computed
+    without its objects (this runs once per request).
     """
     n = len(candidates)
     if n == 0:
@@ -241,7 +281,7 @@ def pick_scored(
     totals = [0.0] * n
     for name, weight in profile.weights.items():
         if weight:
-            for i, v in enumerate(_part(name, candidates, signals, prefix_total)):
+            for i, v in enumerate(_part(name, candidates, signals, prefix_total, prompt)):
                 totals[i] += weight * v
     kept = _kept(profile, candidates, signals) if profile.filters else range(n)
     best = max(totals[i] for i in kept)

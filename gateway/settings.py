@@ -9,7 +9,7 @@ from brix.config import setting
 
 STRATEGIES: tuple[str, ...] = (
     "random", "round-robin", "least-request", "least-queue", "prefix-affinity", "prefix-cache",
-    "least-prefill",
+    "least-prefill", "fleet-prefill",
 )
 """The picker's strategies and the built-in profiles; --routing-config may add profiles."""
 

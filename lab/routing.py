@@ -2,7 +2,8 @@
 
 ``--routing`` names one of the picker's strategies (``gateway.picker.pick``)
 or a profile of the gateway's routing config (``gateway.routing_config``):
-the built-in ``least-prefill`` (the prefill scorer) and ``prefix-cache``
+the built-in ``least-prefill`` (the prefill scorer), ``fleet-prefill`` (the
+same, charging lost cache hits once every pod has a backlog) and ``prefix-cache``
 (prefix and in-flight scorers behind the load filter, ``gateway.scoring``) or
 one of ``--routing-config FILE``, the gateway's
 own file format. Its default is the gateway's own default (``DEFAULT_ROUTING``,
@@ -101,7 +102,8 @@ class Router:
         signals = [Signals(prefix_chunks=(m := matches.get(c.key, 0)), kv_cache=kv,
                            uncached=uncached(prompt_tokens, m, self.block_tokens))
                    for c, kv in zip(candidates, kv_cache, strict=True)]
-        i = pick_scored(profile, candidates, signals, prefix_total=len(chunks), rng=self.rng)
+        i = pick_scored(profile, candidates, signals, prefix_total=len(chunks), rng=self.rng,
+                        prompt=prompt_tokens)
         if chunks:
             self.index.record(candidates[i].key, chunks)
         return i, signals[i].uncached

@@ -13,7 +13,7 @@ from gateway.routing_config import (
     load_routing_config,
     parse_routing_config,
 )
-from gateway.scoring import LEAST_PREFILL, PREFIX_CACHE, Filter
+from gateway.scoring import FLEET_PREFILL, LEAST_PREFILL, PREFIX_CACHE, Filter
 
 pytestmark = pytest.mark.unit
 
@@ -22,13 +22,17 @@ EXAMPLE = Path(__file__).parents[3] / "gateway" / "routing.example.yaml"
 
 def test_no_file_gives_the_built_in_profiles() -> None:
     config = load_routing_config(None)
-    assert dict(config.profiles) == {"prefix-cache": PREFIX_CACHE, "least-prefill": LEAST_PREFILL}
+    assert dict(config.profiles) == {"prefix-cache": PREFIX_CACHE, "least-prefill": LEAST_PREFILL,
+                                     "fleet-prefill": FLEET_PREFILL}
     assert config.prefix == PrefixBounds()
 
 
 def test_the_shipped_example_loads() -> None:
     config = load_routing_config(EXAMPLE)
     assert {"prefix-cache", "prefix-balanced", "lora-affinity"} <= set(config.profiles)
+    # The built-ins it writes out are what is built in.
+    for name in ("least-prefill", "fleet-prefill", "prefix-cache"):
+        assert config.profiles[name] == load_routing_config(None).profiles[name], name
     assert config.profiles["lora-affinity"].weights == {"lora": 2, "queue": 1, "kv-cache": 1}
     assert config.profiles["lora-affinity"].filters == (Filter("kv-cache", {"max": 0.95}),)
     # The built-ins it writes out are the built-ins, to the last weight.

@@ -14,6 +14,7 @@ from gateway.picker import Candidate, prompt_chars
 from gateway.router import ProfileRouter
 from gateway.routing_config import RoutingConfig, parse_routing_config
 from gateway.scoring import (
+    FLEET_PREFILL,
     LEAST_PREFILL,
     PREFIX_CACHE,
     SCORERS,
@@ -32,8 +33,9 @@ KEYS = [f"http://10.0.0.{i}:8000" for i in range(1, 7)]
 
 
 def pick(profile: Profile, cands: list[Candidate], sig: list[Signals], total: int = 10,
-         seed: int = 0) -> int:
-    return pick_scored(profile, cands, sig, prefix_total=total, rng=random.Random(seed))
+         seed: int = 0, prompt: int = 0) -> int:
+    return pick_scored(profile, cands, sig, prefix_total=total, rng=random.Random(seed),
+                       prompt=prompt)
 
 
 PREFIX_ONLY = Profile("prefix-only", {"prefix": 1.0},
@@ -116,11 +118,11 @@ def test_every_profile_picks_a_kept_candidate_with_the_best_score(
              for i, (f, w, r, _, _, _) in enumerate(rows)]
     sig = [Signals(prefix_chunks=p, kv_cache=k, lora_active=la, uncached=(12 - p) * 256)
            for _, _, _, p, k, la in rows]
-    i = pick(profile, cands, sig, total=12, seed=seed)
+    i = pick(profile, cands, sig, total=12, seed=seed, prompt=12 * 256)
     if len(cands) == 1:
         assert i == 0
         return
-    scored = score(profile, cands, sig, prefix_total=12)
+    scored = score(profile, cands, sig, prefix_total=12, prompt=12 * 256)
     assert scored[i].kept
     assert scored[i].score >= max(s.score for s in scored if s.kept) - 1e-9
     assert all(0.0 <= v <= 1.0 for s in scored for v in s.parts.values())
@@ -199,6 +201,61 @@ def test_with_no_prefill_ahead_and_no_cache_least_prefill_is_least_request(
     cands = [Candidate(KEYS[i], in_flight=n) for i, n in enumerate(loads)]
     i = pick(LEAST_PREFILL, cands, [Signals(uncached=size)] * len(cands), seed=seed)
     assert cands[i].in_flight == min(loads)
+
+
+def test_once_every_pod_is_behind_fleet_prefill_charges_the_hit_a_pod_gives_up() -> None:
+    # A 4,000-character prompt, all of it cached on pod 0, which has 7,000 characters
+    # ahead of it; pod 1 has 2,000 ahead and holds none of it.
+    sig = [Signals(prefix_chunks=16, uncached=0), Signals(uncached=4_000)]
+
+    def pods(ahead0: int, ahead1: int) -> list[Candidate]:
+        return [Candidate(KEYS[0], in_flight=3, prefill=ahead0),
+                Candidate(KEYS[1], in_flight=1, prefill=ahead1)]
+
+    # least-prefill: 7,000 against 2,000 + 4,000, pod 1. fleet-prefill charges pod 1
+    # the least backlog (2,000) times the share it would prefill again (all of it):
+    # 8,000, so pod 0 keeps its hit.
+    assert pick(LEAST_PREFILL, pods(7_000, 2_000), sig, prompt=4_000) == 1
+    assert pick(FLEET_PREFILL, pods(7_000, 2_000), sig, prompt=4_000) == 0
+    # The charge is bounded: 8,500 ahead of the hit is more than it saves.
+    assert pick(FLEET_PREFILL, pods(8_500, 2_000), sig, prompt=4_000) == 1
+    # A pod with nothing ahead of it: no charge, as least-prefill.
+    assert pick(FLEET_PREFILL, pods(7_000, 0), sig, prompt=4_000) == 1
+    # Half the prompt cached: half the charge (7,000 + 2,000 against 6,000 + 1,000).
+    half = [Signals(prefix_chunks=8, uncached=2_000), Signals(uncached=4_000)]
+    assert pick(FLEET_PREFILL, pods(7_000, 2_000), half, prompt=4_000) == 1
+    assert pick(FLEET_PREFILL, pods(4_900, 2_000), half, prompt=4_000) == 0
+    # The prompt's size not known: no charge.
+    assert pick(FLEET_PREFILL, pods(7_000, 2_000), sig) == 1
+
+
+@settings(deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 20), st.integers(0, 50_000), st.integers(0, 10_000)),
+                min_size=2, max_size=6), st.integers(1, 10_000), st.integers(0, 2**32))
+def test_while_a_pod_has_nothing_to_prefill_fleet_prefill_picks_as_least_prefill(
+    rows: list[tuple[int, int, int]], prompt: int, seed: int,
+) -> None:
+    rows[seed % len(rows)] = (rows[seed % len(rows)][0], 0, rows[seed % len(rows)][2])
+    cands = [Candidate(KEYS[i], in_flight=n, prefill=p) for i, (n, p, _) in enumerate(rows)]
+    sig = [Signals(uncached=min(u, prompt)) for _, _, u in rows]
+    assert (pick(FLEET_PREFILL, cands, sig, seed=seed, prompt=prompt)
+            == pick(LEAST_PREFILL, cands, sig, seed=seed, prompt=prompt))
+
+
+@settings(deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 20), st.integers(0, 50_000), st.integers(0, 10_000)),
+                min_size=2, max_size=6), st.integers(1, 10_000), st.integers(0, 2**32))
+def test_fleet_prefill_never_picks_a_pod_with_more_ahead_and_less_cached(
+    rows: list[tuple[int, int, int]], prompt: int, seed: int,
+) -> None:
+    cands = [Candidate(KEYS[i], in_flight=n, prefill=p) for i, (n, p, _) in enumerate(rows)]
+    sig = [Signals(uncached=min(u, prompt)) for _, _, u in rows]
+    i = pick(FLEET_PREFILL, cands, sig, seed=seed, prompt=prompt)
+    for j in range(len(rows)):
+        no_more = (cands[j].prefill <= cands[i].prefill
+                   and sig[j].uncached <= sig[i].uncached)
+        assert not (no_more and (cands[j].prefill, sig[j].uncached)
+                    != (cands[i].prefill, sig[i].uncached)), (i, j)
 
 
 def test_an_unknown_or_nan_kv_cache_usage_is_neutral_not_empty() -> None:
@@ -296,6 +353,32 @@ def test_the_router_says_how_much_of_the_prompt_the_chosen_pod_must_prefill() ->
                                    prompt_chars=prompt_chars(body))
     assert other != pod
     assert prefill == prompt_chars(body)
+
+
+def test_the_router_gives_fleet_prefill_the_prompts_size() -> None:
+    # Both pods behind; the follow-up turn's prefix is on one of them, with more ahead
+    # than least-prefill would wait for, less than fleet-prefill charges for the lost hit.
+    eps = [Endpoint(f"p{i}", KEYS[i]) for i in range(2)]
+    chunk = RoutingConfig().prefix.chunk_chars
+    first = {"model": "m", "messages": [{"role": "user", "content": "a" * 6000}]}
+    body = {"model": "m", "messages": [{"role": "user", "content": "a" * 6000},
+                                       {"role": "user", "content": "c" * 400}]}
+    size = prompt_chars(body)
+    behind = 3_000
+    picks = {}
+    for name in ("least-prefill", "fleet-prefill"):
+        router, _, tracker = router_for(eps)
+        rng = random.Random(0)
+        pod, _ = router.choose(name, eps, name="m", model="m",
+                               hashes=router.hashes(first, "m"), rng=rng,
+                               prompt_chars=prompt_chars(first))
+        held = len(router.hashes(first, "m")) * chunk
+        tracker.started(eps[1] if pod is eps[0] else eps[0], behind)
+        tracker.started(pod, behind + held + int(behind * held / size / 2))
+        chosen, _ = router.choose(name, eps, name="m", model="m",
+                                  hashes=router.hashes(body, "m"), rng=rng, prompt_chars=size)
+        picks[name] = chosen is pod
+    assert picks == {"least-prefill": False, "fleet-prefill": True}
 
 
 def test_the_built_in_polls_no_sidecar_and_a_queue_profile_does() -> None:

@@ -189,6 +189,24 @@ def test_the_router_says_how_much_of_the_prompt_the_chosen_pod_must_prefill() ->
         pods, prefix="", hashes=(11,), kv_cache=[0.0, 0.0], prompt_tokens=700)[1] == 700
 
 
+def test_fleet_prefill_keeps_a_hit_the_lab_router_would_give_up_once_every_pod_is_behind(
+) -> None:
+    # Pod a holds the prompt's first three blocks (1,536 of its 2,100 tokens) and has
+    # 2,000 tokens ahead; pod b has 1,000 ahead. least-prefill: 2,000 + 564 against
+    # 1,000 + 2,100, pod a; with 2,700 ahead of pod a, pod b. fleet-prefill charges pod
+    # b the least backlog times the share it would prefill again: 1,000 x 1,536 / 2,100.
+    picks = {}
+    for routing in ("least-prefill", "fleet-prefill"):
+        router = Router(routing, block_tokens=512, rng=random.Random(0))
+        empty = [Candidate(key="a", prefill=0), Candidate(key="b", prefill=1)]
+        assert router.choose(empty, prefix="", hashes=(11, 12, 13), kv_cache=[0.0, 0.0],
+                             prompt_tokens=1600)[0] == 0
+        behind = [Candidate(key="a", prefill=2_700), Candidate(key="b", prefill=1_000)]
+        picks[routing] = router.choose(behind, prefix="", hashes=(11, 12, 13, 14),
+                                       kv_cache=[0.0, 0.0], prompt_tokens=2100)
+    assert picks == {"least-prefill": (1, 2100), "fleet-prefill": (0, 2100 - 3 * 512)}
+
+
 def test_least_prefill_keeps_short_prompts_off_the_pod_prefilling_a_long_one() -> None:
     # A long prompt (0.8 s of prefill), then three short ones that decode for seconds:
     # least-request sends the third to the long one's pod (1 request in flight against

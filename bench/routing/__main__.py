@@ -59,6 +59,8 @@ from tests.helpers.sim import start_sim
 
 REPLICAS = 4
 PREFILL = 1000.0  # prompt tokens per second per replica
+DEFAULT_UTILISATION = 0.75
+"""The offered load by default: three quarters of the fleet's prefill capacity."""
 DECODE_MS = 10.0
 BLOCK_WORDS = 16  # tokens per Mooncake block (512 in the trace): prompts 1/32 as long
 OUTPUT_SCALE = 1 / 16
@@ -294,12 +296,24 @@ def run(duration: float, utilisation: float, only: list[str] | None, profile: Pr
     return lines
 
 
+def command_line(args: argparse.Namespace) -> str:
+    """The command that gives these results: every setting that changes them."""
+    words = ["python -m bench.routing", f"--duration {args.duration:g}"]
+    if args.utilisation != DEFAULT_UTILISATION:
+        words.append(f"--utilisation {args.utilisation:g}")
+    if args.no_chunked_prefill:
+        words.append("--no-chunked-prefill")
+    words.append(f"--max-num-batched-tokens {args.max_num_batched_tokens}")
+    words += [f"--routing {r}" for r in args.routing or ()]
+    return " ".join(words)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.routing", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=15.0,
                         help="Seconds of arrivals per workload and strategy.")
-    parser.add_argument("--utilisation", type=float, default=0.75,
+    parser.add_argument("--utilisation", type=float, default=DEFAULT_UTILISATION,
                         help="Offered load as a share of the fleet's prefill capacity.")
     parser.add_argument("--routing", action="append",
                         help="Only these strategies or profiles (repeatable).")
@@ -331,9 +345,7 @@ def main(argv: list[str] | None = None) -> int:
         f"- date: {started:%Y-%m-%d %H:%M} UTC",
         f"- machine: {os.cpu_count()} CPUs, {cpu_model()}; load average {load:.1f} when it "
         f"started, {os.getloadavg()[0]:.1f} at the end (the machine is shared)",
-        f"- command: `python -m bench.routing --duration {args.duration:g}"
-        f"{' --no-chunked-prefill' if args.no_chunked_prefill else ''}"
-        f" --max-num-batched-tokens {args.max_num_batched_tokens}`", "", *table, ""])
+        f"- command: `{command_line(args)}`", "", *table, ""])
     print(text)
     if args.write:
         notes = ""

@@ -1,16 +1,19 @@
-"""least-prefill routing through the real gateway, in front of two sim engines.
+"""least-prefill and fleet-prefill routing through the real gateway, in front of two sim engines.
 
 A long prompt's prefill is work the gateway has sent to a pod and not yet
 seen answered: while it lasts, short requests go to the other pod, even when
 that pod already runs more requests (least-request would split them). Once
 the long prompt's first token came back, its pod counts as free again.
+With both pods behind, fleet-prefill keeps a conversation's turn on the pod
+that holds its prefix where least-prefill moves it.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from typing import Any
 
@@ -28,12 +31,18 @@ LONG_WORDS = 5000  # about 5 s of prefill at 1,000 tokens a second
 
 
 @pytest.fixture(scope="module")
-def gw(module_procs: ProcessGroup) -> Iterator[httpx.Client]:
-    sims = [start_sim(module_procs, name="m1", extra_args=(
+def sims(module_procs: ProcessGroup) -> list[str]:
+    """The two sims' URLs."""
+    procs = [start_sim(module_procs, name="m1", extra_args=(
         "--prefill-tokens-per-s", str(PREFILL_TOKENS_PER_S), "--decode-ms-per-token", "20",
         "--decode-ms-per-token-per-seq", "0", "--max-model-len", "16384")) for _ in range(2)]
+    return [str(p.url) for p in procs]
+
+
+@pytest.fixture(scope="module")
+def gw(module_procs: ProcessGroup, sims: list[str]) -> Iterator[httpx.Client]:
     proc = start_gateway(module_procs, extra_args=[
-        "--static-routes", ",".join(f"m1={s.url}" for s in sims)])
+        "--static-routes", ",".join(f"m1={url}" for url in sims)])
     with httpx.Client(base_url=str(proc.url), timeout=60) as client:
         yield client
 
@@ -109,3 +118,74 @@ def test_a_prompt_whose_client_left_during_prefill_stops_counting(gw: httpx.Clie
             assert r.status_code == 200
             pods.append(r.headers["x-brix-pod"])
         assert pods[0] != pods[1], pods
+
+
+def stream_pod(gw: httpx.Client, messages: list[dict[str, str]], routing: str,
+               pods: dict[str, str], key: str) -> None:
+    """One chat completion; its pod under ``key`` (or an error) once its first token came."""
+    body = {"model": "m1", "max_tokens": 2, "stream": True, "ignore_eos": True,
+            "messages": messages}
+    with gw.stream("POST", "/v1/chat/completions", json=body,
+                   headers={"x-brix-routing": routing}) as r:
+        if r.status_code != 200:
+            r.read()
+            pods[key] = f"error {r.status_code}: {r.text}"
+            return
+        pods[key] = r.headers["x-brix-pod"]
+        for _ in r.iter_bytes():
+            pass
+
+
+def running(url: str) -> float:
+    """The sim's running requests, from its /metrics."""
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("vllm:num_requests_running"))
+
+
+def runs_more_than(sims: list[str], n: int) -> bool:
+    return sum(running(url) for url in sims) > n
+
+
+def wait_until(what: str, check: Callable[[], bool], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"{what}: not within {timeout:g} s"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize(("routing", "keeps_the_hit"),
+                         [("fleet-prefill", True), ("least-prefill", False)])
+def test_with_both_pods_behind_fleet_prefill_keeps_a_turn_where_its_prefix_is(
+    gw: httpx.Client, sims: list[str], routing: str, keeps_the_hit: bool,
+) -> None:
+    # A conversation's first turn (about 2,000 characters) is served on pod A. Then two
+    # long prompts: the first starts with that turn (so it goes to A, with some 14,000
+    # characters to prefill there), the other shares nothing (so it goes to B: 8,000).
+    # While both prefill, the conversation's second turn: least-prefill sends it to B
+    # (8,000 + the whole turn against 14,000 + its new part); fleet-prefill charges B the
+    # least backlog (8,000) times the share of the turn B would prefill again (~95 %),
+    # and keeps it on A.
+    first = [{"role": "user", "content": f"{routing} conversation " + "turn " * 1000}]
+    pods: dict[str, str] = {}
+    stream_pod(gw, first, routing, pods, "first")
+    long_a = [*first, {"role": "user", "content": "more " * 7000}]
+    long_b = [{"role": "user", "content": f"{routing} unrelated " + "other " * 4000}]
+    second = [*first, {"role": "user", "content": "and now?"}]
+    a = pods["first"]
+    wait_until("both sims idle", lambda: not runs_more_than(sims, 0))
+    threads = []
+    # Routed in turn, each once the one before runs on a sim (its backlog counted).
+    for n, (key, messages) in enumerate((("long a", long_a), ("long b", long_b),
+                                         ("second", second))):
+        t = threading.Thread(target=stream_pod, args=(gw, messages, routing, pods, key))
+        t.start()
+        threads.append(t)
+        if n < 2:
+            wait_until(f"{key} running", functools.partial(runs_more_than, sims, n))
+    for t in threads:
+        t.join(timeout=60)
+    assert not [p for p in pods.values() if p.startswith("error")], pods
+    assert pods["long a"] == a, pods
+    assert pods["long b"] != a, pods
+    assert (pods["second"] == a) is keeps_the_hit, pods

@@ -79,10 +79,31 @@ CONFIG = REPO / "gateway" / "routing.example.yaml"
 @dataclass(frozen=True, slots=True)
 class Result:
     ok: bool
+    """The stream ended with ``[DONE]`` and no error."""
     ttft: float
+    """Seconds to the first content token; -1 for an answer with none (a tiny model's few
+    tokens can all be pieces of one character, which the engine holds back)."""
     e2e: float
     tokens: int
     end: float
+    why: str = ""
+    """Why it failed (not ``ok``): the status and body, the error event, or the exception."""
+
+
+def say_failures(routing: str, results: list[Result]) -> None:
+    """Each failed request's reason, and the answers with no content token (no TTFT), on
+    standard error (the table counts the failures)."""
+    for r in results:
+        if not r.ok:
+            print(f"{routing}: a request failed: {r.why}", file=sys.stderr, flush=True)
+    if empty := sum(r.ok and r.ttft < 0 for r in results):
+        print(f"{routing}: {empty} answer(s) had no content token (no TTFT)", file=sys.stderr,
+              flush=True)
+
+
+def ttfts_ms(results: list[Result]) -> list[float]:
+    """The TTFTs, in milliseconds, of the answers that had a content token."""
+    return [1000 * r.ttft for r in results if r.ok and r.ttft >= 0]
 
 
 def pct(values: list[float], p: float) -> float:
@@ -99,26 +120,34 @@ async def one(session: aiohttp.ClientSession, url: str, routing: str, req: wl.Re
     t0 = time.perf_counter()
     ttft = -1.0
     tokens = 0
+    done = False
     try:
         async with session.post(f"{url}/v1/chat/completions", json=body,
                                 headers={"x-brix-routing": routing}) as r:
             if r.status != 200:
-                await r.read()
-                return Result(False, 0, 0, 0, time.perf_counter())
+                text = (await r.read()).decode(errors="replace")
+                return Result(False, 0, 0, 0, time.perf_counter(), f"HTTP {r.status}: {text}")
             async for line in r.content:
-                if not line.startswith(b"data: ") or line.startswith(b"data: [DONE]"):
+                if line.startswith(b"data: [DONE]"):
+                    done = True
+                if not line.startswith(b"data: ") or done:
                     continue
                 chunk = json.loads(line[6:])
                 if "error" in chunk:
-                    return Result(False, 0, 0, tokens, time.perf_counter())
+                    return Result(False, 0, 0, tokens, time.perf_counter(),
+                                  f"error event after {tokens} tokens: {chunk['error']}")
                 if any(c.get("delta", {}).get("content") for c in chunk.get("choices", ())):
                     tokens += 1
                     if ttft < 0:
                         ttft = time.perf_counter() - t0
-    except (aiohttp.ClientError, TimeoutError):
-        return Result(False, 0, 0, tokens, time.perf_counter())
+    except (aiohttp.ClientError, TimeoutError) as e:
+        return Result(False, 0, 0, tokens, time.perf_counter(),
+                      f"after {tokens} tokens: {type(e).__name__}: {e}")
     end = time.perf_counter()
-    return Result(ttft >= 0, ttft, end - t0, tokens, end)
+    if not done:
+        return Result(False, 0, 0, tokens, end, f"the stream ended after {tokens} tokens "
+                      "without [DONE]")
+    return Result(True, ttft, end - t0, tokens, end)
 
 
 async def replay(url: str, routing: str, requests: list[wl.Request], model: str,
@@ -280,8 +309,9 @@ def run(duration: float, utilisation: float, only: list[str] | None, profile: Pr
                 results, start = asyncio.run(replay(gw.url, routing, reqs, "m1"))
                 h1, q1 = prefix_counters(sims)
                 ok = [r for r in results if r.ok]
+                say_failures(routing, results)
                 span = max((r.end for r in ok), default=start) - start
-                ttft = [1000 * r.ttft for r in ok]
+                ttft = ttfts_ms(results)
                 hit = f"{(h1 - h0) / (q1 - q0):.2f}" if q1 > q0 else "n/a"
                 lines.append(
                     f"| {name} | {routing} | {len(results)} | {rate:.2f} | {pct(ttft, 50):.0f} "

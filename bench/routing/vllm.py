@@ -11,7 +11,7 @@ another's cache. The hit ratio is vLLM's own: the growth of
 on both replicas during the run.
 
 Goal (issue 14): with ``prefix-cache`` at least twice round-robin's hit ratio
-(printed for ``least-prefill``, the gateway's default, too).
+(printed for ``least-prefill``, the gateway's default, and ``fleet-prefill`` too).
 The tiny model's tokenizer is byte-level (about 12 tokens per word of this
 workload), so the words per turn are few: the longest conversation stays
 within the model's 2,048 tokens.
@@ -37,14 +37,14 @@ from pathlib import Path
 
 from bench.machine import cpu_model
 from bench.routing import workloads as wl
-from bench.routing.__main__ import pct, prefix_counters, replay, salted
+from bench.routing.__main__ import pct, prefix_counters, replay, salted, say_failures, ttfts_ms
 from bench.routing.ceiling import Prompt, placements
 from tests.helpers.gateway import start_gateway
 from tests.helpers.procs import ProcessGroup
 from tests.helpers.vllm import SERVED_NAME, start_vllm, tiny_model_dir
 
 REPLICAS = 2  # the issue's; --replicas for more
-STRATEGIES = ("round-robin", "least-request", "prefix-cache", "least-prefill")
+STRATEGIES = ("round-robin", "least-request", "prefix-cache", "least-prefill", "fleet-prefill")
 GOAL = 2.0  # prefix-cache's hit ratio over round-robin's, at least
 VLLM_CPU_BLOCK = 128  # vLLM's CPU backend's KV block size (its default there)
 
@@ -114,7 +114,8 @@ def measure(shape: Shape, log_dir: Path,
                                             SERVED_NAME))
             h1, q1 = prefix_counters([e.proc for e in engines])
             ok = [r for r in results if r.ok]
-            ttft = [1000 * r.ttft for r in ok]
+            say_failures(routing, results)
+            ttft = ttfts_ms(results)
             runs.append(Run(routing=routing, requests=len(results),
                             errors=len(results) - len(ok),
                             hit_ratio=(h1 - h0) / (q1 - q0) if q1 > q0 else float("nan"),
@@ -181,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{r.ttft_p50_ms:.0f} | {r.ttft_p99_ms:.0f} |")
     by = {r.routing: r.hit_ratio for r in runs}
     print("")
-    for name in ("prefix-cache", "least-prefill"):
+    for name in STRATEGIES[2:]:
         ratio = by[name] / by["round-robin"] if by["round-robin"] > 0 else float("inf")
         print(f"{name} / round-robin hit ratio: {ratio:.2f} (goal >= {GOAL:g}: "
               f"{'met' if ratio >= GOAL else 'not met'})")

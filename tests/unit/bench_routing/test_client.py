@@ -14,6 +14,7 @@ from aiohttp import web
 
 from bench.routing import workloads as wl
 from bench.routing.__main__ import Result, one, ttfts_ms
+from tests.helpers.aio_server import serve
 
 pytestmark = pytest.mark.unit
 
@@ -49,19 +50,10 @@ async def handler(request: web.Request) -> web.StreamResponse:
 async def ask(cases: list[str]) -> list[Result]:
     app = web.Application()
     app.router.add_post("/v1/chat/completions", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
     req = wl.Request(at=0.0, messages=({"role": "user", "content": "hi"},), max_tokens=4,
                      prompt_tokens=2, conversation=0)
-    try:
-        async with aiohttp.ClientSession() as session:
-            return [await one(session, f"http://127.0.0.1:{port}", case, req, "m")
-                    for case in cases]
-    finally:
-        await runner.cleanup()
+    async with serve(app) as url, aiohttp.ClientSession() as session:
+        return [await one(session, url, case, req, "m") for case in cases]
 
 
 async def test_what_fails_and_which_answers_have_a_ttft() -> None:

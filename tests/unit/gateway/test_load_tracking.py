@@ -15,6 +15,7 @@ from gateway.hold import wait_for_route
 from gateway.load import LoadTracker, SidecarPoller, parse_queue
 from gateway.metrics import GatewayMetrics
 from gateway.table import Endpoint, PodState, RoutingTable
+from tests.helpers.aio_server import serve
 
 T = TypeVar("T")
 
@@ -137,46 +138,39 @@ async def _polls_on_demand() -> None:
 
     app = web.Application()
     app.router.add_get("/metrics", metrics)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    endpoint = Endpoint("p1", "http://127.0.0.1:1", sidecar_url=f"http://127.0.0.1:{port}")
     tracker = LoadTracker()
-    try:
-        async with aiohttp.ClientSession() as client:
-            # A poll times out after its interval: 0.05 s leaves a loaded machine room to
-            # answer, and the wait below keeps wanting the queues, as a stream of least-queue
-            # requests would, so a poll that timed out is simply retried.
-            poller = SidecarPoller(tracker, lambda: [endpoint], interval=0.05, client=client,
-                                   idle_after=0.3)
-            def seen() -> tuple[int | None, int | None]:
-                (cand,) = tracker.candidates([endpoint])
-                return cand.waiting, cand.running
+    async with serve(app) as url, aiohttp.ClientSession() as client:
+        endpoint = Endpoint("p1", "http://127.0.0.1:1", sidecar_url=url)
+        # A poll times out after its interval: 0.05 s leaves a loaded machine room to
+        # answer, and the wait below keeps wanting the queues, as a stream of least-queue
+        # requests would, so a poll that timed out is simply retried.
+        poller = SidecarPoller(tracker, lambda: [endpoint], interval=0.05, client=client,
+                               idle_after=0.3)
 
-            task = asyncio.create_task(poller.run())
-            await asyncio.sleep(0.5)
-            assert hits == 0, "polled although no request wanted the queues"
-            assert seen() == (None, None)
-            for _ in range(200):
-                tracker.want_queues()
-                if seen() != (None, None):
-                    break
-                await asyncio.sleep(0.05)
-            assert seen() == (3, 7)
-            # No more requests want them: after idle_after the polls stop and the stale
-            # numbers go (1.5 s is five times idle_after plus a poll).
-            await asyncio.sleep(1.5)
-            assert seen() == (None, None)
-            paused_at = hits
-            await asyncio.sleep(0.5)
-            assert hits == paused_at
-            task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await task
-    finally:
-        await runner.cleanup()
+        def seen() -> tuple[int | None, int | None]:
+            (cand,) = tracker.candidates([endpoint])
+            return cand.waiting, cand.running
+
+        task = asyncio.create_task(poller.run())
+        await asyncio.sleep(0.5)
+        assert hits == 0, "polled although no request wanted the queues"
+        assert seen() == (None, None)
+        for _ in range(200):
+            tracker.want_queues()
+            if seen() != (None, None):
+                break
+            await asyncio.sleep(0.05)
+        assert seen() == (3, 7)
+        # No more requests want them: after idle_after the polls stop and the stale
+        # numbers go (1.5 s is five times idle_after plus a poll).
+        await asyncio.sleep(1.5)
+        assert seen() == (None, None)
+        paused_at = hits
+        await asyncio.sleep(0.5)
+        assert hits == paused_at
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
 
 
 def test_kv_cache_usage_is_read_from_the_sidecars_text() -> None:

@@ -229,27 +229,34 @@ def test_once_every_pod_is_behind_fleet_prefill_charges_the_hit_a_pod_gives_up()
     assert pick(FLEET_PREFILL, pods(7_000, 2_000), sig) == 1
 
 
+PODS = st.lists(st.tuples(st.integers(0, 20), st.integers(0, 50_000), st.integers(0, 10_000)),
+                min_size=2, max_size=6)
+"""Pods as (in flight, prefill backlog, what they would prefill of the prompt)."""
+
+
+def pods_of(rows: list[tuple[int, int, int]], prompt: int) -> tuple[list[Candidate],
+                                                                    list[Signals]]:
+    cands = [Candidate(KEYS[i], in_flight=n, prefill=p) for i, (n, p, _) in enumerate(rows)]
+    return cands, [Signals(uncached=min(u, prompt)) for _, _, u in rows]
+
+
 @settings(deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 20), st.integers(0, 50_000), st.integers(0, 10_000)),
-                min_size=2, max_size=6), st.integers(1, 10_000), st.integers(0, 2**32))
+@given(PODS, st.integers(1, 10_000), st.integers(0, 2**32))
 def test_while_a_pod_has_nothing_to_prefill_fleet_prefill_picks_as_least_prefill(
     rows: list[tuple[int, int, int]], prompt: int, seed: int,
 ) -> None:
     rows[seed % len(rows)] = (rows[seed % len(rows)][0], 0, rows[seed % len(rows)][2])
-    cands = [Candidate(KEYS[i], in_flight=n, prefill=p) for i, (n, p, _) in enumerate(rows)]
-    sig = [Signals(uncached=min(u, prompt)) for _, _, u in rows]
+    cands, sig = pods_of(rows, prompt)
     assert (pick(FLEET_PREFILL, cands, sig, seed=seed, prompt=prompt)
             == pick(LEAST_PREFILL, cands, sig, seed=seed, prompt=prompt))
 
 
 @settings(deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 20), st.integers(0, 50_000), st.integers(0, 10_000)),
-                min_size=2, max_size=6), st.integers(1, 10_000), st.integers(0, 2**32))
+@given(PODS, st.integers(1, 10_000), st.integers(0, 2**32))
 def test_fleet_prefill_never_picks_a_pod_with_more_ahead_and_less_cached(
     rows: list[tuple[int, int, int]], prompt: int, seed: int,
 ) -> None:
-    cands = [Candidate(KEYS[i], in_flight=n, prefill=p) for i, (n, p, _) in enumerate(rows)]
-    sig = [Signals(uncached=min(u, prompt)) for _, _, u in rows]
+    cands, sig = pods_of(rows, prompt)
     i = pick(FLEET_PREFILL, cands, sig, seed=seed, prompt=prompt)
     for j in range(len(rows)):
         no_more = (cands[j].prefill <= cands[i].prefill

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack
 from typing import Any
 
@@ -22,7 +22,8 @@ import pytest
 
 from tests.helpers.gateway import start_gateway
 from tests.helpers.procs import ProcessGroup
-from tests.helpers.sim import start_sim
+from tests.helpers.sim import sim_value, start_sim
+from tests.helpers.wait import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -136,22 +137,9 @@ def stream_pod(gw: httpx.Client, messages: list[dict[str, str]], routing: str,
             pass
 
 
-def running(url: str) -> float:
-    """The sim's running requests, from its /metrics."""
-    text = httpx.get(f"{url}/metrics", timeout=10).text
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("vllm:num_requests_running"))
-
-
 def runs_more_than(sims: list[str], n: int) -> bool:
-    return sum(running(url) for url in sims) > n
-
-
-def wait_until(what: str, check: Callable[[], bool], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"{what}: not within {timeout:g} s"
-        time.sleep(0.05)
+    """Whether the sims run more than ``n`` requests between them."""
+    return sum(sim_value(url, "vllm:num_requests_running") for url in sims) > n
 
 
 @pytest.mark.parametrize(("routing", "keeps_the_hit"),
@@ -173,7 +161,7 @@ def test_with_both_pods_behind_fleet_prefill_keeps_a_turn_where_its_prefix_is(
     long_b = [{"role": "user", "content": f"{routing} unrelated " + "other " * 4000}]
     second = [*first, {"role": "user", "content": "and now?"}]
     a = pods["first"]
-    wait_until("both sims idle", lambda: not runs_more_than(sims, 0))
+    wait_until(lambda: not runs_more_than(sims, 0), "both sims idle", interval=0.05)
     threads = []
     # Routed in turn, each once the one before runs on a sim (its backlog counted).
     for n, (key, messages) in enumerate((("long a", long_a), ("long b", long_b),
@@ -182,7 +170,8 @@ def test_with_both_pods_behind_fleet_prefill_keeps_a_turn_where_its_prefix_is(
         t.start()
         threads.append(t)
         if n < 2:
-            wait_until(f"{key} running", functools.partial(runs_more_than, sims, n))
+            wait_until(functools.partial(runs_more_than, sims, n), f"{key} running",
+                       interval=0.05)
     for t in threads:
         t.join(timeout=60)
     assert not [p for p in pods.values() if p.startswith("error")], pods

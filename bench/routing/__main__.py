@@ -128,9 +128,10 @@ async def one(session: aiohttp.ClientSession, url: str, routing: str, req: wl.Re
                 text = (await r.read()).decode(errors="replace")
                 return Result(False, 0, 0, 0, time.perf_counter(), f"HTTP {r.status}: {text}")
             async for line in r.content:
+                if done or not line.startswith(b"data: "):
+                    continue
                 if line.startswith(b"data: [DONE]"):
                     done = True
-                if not line.startswith(b"data: ") or done:
                     continue
                 chunk = json.loads(line[6:])
                 if "error" in chunk:

@@ -38,7 +38,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -207,8 +207,20 @@ def _at_rate(make: Callable[[int, float], list[wl.Request]], fleet: float,
     return reqs
 
 
-def build_workloads(duration: float, utilisation: float) -> dict[str, list[wl.Request]]:
-    """Each workload's requests for about ``duration`` seconds at its rate."""
+WORKLOADS = {"mooncake": "A: Mooncake conversation", "chat": "A: multi-turn chat",
+             "azure": "B: Azure conversation"}
+"""``--workload``'s names for the workloads, and the names the tables give them."""
+
+
+def build_workloads(duration: float, utilisation: float,
+                    only: Sequence[str] | None = None) -> dict[str, list[wl.Request]]:
+    """Each workload's requests for about ``duration`` seconds at its rate (those of
+    ``only``, ``WORKLOADS``' short names, if given)."""
+    built = _workloads(duration, utilisation)
+    return built if not only else {WORKLOADS[k]: built[WORKLOADS[k]] for k in only}
+
+
+def _workloads(duration: float, utilisation: float) -> dict[str, list[wl.Request]]:
     fleet = REPLICAS * PREFILL * utilisation  # prompt tokens per second the fleet is offered
     rows = wl.load_mooncake()
     arows = wl.load_azure()
@@ -262,12 +274,13 @@ def sim_args(profile: Profile, *, cache: bool) -> list[str]:
               if profile.max_num_batched_tokens is not None else [])]
 
 
-def floors(duration: float, utilisation: float, profile: Profile) -> list[str]:
+def floors(duration: float, utilisation: float, profile: Profile,
+           workloads: Sequence[str] | None = None) -> list[str]:
     """Each workload's TTFT floor (``bench.routing.ceiling.ttft_floors``) on sims of
     ``profile``: no routing's p50, p90 or p99 is under these; nothing is started."""
     lines = ["| workload | requests | floor p50 ms | floor p90 ms | floor p99 ms | floor max ms "
              "| longest prompt (tokens) |", "|---|---|---|---|---|---|---|"]
-    for name, requests in build_workloads(duration, utilisation).items():
+    for name, requests in build_workloads(duration, utilisation, workloads).items():
         prompts = [Prompt(conversation=r.conversation or 0,
                           token_ids=text_token_ids(render_messages(list(r.messages))))
                    for r in requests]
@@ -279,11 +292,11 @@ def floors(duration: float, utilisation: float, profile: Profile) -> list[str]:
 
 
 def run(duration: float, utilisation: float, only: list[str] | None, profile: Profile,
-        ) -> list[str]:
+        workloads: Sequence[str] | None = None) -> list[str]:
     cache = sim_has_prefix_cache()
     args = sim_args(profile, cache=cache)
     strategies = only or [*STRATEGIES, *profiles()]
-    loads = build_workloads(duration, utilisation)
+    loads = build_workloads(duration, utilisation, workloads)
     lines = [f"- sims: {REPLICAS} x `python -m inference.sim {' '.join(args)}`; "
              f"prefix cache in the sim: {'yes' if cache else 'no (the sim has none yet)'}",
              f"- rates: {utilisation:.0%} of the fleet's prefill capacity without a cache; "
@@ -336,6 +349,7 @@ def command_line(args: argparse.Namespace) -> str:
         words.append("--no-chunked-prefill")
     words.append(f"--max-num-batched-tokens {args.max_num_batched_tokens}")
     words += [f"--routing {r}" for r in args.routing or ()]
+    words += [f"--workload {w}" for w in args.workload or ()]
     return " ".join(words)
 
 
@@ -348,6 +362,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="Offered load as a share of the fleet's prefill capacity.")
     parser.add_argument("--routing", action="append",
                         help="Only these strategies or profiles (repeatable).")
+    parser.add_argument("--workload", action="append", choices=sorted(WORKLOADS),
+                        help="Only these workloads (repeatable; default: all three).")
     parser.add_argument("--write", type=Path, help="Write the results (markdown) here.")
     parser.add_argument("--max-num-batched-tokens", type=int, default=BUDGET,
                         help="The sims' token budget per step (0: the sims' default, vLLM's).")
@@ -366,11 +382,11 @@ def main(argv: list[str] | None = None) -> int:
     except ProfileError as e:
         parser.error(str(e))
     if args.floor_only:
-        print("\n".join(floors(args.duration, args.utilisation, profile)))
+        print("\n".join(floors(args.duration, args.utilisation, profile, args.workload)))
         return 0
     started = datetime.datetime.now(datetime.UTC)
     load = os.getloadavg()[0]
-    table = run(args.duration, args.utilisation, args.routing, profile)
+    table = run(args.duration, args.utilisation, args.routing, profile, args.workload)
     text = "\n".join([
         "# Routing benchmark", "",
         f"- date: {started:%Y-%m-%d %H:%M} UTC",

@@ -19,10 +19,15 @@ within the model's 2,048 tokens.
 Beside the measured figures it prints what the workload allows
 (``bench.routing.ceiling``, the prompts tokenized as vLLM renders them):
 the hit ratio with each conversation kept on one replica, with round-robin's
-placement and with random placement. With two replicas a request lands on
-its conversation's replica half the time even at random, so no routing can
-reach twice random placement's hit ratio on any workload; ``--ceiling-only``
-prints those figures without starting vLLM.
+placement and with random placement. With two replicas whose caches hold the
+whole workload, a request lands on its conversation's replica half the time
+even at random, so no routing can reach twice random placement's hit ratio.
+``--kv-blocks N`` gives each replica a KV cache of N blocks
+(``--num-gpu-blocks-override``), less than the workload's working set: a
+placement that spreads each conversation over both replicas then makes both
+hold all of it and evict, where one that keeps it together lets two caches
+hold twice as much; what the workload allows is then computed with LRU
+eviction. ``--ceiling-only`` prints those figures without starting vLLM.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ CACHE_AWARE = ("prefix-cache", "least-prefill", "fleet-prefill")
 STRATEGIES = ("round-robin", "least-request", *CACHE_AWARE)
 GOAL = 2.0  # prefix-cache's hit ratio over round-robin's, at least
 VLLM_CPU_BLOCK = 128  # vLLM's CPU backend's KV block size (its default there)
+MIN_KV_BLOCKS = 16  # one sequence of the tiny model's 2,048 tokens; vLLM refuses fewer
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +79,9 @@ class Shape:
     system_words: int = 12
     turn_words: int = 12
     answer_words: int = 12
+    kv_blocks: int | None = None
+    """Each replica's KV cache in blocks of ``VLLM_CPU_BLOCK`` tokens; None: vLLM's own
+    (far more than the workload needs)."""
 
 
 def workload(shape: Shape) -> list[wl.Request]:
@@ -82,9 +91,11 @@ def workload(shape: Shape) -> list[wl.Request]:
                    salt="")
 
 
-def allowed(requests: list[wl.Request], model_dir: Path, replicas: int) -> dict[str, float]:
-    """The hit ratios the workload allows (``bench.routing.ceiling``) on ``replicas``,
-    its prompts rendered and tokenized as vLLM does for the tiny model."""
+def allowed(requests: list[wl.Request], model_dir: Path, replicas: int,
+            kv_blocks: int | None = None) -> dict[str, float]:
+    """The hit ratios the workload allows (``bench.routing.ceiling``) on ``replicas`` with
+    caches of ``kv_blocks``, its prompts rendered and tokenized as vLLM does for the tiny
+    model."""
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(str(model_dir))
@@ -94,7 +105,13 @@ def allowed(requests: list[wl.Request], model_dir: Path, replicas: int) -> dict[
                                        add_generation_prompt=True)
         prompts.append(Prompt(conversation=r.conversation if r.conversation is not None else -1,
                               token_ids=tuple(tok(text, add_special_tokens=False).input_ids)))
-    return placements(prompts, replicas=replicas, block_size=VLLM_CPU_BLOCK)
+    return placements(prompts, replicas=replicas, block_size=VLLM_CPU_BLOCK,
+                      cache_blocks=kv_blocks)
+
+
+def vllm_args(shape: Shape) -> list[str]:
+    """The flags each replica's vLLM gets for ``shape``."""
+    return [] if shape.kv_blocks is None else ["--num-gpu-blocks-override", str(shape.kv_blocks)]
 
 
 def measure(shape: Shape, log_dir: Path,
@@ -104,7 +121,7 @@ def measure(shape: Shape, log_dir: Path,
     procs = ProcessGroup(log_dir)
     runs = []
     try:
-        engines = [start_vllm(procs) for _ in range(shape.replicas)]
+        engines = [start_vllm(procs, extra_args=vllm_args(shape)) for _ in range(shape.replicas)]
         gw = start_gateway(procs, extra_args=[
             "--static-routes", ",".join(f"{SERVED_NAME}={e.url}" for e in engines),
             "--log-level", "warning", "--seed", "1",
@@ -142,6 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--system-words", type=int, default=d.system_words)
     parser.add_argument("--turn-words", type=int, default=d.turn_words)
     parser.add_argument("--answer-words", type=int, default=d.answer_words)
+    parser.add_argument("--kv-blocks", type=int, default=None,
+                        help=f"each replica's KV cache in blocks of {VLLM_CPU_BLOCK} tokens "
+                             "(default: vLLM's own, which holds the whole workload)")
     parser.add_argument("--ceiling-only", action="store_true",
                         help="print what the workload allows; start no engine")
     args = parser.parse_args(argv)
@@ -149,15 +169,20 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("need --sessions >= 1, --turns >= 2, --rate > 0 and --replicas >= 1")
     if min(args.system_prompts, args.system_words, args.turn_words, args.answer_words) < 1:
         parser.error("need --system-prompts, --system-words, --turn-words, --answer-words >= 1")
+    if args.kv_blocks is not None and args.kv_blocks < MIN_KV_BLOCKS:
+        parser.error(f"need --kv-blocks >= {MIN_KV_BLOCKS} (the tiny model's 2,048 tokens)")
     shape = Shape(sessions=args.sessions, turns=args.turns, rate=args.rate, replicas=args.replicas,
                   system_prompts=args.system_prompts, system_words=args.system_words,
-                  turn_words=args.turn_words, answer_words=args.answer_words)
+                  turn_words=args.turn_words, answer_words=args.answer_words,
+                  kv_blocks=args.kv_blocks)
     command = (f"`python -m bench.routing.vllm --replicas {shape.replicas} "
                f"--sessions {shape.sessions} --turns {shape.turns} "
                f"--rate {shape.rate:g} --system-prompts {shape.system_prompts} --system-words "
                f"{shape.system_words} --turn-words {shape.turn_words} --answer-words "
-               f"{shape.answer_words}`")
-    ceiling = allowed(salted(workload(shape), "v0"), tiny_model_dir(), shape.replicas)
+               f"{shape.answer_words}"
+               + ("" if shape.kv_blocks is None else f" --kv-blocks {shape.kv_blocks}") + "`")
+    ceiling = allowed(salted(workload(shape), "v0"), tiny_model_dir(), shape.replicas,
+                      shape.kv_blocks)
     limits = ", ".join(f"{k} {v:.3f}" for k, v in ceiling.items())
     if args.ceiling_only:
         print(f"- {command}: hit ratios the workload allows on {shape.replicas} replicas: "
@@ -186,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     print("")
     for name in CACHE_AWARE:
         ratio = by[name] / by["round-robin"] if by["round-robin"] > 0 else float("inf")
-        print(f"{name} / round-robin hit ratio: {ratio:.2f} (goal >= {GOAL:g}: "
+        print(f"{name} / round-robin hit ratio: {ratio:.3f} (goal >= {GOAL:g}: "
               f"{'met' if ratio >= GOAL else 'not met'})")
     print(f"The workload allows {ceiling['sticky'] / ceiling['round-robin']:.2f} over "
           f"round-robin's placement, {ceiling['sticky'] / ceiling['random']:.2f} over random "

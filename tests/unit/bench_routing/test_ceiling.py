@@ -46,6 +46,43 @@ def test_keeping_conversations_together_reaches_one_caches_figure_and_two_replic
     assert figures["round-robin"] == 0.0
 
 
+def test_a_cache_too_small_for_both_conversations_keeps_the_recent_one_and_evicts_the_other(
+) -> None:
+    a1, a2 = _conv(1, 9, 13)  # 2 full blocks, then 3
+    b1 = _conv(2, 9)[0]  # 2 blocks of another conversation
+    prompts, together = [a1, b1, a2], [0, 0, 0]
+    # Room for 4 blocks: b's 2 and a's 2 fit, so a's second turn finds both.
+    assert hit_ratio(prompts, together, block_size=BS, cache_blocks=4) == pytest.approx(8 / 31)
+    # Room for 3: b's blocks pushed out a's last block; a's first block is left (its
+    # tail goes first, as in vLLM), so a's second turn hits one block.
+    assert hit_ratio(prompts, together, block_size=BS, cache_blocks=3) == pytest.approx(4 / 31)
+    # Room for 2: a's blocks are gone.
+    assert hit_ratio(prompts, together, block_size=BS, cache_blocks=2) == 0.0
+    # On a replica of its own, a's first turn stays in a cache of 2.
+    assert hit_ratio(prompts, [0, 1, 0], block_size=BS, cache_blocks=2) == pytest.approx(8 / 31)
+    # A hit makes its blocks the most recent: when c arrives, b's older blocks go and
+    # a's, hit since, stay for its repeat.
+    c1 = _conv(3, 9)[0]
+    assert hit_ratio([a1, b1, a2, c1, a2], [0] * 5, block_size=BS,
+                     cache_blocks=5) == pytest.approx((8 + 12) / (9 + 9 + 13 + 9 + 13))
+
+
+def test_caches_holding_half_the_workload_widen_the_gap_between_together_and_random(
+) -> None:
+    # 16 five-turn conversations, nothing shared, 11 blocks each at the end; each
+    # replica holds half of them. Kept together, two replicas hold them all; spread at
+    # random, each replica sees every conversation and evicts.
+    prompts = [p for c in range(16) for p in _conv(c, 12, 20, 28, 36, 44)]
+    prompts.sort(key=lambda p: (len(p.token_ids), p.conversation))  # turn by turn, interleaved
+    unbounded = placements(prompts, replicas=2, block_size=BS, seeds=50)
+    bounded = placements(prompts, replicas=2, block_size=BS, seeds=50, cache_blocks=16 * 11 // 2)
+    assert bounded["sticky"] == pytest.approx(unbounded["sticky"])
+    assert bounded["random"] < 0.8 * unbounded["random"]
+    assert bounded["sticky"] / bounded["random"] > 1.3 * unbounded["sticky"] / unbounded["random"]
+    # One replica alone cannot hold them.
+    assert bounded["one cache"] < 0.5 * bounded["sticky"]
+
+
 def test_the_benchmarks_chat_sessions_are_numbered() -> None:
     requests = wl.chat(sessions=3, turns=2, rate=1.0, system_prompts=1, system_words=2,
                        turn_words=2, answer_words=2, max_tokens=1, salt="")
@@ -56,6 +93,7 @@ def test_the_benchmarks_chat_sessions_are_numbered() -> None:
 
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"replicas": 0}, "replicas must be at least 1"),
+    ({"replicas": 1, "cache_blocks": 0}, "cache_blocks must be at least 1"),
 ])
 def test_bad_placements_are_refused(kwargs: dict[str, int], message: str) -> None:
     with pytest.raises(ValueError, match=message):

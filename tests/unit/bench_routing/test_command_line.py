@@ -6,7 +6,7 @@ from argparse import Namespace
 
 import pytest
 
-from bench.routing.__main__ import command_line
+from bench.routing.__main__ import command_line, main
 
 pytestmark = pytest.mark.unit
 
@@ -14,7 +14,8 @@ pytestmark = pytest.mark.unit
 def args(**changed: object) -> Namespace:
     settings: dict[str, object] = {"duration": 12.0, "utilisation": 0.75,
                                    "no_chunked_prefill": False,
-                                   "max_num_batched_tokens": 256, "routing": None}
+                                   "max_num_batched_tokens": 256, "routing": None,
+                                   "workload": None}
     settings.update(changed)
     return Namespace(**settings)
 
@@ -23,6 +24,22 @@ def test_the_defaults_are_left_out_and_every_change_is_said() -> None:
     assert command_line(args()) == (
         "python -m bench.routing --duration 12 --max-num-batched-tokens 256")
     assert command_line(args(duration=60.0, utilisation=0.9, no_chunked_prefill=True,
-                             routing=["least-prefill", "fleet-prefill"])) == (
+                             routing=["least-prefill", "fleet-prefill"],
+                             workload=["chat"])) == (
         "python -m bench.routing --duration 60 --utilisation 0.9 --no-chunked-prefill "
-        "--max-num-batched-tokens 256 --routing least-prefill --routing fleet-prefill")
+        "--max-num-batched-tokens 256 --routing least-prefill --routing fleet-prefill "
+        "--workload chat")
+
+
+def test_workload_picks_which_workloads_run(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--floor-only", "--duration", "5", "--workload", "chat"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| A")]
+    assert [row.split(" | ")[0] for row in rows] == ["| A: multi-turn chat"]
+
+
+def test_an_unknown_workload_is_refused_naming_the_choices(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        main(["--floor-only", "--workload", "sharegpt"])
+    assert e.value.code == 2
+    assert "choose from 'azure', 'chat', 'mooncake'" in capsys.readouterr().err

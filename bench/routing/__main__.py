@@ -26,6 +26,16 @@ lower; on B (Azure, nothing shared) within 5 % of least-request.
 ``--floor-only`` starts nothing and prints each workload's TTFT floor: every
 request alone on an idle sim whose cache holds every earlier prompt
 (``bench.routing.ceiling.ttft_floors``); no routing's percentiles are under it.
+
+Every run has a fleet of its own (the sims and a gateway, started for it),
+and within a repeat every routing gets the same requests, words included:
+its runs differ only in their routing and the machine's moment. (Until
+2026-12-06 one fleet served every run in turn, each run's words salted apart
+to keep caches from carrying over; the same routing at two positions of one
+invocation then differed in its chat p99 by up to a quarter, more than most
+routings differ.) ``--repeat N`` runs each routing N times, each repeat with
+other words and the order rotated, and adds each routing's median and range.
+``--workload`` picks workloads.
 """
 
 from __future__ import annotations
@@ -35,10 +45,12 @@ import asyncio
 import datetime
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -291,8 +303,67 @@ def floors(duration: float, utilisation: float, profile: Profile,
     return lines
 
 
+def schedule(strategies: Sequence[str], repeats: int) -> list[tuple[int, str]]:
+    """The runs of one workload in order, as (repeat, routing): each repeat rotates the
+    order by one, so that over ``len(strategies)`` repeats every routing runs once at
+    every position (no routing always meets the machine at the same point of its drift)."""
+    if repeats < 1:
+        raise ValueError("repeats must be at least 1")
+    out: list[tuple[int, str]] = []
+    for rep in range(repeats):
+        k = rep % len(strategies)
+        out += [(rep, s) for s in [*strategies[k:], *strategies[:k]]]
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Measured:
+    workload: str
+    routing: str
+    ttft_p50_ms: float
+    ttft_p99_ms: float
+    hit_ratio: float | None
+
+
+def spread(runs: Sequence[Measured]) -> list[str]:
+    """Per workload and routing over its repeats: the median and the range of the TTFT
+    p99, the median p50 and hit ratio (markdown rows, in the order first run)."""
+    groups: dict[tuple[str, str], list[Measured]] = {}
+    for m in runs:
+        groups.setdefault((m.workload, m.routing), []).append(m)
+    lines = ["| workload | routing | runs | TTFT p99 ms, median [range] | TTFT p50 ms, median "
+             "| hit ratio, median |", "|---|---|---|---|---|---|"]
+    for (workload, routing), ms in groups.items():
+        p99 = [m.ttft_p99_ms for m in ms]
+        hits = [m.hit_ratio for m in ms if m.hit_ratio is not None]
+        lines.append(f"| {workload} | {routing} | {len(ms)} | {statistics.median(p99):.0f} "
+                     f"[{min(p99):.0f}-{max(p99):.0f}] "
+                     f"| {statistics.median(m.ttft_p50_ms for m in ms):.0f} "
+                     f"| {f'{statistics.median(hits):.2f}' if hits else 'n/a'} |")
+    return lines
+
+
+@contextmanager
+def fleet(log_dir: Path, sim_flags: Sequence[str]) -> Iterator[tuple[list[Proc], str]]:
+    """A fresh fleet for one run: the sims and a gateway in front of them (its URL);
+    stopped on exit. Nothing of a run (caches, the gateway's index and tie-breaks) is
+    left for the next."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    procs = ProcessGroup(log_dir)
+    try:
+        sims = [start_sim(procs, name="m1", extra_args=sim_flags) for _ in range(REPLICAS)]
+        gw = start_gateway(procs, extra_args=[
+            "--static-routes", ",".join(f"m1={s.url}" for s in sims),
+            "--routing-config", str(CONFIG), "--log-level", "warning", "--seed", "1",
+        ])
+        assert gw.url
+        yield sims, gw.url
+    finally:
+        procs.stop_all()
+
+
 def run(duration: float, utilisation: float, only: list[str] | None, profile: Profile,
-        workloads: Sequence[str] | None = None) -> list[str]:
+        workloads: Sequence[str] | None = None, repeats: int = 1) -> list[str]:
     cache = sim_has_prefix_cache()
     args = sim_args(profile, cache=cache)
     strategies = only or [*STRATEGIES, *profiles()]
@@ -300,43 +371,42 @@ def run(duration: float, utilisation: float, only: list[str] | None, profile: Pr
     lines = [f"- sims: {REPLICAS} x `python -m inference.sim {' '.join(args)}`; "
              f"prefix cache in the sim: {'yes' if cache else 'no (the sim has none yet)'}",
              f"- rates: {utilisation:.0%} of the fleet's prefill capacity without a cache; "
-             f"{duration:g} s of arrivals per run", ""]
+             f"{duration:g} s of arrivals per run"
+             + "; every run on a fleet of its own, started for it"
+             + (f"; each routing {repeats} times, the order rotated each time" if repeats > 1
+                else ""), ""]
+    measured: list[Measured] = []
     head = ("| workload | routing | requests | rate req/s | TTFT p50 ms | TTFT p90 ms "
             "| TTFT p99 ms | e2e p99 ms | throughput req/s | output tok/s | hit ratio "
             "| errors |")
     lines += [head, "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     log_dir = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-routing-{os.getpid()}"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    procs = ProcessGroup(log_dir)
-    try:
-        sims = [start_sim(procs, name="m1", extra_args=args) for _ in range(REPLICAS)]
-        gw = start_gateway(procs, extra_args=[
-            "--static-routes", ",".join(f"m1={s.url}" for s in sims),
-            "--routing-config", str(CONFIG), "--log-level", "warning", "--seed", "1",
-        ])
-        assert gw.url
-        for n, (name, requests) in enumerate(loads.items()):
-            rate = (len(requests) - 1) / max(1e-9, requests[-1].at)
-            for k, routing in enumerate(strategies):
-                reqs = salted(requests, f"r{n}s{k}")
-                h0, q0 = prefix_counters(sims)
-                results, start = asyncio.run(replay(gw.url, routing, reqs, "m1"))
-                h1, q1 = prefix_counters(sims)
-                ok = [r for r in results if r.ok]
-                say_failures(routing, results)
-                span = max((r.end for r in ok), default=start) - start
-                ttft = ttfts_ms(results)
-                hit = f"{(h1 - h0) / (q1 - q0):.2f}" if q1 > q0 else "n/a"
-                lines.append(
-                    f"| {name} | {routing} | {len(results)} | {rate:.2f} | {pct(ttft, 50):.0f} "
-                    f"| {pct(ttft, 90):.0f} | {pct(ttft, 99):.0f} "
-                    f"| {pct([1000 * r.e2e for r in ok], 99):.0f} "
-                    f"| {len(ok) / span if span > 0 else 0:.2f} "
-                    f"| {sum(r.tokens for r in ok) / span if span > 0 else 0:.0f} | {hit} "
-                    f"| {len(results) - len(ok)} |")
-                print(lines[-1], flush=True)
-    finally:
-        procs.stop_all()
+    for n, (name, requests) in enumerate(loads.items()):
+        rate = (len(requests) - 1) / max(1e-9, requests[-1].at)
+        for rep, routing in schedule(strategies, repeats):
+            # Within a repeat every routing gets the same words; another repeat, others.
+            reqs = salted(requests, f"r{n}p{rep}")
+            with fleet(log_dir / f"{n}-{rep}-{routing}", args) as (sims, url):
+                results, start = asyncio.run(replay(url, routing, reqs, "m1"))
+                hits, queries = prefix_counters(sims)
+            ok = [r for r in results if r.ok]
+            say_failures(routing, results)
+            span = max((r.end for r in ok), default=start) - start
+            ttft = ttfts_ms(results)
+            measured.append(Measured(name, routing, pct(ttft, 50), pct(ttft, 99),
+                                     hits / queries if queries else None))
+            label = routing if repeats == 1 else f"{routing} #{rep + 1}"
+            lines.append(
+                f"| {name} | {label} | {len(results)} | {rate:.2f} | {pct(ttft, 50):.0f} "
+                f"| {pct(ttft, 90):.0f} | {pct(ttft, 99):.0f} "
+                f"| {pct([1000 * r.e2e for r in ok], 99):.0f} "
+                f"| {len(ok) / span if span > 0 else 0:.2f} "
+                f"| {sum(r.tokens for r in ok) / span if span > 0 else 0:.0f} "
+                f"| {f'{hits / queries:.2f}' if queries else 'n/a'} "
+                f"| {len(results) - len(ok)} |")
+            print(lines[-1], flush=True)
+    if repeats > 1:
+        lines += ["", "Over the repeats:", "", *spread(measured)]
     return lines
 
 
@@ -350,6 +420,8 @@ def command_line(args: argparse.Namespace) -> str:
     words.append(f"--max-num-batched-tokens {args.max_num_batched_tokens}")
     words += [f"--routing {r}" for r in args.routing or ()]
     words += [f"--workload {w}" for w in args.workload or ()]
+    if args.repeat != 1:
+        words.append(f"--repeat {args.repeat}")
     return " ".join(words)
 
 
@@ -364,6 +436,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="Only these strategies or profiles (repeatable).")
     parser.add_argument("--workload", action="append", choices=sorted(WORKLOADS),
                         help="Only these workloads (repeatable; default: all three).")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="Run each routing this many times, rotating their order each "
+                        "time, and add each one's median and range.")
     parser.add_argument("--write", type=Path, help="Write the results (markdown) here.")
     parser.add_argument("--max-num-batched-tokens", type=int, default=BUDGET,
                         help="The sims' token budget per step (0: the sims' default, vLLM's).")
@@ -376,6 +451,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.max_num_batched_tokens < 0:
         parser.error("--max-num-batched-tokens must be >= 0")
+    if args.repeat < 1:
+        parser.error("--repeat must be >= 1")
     try:
         profile = sim_profile(chunked=not args.no_chunked_prefill,
                               budget=args.max_num_batched_tokens or None)
@@ -386,7 +463,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     started = datetime.datetime.now(datetime.UTC)
     load = os.getloadavg()[0]
-    table = run(args.duration, args.utilisation, args.routing, profile, args.workload)
+    table = run(args.duration, args.utilisation, args.routing, profile, args.workload,
+                args.repeat)
     text = "\n".join([
         "# Routing benchmark", "",
         f"- date: {started:%Y-%m-%d %H:%M} UTC",

@@ -15,7 +15,7 @@ def args(**changed: object) -> Namespace:
     settings: dict[str, object] = {"duration": 12.0, "utilisation": 0.75,
                                    "no_chunked_prefill": False,
                                    "max_num_batched_tokens": 256, "routing": None,
-                                   "workload": None}
+                                   "workload": None, "repeat": 1}
     settings.update(changed)
     return Namespace(**settings)
 
@@ -25,10 +25,10 @@ def test_the_defaults_are_left_out_and_every_change_is_said() -> None:
         "python -m bench.routing --duration 12 --max-num-batched-tokens 256")
     assert command_line(args(duration=60.0, utilisation=0.9, no_chunked_prefill=True,
                              routing=["least-prefill", "fleet-prefill"],
-                             workload=["chat"])) == (
+                             workload=["chat"], repeat=3)) == (
         "python -m bench.routing --duration 60 --utilisation 0.9 --no-chunked-prefill "
         "--max-num-batched-tokens 256 --routing least-prefill --routing fleet-prefill "
-        "--workload chat")
+        "--workload chat --repeat 3")
 
 
 def test_workload_picks_which_workloads_run(capsys: pytest.CaptureFixture[str]) -> None:

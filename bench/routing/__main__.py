@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
+import functools
 import json
 import os
 import statistics
@@ -224,35 +225,37 @@ WORKLOADS = {"mooncake": "A: Mooncake conversation", "chat": "A: multi-turn chat
 """``--workload``'s names for the workloads, and the names the tables give them."""
 
 
-def build_workloads(duration: float, utilisation: float,
-                    only: Sequence[str] | None = None) -> dict[str, list[wl.Request]]:
-    """Each workload's requests for about ``duration`` seconds at its rate (those of
-    ``only``, ``WORKLOADS``' short names, if given)."""
-    built = _workloads(duration, utilisation)
-    return built if not only else {WORKLOADS[k]: built[WORKLOADS[k]] for k in only}
-
-
-def _workloads(duration: float, utilisation: float) -> dict[str, list[wl.Request]]:
-    fleet = REPLICAS * PREFILL * utilisation  # prompt tokens per second the fleet is offered
-    rows = wl.load_mooncake()
-    arows = wl.load_azure()
+def _makers() -> dict[str, Callable[[int, float], list[wl.Request]]]:
+    """Each workload's request maker (``n`` requests at ``rate``), by ``WORKLOADS`` name;
+    a trace is read once, when its workload is first made."""
     turns = 6
+    mooncake_rows = functools.cache(wl.load_mooncake)
+    azure_rows = functools.cache(wl.load_azure)
     return {
-        "A: Mooncake conversation": _at_rate(lambda n, rate: wl.mooncake(
-            rows, n=n, rate=rate, block_words=BLOCK_WORDS, output_scale=OUTPUT_SCALE,
-            salt=""), fleet, duration),
-        "A: multi-turn chat": _at_rate(lambda n, rate: wl.chat(
+        "mooncake": lambda n, rate: wl.mooncake(
+            mooncake_rows(), n=n, rate=rate, block_words=BLOCK_WORDS,
+            output_scale=OUTPUT_SCALE, salt=""),
+        "chat": lambda n, rate: wl.chat(
             sessions=max(2, round(n / turns)), turns=turns, rate=rate, system_prompts=4,
             system_words=400, turn_words=40, answer_words=60, max_tokens=16, salt=""),
-            fleet, duration),
-        "B: Azure conversation": _at_rate(lambda n, rate: wl.azure(
-            arows, n=n, rate=rate, token_scale=AZURE_SCALE, output_scale=AZURE_OUTPUT_SCALE,
-            salt=""), fleet, duration),
+        "azure": lambda n, rate: wl.azure(
+            azure_rows(), n=n, rate=rate, token_scale=AZURE_SCALE,
+            output_scale=AZURE_OUTPUT_SCALE, salt=""),
     }
 
 
+def build_workloads(duration: float, utilisation: float,
+                    only: Sequence[str] | None = None) -> dict[str, list[wl.Request]]:
+    """Each workload's requests for about ``duration`` seconds at its rate, by the name the
+    tables give it (those of ``only``, ``WORKLOADS``' short names, if given)."""
+    fleet = REPLICAS * PREFILL * utilisation  # prompt tokens per second the fleet is offered
+    makers = _makers()
+    return {WORKLOADS[k]: _at_rate(makers[k], fleet, duration) for k in only or WORKLOADS}
+
+
 def salted(requests: list[wl.Request], salt: str) -> list[wl.Request]:
-    """The same requests with every word prefixed by ``salt`` (no sharing across runs)."""
+    """The same requests with every word prefixed by ``salt``: other words of the same
+    lengths, which share no prompt text with another salt's."""
     return [wl.Request(at=r.at, max_tokens=r.max_tokens, prompt_tokens=r.prompt_tokens,
                        conversation=r.conversation,
                        messages=tuple({"role": m["role"], "content": " ".join(

@@ -37,9 +37,13 @@ def test_workload_picks_which_workloads_run(capsys: pytest.CaptureFixture[str]) 
     assert [row.split(" | ")[0] for row in rows] == ["| A: multi-turn chat"]
 
 
-def test_an_unknown_workload_is_refused_naming_the_choices(
-        capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--workload", "sharegpt"], "choose from 'azure', 'chat', 'mooncake'"),
+    (["--repeat", "0"], "--repeat must be >= 1"),
+])
+def test_bad_settings_are_refused_in_one_line_before_anything_starts(
+        argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as e:
-        main(["--floor-only", "--workload", "sharegpt"])
+        main(["--floor-only", *argv])
     assert e.value.code == 2
-    assert "choose from 'azure', 'chat', 'mooncake'" in capsys.readouterr().err
+    assert message in capsys.readouterr().err

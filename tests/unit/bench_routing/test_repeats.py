@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.routing.__main__ import Measured, main, schedule, spread
+from bench.routing.__main__ import Measured, schedule, spread
 
 pytestmark = pytest.mark.unit
 
@@ -38,10 +38,3 @@ def test_the_spread_is_each_routings_median_and_range_in_the_order_first_run() -
         "| azure | a | 1 | 20 [20-20] | 10 | n/a |",
     ]
 
-
-def test_a_repeat_below_one_is_refused_on_the_command_line(
-        capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as e:
-        main(["--repeat", "0", "--floor-only"])
-    assert e.value.code == 2
-    assert "--repeat must be >= 1" in capsys.readouterr().err

@@ -14,9 +14,9 @@ Example (``gateway/routing.example.yaml`` is a full one)::
       balanced:
         scorers: {prefix: 2, running: 1, kv-cache: 0.5}
 
-The built-in ``least-prefill`` and ``prefix-cache`` profiles exist without a
-file; a file may redefine them. A profile may not take a name of the picker's strategies
-(``least-request`` ...), which stay as they are. Every mistake is a
+The built-in ``fleet-prefill`` (the default), ``least-prefill`` and ``prefix-cache``
+profiles exist without a file; a file may redefine them. A profile may not take a name
+of the picker's strategies (``least-request`` ...), which stay as they are. Every mistake is a
 ``RoutingConfigError`` whose message starts with the key at fault, e.g.
 ``profiles.fast.scorers.speed: unknown scorer``.
 """

@@ -47,8 +47,8 @@ Filters:
 - ``queue``: drop pods with more than ``max`` waiting requests;
 - ``kv-cache``: drop pods whose KV-cache usage is above ``max`` (unknown: kept).
 
-The built-in ``least-prefill`` profile (the gateway's default) is the
-``prefill`` scorer alone; the built-in ``fleet-prefill`` profile is the
+The built-in ``least-prefill`` profile is the ``prefill`` scorer alone; the
+built-in ``fleet-prefill`` profile (the gateway's default) is the
 ``fleet-prefill`` scorer alone. The built-in ``prefix-cache`` profile is prefix 2 +
 in-flight 1 behind the load filter (factor 2, slack 4): a pod holding the
 whole prompt beats an idle one, but a pod that shares only a prompt's first
@@ -146,13 +146,15 @@ PREFIX_CACHE: Final = Profile(
 """A built-in profile (see the module's docstring)."""
 
 LEAST_PREFILL: Final = Profile(name="least-prefill", weights={"prefill": 1.0})
-"""The built-in profile and the gateway's default routing: the ``prefill`` scorer alone,
-no filter. Where no pod has a prompt in prefill and none holds the request's prefix,
-every pod ties and the tie goes to the fewest in flight: least-request."""
+"""A built-in profile: the ``prefill`` scorer alone, no filter. Where no pod has a
+prompt in prefill and none holds the request's prefix, every pod ties and the tie goes
+to the fewest in flight: least-request."""
 
 FLEET_PREFILL: Final = Profile(name="fleet-prefill", weights={"fleet-prefill": 1.0})
-"""A built-in profile: the ``fleet-prefill`` scorer alone, no filter. It picks as
-``least-prefill`` while some pod has no prompt left to prefill."""
+"""The built-in profile and the gateway's default routing: the ``fleet-prefill`` scorer
+alone, no filter. It picks as ``least-prefill`` while some pod has no prompt left to
+prefill (so as least-request while nothing is in prefill and nothing cached), and keeps
+prompts where their prefix is once every pod has a backlog."""
 
 BUILT_IN: Final[Mapping[str, Profile]] = {
     p.name: p for p in (PREFIX_CACHE, LEAST_PREFILL, FLEET_PREFILL)}

@@ -13,7 +13,7 @@ STRATEGIES: tuple[str, ...] = (
 )
 """The picker's strategies and the built-in profiles; --routing-config may add profiles."""
 
-DEFAULT_ROUTING: Final[str] = "least-prefill"
+DEFAULT_ROUTING: Final[str] = "fleet-prefill"
 """``--routing``'s default, which the lab's ``--routing`` and the benchmarks follow."""
 
 
@@ -67,9 +67,10 @@ class GatewaySettings:
     routing: str = setting(
         DEFAULT_ROUTING, help="Default strategy or profile (header x-brix-routing overrides it "
         f"per request): {', '.join(STRATEGIES)}, or a profile of --routing-config. "
-        "least-prefill by default (the prefill scorer, gateway/scoring.py: the pod with the "
-        "least prompt to prefill before this request's first token, what its prefix cache "
-        "holds counted): best of all at 4 and at 16 replicas on every workload of "
+        "fleet-prefill by default (the fleet-prefill scorer, gateway/scoring.py: the pod with "
+        "the least prompt to prefill before this request's first token, what its prefix cache "
+        "holds counted, and once every pod has a backlog a charge for a cache hit given up): "
+        "best or tied for best at 4 and at 16 replicas on every workload of "
         "bench/routing/RESULTS.md, and least-request itself while no prompt is in prefill.",
     )
     routing_config: str | None = setting(

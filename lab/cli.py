@@ -73,8 +73,8 @@ def _parser() -> argparse.ArgumentParser:
                     help="share of requests that must meet the SLO")
     bt.add_argument("--routing", default=DEFAULT_ROUTING,
                     help="gateway routing: a strategy of gateway.picker or a built-in profile "
-                    "of the gateway (least-prefill, prefix-cache) or one of --routing-config "
-                    "(lab.routing); "
+                    "of the gateway (fleet-prefill, least-prefill, prefix-cache) or one of "
+                    "--routing-config (lab.routing); "
                     f"default: the gateway's own, {DEFAULT_ROUTING}")
     bt.add_argument("--routing-config", type=Path, default=None,
                     help="the gateway's routing config (YAML: profiles of scorers), as its "

@@ -27,7 +27,7 @@ time costs nothing. What happens, and in which component's terms:
   replica-seconds from its creation until it is gone.
 - **Gateway**: a request goes to a ready pod chosen by ``lab.routing.Router``:
   ``gateway.picker.pick``'s strategies or the gateway's profiles (the
-  gateway's default, ``least-prefill``, unless told otherwise). With no
+  gateway's default, ``fleet-prefill``, unless told otherwise). With no
   ready pod it is held up to ``hold_timeout`` and then fails (503); a request
   longer than the profile's ``max_model_len`` fails at once (400), counted
   apart. Time to first token and end-to-end latency are measured at the

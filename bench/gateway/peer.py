@@ -10,7 +10,7 @@ brix's. Both routers run with round-robin over the same one upstream:
 
 - brix: ``python -m gateway --discovery none --static-routes m1=UPSTREAM
   --routing round-robin`` (``--routing default``: brix's default, the
-  least-prefill profile, which hashes each prompt's chunks)
+  fleet-prefill profile, which hashes each prompt's chunks)
 - vllm-router: ``vllm-router --worker-urls UPSTREAM --policy round_robin``
 
 Measured, each path in turn within every round (direct, then each router;
@@ -262,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
                         "scaling from one worker to two)")
     parser.add_argument("--routing", default="round-robin",
                         help="brix's strategy, round-robin like the peer's by default "
-                        "('default': brix's own default, the least-prefill profile)")
+                        "('default': brix's own default, the fleet-prefill profile)")
     args = parser.parse_args(argv)
     if args.only in (None, "rate") and shutil.which("wrk") is None:
         print("wrk is missing: apt-get install wrk (Debian's package)", file=sys.stderr)

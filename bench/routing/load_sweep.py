@@ -35,6 +35,7 @@ from typing import Any
 import matplotlib
 import numpy as np
 
+from gateway.settings import DEFAULT_ROUTING
 from lab.ceiling import trace_best_ttfts
 from lab.profiles import ProfileError, load_profile
 from lab.traces import TraceError, load
@@ -46,7 +47,8 @@ BASELINES = {"round-robin": 0.79, "least-request": 0.50}
 """Issue 14's goals: the share by which the winner's P99 TTFT is under each baseline's."""
 
 DEFAULT_SCALES = (1.0, 0.5, 0.3, 0.2, 0.18, 0.17, 0.16, 0.15, 0.14, 0.12, 0.1)
-DEFAULT_ROUTINGS = ("round-robin", "least-request", "prefix-cache", "least-prefill")
+DEFAULT_ROUTINGS = ("round-robin", "least-request", "prefix-cache", "least-prefill",
+                    "fleet-prefill")
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,8 +191,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="time scales, comma-separated (0.2: five times the trace's rate)")
     parser.add_argument("--routings", default=",".join(DEFAULT_ROUTINGS),
                         help="comma-separated; must include round-robin and least-request")
-    parser.add_argument("--winner", default="least-prefill",
-                        help="the routing whose cut is read against the goals")
+    parser.add_argument("--winner", default=DEFAULT_ROUTING,
+                        help="the routing whose cut is read against the goals (default: the "
+                        f"gateway's default, {DEFAULT_ROUTING})")
     parser.add_argument("--jobs", type=int, default=2, help="lab runs at once")
     parser.add_argument("--out", type=Path, required=True, help="a folder for the runs")
     parser.add_argument("--write", type=Path, default=None, help="the markdown tables")

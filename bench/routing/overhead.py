@@ -12,7 +12,7 @@ alternate ``least-request`` and ``prefix-cache`` on the same gateway, so a
 slow minute of the shared machine hits both; the gateway's CPU seconds
 (from /proc) over the requests it answered give its CPU per request.
 ``--profile NAME`` compares another profile with ``least-request`` (the
-gateway's default, ``least-prefill``, also renders and hashes every prompt).
+gateway's default, ``fleet-prefill``, also renders and hashes every prompt).
 Goal (issue 14): ``prefix-cache`` within +0.05 ms of ``least-request``.
 """
 

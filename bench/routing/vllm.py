@@ -11,7 +11,7 @@ another's cache. The hit ratio is vLLM's own: the growth of
 on both replicas during the run.
 
 Goal (issue 14): with ``prefix-cache`` at least twice round-robin's hit ratio
-(printed for ``least-prefill``, the gateway's default, and ``fleet-prefill`` too).
+(printed for ``fleet-prefill``, the gateway's default, and ``least-prefill`` too).
 The tiny model's tokenizer is byte-level (about 12 tokens per word of this
 workload), so the words per turn are few: the longest conversation stays
 within the model's 2,048 tokens.

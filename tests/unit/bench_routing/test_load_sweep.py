@@ -76,7 +76,7 @@ def test_a_lab_run_that_fails_stops_the_sweep_with_one_line_after_the_labs_own(
     tmp_path: Path, capfd: pytest.CaptureFixture[str],
 ) -> None:
     code = main(["--out", str(tmp_path / "runs"), "--trace", "validate-5min", "--scales", "1",
-                 "--routings", "round-robin,least-request,least-prefill", "--jobs", "1",
+                 "--routings", "round-robin,least-request,fleet-prefill", "--jobs", "1",
                  "--no-such-lab-flag"])
     assert code == 1
     err = capfd.readouterr().err

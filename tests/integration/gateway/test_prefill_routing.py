@@ -5,7 +5,8 @@ seen answered: while it lasts, short requests go to the other pod, even when
 that pod already runs more requests (least-request would split them). Once
 the long prompt's first token came back, its pod counts as free again.
 With both pods behind, fleet-prefill keeps a conversation's turn on the pod
-that holds its prefix where least-prefill moves it.
+that holds its prefix where least-prefill moves it; a request with no
+``x-brix-routing`` header does as fleet-prefill, the gateway's default.
 """
 
 from __future__ import annotations
@@ -121,13 +122,14 @@ def test_a_prompt_whose_client_left_during_prefill_stops_counting(gw: httpx.Clie
         assert pods[0] != pods[1], pods
 
 
-def stream_pod(gw: httpx.Client, messages: list[dict[str, str]], routing: str,
+def stream_pod(gw: httpx.Client, messages: list[dict[str, str]], routing: str | None,
                pods: dict[str, str], key: str) -> None:
-    """One chat completion; its pod under ``key`` (or an error) once its first token came."""
+    """One chat completion; its pod under ``key`` (or an error) once its first token came.
+    ``routing`` None: no ``x-brix-routing`` header, the gateway's default."""
     body = {"model": "m1", "max_tokens": 2, "stream": True, "ignore_eos": True,
             "messages": messages}
-    with gw.stream("POST", "/v1/chat/completions", json=body,
-                   headers={"x-brix-routing": routing}) as r:
+    headers = {"x-brix-routing": routing} if routing else {}
+    with gw.stream("POST", "/v1/chat/completions", json=body, headers=headers) as r:
         if r.status_code != 200:
             r.read()
             pods[key] = f"error {r.status_code}: {r.text}"
@@ -143,9 +145,10 @@ def runs_more_than(sims: list[str], n: int) -> bool:
 
 
 @pytest.mark.parametrize(("routing", "keeps_the_hit"),
-                         [("fleet-prefill", True), ("least-prefill", False)])
+                         [("fleet-prefill", True), ("least-prefill", False),
+                          pytest.param(None, True, id="the-default-is-fleet-prefill")])
 def test_with_both_pods_behind_fleet_prefill_keeps_a_turn_where_its_prefix_is(
-    gw: httpx.Client, sims: list[str], routing: str, keeps_the_hit: bool,
+    gw: httpx.Client, sims: list[str], routing: str | None, keeps_the_hit: bool,
 ) -> None:
     # A conversation's first turn (about 2,000 characters) is served on pod A. Then two
     # long prompts: the first starts with that turn (so it goes to A, with some 14,000
@@ -154,11 +157,12 @@ def test_with_both_pods_behind_fleet_prefill_keeps_a_turn_where_its_prefix_is(
     # (8,000 + the whole turn against 14,000 + its new part); fleet-prefill charges B the
     # least backlog (8,000) times the share of the turn B would prefill again (~95 %),
     # and keeps it on A.
-    first = [{"role": "user", "content": f"{routing} conversation " + "turn " * 1000}]
+    label = routing or "default"
+    first = [{"role": "user", "content": f"{label} conversation " + "turn " * 1000}]
     pods: dict[str, str] = {}
     stream_pod(gw, first, routing, pods, "first")
     long_a = [*first, {"role": "user", "content": "more " * 7000}]
-    long_b = [{"role": "user", "content": f"{routing} unrelated " + "other " * 4000}]
+    long_b = [{"role": "user", "content": f"{label} unrelated " + "other " * 4000}]
     second = [*first, {"role": "user", "content": "and now?"}]
     a = pods["first"]
     wait_until(lambda: not runs_more_than(sims, 0), "both sims idle", interval=0.05)

@@ -35,9 +35,9 @@ from typing import Any
 import matplotlib
 import numpy as np
 
-from gateway.settings import DEFAULT_ROUTING
 from lab.ceiling import trace_best_ttfts
 from lab.profiles import ProfileError, load_profile
+from lab.routing import DEFAULT_ROUTING
 from lab.traces import TraceError, load
 
 matplotlib.use("Agg")

@@ -75,9 +75,9 @@ def test_bad_settings_are_one_line_before_any_run(
 def test_a_lab_run_that_fails_stops_the_sweep_with_one_line_after_the_labs_own(
     tmp_path: Path, capfd: pytest.CaptureFixture[str],
 ) -> None:
+    # The default routings and --winner: they pass the checks, so the lab runs.
     code = main(["--out", str(tmp_path / "runs"), "--trace", "validate-5min", "--scales", "1",
-                 "--routings", "round-robin,least-request,fleet-prefill", "--jobs", "1",
-                 "--no-such-lab-flag"])
+                 "--jobs", "1", "--no-such-lab-flag"])
     assert code == 1
     err = capfd.readouterr().err
     assert "unrecognized arguments: --no-such-lab-flag" in err  # the lab's own
